@@ -1,0 +1,24 @@
+"""CLI commands, one module per command group; each exposes ``register(cli)``."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+# Each module here defines ``register(cli: typer.Typer) -> None``.
+COMMAND_MODULES = [
+    "streams.commands.kafka",  # logwarden kafka up|down|status
+    "streams.commands.categorize",  # logwarden categorize, eval loghub
+    "streams.commands.detect",  # logwarden detect replay, eval nab
+    "streams.commands.produce",  # logwarden produce
+]
+
+
+def register_all(cli: typer.Typer) -> None:
+    """Attach every command group to the root CLI."""
+    from streams.commands.common import eval_app
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(cli)
+    cli.add_typer(eval_app, name="eval")
