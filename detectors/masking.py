@@ -1,0 +1,166 @@
+"""Masking of variable parts of a log message before template mining.
+
+Variables (numbers, ids, addresses, paths, ...) are replaced by ``<*>`` so that lines of one
+kind look alike to the miner. Masking works token by token (tokens are whitespace-separated)
+with a bounded cache of token -> masked token: most tokens of a log stream are constant words
+that repeat, so the regexes run only on the first sight of a token. Only quoted strings,
+which may hold spaces, are masked on the whole line first.
+
+>>> m = Masker(MaskingConfig())
+>>> m.mask_tokens("Accepted password for root from 10.0.0.7:22 in 12ms")
+['Accepted', 'password', 'for', 'root', 'from', '<*>', 'in', '<*>']
+>>> m.mask_tokens("open '/var/log/my file.txt' uid=1000 status=ok")
+['open', "'<*>'", 'uid=<*>', 'status=ok']
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+WILDCARD = "<*>"
+
+
+class MaskRule(BaseModel):
+    """An extra mask: every match of ``pattern`` inside a token becomes ``replacement``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    pattern: str
+    replacement: str = WILDCARD
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise ValueError(f"bad regex {v!r}: {e}") from None
+        return v
+
+
+class MaskingConfig(BaseModel):
+    """Which kinds of variables to mask; one of these per service (or one for all)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    urls: bool = True  # scheme://anything
+    emails: bool = True
+    uuids: bool = True
+    ips: bool = True  # IPv4 and IPv6, with an optional :port
+    paths: bool = True  # /a/b, ./a, ~/a, C:\a
+    durations: bool = True  # 12ms, 3.5s, 2h
+    hex: bool = True  # 0x1f, and long hex strings (>= 8 hex digits holding a digit)
+    key_values: bool = False  # the value in key=value (off: the miner generalises key=<*> itself)
+    quoted: bool = True  # '...' and "..." (may span spaces)
+    dates: bool = True  # timestamps such as "Sun Jul 24 02:38:25 2005" or ISO 8601
+    numbers: bool = True  # any word holding a digit (ids such as attempt_12_0003, 1.5e3, 42)
+    extra: list[MaskRule] = Field(default_factory=list)  # applied first, in order
+    max_line_chars: int = Field(default=4096, ge=16)  # longer lines are cut before masking
+    max_tokens: int = Field(default=200, ge=1)  # later tokens are dropped
+
+
+# Patterns work on one token (no whitespace inside) unless noted.
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]*")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_UUID = re.compile(r"\b[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\b")
+_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?(?![\w.])")
+# IPv6: at least two colons between hex groups; :: compression allowed; optional [..]:port.
+_IPV6 = re.compile(
+    r"(?<![\w:.])\[?(?:[0-9a-fA-F]{0,4}:){2,7}(?:[0-9a-fA-F]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?"
+    r"\]?(?::\d{1,5})?(?![\w:])"
+)
+_PATH = re.compile(r"(?<![\w/<>*])(?:[A-Za-z]:\\|~?\.{0,2}/)[\w.@%+~=-]+(?:[/\\][\w.@%+~=-]*)*")
+_DURATION = re.compile(
+    r"(?<![\w.])\d+(?:\.\d+)?(?:ns|us|µs|ms|s|sec|secs|m|min|mins|h|hr|hrs|d)(?!\w)"
+)
+_HEX = re.compile(
+    r"\b0[xX][0-9a-fA-F]+\b|\b(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{8,}\b"
+)
+_KEY_VALUE = re.compile(r"(?<=[\w.-]=)(?!<\*>)[^\s,;&)\]}>\"']+")
+# Words holding a digit, glued by _ . - , + (ids, versions, numbers, 1.5e3, 0x1f).
+# A word of letters ending in one digit (ssh2, md5, ext3) names a thing and is kept.
+_NUMBER = re.compile(r"(?<![\w+-])(?![A-Za-z]{2,}\d(?![\w.,+-]))[\w+-]*\d[\w.,+-]*(?<![.,+-])")
+# Whole timestamps, which span tokens: "Sun Jul 24 02:38:25 2005", "2015-10-18 18:01:47,978".
+_DAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,?"
+_MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*"
+_CLOCK = r"\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?"
+_DATE = re.compile(
+    rf"\b(?:{_DAY}\s+)?(?:{_MONTH}\s+\d{{1,2}}|\d{{1,2}}\s+{_MONTH})(?:\s+\d{{4}})?\s+{_CLOCK}"
+    rf"(?:\s+\d{{4}}\b)?"
+    rf"|\b\d{{4}}[-/]\d{{2}}[-/]\d{{2}}(?:[T ]{_CLOCK})?(?:Z|[+-]\d{{2}}:?\d{{2}})?"
+)
+_MERGE = re.compile(r"(?:<\*>)+")
+_QUOTED = re.compile(r"(?<!\w)(?:'[^'\s][^']{0,200}'|\"[^\"\s][^\"]{0,200}\")(?!\w)")
+_QUOTED_SUB = ("'<*>'", '"<*>"')
+
+
+def _rules(cfg: MaskingConfig) -> list[tuple[re.Pattern[str], str]]:
+    """The ordered token-level substitutions a config asks for."""
+    rules = [(re.compile(r.pattern), r.replacement) for r in cfg.extra]
+    wanted = [
+        (cfg.urls, _URL),
+        (cfg.emails, _EMAIL),
+        (cfg.uuids, _UUID),
+        (cfg.ips, _IPV4),
+        (cfg.ips, _IPV6),
+        (cfg.paths, _PATH),
+        (cfg.key_values, _KEY_VALUE),
+        (cfg.durations, _DURATION),
+        (cfg.hex, _HEX),
+        (cfg.numbers, _NUMBER),
+    ]
+    rules += [(rx, WILDCARD) for on, rx in wanted if on]
+    return rules
+
+
+class Masker:
+    """Masks the variables of a message per a `MaskingConfig`; keeps a bounded token cache."""
+
+    def __init__(self, config: MaskingConfig, cache_size: int = 50_000) -> None:
+        self.config = config
+        self._rules = _rules(config)
+        self._cache: dict[str, str] = {}
+        self._cache_size = cache_size
+        self._quoted = config.quoted
+        self._dates = config.dates
+
+    def mask_token(self, token: str) -> str:
+        """The masked form of one whitespace-free token."""
+        out = self._cache.get(token)
+        if out is not None:
+            return out
+        out = token
+        for rx, rep in self._rules:
+            out = rx.sub(rep, out)
+        if WILDCARD in out:
+            out = _MERGE.sub(WILDCARD, out)
+        if len(self._cache) >= self._cache_size:
+            self._cache.clear()  # cheap bound; hot tokens come back at once
+        self._cache[token] = out
+        return out
+
+    def mask_tokens(self, content: str) -> list[str]:
+        """Cut, split on whitespace and mask ``content``; at most ``max_tokens`` tokens."""
+        cfg = self.config
+        if len(content) > cfg.max_line_chars:
+            content = content[: cfg.max_line_chars]
+        if not content.isascii():  # lone surrogates would break hashing and JSON later
+            content = content.encode("utf-8", "replace").decode("utf-8")
+        if self._dates and ":" in content:
+            content = _DATE.sub(WILDCARD, content)
+        if self._quoted and ("'" in content or '"' in content):
+            content = _QUOTED.sub(_quote_sub, content)
+        tokens = content.split(None, cfg.max_tokens)[: cfg.max_tokens]
+        get: Callable[[str], str | None] = self._cache.get
+        return [get(t) or self.mask_token(t) for t in tokens]
+
+    def mask(self, content: str) -> str:
+        """The masked message, tokens joined by single spaces."""
+        return " ".join(self.mask_tokens(content))
+
+
+def _quote_sub(m: re.Match[str]) -> str:
+    return _QUOTED_SUB[0] if m.group(0)[0] == "'" else _QUOTED_SUB[1]
