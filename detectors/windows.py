@@ -1,0 +1,227 @@
+"""Event-time tumbling windows over log events and metric points.
+
+The hot path only bins: a log event adds to one 10 s accumulator per series (its service
+and its route); latencies go into DDSketch log-buckets (a dict increment). Longer windows
+(60 s by default) are built by merging their closed 10 s children, so they cost nothing
+per event. A window closes when the watermark (the largest event time seen) passes its end
+plus the grace period; an event later than that is counted in ``late_dropped`` and left
+out of the aggregates (its raw row is still stored by the caller).
+
+>>> agg = WindowAggregator(base_s=10, rollups_s=(60,), grace_s=5)
+>>> for i in range(20):
+...     agg.add_log("api", "GET /a", ts_ms=1_700_000_000_000 + i * 1000, level="ERROR" if i % 4 == 0 else "INFO",
+...                 duration_ms=10.0 + i)
+>>> closed = agg.advance(1_700_000_100_000)
+>>> svc = [w for w in closed if w.scope == "service" and w.window_s == 60]
+>>> svc[0].count, svc[0].error_count
+(20, 5)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from ddsketch import DDSketch
+
+from schemas.logs import ERROR_LEVELS
+from schemas.windows import Scope, WindowStats
+
+RELATIVE_ACCURACY = 0.01
+_GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
+_MULT = 1 / math.log(_GAMMA)
+_NAN = float("nan")
+
+
+def sketch_key(value: float) -> int:
+    """DDSketch log-bucket index of a positive value (relative accuracy 1 %)."""
+    return math.ceil(math.log(value) * _MULT)
+
+
+def bucket_value(key: int) -> float:
+    """Representative value of a bucket, as DDSketch's logarithmic mapping defines it."""
+    return 2 * _GAMMA**key / (1 + _GAMMA)
+
+
+@dataclass(slots=True)
+class Acc:
+    """Running aggregates of one series in one window."""
+
+    count: int = 0
+    error_count: int = 0
+    levels: dict[str, int] = field(default_factory=dict)
+    buckets: dict[int, int] = field(default_factory=dict)  # latency sketch keys
+    zeros: int = 0  # latencies of exactly 0
+    vmin: float = math.inf
+    vmax: float = -math.inf
+    vsum: float = 0.0
+    last: float = _NAN
+    last_ts: int = -1
+    emitted: int = -1  # revision of the last emission, -1 = never emitted
+    dirty: bool = True
+
+    def merge(self, other: Acc) -> None:
+        """Add another accumulator (a child window) into this one."""
+        self.count += other.count
+        self.error_count += other.error_count
+        for k, v in other.levels.items():
+            self.levels[k] = self.levels.get(k, 0) + v
+        for k, v in other.buckets.items():
+            self.buckets[k] = self.buckets.get(k, 0) + v
+        self.zeros += other.zeros
+        self.vmin = min(self.vmin, other.vmin)
+        self.vmax = max(self.vmax, other.vmax)
+        self.vsum += other.vsum
+        if other.last_ts >= self.last_ts:
+            self.last, self.last_ts = other.last, other.last_ts
+        self.dirty = True
+
+    def sketch(self) -> DDSketch:
+        """The latencies as a mergeable ``ddsketch.DDSketch``."""
+        sk = DDSketch(relative_accuracy=RELATIVE_ACCURACY)
+        for key, n in self.buckets.items():
+            sk.add(bucket_value(key), n)
+        if self.zeros:
+            sk.add(0.0, self.zeros)
+        return sk
+
+
+# (scope, series, service, route/name) identifies a series; plus window size and start.
+SeriesId = tuple[Scope, str, str, str]
+WindowKey = tuple[SeriesId, int, int]  # (series, window_s, start_ms)
+
+
+class WindowAggregator:
+    """Tumbling event-time windows for the series of one partition."""
+
+    def __init__(self, base_s: int = 10, rollups_s: Iterable[int] = (60,),
+                 grace_s: float = 30.0) -> None:
+        self.base_ms = base_s * 1000
+        self.rollups_ms = tuple(r * 1000 for r in rollups_s)
+        if any(r % self.base_ms for r in self.rollups_ms):
+            raise ValueError("every rollup window must be a multiple of the base window")
+        self.grace_ms = int(grace_s * 1000)
+        self.open: dict[WindowKey, Acc] = {}
+        self.watermark = -1  # largest event time seen (ms)
+        self.late_dropped = 0
+
+    def _base(self, sid: SeriesId, ts_ms: int) -> Acc | None:
+        start = ts_ms - ts_ms % self.base_ms
+        key = (sid, self.base_ms, start)
+        acc = self.open.get(key)
+        if acc is None:
+            if start + self.base_ms + self.grace_ms <= self.watermark:
+                self.late_dropped += 1
+                return None
+            acc = self.open[key] = Acc()
+        if ts_ms > self.watermark:
+            self.watermark = ts_ms
+        acc.dirty = True
+        return acc
+
+    def add_log(self, service: str, route: str, ts_ms: int, level: str,
+                duration_ms: float | None = None) -> None:
+        """Count one log event in its service series and, when it has one, its route series."""
+        is_error = level in ERROR_LEVELS
+        key = sketch_key(duration_ms) if duration_ms is not None and duration_ms > 0 else 0
+        sids: tuple[SeriesId, ...] = (("service", service, service, ""),)
+        if route:
+            sids += (("route", f"{service} {route}", service, route),)
+        for sid in sids:
+            acc = self._base(sid, ts_ms)
+            if acc is None:
+                return
+            acc.count += 1
+            acc.levels[level] = acc.levels.get(level, 0) + 1
+            if is_error:
+                acc.error_count += 1
+            if duration_ms is not None:
+                if duration_ms > 0:
+                    acc.buckets[key] = acc.buckets.get(key, 0) + 1
+                else:
+                    acc.zeros += 1
+                acc.vsum += duration_ms
+
+    def add_metric(self, series: str, service: str, name: str, ts_ms: int, value: float) -> None:
+        """Add one metric point to its series."""
+        acc = self._base(("metric", series, service, name), ts_ms)
+        if acc is None:
+            return
+        acc.count += 1
+        acc.vsum += value
+        acc.vmin = min(acc.vmin, value)
+        acc.vmax = max(acc.vmax, value)
+        if ts_ms >= acc.last_ts:
+            acc.last, acc.last_ts = value, ts_ms
+
+    def add_count(self, scope: Scope, series: str, service: str, name: str, ts_ms: int) -> None:
+        """Count one occurrence (e.g. of a log template) in a plain counting series."""
+        acc = self._base((scope, series, service, name), ts_ms)
+        if acc is not None:
+            acc.count += 1
+
+    def advance(self, watermark_ms: int | None = None) -> list[WindowStats]:
+        """Close every window whose end plus grace is at or before the watermark."""
+        if watermark_ms is not None and watermark_ms > self.watermark:
+            self.watermark = watermark_ms
+        return self._close(lambda end: end + self.grace_ms <= self.watermark)
+
+    def flush(self) -> list[WindowStats]:
+        """Emit every open window now (idle partition, shutdown, rebalance).
+
+        The windows stay open: an event that arrives within grace re-emits them with a
+        higher revision (the table keeps the latest).
+        """
+        return [self._emit(key, acc) for key, acc in self.open.items() if acc.dirty]
+
+    def _close(self, due: Callable[[int], bool]) -> list[WindowStats]:
+        closed: list[WindowStats] = []
+        # Base windows first: closing one merges it into its rollups, which may then close.
+        for size in (self.base_ms, *self.rollups_ms):
+            for key in sorted(k for k in self.open if k[1] == size and due(k[2] + size)):
+                sid, _, start = key
+                acc = self.open.pop(key)
+                if size == self.base_ms:
+                    for r in self.rollups_ms:
+                        parent_key = (sid, r, start - start % r)
+                        parent = self.open.get(parent_key)
+                        if parent is None:
+                            parent = self.open[parent_key] = Acc()
+                        parent.merge(acc)
+                if acc.dirty:
+                    closed.append(self._emit(key, acc))
+        return closed
+
+    def _emit(self, key: WindowKey, acc: Acc) -> WindowStats:
+        (scope, series, service, name), size, start = key
+        acc.emitted += 1
+        acc.dirty = False
+        return to_stats(scope, series, service, name, size, start, acc, revision=acc.emitted)
+
+
+def to_stats(scope: Scope, series: str, service: str, name: str, size_ms: int, start_ms: int,
+             acc: Acc, revision: int = 0) -> WindowStats:
+    """Turn an accumulator into the message of the windows topic."""
+    n = acc.count
+    p50 = p95 = p99 = _NAN
+    if acc.buckets or acc.zeros:
+        sk = acc.sketch()
+        p50, p95, p99 = (sk.get_quantile_value(q) or 0.0 for q in (0.5, 0.95, 0.99))
+    metric = scope == "metric"
+    has_values = metric and n > 0
+    return WindowStats(
+        series=series, service=service, scope=scope,
+        route=name if scope == "route" else "", name="" if scope == "route" else name,
+        window_s=size_ms // 1000,
+        start=datetime.fromtimestamp(start_ms / 1000, tz=UTC),
+        end=datetime.fromtimestamp((start_ms + size_ms) / 1000, tz=UTC),
+        count=n, error_count=acc.error_count, level_counts=dict(acc.levels),
+        error_rate=acc.error_count / n if n else 0.0,
+        rate_per_s=n / (size_ms / 1000),
+        p50=p50, p95=p95, p99=p99,
+        min=acc.vmin if has_values else _NAN, max=acc.vmax if has_values else _NAN,
+        mean=acc.vsum / n if has_values else _NAN, last=acc.last if has_values else _NAN,
+        sum=acc.vsum, revision=revision,
+    )

@@ -1,0 +1,111 @@
+"""Event-time windows: aggregates checked against values computed independently."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+
+from detectors.windows import WindowAggregator
+from schemas.windows import WindowStats
+
+T0 = 1_800_000_000_000  # a multiple of 60 s
+
+
+def feed(agg: WindowAggregator, events: list[tuple[int, str, str, float]]) -> None:
+    for ts, route, level, dur in events:
+        agg.add_log("api", route, ts_ms=ts, level=level, duration_ms=dur)
+
+
+def make_events(n: int, seed: int = 1) -> list[tuple[int, str, str, float]]:
+    rng = random.Random(seed)
+    return [
+        (T0 + rng.randrange(0, 120_000), rng.choice(["GET /a", "POST /b"]),
+         rng.choice(["INFO", "INFO", "WARN", "ERROR"]), rng.lognormvariate(3, 1))
+        for _ in range(n)
+    ]
+
+
+def test_windows_match_independent_computation() -> None:
+    events = make_events(5000)
+    agg = WindowAggregator(base_s=10, rollups_s=(60,), grace_s=0)
+    feed(agg, sorted(events))
+    out = agg.advance(T0 + 10**9)
+    by_key = {(w.series, w.window_s, int(w.start.timestamp() * 1000)): w for w in out}
+    for size in (10, 60):
+        for start in range(T0, T0 + 120_000, size * 1000):
+            for route in ("GET /a", "POST /b"):
+                sel = [e for e in events if start <= e[0] < start + size * 1000 and e[1] == route]
+                w = by_key[(f"api {route}", size, start)]
+                assert w.count == len(sel)
+                assert w.error_count == sum(e[2] == "ERROR" for e in sel)
+                assert w.level_counts.get("WARN", 0) == sum(e[2] == "WARN" for e in sel)
+                assert w.rate_per_s == pytest.approx(len(sel) / size)
+                durs = np.array([e[3] for e in sel])
+                for q, got in ((0.5, w.p50), (0.95, w.p95), (0.99, w.p99)):
+                    # DDSketch guarantees 1 % relative error against a rank-q value.
+                    lo = np.quantile(durs, max(0.0, q - 1.5 / len(durs)), method="lower")
+                    hi = np.quantile(durs, min(1.0, q + 1.5 / len(durs)), method="higher")
+                    assert lo * 0.99 <= got <= hi * 1.01
+            svc = by_key[("api", size, start)]
+            assert svc.count == sum(start <= e[0] < start + size * 1000 for e in events)
+
+
+def test_order_of_arrival_does_not_change_windows() -> None:
+    events = make_events(2000, seed=7)
+    a = WindowAggregator(grace_s=200)
+    b = WindowAggregator(grace_s=200)
+    feed(a, sorted(events))
+    shuffled = events[:]
+    random.Random(3).shuffle(shuffled)
+    feed(b, shuffled)
+    def key(w: WindowStats) -> tuple[object, ...]:  # float sums differ in the last bit only
+        return (w.series, w.window_s, w.start, w.count, w.error_count, w.p99, round(w.sum, 6))
+
+    assert sorted(map(key, a.advance(T0 + 10**9))) == sorted(map(key, b.advance(T0 + 10**9)))
+
+
+def test_late_events_within_grace_count_and_beyond_are_dropped() -> None:
+    agg = WindowAggregator(base_s=10, rollups_s=(), grace_s=5)
+    agg.add_log("api", "", T0 + 1000, "INFO")
+    agg.add_log("api", "", T0 + 14_000, "INFO")  # watermark 14 s: window [0,10) still open
+    agg.add_log("api", "", T0 + 2000, "INFO")  # late but within grace
+    assert agg.advance() == []  # 10 + 5 > 14
+    agg.add_log("api", "", T0 + 16_000, "INFO")
+    closed = agg.advance()
+    assert [(w.count, w.start.timestamp()) for w in closed] == [(2, T0 / 1000)]
+    agg.add_log("api", "", T0 + 3000, "INFO")  # beyond grace
+    assert agg.late_dropped == 1
+    assert agg.advance() == []
+
+
+def test_flush_emits_open_windows_and_late_data_revises_them() -> None:
+    agg = WindowAggregator(base_s=10, rollups_s=(), grace_s=30)
+    agg.add_log("api", "", T0 + 1000, "ERROR")
+    first = agg.flush()
+    assert [(w.count, w.revision) for w in first] == [(1, 0)]
+    assert agg.flush() == []  # nothing changed, nothing re-emitted
+    agg.add_log("api", "", T0 + 2000, "INFO")
+    final = agg.advance(T0 + 60_000)
+    assert [(w.count, w.error_count, w.revision) for w in final] == [(2, 1, 1)]
+
+
+def test_metric_windows() -> None:
+    agg = WindowAggregator(base_s=10, rollups_s=(60,), grace_s=0)
+    values = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0]
+    for i, v in enumerate(values):
+        agg.add_metric("db/cpu", "db", "cpu", T0 + i * 10_000 + 500, v)
+    out = {(w.window_s, w.start.timestamp()): w for w in agg.advance(T0 + 10**9)}
+    w60 = out[(60, T0 / 1000)]
+    assert (w60.count, w60.min, w60.max, w60.last) == (6, 1.0, 9.0, 9.0)
+    assert w60.mean == pytest.approx(sum(values) / 6)
+    w10 = out[(10, T0 / 1000)]
+    assert (w10.count, w10.last) == (1, 3.0)
+    assert math.isnan(w10.p95)  # no latencies in a metric series
+
+
+def test_rollup_must_be_multiple_of_base() -> None:
+    with pytest.raises(ValueError, match="multiple"):
+        WindowAggregator(base_s=10, rollups_s=(25,))
