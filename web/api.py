@@ -1,0 +1,343 @@
+"""The worker's HTTP API: read-only SQL over the store, pipeline health, Prometheus metrics.
+
+In embedded mode chDB lets one process open the data directory, so every other reader
+(``logwarden query``, reports) asks the running worker through ``POST /api/query``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import csv
+import hmac
+import io
+import math
+import re
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import Executor
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import date, datetime
+from datetime import time as dtime
+from typing import Any, TypeVar
+
+import orjson
+import structlog
+from aiohttp import web
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+from prometheus_client import CollectorRegistry
+
+from sinks.clickhouse.client import Store
+from web.health import HealthProvider, health_handler, metrics_handler
+
+__all__ = ["ApiError", "QueryResult", "check_read_only", "create_app", "dumps", "json_safe",
+           "run_read_query", "serve", "to_csv", "to_jsonl"]
+
+DEFAULT_LIMIT = 10_000
+MAX_LIMIT = 1_000_000
+MAX_EXECUTION_S = 60
+MAX_BODY_BYTES = 1 << 20  # a query body; larger is a 413
+READ_VERBS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN"})
+FORMATS = {"json": "application/json", "csv": "text/csv; charset=utf-8",
+           "jsonl": "application/x-ndjson"}
+_TIMEOUT_CODES = {159, 160}  # TIMEOUT_EXCEEDED, TOO_SLOW
+# What readonly=1 lets through or handles badly: INTO OUTFILE writes a file, and the chDB
+# client runs anything with INSERT INTO (even after WITH) with SET readonly=1 ... SET back,
+# whose restore fails under readonly and leaves the shared session read-only for the writer.
+_WRITE_CLAUSE = re.compile(r"\b(INTO\s+OUTFILE|INSERT\s+INTO)\b", re.IGNORECASE)
+T = TypeVar("T")
+log = structlog.get_logger(__name__)
+
+
+class ApiError(Exception):
+    """A request the API refuses: HTTP status, a stable code, a message for people."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _blank_quotes_and_comments(sql: str) -> str:
+    """``sql`` of the same length with string/identifier contents and comments as spaces.
+
+    Errs towards hiding less than ClickHouse does (``#`` and nested comments stay visible),
+    so a hidden ``;`` can only make us reject a query, never let a second one through.
+    """
+    out, i, n = list(sql), 0, len(sql)
+    while i < n:
+        ch = sql[i]
+        if ch in "'\"`":
+            j = i + 1
+            while j < n and sql[j] != ch:
+                j += 2 if sql[j] == "\\" else 1
+            end = min(j, n - 1)
+            out[i + 1:end] = " " * (end - i - 1)
+            i = j + 1
+        elif sql.startswith("--", i):
+            j = sql.find("\n", i)
+            j = n if j < 0 else j
+            out[i:j] = " " * (j - i)
+            i = j
+        elif sql.startswith("/*", i):
+            j = sql.find("*/", i + 2)
+            j = n if j < 0 else j + 2
+            out[i:j] = " " * (j - i)
+            i = j
+        else:
+            i += 1
+    return "".join(out)
+
+
+def check_read_only(sql: str) -> str:
+    """``sql`` without trailing ``;`` if it is one read-only statement, else ApiError(400).
+
+    The real guard is ClickHouse's ``readonly=1`` set on every query; this gives a clear
+    message first, and stops ``INTO OUTFILE`` and ``WITH ... INSERT INTO`` (see _WRITE_CLAUSE).
+    """
+    code = _blank_quotes_and_comments(sql)
+    first = code.find(";")
+    if first >= 0:
+        if code[first:].strip(" \t\r\n;"):
+            raise ApiError(400, "multiple_statements", "send one statement per query")
+        sql, code = sql[:first], code[:first]
+    words = code.lstrip(" \t\r\n(").split(None, 1)
+    if not words:
+        raise ApiError(400, "empty_sql", "the query is empty")
+    verb = re.split(r"\W", words[0], maxsplit=1)[0].upper()
+    if verb not in READ_VERBS:
+        raise ApiError(400, "not_read_only", f"{verb or words[0][:20]!r} is not allowed: only "
+                       "read-only SELECT, WITH, SHOW, DESCRIBE and EXPLAIN queries are")
+    if found := _WRITE_CLAUSE.search(code):
+        raise ApiError(400, "not_read_only", f"{' '.join(found[1].upper().split())} is not "
+                       "allowed")
+    return sql.rstrip()
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as plain JSON: ISO datetimes, NaN/inf as null, text for bytes and the rest."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**64 else str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, datetime | date | dtime):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        raw = bytes(value)
+        try:
+            return raw.decode()
+        except UnicodeDecodeError:
+            return "base64:" + base64.b64encode(raw).decode()
+    if isinstance(value, Mapping):
+        return {str(json_safe(k)): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_safe(v) for v in value]
+    return str(value)  # Decimal (exact), UUID, IP addresses, enums
+
+
+def _default(value: Any) -> Any:
+    """What orjson cannot write itself: bytes as text, the rest (Decimal, IPs) as str."""
+    return json_safe(value) if isinstance(value, bytes | bytearray | memoryview | set) \
+        else str(value)
+
+
+def dumps(value: Any) -> bytes:
+    """JSON bytes of ``value`` the way ``json_safe`` would write it, fast (orjson in C)."""
+    try:
+        return orjson.dumps(value, default=_default, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits (UInt128, Int256)
+        return orjson.dumps(json_safe(value))
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """Rows of a read query as the store returned them; ``truncated`` when ``limit`` cut them."""
+
+    columns: list[str]
+    rows: Sequence[Sequence[Any]]
+    truncated: bool
+    elapsed_ms: float
+
+    def as_json(self) -> dict[str, Any]:
+        """The ``/api/query`` JSON body (rows made JSON-safe)."""
+        return {"columns": self.columns, "rows": json_safe(self.rows),
+                "row_count": len(self.rows), "truncated": self.truncated,
+                "elapsed_ms": round(self.elapsed_ms, 3)}
+
+    def encode(self, fmt: str) -> bytes:
+        """The body in ``fmt`` (json, csv, jsonl); CPU-bound, so not on the event loop."""
+        if fmt == "csv":
+            return to_csv(self.columns, self.rows).encode()
+        if fmt == "jsonl":
+            return to_jsonl(self.columns, self.rows).encode()
+        return dumps({"columns": self.columns, "rows": self.rows, "row_count": len(self.rows),
+                      "truncated": self.truncated, "elapsed_ms": round(self.elapsed_ms, 3)})
+
+
+def run_read_query(store: Store, sql: str, params: Mapping[str, Any] | None = None, *,
+                   limit: int = DEFAULT_LIMIT, max_execution_s: int = MAX_EXECUTION_S
+                   ) -> QueryResult:
+    """Check and run one read-only query with ClickHouse limits; blocking (run in a thread)."""
+    statement = check_read_only(sql)
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ApiError(400, "bad_limit", f"limit must be between 1 and {MAX_LIMIT}")
+    # readonly=1 goes last: ClickHouse refuses later settings once it is on. "break" stops
+    # reading after about limit+1 rows (whole blocks), we cut the exact count here.
+    settings = {"max_result_rows": limit + 1, "result_overflow_mode": "break",
+                "max_execution_time": max_execution_s, "readonly": 1}
+    started = time.perf_counter()
+    result = store.query(statement, parameters=dict(params or {}), settings=settings)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    rows = result.result_rows
+    return QueryResult(list(result.column_names), rows[:limit], len(rows) > limit, elapsed_ms)
+
+
+def to_csv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """CSV with a header line; nested values as JSON text, null as an empty field."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([dumps(v).decode() if isinstance(v, list | tuple | dict) else
+                         json_safe(v) for v in row])
+    return buf.getvalue()
+
+
+def to_jsonl(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """One JSON object per row, keyed by column name."""
+    return "".join(dumps(dict(zip(columns, row, strict=True))).decode() + "\n" for row in rows)
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
+    """The JSON error body every endpoint uses: ``{"error": {"code", "message"}}``."""
+    body = {"error": {"code": code, "message": message, **extra}}
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+
+
+def _database_error(exc: DatabaseError) -> ApiError:
+    """A ClickHouse error as an HTTP error: the query's fault is a 400 with CH's message."""
+    if isinstance(exc, OperationalError):
+        return ApiError(503, "store_unavailable", f"ClickHouse is unavailable: {exc}")
+    ch_code = getattr(exc, "code", None)
+    if ch_code in _TIMEOUT_CODES:
+        return ApiError(408, "query_timeout", str(exc))
+    return ApiError(400, "clickhouse_error", str(exc))
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Callable[[web.Request], Any]
+                  ) -> web.StreamResponse:
+    """Every failure as a JSON error with the right status."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message)
+    except web.HTTPException as exc:  # 404, 405, 413 raised by aiohttp itself
+        if exc.status < 400:
+            raise
+        code = exc.reason.lower().replace(" ", "_")
+        message = {404: f"no such endpoint: {request.path}",
+                   405: f"{request.method} is not allowed on {request.path}"}.get(
+            exc.status, exc.text or exc.reason)
+        response = error_response(exc.status, code, message)
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except Exception as exc:
+        log.exception("api_request_failed", method=request.method, path=request.path)
+        return error_response(500, "internal_error", f"{type(exc).__name__}: {exc}")
+
+
+def _check_token(request: web.Request, tokens: Collection[str] | None) -> None:
+    if not tokens:
+        return
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if not any(hmac.compare_digest(given, t) for t in tokens):
+        raise ApiError(401, "unauthorized", "send Authorization: Bearer <token>")
+
+
+async def _parse_query_body(request: web.Request) -> tuple[str, dict[str, Any], str, int]:
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "bad_json", f"the body is not JSON: {exc}") from exc
+    if not isinstance(body, dict) or not isinstance(body.get("sql"), str):
+        raise ApiError(400, "bad_request", 'send {"sql": "...", "params": {...}}')
+    params, fmt, limit = body.get("params") or {}, body.get("format", "json"), body.get("limit")
+    if not isinstance(params, dict):
+        raise ApiError(400, "bad_request", "params must be an object")
+    if fmt not in FORMATS:
+        raise ApiError(400, "bad_format", f"format must be one of {', '.join(FORMATS)}")
+    limit = DEFAULT_LIMIT if limit is None else limit
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise ApiError(400, "bad_limit", "limit must be a positive integer")
+    return body["sql"], params, fmt, min(limit, MAX_LIMIT)
+
+
+def create_app(store: Store, *, database: str,
+               executor_or_lock: Executor | AbstractContextManager[Any],
+               health_provider: HealthProvider, metrics_registry: CollectorRegistry,
+               tokens: Collection[str] | None = None,
+               max_execution_s: int = MAX_EXECUTION_S) -> web.Application:
+    """The API application; store calls run one at a time via ``executor_or_lock``.
+
+    Pass the single-thread executor (or the lock) the ingest writer also uses, since
+    chDB's client must not be used from two threads at once. The client's session (and so
+    its current database) is shared with the writer and never switched: queries qualify
+    tables, and ``database`` only names the pipeline's database in error hints. ``tokens``,
+    when given, guard ``/api/*`` with ``Authorization: Bearer``; ``/metrics`` stays open.
+    """
+
+    async def in_store_thread(fn: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        if isinstance(executor_or_lock, Executor):
+            return await loop.run_in_executor(executor_or_lock, fn)
+        lock = executor_or_lock
+
+        def locked() -> T:
+            with lock:
+                return fn()
+
+        return await loop.run_in_executor(None, locked)
+
+    async def query(request: web.Request) -> web.Response:
+        _check_token(request, tokens)
+        sql, params, fmt, limit = await _parse_query_body(request)
+        check_read_only(sql)  # refuse before queueing behind the writer
+        try:
+            result = await in_store_thread(lambda: run_read_query(
+                store, sql, params, limit=limit, max_execution_s=max_execution_s))
+        except DatabaseError as exc:
+            hint = (f" (tables live in database {database!r}: write {database}.<table>)"
+                    if getattr(exc, "code", None) in (60, 81) else "")
+            err = _database_error(exc)
+            raise ApiError(err.status, err.code, err.message + hint) from exc
+        # Encoding a million rows takes seconds: off the loop, and off the store thread.
+        body = await asyncio.get_running_loop().run_in_executor(None, result.encode, fmt)
+        headers = {"Content-Type": FORMATS[fmt], "X-Row-Count": str(len(result.rows)),
+                   "X-Truncated": str(result.truncated).lower()}
+        return web.Response(body=body, headers=headers)
+
+    async def health(request: web.Request) -> web.Response:
+        _check_token(request, tokens)
+        return await health_handler(health_provider)
+
+    async def metrics(request: web.Request) -> web.Response:
+        return metrics_handler(metrics_registry)
+
+    app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY_BYTES)
+    app.router.add_post("/api/query", query)
+    app.router.add_get("/api/health", health)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
+    """Start ``app`` on the running loop; stop it with ``await runner.cleanup()``."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
