@@ -9,8 +9,8 @@ out of the aggregates (its raw row is still stored by the caller).
 
 >>> agg = WindowAggregator(base_s=10, rollups_s=(60,), grace_s=5)
 >>> for i in range(20):
-...     agg.add_log("api", "GET /a", ts_ms=1_700_000_000_000 + i * 1000, level="ERROR" if i % 4 == 0 else "INFO",
-...                 duration_ms=10.0 + i)
+...     level = "ERROR" if i % 4 == 0 else "INFO"
+...     agg.add_log("api", "GET /a", 1_700_000_000_000 + i * 1000, level, duration_ms=10.0 + i)
 >>> closed = agg.advance(1_700_000_100_000)
 >>> svc = [w for w in closed if w.scope == "service" and w.window_s == 60]
 >>> svc[0].count, svc[0].error_count
@@ -20,7 +20,7 @@ out of the aggregates (its raw row is still stored by the caller).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -59,8 +59,9 @@ class Acc:
     vsum: float = 0.0
     last: float = _NAN
     last_ts: int = -1
-    emitted: int = -1  # revision of the last emission, -1 = never emitted
-    dirty: bool = True
+    version: int = 0  # bumped on every change
+    emitted_version: int = -1  # ``version`` at the last emission
+    revision: int = -1  # revision of the last emission, -1 = never emitted
 
     def merge(self, other: Acc) -> None:
         """Add another accumulator (a child window) into this one."""
@@ -76,7 +77,6 @@ class Acc:
         self.vsum += other.vsum
         if other.last_ts >= self.last_ts:
             self.last, self.last_ts = other.last, other.last_ts
-        self.dirty = True
 
     def sketch(self) -> DDSketch:
         """The latencies as a mergeable ``ddsketch.DDSketch``."""
@@ -103,7 +103,9 @@ class WindowAggregator:
         if any(r % self.base_ms for r in self.rollups_ms):
             raise ValueError("every rollup window must be a multiple of the base window")
         self.grace_ms = int(grace_s * 1000)
-        self.open: dict[WindowKey, Acc] = {}
+        self.open: dict[WindowKey, Acc] = {}  # base windows
+        # rollup windows: their base children (kept until the rollup closes) and emission state
+        self.rollups: dict[WindowKey, tuple[dict[int, Acc], Acc]] = {}
         self.watermark = -1  # largest event time seen (ms)
         self.late_dropped = 0
 
@@ -116,9 +118,14 @@ class WindowAggregator:
                 self.late_dropped += 1
                 return None
             acc = self.open[key] = Acc()
+            for r in self.rollups_ms:
+                parent = self.rollups.get((sid, r, start - start % r))
+                if parent is None:
+                    parent = self.rollups[(sid, r, start - start % r)] = ({}, Acc())
+                parent[0][start] = acc
         if ts_ms > self.watermark:
             self.watermark = ts_ms
-        acc.dirty = True
+        acc.version += 1
         return acc
 
     def add_log(self, service: str, route: str, ts_ms: int, level: str,
@@ -166,39 +173,62 @@ class WindowAggregator:
         """Close every window whose end plus grace is at or before the watermark."""
         if watermark_ms is not None and watermark_ms > self.watermark:
             self.watermark = watermark_ms
-        return self._close(lambda end: end + self.grace_ms <= self.watermark)
+        limit = self.watermark - self.grace_ms
+        out: list[WindowStats] = []
+        for k in sorted(self.open, key=_start):
+            if k[2] + k[1] <= limit:
+                acc = self.open.pop(k)  # its rollups keep it until they close
+                if acc.version != acc.emitted_version:
+                    out.append(self._emit(k, acc))
+        for k in sorted(self.rollups, key=_start):
+            if k[2] + k[1] <= limit:
+                children, state = self.rollups.pop(k)
+                stats = self._emit_rollup(k, children, state)
+                if stats is not None:
+                    out.append(stats)
+        return out
 
     def flush(self) -> list[WindowStats]:
-        """Emit every open window now (idle partition, shutdown, rebalance).
+        """Emit every window that changed since it was last emitted (idle partition, shutdown,
+        rebalance), base windows and rollups alike.
 
         The windows stay open: an event that arrives within grace re-emits them with a
         higher revision (the table keeps the latest).
         """
-        return [self._emit(key, acc) for key, acc in self.open.items() if acc.dirty]
+        out = [self._emit(k, acc) for k, acc in sorted(self.open.items(), key=_item_start)
+               if acc.version != acc.emitted_version]
+        for k, (children, state) in sorted(self.rollups.items(), key=_item_start):
+            stats = self._emit_rollup(k, children, state)
+            if stats is not None:
+                out.append(stats)
+        return out
 
-    def _close(self, due: Callable[[int], bool]) -> list[WindowStats]:
-        closed: list[WindowStats] = []
-        # Base windows first: closing one merges it into its rollups, which may then close.
-        for size in (self.base_ms, *self.rollups_ms):
-            for key in sorted(k for k in self.open if k[1] == size and due(k[2] + size)):
-                sid, _, start = key
-                acc = self.open.pop(key)
-                if size == self.base_ms:
-                    for r in self.rollups_ms:
-                        parent_key = (sid, r, start - start % r)
-                        parent = self.open.get(parent_key)
-                        if parent is None:
-                            parent = self.open[parent_key] = Acc()
-                        parent.merge(acc)
-                if acc.dirty:
-                    closed.append(self._emit(key, acc))
-        return closed
+    def _emit_rollup(self, key: WindowKey, children: dict[int, Acc],
+                     state: Acc) -> WindowStats | None:
+        version = sum(c.version for c in children.values())
+        if version == state.emitted_version:
+            return None
+        merged = Acc()
+        for start in sorted(children):
+            merged.merge(children[start])
+        merged.revision = state.revision
+        stats = self._emit(key, merged)
+        state.revision, state.emitted_version = merged.revision, version
+        return stats
 
     def _emit(self, key: WindowKey, acc: Acc) -> WindowStats:
         (scope, series, service, name), size, start = key
-        acc.emitted += 1
-        acc.dirty = False
-        return to_stats(scope, series, service, name, size, start, acc, revision=acc.emitted)
+        acc.revision += 1
+        acc.emitted_version = acc.version
+        return to_stats(scope, series, service, name, size, start, acc, revision=acc.revision)
+
+
+def _start(key: WindowKey) -> tuple[int, int]:
+    return key[2], key[1]
+
+
+def _item_start(item: tuple[WindowKey, object]) -> tuple[int, int]:
+    return _start(item[0])
 
 
 def to_stats(scope: Scope, series: str, service: str, name: str, size_ms: int, start_ms: int,

@@ -9,6 +9,9 @@ import orjson
 from pydantic import BaseModel
 
 
+TOPIC_RAW_LIMIT = 256 * 1024  # base64 of this fits the broker's default 1 MB message limit
+
+
 class DeadLetter(BaseModel):
     """One rejected message: where it came from, why, and its bytes (base64 on the topic)."""
 
@@ -18,13 +21,15 @@ class DeadLetter(BaseModel):
     offset: int
     stage: str
     error: str
-    raw: bytes
+    raw: bytes  # cut to TOPIC_RAW_LIMIT on the topic; ``raw_size`` is the original size
+    raw_size: int = 0
     key: str = ""
 
     def to_json(self) -> bytes:
         """orjson bytes; ``raw`` is base64 so binary garbage survives the trip."""
         d = self.model_dump(mode="python")
-        d["raw"] = base64.b64encode(self.raw).decode("ascii")
+        d["raw"] = base64.b64encode(self.raw[:TOPIC_RAW_LIMIT]).decode("ascii")
+        d["raw_size"] = self.raw_size or len(self.raw)
         d["received_at"] = self.received_at.isoformat()
         return orjson.dumps(d)
 

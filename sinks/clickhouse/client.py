@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -125,3 +126,24 @@ def _status_file_locked(directory: Path) -> bool:
             return exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
         fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
     return False
+
+
+class SerializedStore:
+    """A ``Store`` whose calls run one at a time: a chDB session is not safe across threads,
+    and the writers and the API share one."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.lock = threading.Lock()
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            return self.inner.command(*args, **kwargs)
+
+    def query(self, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            return self.inner.query(*args, **kwargs)
+
+    def insert(self, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            return self.inner.insert(*args, **kwargs)

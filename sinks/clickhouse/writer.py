@@ -287,6 +287,16 @@ class BatchWriter:
             self.add_many(rows)
 
     @property
+    def accepted(self) -> int:
+        """Rows ever accepted by ``add``/``add_many``."""
+        return self._added
+
+    @property
+    def landed(self) -> int:
+        """Rows ever written or rejected (handed to ``on_rejected``): safe to commit past."""
+        return self._landed
+
+    @property
     def full(self) -> bool:
         """True when ``add_many`` would block."""
         return self._added - self._landed >= self.max_pending_rows

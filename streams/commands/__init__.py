@@ -8,10 +8,13 @@ import typer
 
 # Each module here defines ``register(cli: typer.Typer) -> None``.
 COMMAND_MODULES = [
+    "streams.commands.run",  # logwarden run, worker, migrate
     "streams.commands.kafka",  # logwarden kafka up|down|status
     "streams.commands.categorize",  # logwarden categorize, eval loghub
     "streams.commands.detect",  # logwarden detect replay, eval nab
     "streams.commands.produce",  # logwarden produce
+    "streams.commands.demo",  # logwarden demo
+    "streams.commands.query",  # logwarden query
 ]
 
 

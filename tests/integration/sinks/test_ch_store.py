@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver.exceptions import OperationalError
 
-from sinks.clickhouse.client import Client, connect
+from sinks.clickhouse.client import Client
 from sinks.clickhouse.migrate import migrate
 from sinks.clickhouse.queries import (
     count_logs,
@@ -32,16 +32,14 @@ pytestmark = pytest.mark.integration
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("chdb")
+@pytest.fixture
+def data_dir(chdb_dir: Path) -> Path:
+    return chdb_dir
 
 
-@pytest.fixture(scope="module")
-def client(data_dir: Path) -> Iterator[Client]:
-    c = connect(ClickHouseSettings(), data_dir)
-    yield c
-    c.close()
+@pytest.fixture
+def client(chdb_store: Client) -> Client:
+    return chdb_store
 
 
 @pytest.fixture

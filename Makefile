@@ -1,0 +1,90 @@
+# logwarden — `make run` starts everything locally; `make test` runs the whole suite.
+# Both set themselves up on first use (virtualenv, packages, Kafka jars from Maven Central).
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+DATA ?= .data
+RUN := $(DATA)/run
+API_PORT ?= $(or $(LOGWARDEN_STREAM_WEB_PORT),6066)
+export LOGWARDEN_DATA_DIR ?= $(DATA)
+
+.PHONY: help install kafka-jars run stop status test test-unit lint bench eval clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python >= 3.11 is required; set PYTHON=...)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed  ## create .venv and install logwarden with its dev tools
+
+.cache/kafka/libs/.complete: deploy/kafka/pom.xml
+	@command -v mvn >/dev/null || { echo "error: Maven (mvn) not found: install maven and openjdk-17-jre-headless, or set LOGWARDEN_KAFKA_BOOTSTRAP"; exit 1; }
+	rm -rf .cache/kafka/libs.partial
+	cd deploy/kafka && mvn -q -B dependency:copy-dependencies -DincludeScope=runtime \
+		-DoutputDirectory=$(CURDIR)/.cache/kafka/libs.partial
+	rm -rf .cache/kafka/libs && mv .cache/kafka/libs.partial .cache/kafka/libs
+	touch $@
+
+kafka-jars: .cache/kafka/libs/.complete  ## resolve the Kafka jars into .cache/kafka
+
+run: install kafka-jars  ## start Kafka, the all-in-one worker and demo traffic (background)
+	@mkdir -p $(RUN)
+	@$(BIN)/logwarden kafka up
+	@if [ -f $(RUN)/worker.pid ] && kill -0 $$(cat $(RUN)/worker.pid) 2>/dev/null; then \
+		echo "worker already running (pid $$(cat $(RUN)/worker.pid))"; \
+	else \
+		nohup $(BIN)/logwarden worker > $(RUN)/worker.log 2>&1 & echo $$! > $(RUN)/worker.pid; \
+		echo "worker starting (pid $$(cat $(RUN)/worker.pid)), log: $(RUN)/worker.log"; \
+	fi
+	@for i in $$(seq 1 120); do \
+		curl -fsS http://127.0.0.1:$(API_PORT)/api/health >/dev/null 2>&1 && break; \
+		kill -0 $$(cat $(RUN)/worker.pid) 2>/dev/null || { echo "error: the worker exited:"; tail -n 30 $(RUN)/worker.log; exit 1; }; \
+		sleep 1; done
+	@if [ -f $(RUN)/demo.pid ] && kill -0 $$(cat $(RUN)/demo.pid) 2>/dev/null; then :; else \
+		nohup $(BIN)/logwarden demo --labels $(RUN)/demo-labels.jsonl > $(RUN)/demo.log 2>&1 & echo $$! > $(RUN)/demo.pid; fi
+	@echo ""
+	@echo "logwarden is running:"
+	@echo "  API + health:  http://127.0.0.1:$(API_PORT)/api/health"
+	@echo "  Prometheus:    http://127.0.0.1:$(API_PORT)/metrics"
+	@echo "  query:         $(BIN)/logwarden query 'SELECT service, count() FROM logwarden.logs GROUP BY service'"
+	@echo "  demo traffic:  $(RUN)/demo.log (incident labels: $(RUN)/demo-labels.jsonl)"
+	@echo "  stop it all:   make stop"
+
+stop:  ## stop the demo, the worker and the local Kafka
+	@for p in demo worker; do \
+		if [ -f $(RUN)/$$p.pid ]; then pid=$$(cat $(RUN)/$$p.pid); \
+			if kill -0 $$pid 2>/dev/null; then kill $$pid; \
+				for i in $$(seq 1 30); do kill -0 $$pid 2>/dev/null || break; sleep 1; done; \
+				kill -0 $$pid 2>/dev/null && kill -9 $$pid; echo "stopped $$p ($$pid)"; fi; \
+			rm -f $(RUN)/$$p.pid; fi; done
+	@if [ -x $(BIN)/logwarden ]; then $(BIN)/logwarden kafka down; fi
+
+status: install  ## is the local Kafka up, does the worker answer
+	@$(BIN)/logwarden kafka status || true
+	@curl -fsS http://127.0.0.1:$(API_PORT)/api/health || echo "worker: not answering on port $(API_PORT)"
+
+test: install kafka-jars  ## run the whole suite (starts and stops its own Kafka)
+	$(BIN)/pytest -q
+
+test-unit: install  ## only the unit tests (no broker, no database)
+	$(BIN)/pytest -q tests/unit
+
+lint: install  ## ruff and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+bench: install kafka-jars  ## throughput and memory benchmarks (prints JSON lines)
+	$(BIN)/python -m streams.bench
+
+eval: install  ## categorisation (Loghub) and detection (NAB) quality on ../shared/datasets
+	$(BIN)/logwarden eval loghub
+	$(BIN)/logwarden eval nab
+
+clean:  ## remove the local data (not the venv or the jar cache)
+	rm -rf $(DATA)

@@ -1,0 +1,208 @@
+"""The ingest stage as a pure object: Kafka records in, table rows and closed windows out.
+
+No Kafka client here: ``streams/agents/ingest.py`` feeds it batches from the consumer and
+writes what it returns. Each input partition has its own window state (the key is the
+service, so a service's events stay on one partition and one worker).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from detectors.windows import WindowAggregator
+from schemas import topics
+from schemas.base import decode, validate
+from schemas.changes import Change, Feedback
+from schemas.common import MAX_MESSAGE_BYTES
+from schemas.errors import InvalidEvent
+from schemas.fastpath import fast_log, normalise_log
+from schemas.logs import LogEvent
+from schemas.metrics import MetricPoint
+from schemas.windows import WindowStats
+from sinks.clickhouse import rows
+
+# (service, message, level) -> (template_id, category, severity)
+Categoriser = Callable[[str, str, str], tuple[str, str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One consumed Kafka message."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass
+class Output:
+    """What one batch produced, by destination."""
+
+    logs: list[tuple[Any, ...]] = field(default_factory=list)
+    metrics: list[tuple[Any, ...]] = field(default_factory=list)
+    changes: list[tuple[Any, ...]] = field(default_factory=list)
+    feedback: list[tuple[Any, ...]] = field(default_factory=list)
+    dead_letters: list[tuple[Any, ...]] = field(default_factory=list)  # dead_letters rows
+    windows: list[WindowStats] = field(default_factory=list)
+    feedback_events: list[Feedback] = field(default_factory=list)
+
+
+def _source_id(r: Record) -> str:
+    """The event id of a message that carries none: where it sits in Kafka (replay-stable)."""
+    return f"{r.topic}:{r.partition}:{r.offset}"
+
+
+class SeenIds:
+    """A bounded memory of recent event ids, to drop duplicates before they are counted."""
+
+    def __init__(self, capacity: int = 500_000) -> None:
+        self.capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def seen(self, event_id: str) -> bool:
+        """True if ``event_id`` was seen recently; remembers it otherwise."""
+        if event_id in self._ids:
+            return True
+        self._ids[event_id] = None
+        if len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+        return False
+
+
+class IngestProcessor:
+    """Validates, deduplicates, categorises and windows the ingest topics."""
+
+    def __init__(self, *, grace_s: float = 30.0, base_s: int = 10,
+                 rollups_s: Iterable[int] = (60,), idle_s: float | None = None,
+                 categorise: Categoriser | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.grace_s, self.base_s, self.rollups_s = grace_s, base_s, tuple(rollups_s)
+        self.idle_s = grace_s if idle_s is None else idle_s
+        self.categorise = categorise
+        self.clock = clock
+        self.windows: dict[tuple[str, int], WindowAggregator] = {}
+        self.last_active: dict[tuple[str, int], float] = {}
+        self.seen = SeenIds()
+        self.counts: Counter[str] = Counter()  # in.<topic>, dead_letter.<stage>, duplicate, ...
+
+    def _agg(self, topic: str, partition: int) -> WindowAggregator:
+        key = (topic, partition)
+        agg = self.windows.get(key)
+        if agg is None:
+            agg = self.windows[key] = WindowAggregator(self.base_s, self.rollups_s, self.grace_s)
+        return agg
+
+    def process(self, records: Iterable[Record]) -> Output:
+        """Turn a batch of records into rows and the windows it closed."""
+        out = Output()
+        now = self.clock()
+        now_ms = int(now * 1000)
+        touched: set[tuple[str, int]] = set()
+        counts = self.counts
+        for r in records:
+            counts["in." + r.topic] += 1
+            try:
+                self._one(r, out, now_ms)
+            except InvalidEvent as exc:
+                counts["dead_letter." + exc.stage] += 1
+                out.dead_letters.append(rows.dead_letter_row(
+                    now_ms, r.topic, r.partition, r.offset, exc.stage, exc.reason,
+                    r.value or b"", r.key))
+            touched.add((r.topic, r.partition))
+        for key in touched:
+            self.last_active[key] = now
+            agg = self.windows.get(key)
+            if agg is not None:
+                out.windows.extend(agg.advance())
+                counts["late_dropped"] += agg.late_dropped
+                agg.late_dropped = 0
+        counts["windows"] += len(out.windows)
+        return out
+
+    def _one(self, r: Record, out: Output, now_ms: int) -> None:
+        if r.value is None:
+            raise InvalidEvent("empty message (null value)", stage="ingest")
+        topic = r.topic
+        if topic == topics.LOGS:
+            e = self._log(r.value, now_ms)
+            event_id = e.get("event_id") or _source_id(r)
+            if self.seen.seen(event_id):
+                self.counts["duplicate"] += 1
+                return
+            h = e.get("http")
+            route = dur = None
+            if h is not None:
+                dur = h.get("duration_ms")
+                if h.get("route"):
+                    route = f"{h.get('method') or ''} {h['route']}".lstrip()
+            self._agg(topic, r.partition).add_log(e["service"], route or "", e["ts"],
+                                                  e["level"], dur)
+            template_id = category = severity = ""
+            if self.categorise is not None:
+                template_id, category, severity = self.categorise(
+                    e["service"], e["message"], e["level"])
+            out.logs.append(rows.log_row(e, event_id, r.partition, r.offset, now_ms,
+                                         template_id, category, severity))
+        elif topic == topics.METRICS:
+            m = decode(MetricPoint, r.value, stage="ingest.metrics")
+            series = m.series
+            ts_ms = int(m.ts.timestamp() * 1000)
+            event_id = f"{series}@{ts_ms}"  # one point per series and instant
+            if self.seen.seen(event_id):
+                self.counts["duplicate"] += 1
+                return
+            self._agg(topic, r.partition).add_metric(series, m.service, m.name, ts_ms, m.value)
+            out.metrics.append(rows.metric_row(m, event_id, now_ms))
+        elif topic == topics.CHANGES:
+            c = decode(Change, r.value, stage="ingest.changes")
+            out.changes.append(rows.change_row(c, c.event_id or _source_id(r)))
+        elif topic == topics.FEEDBACK:
+            f = decode(Feedback, r.value, stage="ingest.feedback")
+            out.feedback.append(rows.feedback_row(f, f.event_id or _source_id(r)))
+            out.feedback_events.append(f)
+        else:
+            raise InvalidEvent(f"no ingest stage for topic {topic!r}", stage="ingest")
+
+    @staticmethod
+    def _log(raw: bytes, now_ms: int) -> dict[str, Any]:
+        """Decode and validate a log event: the fast path, else pydantic (which words errors)."""
+        if len(raw) > MAX_MESSAGE_BYTES:
+            decode(LogEvent, raw, stage="ingest.logs")  # raises with the size error
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidEvent(f"not valid UTF-8 JSON: {exc}", stage="ingest.logs") from None
+        if type(data) is dict:
+            fast = fast_log(data, now_ms)
+            if fast is not None:
+                return fast
+            return normalise_log(validate(LogEvent, data, stage="ingest.logs"))
+        raise InvalidEvent(f"expected a JSON object, got {type(data).__name__}",
+                           stage="ingest.logs")
+
+    def flush_idle(self) -> list[WindowStats]:
+        """Emit the open windows of partitions that have been quiet for ``idle_s``."""
+        now = self.clock()
+        out: list[WindowStats] = []
+        for key, agg in self.windows.items():
+            if now - self.last_active.get(key, now) >= self.idle_s:
+                out.extend(agg.flush())
+        return out
+
+    def revoke(self, partitions: Iterable[tuple[str, int]]) -> list[WindowStats]:
+        """Emit and forget the windows of partitions this worker no longer owns."""
+        out: list[WindowStats] = []
+        for key in partitions:
+            agg = self.windows.pop(key, None)
+            self.last_active.pop(key, None)
+            if agg is not None:
+                out.extend(agg.flush())
+        return out

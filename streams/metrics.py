@@ -1,0 +1,89 @@
+"""The pipeline's own health: a Prometheus registry read at scrape time, and a JSON view."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from streams.agents.ingest import IngestService
+
+
+class PipelineCollector(Collector):
+    """Counters of the ingest stage, the writers and the producer, read when scraped."""
+
+    def __init__(self, ingest: IngestService) -> None:
+        self.ingest = ingest
+
+    def collect(self) -> Iterator[Any]:
+        counts = self.ingest.processor.counts
+        events_in = CounterMetricFamily("logwarden_events_in", "Messages consumed", labels=["topic"])
+        dead = CounterMetricFamily("logwarden_dead_letters", "Messages dead-lettered",
+                                   labels=["stage"])
+        dropped = CounterMetricFamily("logwarden_dropped", "Events left out, by reason",
+                                      labels=["reason"])
+        for key, n in counts.items():
+            kind, _, rest = key.partition(".")
+            if kind == "in":
+                events_in.add_metric([rest], n)
+            elif kind == "dead_letter":
+                dead.add_metric([rest], n)
+            elif key in ("duplicate", "late_dropped"):
+                dropped.add_metric([key], n)
+        yield from (events_in, dead, dropped)
+        yield CounterMetricFamily("logwarden_windows_emitted", "Windows emitted",
+                                  value=counts.get("windows", 0))
+        out = CounterMetricFamily("logwarden_rows_written", "Rows written to ClickHouse",
+                                  labels=["table"])
+        pending = GaugeMetricFamily("logwarden_rows_pending", "Rows waiting to be written",
+                                    labels=["table"])
+        retries = CounterMetricFamily("logwarden_insert_retries", "Insert retries",
+                                      labels=["table"])
+        rejected = CounterMetricFamily("logwarden_rows_rejected", "Rows ClickHouse refused",
+                                       labels=["table"])
+        latency = GaugeMetricFamily("logwarden_insert_latency_seconds",
+                                    "Latency of the last insert", labels=["table"])
+        for table, w in self.ingest.rt.writers.items():
+            st = w.stats
+            out.add_metric([table], st.rows_written)
+            pending.add_metric([table], st.pending)
+            retries.add_metric([table], st.retries)
+            rejected.add_metric([table], st.rejected)
+            latency.add_metric([table], st.last_flush_latency_s)
+        yield from (out, pending, retries, rejected, latency)
+        lag = GaugeMetricFamily("logwarden_consumer_lag", "Messages behind, per partition",
+                                labels=["partition"])
+        for tp, n in self.ingest.lag.items():
+            lag.add_metric([tp], n)
+        yield lag
+        yield GaugeMetricFamily("logwarden_batch_seconds", "Time to process the last batch",
+                                value=self.ingest.last_batch_s)
+        yield CounterMetricFamily("logwarden_produce_errors", "Failed internal produces",
+                                  value=self.ingest.rt.produce_errors)
+
+
+def registry_for(ingest: IngestService) -> CollectorRegistry:
+    """A registry holding the pipeline collector."""
+    reg = CollectorRegistry()
+    reg.register(PipelineCollector(ingest))
+    return reg
+
+
+def health(ingest: IngestService) -> dict[str, Any]:
+    """The JSON health document served at /api/health."""
+    rt = ingest.rt
+    return {
+        "status": "ok",
+        "uptime_s": round(time.time() - rt.started_at, 1),
+        "kafka": rt.settings.kafka.bootstrap_servers(),
+        "counts": dict(ingest.processor.counts),
+        "batches": ingest.batches,
+        "consumer_lag": dict(ingest.lag),
+        "writers": {t: vars(w.stats) for t, w in rt.writers.items()},
+        "produce_errors": rt.produce_errors,
+    }

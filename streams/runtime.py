@@ -1,0 +1,95 @@
+"""What a worker process owns: the store, one writer per table, the producer, counters."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from confluent_kafka import KafkaException, Producer
+
+from schemas import topics
+from schemas.windows import WindowStats
+from sinks.clickhouse import rows
+from sinks.clickhouse.client import SerializedStore, Store, connect
+from sinks.clickhouse.migrate import migrate
+from sinks.clickhouse.writer import TABLE_KEYS, BatchWriter
+from streams.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Shared resources of one worker process; built by ``open_runtime``."""
+
+    settings: Settings
+    store: SerializedStore
+    writers: dict[str, BatchWriter]
+    producer: Producer
+    started_at: float = field(default_factory=time.time)
+    produce_errors: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def send(self, topic: str, value: bytes, key: str | bytes | None = None) -> None:
+        """Produce to an internal topic without blocking; failures are counted."""
+        while True:
+            try:
+                self.producer.produce(topic, value, key=key, on_delivery=self._delivered)
+                break
+            except BufferError:
+                self.producer.poll(0.1)  # local queue full: let it drain (back-pressure)
+            except KafkaException as exc:  # e.g. too large: counted, the stage goes on
+                self._delivered(exc.args[0], None)
+                break
+        self.producer.poll(0)
+
+    def _delivered(self, err: Any, _msg: Any) -> None:
+        if err is not None:
+            with self._lock:
+                self.produce_errors += 1
+            log.error("produce_failed", error=str(err))
+
+    def publish_windows(self, windows: list[WindowStats]) -> None:
+        """Windows go to the windows topic (for the detectors) and the windows table."""
+        if not windows:
+            return
+        now_ms = int(time.time() * 1000)
+        for w in windows:
+            self.send(topics.WINDOWS, w.to_json(), key=w.series)
+        self.writers["windows"].add_many([rows.window_row(w, now_ms) for w in windows])
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Flush the producer and every writer, then stop them."""
+        self.producer.flush(timeout)
+        for w in self.writers.values():
+            w.close(timeout)
+
+
+def open_store(settings: Settings) -> Store:
+    """Connect to ClickHouse (chDB by default) and bring its schema up to date."""
+    store = connect(settings.clickhouse, settings.data_dir)
+    applied = migrate(store, settings.clickhouse)
+    if applied:
+        log.info("migrations_applied", versions=[str(m) for m in applied])
+    return store
+
+
+def open_runtime(settings: Settings, store: Store | None = None) -> Runtime:
+    """Open the store (migrating it), a writer per core table and an internal producer."""
+    shared = SerializedStore(store if store is not None else open_store(settings))
+    ch = settings.clickhouse
+    writers = {
+        table: BatchWriter(shared, ch.database, table, columns, batch_rows=ch.batch_rows,
+                           batch_seconds=ch.batch_seconds,
+                           key_columns=TABLE_KEYS.get(table, ("event_id",)))
+        for table, columns in rows.TABLE_COLUMNS.items()
+    }
+    producer = Producer({
+        "bootstrap.servers": settings.kafka.bootstrap_servers(),
+        "linger.ms": 20, "compression.type": "lz4", "enable.idempotence": True,
+        "queue.buffering.max.messages": 200_000,
+    })
+    return Runtime(settings=settings, store=shared, writers=writers, producer=producer)

@@ -1,0 +1,102 @@
+"""A real ``logwarden worker`` process on the session's broker, with its own chDB and port."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BIN = Path(sys.executable).parent / "logwarden"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Worker:
+    """A running worker and how to talk to it."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    env: dict[str, str]
+    log: Path
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def query(self, sql: str, **params: Any) -> list[list[Any]]:
+        body = json.dumps({"sql": sql, "params": params}).encode()
+        req = urllib.request.Request(f"{self.api}/api/query", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return list(json.loads(resp.read())["rows"])
+
+    def get(self, path: str) -> bytes:
+        with urllib.request.urlopen(f"{self.api}{path}", timeout=10) as resp:
+            return bytes(resp.read())
+
+    def wait_for(self, check: Callable[[], bool], timeout: float = 90.0,
+                 what: str = "condition") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited: {self.log.read_text()[-3000:]}")
+            try:
+                if check():
+                    return
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"timed out waiting for {what}; log: {self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_worker(bootstrap: str, data_dir: Path, app_id: str, **extra_env: str) -> Worker:
+    """Start ``logwarden worker`` and wait until its API answers."""
+    port = free_port()
+    env = {**os.environ, "LOGWARDEN_KAFKA_BOOTSTRAP": bootstrap,
+           "LOGWARDEN_DATA_DIR": str(data_dir), "LOGWARDEN_STREAM_WEB_PORT": str(port),
+           "LOGWARDEN_STREAM_APP_ID": app_id, "LOGWARDEN_STREAM_WINDOW_GRACE_S": "2",
+           "LOGWARDEN_CLICKHOUSE_BATCH_SECONDS": "0.3", **extra_env}
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = data_dir / "worker.log"
+    proc = subprocess.Popen([str(BIN), "worker"], env=env, stdout=log.open("wb"),
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    w = Worker(proc, port, env, log)
+    w.wait_for(lambda: bool(w.get("/api/health")), timeout=120, what="the worker's API")
+    return w
+
+
+@pytest.fixture(scope="module")
+def worker(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    w = start_worker(kafka_bootstrap, tmp_path_factory.mktemp("worker"),
+                     f"e2e-{uuid.uuid4().hex[:8]}")
+    try:
+        yield w
+    finally:
+        w.stop()
