@@ -78,6 +78,27 @@ class Acc:
         if other.last_ts >= self.last_ts:
             self.last, self.last_ts = other.last, other.last_ts
 
+    def quantiles(self, qs: Iterable[float]) -> list[float]:
+        """Latency quantiles read straight off the buckets, exactly as DDSketch's
+        ``get_quantile_value`` does (lower rank, bucket's representative value)."""
+        n = self.zeros + sum(self.buckets.values())
+        keys = sorted(self.buckets)
+        out = []
+        for q in qs:
+            rank = q * (n - 1)
+            if rank < self.zeros:
+                out.append(0.0)
+                continue
+            seen = self.zeros
+            for key in keys:
+                seen += self.buckets[key]
+                if seen > rank:
+                    out.append(bucket_value(key))
+                    break
+            else:
+                out.append(bucket_value(keys[-1]))
+        return out
+
     def sketch(self) -> DDSketch:
         """The latencies as a mergeable ``ddsketch.DDSketch``."""
         sk = DDSketch(relative_accuracy=RELATIVE_ACCURACY)
@@ -237,8 +258,7 @@ def to_stats(scope: Scope, series: str, service: str, name: str, size_ms: int, s
     n = acc.count
     p50 = p95 = p99 = _NAN
     if acc.buckets or acc.zeros:
-        sk = acc.sketch()
-        p50, p95, p99 = (sk.get_quantile_value(q) or 0.0 for q in (0.5, 0.95, 0.99))
+        p50, p95, p99 = acc.quantiles((0.5, 0.95, 0.99))
     metric = scope == "metric"
     has_values = metric and n > 0
     return WindowStats(

@@ -8,7 +8,6 @@ from datetime import datetime
 import orjson
 from pydantic import BaseModel
 
-
 TOPIC_RAW_LIMIT = 256 * 1024  # base64 of this fits the broker's default 1 MB message limit
 
 

@@ -78,7 +78,8 @@ def fast_log(d: dict[str, Any], now_ms: int | None = None) -> dict[str, Any] | N
     if level is None or type(message) is not str or len(message) > MAX_MESSAGE_BYTES:
         return None
     for k in _OPTIONAL_STR:
-        if not _short(d.get(k)):
+        v = d.get(k)
+        if v is not None and (type(v) is not str or len(v) > 256):
             return None
     http, peer, user, attrs = d.get("http"), d.get("peer"), d.get("user"), d.get("attrs")
     if http is not None:

@@ -22,7 +22,8 @@ class PipelineCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         counts = self.ingest.processor.counts
-        events_in = CounterMetricFamily("logwarden_events_in", "Messages consumed", labels=["topic"])
+        events_in = CounterMetricFamily("logwarden_events_in", "Messages consumed",
+                                        labels=["topic"])
         dead = CounterMetricFamily("logwarden_dead_letters", "Messages dead-lettered",
                                    labels=["stage"])
         dropped = CounterMetricFamily("logwarden_dropped", "Events left out, by reason",

@@ -35,7 +35,7 @@ class QueryResultLike(Protocol):
 
 
 class Store(Protocol):
-    """The three calls the sinks make; a clickhouse-connect ``Client`` satisfies it."""
+    """The calls the sinks make; a clickhouse-connect ``Client`` satisfies it."""
 
     def command(
         self,
@@ -63,6 +63,15 @@ class Store(Protocol):
         *,
         column_oriented: bool = False,
         settings: dict[str, Any] | None = None,
+    ) -> Any: ...
+
+    def raw_insert(
+        self,
+        table: str,
+        column_names: Sequence[str] | None = None,
+        insert_block: str | bytes | None = None,
+        settings: dict[str, Any] | None = None,
+        fmt: str | None = None,
     ) -> Any: ...
 
 
@@ -147,3 +156,7 @@ class SerializedStore:
     def insert(self, *args: Any, **kwargs: Any) -> Any:
         with self.lock:
             return self.inner.insert(*args, **kwargs)
+
+    def raw_insert(self, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            return self.inner.raw_insert(*args, **kwargs)

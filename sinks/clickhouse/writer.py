@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import structlog
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
@@ -93,9 +94,7 @@ def _plain_sleep(seconds: float) -> bool:
 def dedup_token(table: str, keys: Iterable[object]) -> str:
     """Deterministic token for a batch: the same rows in the same order give the same token."""
     digest = hashlib.blake2b(table.encode(), digest_size=16)
-    for key in keys:
-        digest.update(repr(key).encode())
-        digest.update(b"\x1e")
+    digest.update(orjson.dumps(list(keys), default=repr))  # one C call for the whole batch
     return digest.hexdigest()
 
 
@@ -118,8 +117,12 @@ class TableInserter:
         retry: RetryPolicy = RetryPolicy(),
         sleep: Callable[[float], bool] | None = None,
         column_oriented: bool = False,
+        json_rows: bool = False,
     ) -> None:
         self.store, self.database, self.table = store, database, table
+        # json_rows: rows are JSON-serialisable (DateTime64 as float seconds, no bytes, no NaN
+        # where NaN matters) and go as one JSONCompactEachRow block: ~20x less Python work.
+        self.json_rows = json_rows
         self.columns = list(columns)
         self.key_indexes = [self.columns.index(c) for c in key_columns if c in self.columns]
         self.on_rejected = on_rejected
@@ -165,6 +168,15 @@ class TableInserter:
                 return self.write(rows[:middle]) + self.write(rows[middle:])
 
     def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+        settings = {"insert_deduplication_token": self.token(rows), "insert_deduplicate": 1}
+        if self.json_rows:
+            # One orjson call for the batch; ClickHouse parses it in C++ without the GIL.
+            # JSONCompactEachRow takes rows separated by commas, so the outer [] is cut.
+            body = orjson.dumps(rows)[1:-1]
+            self.store.raw_insert(f"{self.database}.{self.table}", self.columns,
+                                  insert_block=body, settings=settings,
+                                  fmt="JSONCompactEachRow")
+            return
         data: Sequence[Sequence[Any]] = rows
         if self.column_oriented:
             data = list(zip(*rows, strict=True))
@@ -174,7 +186,7 @@ class TableInserter:
             self.columns,
             self.database,
             column_oriented=self.column_oriented,
-            settings={"insert_deduplication_token": self.token(rows), "insert_deduplicate": 1},
+            settings=settings,
         )
 
     def _reject(self, rows: list[tuple[Any, ...]], exc: BaseException) -> None:
@@ -233,6 +245,7 @@ class BatchWriter:
         on_rejected: RejectedCallback | None = None,
         retry: RetryPolicy = RetryPolicy(),
         column_oriented: bool = False,
+        json_rows: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.table = table
@@ -244,7 +257,8 @@ class BatchWriter:
         self._stop = threading.Event()
         self._inserter = TableInserter(
             store, database, table, columns, key_columns=key_columns, on_rejected=on_rejected,
-            retry=retry, sleep=self._stop.wait, column_oriented=column_oriented)
+            retry=retry, sleep=self._stop.wait, column_oriented=column_oriented,
+            json_rows=json_rows)
         self._cond = threading.Condition()
         self._buffer: list[tuple[Any, ...]] = []
         self._oldest: float | None = None  # clock() when the oldest buffered row arrived

@@ -109,3 +109,15 @@ def test_metric_windows() -> None:
 def test_rollup_must_be_multiple_of_base() -> None:
     with pytest.raises(ValueError, match="multiple"):
         WindowAggregator(base_s=10, rollups_s=(25,))
+
+
+def test_quantiles_are_ddsketch_quantiles() -> None:
+    """The fast quantiles read off the buckets equal the ddsketch library's answer."""
+    agg = WindowAggregator(base_s=10, rollups_s=(), grace_s=0)
+    rng = random.Random(11)
+    for i in range(3000):
+        agg.add_log("api", "", T0 + i, "INFO", duration_ms=rng.choice([0.0, rng.paretovariate(1.5)]))
+    acc = next(iter(agg.open.values()))
+    sk = acc.sketch()
+    qs = (0.0, 0.1, 0.5, 0.9, 0.95, 0.99, 1.0)
+    assert acc.quantiles(qs) == pytest.approx([sk.get_quantile_value(q) for q in qs])
