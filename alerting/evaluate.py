@@ -1,0 +1,268 @@
+"""Rule evaluation as pure functions of (series state, input, now) -> (state, signals).
+
+The worker keeps one ``SeriesState`` per series (a Faust table keyed like the windows
+topic) and calls ``on_window`` / ``on_anomaly`` / ``on_template`` for each input and
+``on_tick`` on a timer (absence and time-outs). Composite rules read the active alerts.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydantic import BaseModel
+
+from alerting.lifecycle import Alert, Evidence, Signal
+from alerting.rules import (
+    AbsenceRule,
+    AnomalyRule,
+    CompositeRule,
+    RateOfChangeRule,
+    RuleSet,
+    TemplateRule,
+    ThresholdRule,
+    compare,
+    render,
+)
+from schemas.windows import WindowStats
+
+HISTORY_POINTS = 240  # per series, only the fields some rule reads
+EVIDENCE_POINTS = 12
+
+
+class RuleStatus(BaseModel):
+    pending_since: float | None = None
+    active: bool = False
+    clear_since: float | None = None
+    last_hit: float = 0.0
+
+
+class SeriesState(BaseModel):
+    """What evaluation remembers about one series."""
+
+    series: str
+    service: str
+    scope: str = "service"
+    route: str = ""
+    name: str = ""
+    last_seen: float = 0.0
+    history: list[tuple[float, dict[str, float]]] = []
+    rules: dict[str, RuleStatus] = {}
+
+
+class TemplateSignal(BaseModel):
+    """A template event from categorisation (new / spike / vanished) with sample lines."""
+
+    kind: str
+    service: str
+    template_id: str
+    template: str = ""
+    ts: float
+    level: str = ""
+    category: str = ""
+    count: int = 0
+    baseline: float = 0.0
+    sample_lines: list[str] = []
+
+
+def _base_labels(rule: Any, st: SeriesState) -> dict[str, str]:
+    labels = {"alertname": rule.name, "severity": rule.severity, "service": st.service,
+              "scope": st.scope}
+    if st.route:
+        labels["route"] = st.route
+    if st.name:
+        labels["name"] = st.name
+    return labels
+
+
+def _signal(rule: Any, st: SeriesState, status: str, value: float, ts: float,
+            evidence: Evidence, extra: Mapping[str, Any] | None = None) -> Signal:
+    ctx: dict[str, Any] = {"rule": rule.name, "severity": rule.severity, "service": st.service,
+                           "route": st.route, "name": st.name, "series": st.series,
+                           "value": value, "threshold": getattr(rule, "value", ""),
+                           "field": getattr(rule, "field", ""), **(extra or {})}
+    labels = _base_labels(rule, st)
+    labels.update({k: render(v, ctx) for k, v in rule.labels.items()})
+    ann = {k: render(v, ctx) for k, v in rule.annotations.items()}
+    return Signal(status=status, rule=rule.name, labels=labels, annotations=ann,
+                  value=value, ts=ts, evidence=evidence)
+
+
+def _step(st: RuleStatus, hit: bool, start: float, end: float, for_s: float,
+          keep_s: float) -> tuple[RuleStatus, str | None]:
+    """The for / keep_firing_for state machine: returns 'fire', 'resolve' or None."""
+    if hit:
+        since = st.pending_since if st.pending_since is not None else start
+        if st.active or end - since >= for_s:
+            return RuleStatus(pending_since=since, active=True, last_hit=end), "fire"
+        return RuleStatus(pending_since=since, last_hit=st.last_hit), None
+    if not st.active:
+        return RuleStatus(last_hit=st.last_hit), None
+    clear = st.clear_since if st.clear_since is not None else end
+    if end - clear >= keep_s:
+        return RuleStatus(last_hit=st.last_hit), "resolve"
+    return RuleStatus(active=True, clear_since=clear, last_hit=st.last_hit), None
+
+
+def _evidence(st: SeriesState, field: str) -> Evidence:
+    pts = [(t, v[field]) for t, v in st.history[-EVIDENCE_POINTS:] if field in v]
+    return Evidence(field=field, series=pts)
+
+
+def _value_at(st: SeriesState, field: str, ts: float) -> float | None:
+    """The oldest stored value of ``field`` at or after ``ts``."""
+    return next((v[field] for t, v in st.history if t >= ts and field in v), None)
+
+
+def on_window(rules: RuleSet, state: SeriesState | None, w: WindowStats,
+              now: float) -> tuple[SeriesState, list[Signal]]:
+    """Evaluate threshold, rate-of-change and absence (data is back) rules on one window."""
+    st = state or SeriesState(series=w.series, service=w.service, scope=w.scope,
+                              route=w.route, name=w.name)
+    start, end = w.start.timestamp(), w.end.timestamp()
+    mine = [r for r in rules.rules if isinstance(r, ThresholdRule | RateOfChangeRule
+                                                  | AbsenceRule)
+            and r.select.matches(w.scope, w.service, w.route, w.name)
+            and (isinstance(r, AbsenceRule) or r.select.window == w.window_s)]
+    fields = {r.field for r in mine if not isinstance(r, AbsenceRule)}
+    point = {f: float(getattr(w, f)) for f in fields if not math.isnan(float(getattr(w, f)))}
+    history = [*[(t, v) for t, v in st.history if t != end], (end, point)]
+    history.sort(key=lambda p: p[0])
+    st = st.model_copy(update={"history": history[-HISTORY_POINTS:] if fields else [],
+                               "last_seen": max(st.last_seen, end),
+                               "rules": dict(st.rules)})
+    out: list[Signal] = []
+    for r in mine:
+        status = st.rules.get(r.name, RuleStatus())
+        if isinstance(r, AbsenceRule):
+            if status.active:  # data is back
+                st.rules[r.name] = RuleStatus(last_hit=status.last_hit)
+                out.append(_signal(r, st, "resolved", 0.0, end, Evidence()))
+            continue
+        value = point.get(r.field, math.nan)
+        extra: dict[str, Any] = {}
+        if isinstance(r, ThresholdRule):
+            hit = w.count >= r.min_count and compare(r.op, value, r.value)
+        else:
+            old = _value_at(st, r.field, end - r.over)
+            pct = math.nan if old is None or old == 0 else (value - old) / abs(old) * 100
+            ok = {"up": pct >= r.percent, "down": -pct >= r.percent,
+                  "both": abs(pct) >= r.percent}[r.direction]
+            hit, extra = (not math.isnan(pct)) and ok, {"percent": pct, "before": old}
+        st.rules[r.name], action = _step(status, hit, start, end, r.for_, r.keep_firing_for)
+        if action:
+            status_s = "firing" if action == "fire" else "resolved"
+            out.append(_signal(r, st, status_s, value, end, _evidence(st, r.field), extra))
+    return st, out
+
+
+def on_anomaly(rules: RuleSet, state: SeriesState | None, a: Mapping[str, Any],
+               now: float) -> tuple[SeriesState, list[Signal]]:
+    """Evaluate anomaly rules on one score: keys series, service, ts, score (+value, expected)."""
+    st = state or SeriesState(series=str(a["series"]), service=str(a["service"]),
+                              scope=str(a.get("scope", "service")), route=str(a.get("route", "")),
+                              name=str(a.get("name", "")))
+    st = st.model_copy(update={"rules": dict(st.rules)})
+    ts, score = float(a["ts"]), float(a["score"])
+    out: list[Signal] = []
+    for r in rules.rules:
+        if not (isinstance(r, AnomalyRule) and r.select.matches(st.scope, st.service, st.route,
+                                                                  st.name)):
+            continue
+        if score < r.min_score:
+            continue
+        st.rules[r.name] = RuleStatus(active=True, last_hit=ts)
+        ev = Evidence(field="value", series=[(ts, float(a.get("value", math.nan)))],
+                      log_lines=[f"expected {a.get('expected', '?')}, score {score:.4f}"])
+        out.append(_signal(r, st, "firing", score, ts, ev,
+                               {"score": score, "expected": a.get("expected", "?"),
+                                "observed": a.get("value", "?")}))
+    return st, out
+
+
+def on_template(rules: RuleSet, state: SeriesState | None, ev: TemplateSignal,
+                now: float) -> tuple[SeriesState, list[Signal]]:
+    """Evaluate template rules on a template event (state keyed ``service#template_id``)."""
+    st = state or SeriesState(series=f"{ev.service}#{ev.template_id}", service=ev.service,
+                              scope="template", name=ev.template_id)
+    st = st.model_copy(update={"rules": dict(st.rules), "last_seen": max(st.last_seen, ev.ts)})
+    out: list[Signal] = []
+    for r in rules.rules:
+        if not isinstance(r, TemplateRule) or ev.kind not in r.events:
+            continue
+        if re.fullmatch(r.service, ev.service) is None:
+            continue
+        if r.levels and ev.level.upper() not in {lv.upper() for lv in r.levels}:
+            continue
+        if r.categories and ev.category not in r.categories:
+            continue
+        st.rules[r.name] = RuleStatus(active=True, last_hit=ev.ts)
+        evidence = Evidence(template_id=ev.template_id, template=ev.template,
+                            log_lines=ev.sample_lines[:10])
+        sig = _signal(r, st, "firing", float(ev.count), ev.ts, evidence,
+                      {"template": ev.template, "template_id": ev.template_id,
+                       "event": ev.kind, "level": ev.level, "category": ev.category,
+                       "count": ev.count, "baseline": ev.baseline})
+        labels = {**sig.labels, "template_id": ev.template_id}
+        if ev.category:
+            labels["category"] = ev.category
+        out.append(sig.model_copy(update={"labels": labels}))
+    return st, out
+
+
+def on_tick(rules: RuleSet, state: SeriesState, now: float) -> tuple[SeriesState, list[Signal]]:
+    """Time-based checks: absence of data, anomaly and template alerts timing out."""
+    st = state.model_copy(update={"rules": dict(state.rules)})
+    out: list[Signal] = []
+    by_name = rules.by_name()
+    for name, status in list(st.rules.items()):
+        r = by_name.get(name)
+        if r is None:  # removed by a reload; the worker resolves its alerts by rule name
+            del st.rules[name]
+            continue
+        if status.active and isinstance(r, AnomalyRule | TemplateRule) \
+                and now - status.last_hit >= r.resolve_after:
+            st.rules[name] = RuleStatus(last_hit=status.last_hit)
+            sig = _signal(r, st, "resolved", 0.0, now, Evidence())
+            if isinstance(r, TemplateRule):
+                sig = sig.model_copy(update={"labels": {**sig.labels,
+                                                        "template_id": st.name}})
+            out.append(sig)
+    for r in rules.rules:
+        if isinstance(r, AbsenceRule) and st.last_seen > 0 \
+                and r.select.matches(st.scope, st.service, st.route, st.name):
+            status = st.rules.get(r.name, RuleStatus())
+            if not status.active and now - st.last_seen >= r.for_:
+                st.rules[r.name] = RuleStatus(active=True, last_hit=now)
+                out.append(_signal(r, st, "firing", now - st.last_seen, now, Evidence(),
+                                   {"silent_for": int(now - st.last_seen)}))
+    return st, out
+
+
+def on_composites(rules: RuleSet, active: Iterable[Alert], now: float) -> list[Signal]:
+    """Composite rules over the active alerts: firing per service while satisfied, else resolved.
+
+    The caller applies resolves only to composite alerts that exist (``apply_signal`` ignores
+    the others), so emitting them for every quiet service is harmless.
+    """
+    alerts = [a for a in active if a.active]
+    services = {a.labels.get("service", "") for a in alerts}
+    out: list[Signal] = []
+    for r in rules.rules:
+        if not isinstance(r, CompositeRule):
+            continue
+        for svc in sorted(services | {a.labels.get("service", "") for a in alerts
+                                      if a.rule == r.name}):
+            have = {a.rule: a for a in alerts if a.labels.get("service", "") == svc}
+            ok = (all(n in have for n in r.all) if r.all else True) and \
+                 (any(n in have for n in r.any) if r.any else True)
+            parts = [have[n] for n in r.all + r.any if n in have]
+            st = SeriesState(series=svc, service=svc)
+            ev = Evidence(related=[a.fingerprint for a in parts],
+                          log_lines=[a.summary() for a in parts])
+            ts = max((a.trigger_ts for a in parts), default=now)
+            out.append(_signal(r, st, "firing" if ok else "resolved", float(len(parts)), ts,
+                               ev, {"rules": ", ".join(a.rule for a in parts)}))
+    return out

@@ -1,0 +1,74 @@
+"""Email over SMTP (aiosmtplib): a multipart/alternative message with plain text and HTML."""
+
+from __future__ import annotations
+
+import html
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+import aiosmtplib
+
+from alerting.config import SmtpSettings
+from alerting.notifiers.base import Message, PermanentError, TransientError
+
+_COLOURS = {"critical": "#b00020", "high": "#d35400", "warning": "#b7950b", "info": "#2e86c1"}
+
+
+def render_email(msg: Message, sender: str, to: list[str]) -> EmailMessage:
+    """The MIME message: subject with status and severity, text and HTML parts."""
+    em = EmailMessage()
+    em["Subject"] = f"[{msg.status.upper()}][{msg.severity}] {msg.title}"
+    em["From"] = sender
+    em["To"] = ", ".join(to)
+    em["Message-ID"] = make_msgid(domain="logwarden")
+    em["X-Logwarden-Id"] = msg.id
+    lines = [msg.title, "", msg.text, ""]
+    lines += [f"{k}: {v}" for k, v in msg.fields.items()]
+    if msg.evidence:
+        lines += ["", "Evidence:", *[f"  {e}" for e in msg.evidence]]
+    if msg.code:
+        lines += ["", f"Alert code: {msg.code}"]
+    if msg.url:
+        lines += [msg.url]
+    em.set_content("\n".join(lines))
+    colour = _COLOURS.get(msg.severity, "#555")
+    rows = "".join(f"<tr><th align=left>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+                   for k, v in msg.fields.items())
+    ev = "".join(f"<li><code>{html.escape(e)}</code></li>" for e in msg.evidence)
+    body = (f"<html><body><h2 style='color:{colour}'>{html.escape(msg.title)}</h2>"
+            f"<p>{html.escape(msg.text)}</p><table>{rows}</table>"
+            + (f"<h3>Evidence</h3><ul>{ev}</ul>" if ev else "")
+            + (f"<p>Alert code: <b>{html.escape(msg.code)}</b></p>" if msg.code else "")
+            + (f"<p><a href='{html.escape(msg.url)}'>Open</a></p>" if msg.url else "")
+            + "</body></html>")
+    em.add_alternative(body, subtype="html")
+    return em
+
+
+class EmailChannel:
+    """Sends to fixed recipients through one SMTP server."""
+
+    kind = "email"
+
+    def __init__(self, name: str, settings: SmtpSettings, to: list[str]) -> None:
+        self.name = name
+        self.settings = settings
+        self.to = to
+
+    async def send(self, msg: Message) -> str:
+        """Deliver; the Message-ID is the provider id. 5xx replies are permanent."""
+        s = self.settings
+        em = render_email(msg, s.sender, self.to)
+        password = s.password.get_secret_value()
+        try:
+            await aiosmtplib.send(em, hostname=s.host, port=s.port,
+                                  username=s.username or None,
+                                  password=password if s.username else None,
+                                  use_tls=s.use_tls, start_tls=s.starttls,
+                                  validate_certs=s.validate_certs, timeout=s.timeout_s)
+        except aiosmtplib.SMTPResponseException as e:
+            err = PermanentError if 500 <= e.code < 600 else TransientError
+            raise err(f"SMTP {e.code} {e.message}") from None
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as e:
+            raise TransientError(f"SMTP {type(e).__name__}: {e}") from None
+        return str(em["Message-ID"])
