@@ -174,8 +174,10 @@ class Publisher:
             self._producer.poll(0)
             log.warning("publisher_closed_with_undelivered", extra={"undelivered": remaining})
         self._stop.set()
-        self._poller.join(timeout=1.0)
-        self._producer.poll(0)
+        self._poller.join()  # polls in short steps; after this only this thread polls
+        deadline = time.monotonic() + 1.0
+        while len(self._producer) and time.monotonic() < deadline:
+            self._producer.poll(0.05)  # serve the purged messages' delivery reports
         with self._lock:
             # Anything not reported by now is lost with the producer.
             self._failed += len(self._producer)
