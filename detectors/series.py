@@ -76,6 +76,7 @@ class SeriesConfig:
     hold_q: float = 6.5  # -log p that counts as an alarm (p ≈ 0.0015)
     hold_points: int = 150  # points silenced after an alarm
     band: float = 4.0  # half-width of the band, in typical absolute errors
+    floor: float = 0.0  # absolute floor on the typical error (a feature's noise unit)
 
 
 DEFAULT = SeriesConfig()
@@ -133,7 +134,7 @@ class SeriesDetector:
             expected, err = pd, self.ed
         if pw == pw and self.ew < err:
             expected, err = pw, self.ew
-        scale = err + 1e-3 * self.mag + 1e-9
+        scale = err + 1e-3 * self.mag + c.floor + 1e-9
         z = abs(x - expected) / scale
 
         # calibrate: tail probability of z (and of its short mean) under the recent past

@@ -145,3 +145,54 @@ def eval_nab(
 def register(cli: typer.Typer) -> None:
     """Attach ``detect`` to the root CLI (``eval nab`` hangs on the shared eval group)."""
     cli.add_typer(detect_app, name="detect")
+
+
+FEEDBACK_SQL = ("SELECT target_id, argMax(verdict, ts) FROM {db}.feedback "
+                "WHERE target_kind = 'anomaly' GROUP BY target_id")
+
+
+@detect_app.command("compare")
+def compare(
+    labels: Annotated[Path | None, typer.Option(
+        help="the demo's labels file: recall and time-to-detect against it")] = None,
+    anomalies: Annotated[Path | None, typer.Option(
+        help="anomalies as JSON lines instead of the worker's table")] = None,
+    api: Annotated[str | None, typer.Option(help="worker API URL (default: settings)")] = None,
+) -> None:
+    """Champion vs challenger: precision, recall, false-alert rate, time-to-detect."""
+    from detectors.incident_match import evaluate
+    from streams.commands.query import QueryFailed, api_url, query_api
+    from streams.commands.scenario import ANOMALY_SQL, _hours, read_labels
+
+    s = settings()
+    verdicts: dict[str, str] = {}
+    try:
+        if anomalies is not None:
+            rows = read_labels(anomalies)
+        else:
+            base, db = api_url(s, api), s.clickhouse.database
+            got = query_api(base, ANOMALY_SQL.format(db=db), {}, 1_000_000)
+            rows = [dict(zip(got["columns"], r, strict=True)) for r in got["rows"]]
+            fb = query_api(base, FEEDBACK_SQL.format(db=db), {}, 1_000_000)
+            verdicts = {str(r[0]): str(r[1]) for r in fb["rows"]}
+    except QueryFailed as exc:
+        raise typer.BadParameter(str(exc)) from None
+    incidents = read_labels(labels) if labels is not None else []
+    result = evaluate(rows, incidents, _hours(rows, incidents), verdicts)
+    table = Table(title="detector variants")
+    cols = ("variant", "anomalies", "precision", "recall", "false-alert rate", "false/h",
+            "ttd mean s", "judged")
+    for col in cols:
+        table.add_column(col, justify="left" if col == "variant" else "right")
+    out = {}
+    for variant, r in result.items():
+        precision = r.get("feedback_precision", round(1 - r["false_fraction"], 4)) if (
+            incidents or "feedback_precision" in r) else None
+        fa = None if precision is None else round(1 - precision, 4)
+        out[variant] = {"anomalies": r["anomalies"], "precision": precision,
+                        "recall": r["recall"] if incidents else None,
+                        "false_alert_rate": fa, "false_per_hour": r["false_per_hour"],
+                        "ttd_mean_s": r["ttd_mean_s"], "judged": r["judged"]}
+        table.add_row(variant, *(str(v) for v in out[variant].values()))
+    Console(stderr=True).print(table)
+    typer.echo(json.dumps({"benchmark": "detect_compare", **out}))

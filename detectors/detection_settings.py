@@ -1,0 +1,42 @@
+"""Settings of the online detection stage: the champion variant and an optional challenger.
+
+Nested in ``streams.settings.Settings`` as ``detect`` (``LOGWARDEN_DETECT_CHALLENGER='{...}'``,
+JSON for the nested models). Promoting the challenger is a config change: copy its fields
+into ``champion`` and drop ``challenger``.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class VariantConfig(BaseModel):
+    """How one variant turns calibrated scores into anomalies."""
+
+    model_config = {"frozen": True}
+
+    version: str = "1"  # stamped on its anomalies
+    threshold_q: float = Field(default=6.5, ge=2.5)  # alarm at -log p >= this (+ series adj)
+    warmup: int = Field(default=12, ge=0)  # points a series learns before it may alarm
+    min_change: float = Field(default=1.0, ge=0)  # factor on each feature's minimum change
+    cooldown_s: float = Field(default=300.0, ge=0)  # per series+feature after an alarm
+    multivariate: bool = True  # also run the per-service HalfSpaceTrees model
+    mv_threshold_q: float = Field(default=10.0, gt=0)
+
+
+class DetectionSettings(BaseModel):
+    """The scoring stage (``LOGWARDEN_DETECT_*``)."""
+
+    model_config = {"frozen": True}
+
+    enabled: bool = True
+    window_s: tuple[int, ...] = (10,)  # window sizes scored (60 doubles the cost)
+    champion: VariantConfig = VariantConfig()
+    challenger: VariantConfig | None = None  # shadow variant, stored, never alerted on
+    change_lookback_s: float = Field(default=1800.0, ge=0)  # changes attached to anomalies
+    snapshot_s: float = Field(default=30.0, gt=0)  # model state snapshot period
+    max_gap_windows: int = Field(default=60, ge=0)  # missing windows scored as silence
+    min_alive_rate: float = Field(default=0.5, ge=0)  # events/s below which silence is normal
+    calibrate_raise_q: float = Field(default=1.0, ge=0)  # threshold step per false positive
+    calibrate_lower_q: float = Field(default=0.2, ge=0)  # step back per confirmed anomaly
+    calibrate_max_q: float = Field(default=6.0, ge=0)  # bound on a series' extra threshold

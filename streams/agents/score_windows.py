@@ -1,0 +1,222 @@
+"""The scoring stage: windows in, anomalies out; model state on a compacted topic.
+
+Windows arrive about once per series per 10 s; at 100k series that is 10k messages/s, too
+many for Faust's per-event machinery, so this stage follows the ingest pattern: a
+``mode.Service`` reading ``logwarden.windows.v1`` with aiokafka ``getmany`` (group
+``<app_id>-detect``) and handing whole batches to the pure ``WindowScorer``. Model state
+works like a Faust table's changelog, kept by hand: every ``snapshot_s`` the changed series
+are written to ``logwarden.detector-state.v1`` (compacted, keyed by series like the windows),
+then the windows' offsets are committed; on assignment the topic is read back, so a
+restarted or rebalanced worker resumes without a new warm-up. Changes and feedback are read
+by every worker (no group): changes feed the ``ChangeLog``, anomaly feedback moves the
+threshold of the series it names if this worker owns it, and writes ``detector_quality``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from mode import Service
+from pydantic import ValidationError
+
+from detectors.feedback import Calibrator, ChangeLog, Quality
+from detectors.scoring import WindowScorer
+from schemas import topics
+from schemas.anomalies import AnomalyEvent
+from schemas.base import decode
+from schemas.changes import Change, Feedback
+from schemas.common import to_epoch_ms
+from schemas.errors import InvalidEvent
+from schemas.windows import WindowStats
+from sinks.clickhouse import rows
+from streams.agents.categorise import read_compacted
+from streams.kafka_local import ensure_topics
+from streams.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+STATE_CONFIG = {"cleanup.policy": "compact", "max.message.bytes": str(16 << 20)}
+
+
+class DetectStage:
+    """The stage without Kafka consumers: score windows, publish, learn from feedback."""
+
+    def __init__(self, runtime: Runtime, state_topic: str = topics.DETECTOR_STATE) -> None:
+        self.rt = runtime
+        d = runtime.settings.detect
+        self.scorer = WindowScorer(d, ChangeLog())
+        self.calibrator = Calibrator(d.calibrate_raise_q, d.calibrate_lower_q,
+                                     d.calibrate_max_q)
+        self.quality = Quality()
+        self.state_topic = state_topic
+        self.recent: OrderedDict[str, tuple[str, str, str]] = OrderedDict()
+        self.counts = {"windows": 0, "anomalies": 0, "bad_windows": 0, "feedback": 0}
+
+    def on_windows(self, raws: list[bytes]) -> list[AnomalyEvent]:
+        """Decode and score a batch of windows; anomalies go to the topic and the table."""
+        windows = []
+        for raw in raws:
+            try:
+                windows.append(WindowStats.from_json(raw))
+            except (ValueError, ValidationError):
+                self.counts["bad_windows"] += 1
+        self.counts["windows"] += len(windows)
+        found = self.scorer.score_batch(windows)
+        now_ms = int(time.time() * 1000)
+        for a in found:
+            self.recent[a.id] = (a.series, a.detector, a.variant)
+            if a.variant == "champion":  # the challenger is stored, not published
+                self.rt.send(topics.ANOMALIES, a.to_json(), key=a.series)
+        while len(self.recent) > 200_000:
+            self.recent.popitem(last=False)
+        if found:
+            self.rt.writers["anomalies"].add_many([rows.anomaly_row(a, now_ms) for a in found])
+            self.counts["anomalies"] += len(found)
+            log.info("anomalies_found", stage="detect", count=len(found),
+                     champion=sum(a.variant == "champion" for a in found))
+        return found
+
+    def on_side(self, topic: str, raw: bytes) -> None:
+        """A message of the changes or feedback topic (bad ones are ingest's to dead-letter)."""
+        try:
+            if topic == topics.CHANGES:
+                c = decode(Change, raw, stage="detect")
+                self.scorer.changes.add(to_epoch_ms(c.ts), c.service, c.kind, c.description)
+            else:
+                f = decode(Feedback, raw, stage="detect")
+                if f.target_kind == "anomaly":
+                    self.on_feedback(f.target_id, f.verdict)
+        except InvalidEvent:
+            return
+
+    def on_feedback(self, anomaly: str, verdict: str) -> bool:
+        """Apply a verdict to the anomaly's series (if owned here); True when applied."""
+        target = self.recent.get(anomaly)
+        if target is None:
+            return False
+        series, detector, variant = target
+        st = self.scorer.states.get(series)
+        if st is None:
+            return False
+        adj = st.adj[variant] = self.calibrator.apply(st.adj.get(variant, 0.0), verdict)
+        self.scorer.dirty.add(series)
+        figures = self.quality.add(detector, variant, series, verdict)
+        self.rt.writers["detector_quality"].add_many([rows.quality_row(
+            int(time.time() * 1000), detector, variant, series, figures, adj)])
+        self.counts["feedback"] += 1
+        log.info("anomaly_feedback", stage="detect", series=series, verdict=verdict,
+                 threshold_adj=adj, precision=figures["precision"])
+        return True
+
+    def save(self) -> int:
+        """Write the changed series' state to the state topic; returns how many."""
+        snap = self.scorer.snapshot()
+        for series, raw in snap.items():
+            self.rt.send(self.state_topic, raw, key=series)
+        return len(snap)
+
+    def load(self, latest: dict[str, bytes]) -> int:
+        """Restore states read from the state topic (newer in-memory ones are kept)."""
+        n = 0
+        for series, raw in latest.items():
+            if series not in self.scorer.states:
+                try:
+                    self.scorer.restore(series, raw)
+                    n += 1
+                except (ValueError, KeyError, IndexError) as exc:
+                    log.error("detector_state_unreadable", stage="detect", series=series,
+                              error=str(exc))
+        return n
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, service: ScoreService) -> None:
+        self.service = service
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.service.checkpoint()
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self.service.restore()
+
+
+class ScoreService(Service):
+    """Consumes windows (group ``<app_id>-detect``) plus changes and feedback (every worker)."""
+
+    def __init__(self, runtime: Runtime, state_topic: str = topics.DETECTOR_STATE,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rt = runtime
+        self.stage = DetectStage(runtime, state_topic)
+        self.group = f"{runtime.settings.stream.app_id}-detect"
+        self.consumer: AIOKafkaConsumer | None = None
+        self.side: AIOKafkaConsumer | None = None
+        self.last_save = time.monotonic()
+
+    async def on_start(self) -> None:
+        s = self.rt.settings
+        bootstrap = s.kafka.bootstrap_servers()
+        await asyncio.to_thread(ensure_topics, bootstrap, {self.stage.state_topic:
+                                                           s.kafka.partitions},
+                                STATE_CONFIG, s.kafka.replication)
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=self.group, enable_auto_commit=False,
+            auto_offset_reset="earliest", max_poll_records=s.stream.batch_size)
+        self.consumer.subscribe([topics.WINDOWS], listener=_Rebalance(self))
+        self.side = AIOKafkaConsumer(topics.CHANGES, topics.FEEDBACK,
+                                     bootstrap_servers=bootstrap, group_id=None,
+                                     auto_offset_reset="latest")
+        await self.side.start()
+        await self.consumer.start()
+        log.info("detect_started", stage="detect", group=self.group)
+
+    async def on_stop(self) -> None:
+        if self.consumer is not None:
+            await self.checkpoint()
+            await self.consumer.stop()
+        if self.side is not None:
+            await self.side.stop()
+        log.info("detect_stopped", stage="detect", **self.stage.counts)
+
+    @Service.task
+    async def _consume(self) -> None:
+        assert self.consumer is not None
+        while not self.should_stop:
+            batch = await self.consumer.getmany(timeout_ms=200)
+            raws = [m.value for msgs in batch.values() for m in msgs if m.value]
+            if raws:
+                self.stage.on_windows(raws)
+            if time.monotonic() - self.last_save >= self.rt.settings.detect.snapshot_s:
+                await self.checkpoint()
+
+    @Service.task
+    async def _side(self) -> None:
+        assert self.side is not None
+        while not self.should_stop:
+            batch = await self.side.getmany(timeout_ms=500)
+            for tp, msgs in batch.items():
+                for m in msgs:
+                    if m.value:
+                        self.stage.on_side(tp.topic, m.value)
+
+    async def checkpoint(self) -> None:
+        """Snapshot changed series, wait for the state to land, then commit the windows."""
+        self.last_save = time.monotonic()
+        saved = self.stage.save()
+        await asyncio.to_thread(self.rt.producer.flush, 30.0)
+        if self.consumer is not None and self.consumer.assignment():
+            await self.consumer.commit()
+        if saved:
+            log.info("detector_state_saved", stage="detect", series=saved)
+
+    async def restore(self) -> None:
+        """Read the state topic back before scoring the assigned partitions."""
+        s = self.rt.settings
+        latest = await asyncio.to_thread(read_compacted, s.kafka.bootstrap_servers(),
+                                         self.stage.state_topic, f"{self.group}-state")
+        n = self.stage.load(latest)
+        log.info("detector_state_loaded", stage="detect", series=n)

@@ -1,0 +1,138 @@
+"""The scoring stage's pure parts: features, anomaly events, silence, variants, state."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from detectors.detection_settings import DetectionSettings, VariantConfig
+from detectors.feedback import Calibrator, ChangeLog, Quality
+from detectors.incident_match import evaluate
+from detectors.scoring import WindowScorer, features
+from schemas.anomalies import AnomalyEvent
+from schemas.windows import WindowStats
+
+T0 = 1_700_000_000
+
+
+def win(i: int, series: str = "api", scope: str = "service", **kw: Any) -> WindowStats:
+    t = T0 + 10 * i
+    base: dict[str, Any] = dict(count=500, rate_per_s=50.0 + i % 3, error_rate=0.01 * (i % 2),
+                                p95=100.0 + i % 7, p99=150.0 + i % 5)
+    base.update(kw)
+    return WindowStats(series=series, service=series.split()[0], scope=scope,
+                       window_s=10, start=datetime.fromtimestamp(t - 10, UTC),
+                       end=datetime.fromtimestamp(t, UTC), **base)
+
+
+def warm(sc: WindowScorer, n: int = 300, **kw: Any) -> list[AnomalyEvent]:
+    return [a for i in range(n) for a in sc.score_batch([win(i, **kw)])]
+
+
+def test_features_follow_the_scope() -> None:
+    names = [s.name for s, _ in features(win(1))]
+    assert names == ["rate_per_s", "error_rate", "p95", "p99"]
+    empty = dict(features(win(1, count=0, rate_per_s=0.0)))
+    assert math.isnan(next(v for s, v in empty.items() if s.name == "error_rate"))
+    metric = WindowStats(series="api/cpu", service="api", scope="metric", window_s=10,
+                         start=datetime.fromtimestamp(T0, UTC),
+                         end=datetime.fromtimestamp(T0 + 10, UTC), mean=0.7)
+    assert [(s.name, v) for s, v in features(metric)] == [("mean", 0.7)]
+
+
+def test_error_burst_is_a_critical_anomaly_with_band_and_changes() -> None:
+    changes = ChangeLog()
+    changes.add_edge("web", "api")
+    changes.add((T0 + 2990) * 1000, "web", "deploy", "web 1.2.3")
+    changes.add((T0 + 10) * 1000, "web", "deploy", "too old to matter")
+    sc = WindowScorer(DetectionSettings(), changes)
+    assert warm(sc) == []
+    found = [a for a in sc.score_batch([win(300, error_rate=0.4)]) if a.detector == "series"]
+    assert [(a.feature, a.severity, a.direction) for a in found] == [
+        ("error_rate", "critical", "up")]
+    a = found[0]
+    assert a.observed == 0.4 and a.lo <= a.expected < a.hi < 0.4
+    assert a.score >= a.threshold and a.variant == "champion" and a.ts == (T0 + 3000) * 1000
+    assert next(iter(a.contributing)) == "error_rate"
+    assert [c.description for c in a.changes] == ["web 1.2.3"]
+
+
+def test_better_is_not_an_anomaly_but_silence_is() -> None:
+    sc = WindowScorer(DetectionSettings())
+    warm(sc)
+    assert [a for a in sc.score_batch([win(300, p95=5.0, p99=6.0)]) if a.detector == "series"
+            ] == []
+    other = [win(i, series="db") for i in range(301, 304)]  # the fleet goes on, api is silent
+    warm(sc, 300, series="db")
+    found = [a for w in other for a in sc.score_batch([w]) if a.series == "api"]
+    assert ("rate_per_s", "down", "critical") in {(a.feature, a.direction, a.severity)
+                                                  for a in found}
+
+
+def test_challenger_is_tagged_and_stricter_variant_fires_less() -> None:
+    strict = VariantConfig(version="strict", threshold_q=30.0, multivariate=False)
+    sc = WindowScorer(DetectionSettings(challenger=strict))
+    warm(sc)
+    found = sc.score_batch([win(300, error_rate=0.4)])
+    assert {a.variant for a in found} == {"champion"}
+    assert all(a.version.endswith("/1") for a in found)
+
+
+def test_restored_state_scores_like_the_uninterrupted_one() -> None:
+    a, b = WindowScorer(DetectionSettings()), WindowScorer(DetectionSettings())
+    warm(a)
+    for series, raw in a.snapshot().items():
+        b.restore(series, raw)
+    assert a.snapshot() == {}  # dirty marks cleared
+    for i in range(300, 340):
+        w = win(i, error_rate=0.4 if i == 320 else 0.01)
+        got_a, got_b = a.score_batch([w]), b.score_batch([w])
+        assert [x.model_dump() for x in got_a] == [x.model_dump() for x in got_b]
+        if i == 320:
+            assert any(x.feature == "error_rate" for x in got_b)  # a warm model, not warm-up
+    assert a.states["api"].dets["p95"].to_bytes() == b.states["api"].dets["p95"].to_bytes()
+    assert b.states["api"].dets["p95"].n == 340  # no new warm-up
+
+
+def test_calibrator_bounds_and_quality_figures() -> None:
+    c = Calibrator(raise_q=1.0, lower_q=0.25, max_q=2.5)
+    adj = 0.0
+    for _ in range(4):
+        adj = c.apply(adj, "false")
+    assert adj == 2.5
+    assert c.apply(adj, "true") == 2.25 and c.apply(adj, "unsure") == 2.5
+    assert c.apply(0.0, "true") == 0.0
+    q = Quality()
+    q.add("series", "champion", "api", "true")
+    figures = q.add("series", "champion", "api", "false")
+    assert figures["precision"] == 0.5 and figures["false_alert_rate"] == 0.5
+    assert q.add("series", "challenger", "api", "unsure")["precision"] == 1.0
+
+
+def test_false_positive_feedback_raises_the_series_threshold() -> None:
+    sc = WindowScorer(DetectionSettings())
+    warm(sc)
+    st = sc.states["api"]
+    st.adj["champion"] = 30.0  # what a run of "false" verdicts would lead to (unbounded here)
+    assert [a for a in sc.score_batch([win(300, error_rate=0.4)]) if a.detector == "series"
+            ] == []
+
+
+def test_compare_metrics_per_variant() -> None:
+    labels = [{"id": "i1", "kind": "error_burst", "severity": "critical", "service": "a",
+               "services": ["a"], "start_ms": 100_000, "end_ms": 200_000},
+              {"id": "i2", "kind": "disk_full", "severity": "warning", "service": "b",
+               "services": ["b"], "start_ms": 500_000, "end_ms": 600_000}]
+    anomalies = [
+        {"id": "c1", "ts": 130_000, "service": "a", "variant": "champion"},
+        {"id": "c2", "ts": 700_000, "service": "a", "variant": "champion"},
+        {"id": "h1", "ts": 110_000, "service": "a", "variant": "challenger"},
+        {"id": "h2", "ts": 510_000, "service": "b", "variant": "challenger"},
+    ]
+    r = evaluate(anomalies, labels, hours=0.5, feedback={"c1": "true", "c2": "false"})
+    champ, chall = r["champion"], r["challenger"]
+    assert (champ["recall"], champ["critical_recall"], champ["false_alarms"]) == (0.5, 1.0, 1)
+    assert champ["false_per_hour"] == 2.0 and champ["ttd_max_s"] == 30.0
+    assert champ["feedback_precision"] == 0.5
+    assert (chall["recall"], chall["false_alarms"], chall["ttd_mean_s"]) == (1.0, 0, 10.0)
