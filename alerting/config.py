@@ -59,6 +59,7 @@ class AlertingSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    enabled: bool = True  # LOGWARDEN_ALERTING_ENABLED
     config_file: Path = Path("deploy/config/alerting.yaml")
     rule_files: list[Path] = []  # extra rules files next to the config's own rules
     smtp: SmtpSettings = SmtpSettings()
@@ -67,6 +68,9 @@ class AlertingSettings(BaseModel):
     retry: RetryPolicy = RetryPolicy()
     evaluation_interval_s: float = 10.0
     public_url: str = "http://127.0.0.1:6066"  # links in messages
+    reload_check_s: float = 5.0  # how often the config file's mtime is checked
+    canary_interval_s: float = 300.0  # a synthetic canary log event this often (0: off)
+    canary_grace_s: float = 120.0  # the canary's window must reach alerting within this
 
 
 class User(BaseModel):

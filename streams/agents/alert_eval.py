@@ -1,0 +1,144 @@
+"""Rule evaluation inside the worker: windows, anomalies and template events in, signals out.
+
+Pure of Kafka: ``evaluate`` takes one raw message of an input topic and the series-state
+table (a Faust table, or any dict in tests) and returns the messages for the alert manager.
+Table values remember the partition their key came from, so a tick arriving on partition p
+only touches the series of partition p (their changelog stays in partition p).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import MutableMapping
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from alerting.evaluate import (
+    SeriesState,
+    TemplateSignal,
+    on_anomaly,
+    on_template,
+    on_tick,
+    on_window,
+)
+from alerting.lifecycle import Signal
+from alerting.rules import RuleSet
+from schemas import topics
+from schemas.windows import WindowStats
+
+CANARY_SERVICE = "logwarden-canary"
+Table = MutableMapping[str, bytes]
+
+
+def wrap(st: SeriesState, partition: int) -> bytes:
+    """A table value: the state and the partition its key lives in."""
+    return orjson.dumps({"p": partition, "st": st.model_dump(mode="json")})
+
+
+def unwrap(raw: bytes) -> tuple[SeriesState, int]:
+    """The state and partition of a table value."""
+    doc = orjson.loads(raw)
+    return SeriesState.model_validate(doc["st"]), int(doc["p"])
+
+
+def _seconds(ts: Any) -> float:
+    """Epoch seconds from seconds, milliseconds or an ISO string."""
+    if isinstance(ts, str):
+        from datetime import datetime
+        return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+    v = float(ts)
+    return v / 1000 if v > 1e11 else v
+
+
+def anomaly_input(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """An anomalies-topic message as ``on_anomaly`` wants it; None for challengers/garbage."""
+    if doc.get("variant", "champion") != "champion" or "series" not in doc:
+        return None
+    observed = doc.get("observed", doc.get("value", math.nan))
+    return {"series": str(doc["series"]), "service": str(doc.get("service", "")),
+            "scope": str(doc.get("scope", "service")), "route": str(doc.get("route", "")),
+            "name": str(doc.get("name") or doc.get("feature", "")),
+            "ts": _seconds(doc["ts"]), "score": float(doc["score"]),
+            "value": float(observed) if observed is not None else math.nan,
+            "expected": doc.get("expected", "?")}
+
+
+def template_input(doc: dict[str, Any]) -> TemplateSignal:
+    """A template-events message (ingest's row dict, details possibly JSON text)."""
+    details = doc.get("details") or {}
+    if isinstance(details, str | bytes):
+        try:
+            details = orjson.loads(details) if details else {}
+        except orjson.JSONDecodeError:
+            details = {}
+    if not isinstance(details, dict):
+        details = {}
+    merged = {**details, **doc}
+    return TemplateSignal(
+        kind=str(merged.get("kind", "")), service=str(merged["service"]),
+        template_id=str(merged["template_id"]), template=str(merged.get("template", "")),
+        ts=_seconds(merged["ts"]), level=str(merged.get("level", "")),
+        category=str(merged.get("category", "")),
+        count=int(float(merged.get("count", merged.get("value", 0)) or 0)),
+        baseline=float(merged.get("baseline", 0.0) or 0.0),
+        sample_lines=[str(x) for x in merged.get("sample_lines", merged.get("samples", []))][:10])
+
+
+def _signals(sigs: list[Signal]) -> list[dict[str, Any]]:
+    return [{"type": "signal", "signal": s.model_dump(mode="json")} for s in sigs]
+
+
+def evaluate(rules: RuleSet, table: Table, topic: str, partition: int, raw: bytes,
+             now: float) -> list[dict[str, Any]]:
+    """One input message -> messages for the alert manager (signals, canary sightings).
+
+    Raises ValueError / ValidationError / KeyError on a message it cannot read.
+    """
+    if topic == topics.WINDOWS:
+        w = WindowStats.from_json(raw)
+        if w.service == CANARY_SERVICE:
+            return [{"type": "canary_seen", "ts": w.end.timestamp()}]
+        key = w.series
+        st, sigs = on_window(rules, _get(table, key), w, now)
+    elif topic == topics.ANOMALIES:
+        a = anomaly_input(orjson.loads(raw))
+        if a is None or a["service"] == CANARY_SERVICE:
+            return []
+        key = a["series"]
+        st, sigs = on_anomaly(rules, _get(table, key), a, now)
+    elif topic == topics.TEMPLATE_EVENTS:
+        t = template_input(orjson.loads(raw))
+        if t.service == CANARY_SERVICE:
+            return []
+        key = f"{t.service}#{t.template_id}"
+        st, sigs = on_template(rules, _get(table, key), t, now)
+    else:
+        return []
+    table[key] = wrap(st, partition)
+    return _signals(sigs)
+
+
+def _get(table: Table, key: str) -> SeriesState | None:
+    raw = table.get(key)
+    return unwrap(raw)[0] if raw is not None else None
+
+
+def evaluate_tick(rules: RuleSet, table: Table, partition: int,
+                  now: float) -> list[dict[str, Any]]:
+    """Time-based checks for the series of one partition; only changed states are written."""
+    out: list[dict[str, Any]] = []
+    for key, raw in list(table.items()):
+        try:
+            st, p = unwrap(raw)
+        except (ValueError, ValidationError, KeyError):
+            del table[key]
+            continue
+        if p != partition:
+            continue
+        new, sigs = on_tick(rules, st, now)
+        if new != st:
+            table[key] = wrap(new, partition)
+        out += _signals(sigs)
+    return out
