@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
 from datetime import time as dtime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 import structlog
@@ -29,7 +29,11 @@ from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from prometheus_client import CollectorRegistry
 
 from sinks.clickhouse.client import Store
+from web.alerts import AlertsApi
 from web.health import HealthProvider, health_handler, metrics_handler
+
+if TYPE_CHECKING:
+    from web.site import WebOptions
 
 __all__ = ["ApiError", "QueryResult", "check_read_only", "create_app", "dumps", "json_safe",
            "run_read_query", "serve", "to_csv", "to_jsonl"]
@@ -281,7 +285,9 @@ def create_app(store: Store, *, database: str,
                executor_or_lock: Executor | AbstractContextManager[Any],
                health_provider: HealthProvider, metrics_registry: CollectorRegistry,
                tokens: Collection[str] | None = None,
-               max_execution_s: int = MAX_EXECUTION_S) -> web.Application:
+               max_execution_s: int = MAX_EXECUTION_S,
+               alerts: AlertsApi | None = None,
+               web_options: WebOptions | None = None) -> web.Application:
     """The API application; store calls run one at a time via ``executor_or_lock``.
 
     Pass the single-thread executor (or the lock) the ingest writer also uses, since
@@ -305,6 +311,8 @@ def create_app(store: Store, *, database: str,
 
     async def query(request: web.Request) -> web.Response:
         _check_token(request, tokens)
+        if not tokens:  # static tokens replace the role policy; reads need any role
+            policy.require(request, "viewer")
         sql, params, fmt, limit = await _parse_query_body(request)
         check_read_only(sql)  # refuse before queueing behind the writer
         try:
@@ -332,6 +340,17 @@ def create_app(store: Store, *, database: str,
     app.router.add_post("/api/query", query)
     app.router.add_get("/api/health", health)
     app.router.add_get("/metrics", metrics)
+    from web.site import add_web_routes, web_policy  # web.site imports this module
+
+    policy = web_policy(web_options)
+    if alerts is not None:
+        def guard(request: web.Request) -> None:
+            _check_token(request, tokens)
+            if not tokens:
+                policy.require(request, "viewer" if request.method == "GET" else "responder")
+
+        alerts.register(app, guard)
+    add_web_routes(app, store, database, in_store_thread, health_provider, web_options, policy)
     return app
 
 

@@ -1,0 +1,136 @@
+"""Typed reads of alerting, detector quality and pipeline tables for the API and reports.
+
+Same rules as ``web_queries``: bound parameters only, missing tables read as no rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sinks.clickhouse.client import Store
+from sinks.clickhouse.queries import ident
+from sinks.clickhouse.web_queries import TS, Page, Span, _filters, paged, select
+
+# The alerts table keeps every state change; an alert is its newest row.
+_CURRENT_ALERTS = (
+    "SELECT fingerprint, argMax(rule, (ts, version)) AS rule, "
+    "argMax(state, (ts, version)) AS state, argMax(severity, (ts, version)) AS severity, "
+    "argMax(service, (ts, version)) AS service, argMax(summary, (ts, version)) AS summary, "
+    "argMax(value, (ts, version)) AS value, argMax(starts_at, (ts, version)) AS starts_at, "
+    "argMax(ends_at, (ts, version)) AS ends_at, argMax(acked_by, (ts, version)) AS acked_by, "
+    "argMax(suppressed, (ts, version)) AS suppressed, "
+    "argMax(flapping, (ts, version)) AS flapping, argMax(labels, (ts, version)) AS labels, "
+    "max(ts) AS updated_at FROM {db}.alerts FINAL GROUP BY fingerprint"
+)
+
+
+def alerts(store: Store, db: str, page: Page, *, state: str | None = None,
+           service: str | None = None) -> dict[str, Any]:
+    """Alerts in their current state (firing, acknowledged, resolved), newest change first."""
+    where, extra = _filters({"state": ("state = {state:String}", state),
+                             "service": ("service = {service:String}", service)})
+    sql = (f"SELECT * FROM ({_CURRENT_ALERTS.format(db=ident(db))}) WHERE 1{where} "
+           "ORDER BY updated_at DESC")
+    return paged(store, sql, extra, page)
+
+
+def open_alert_counts(store: Store, db: str) -> dict[str, int]:
+    """Firing or acknowledged alerts per service."""
+    sql = (f"SELECT service, count() AS n FROM ({_CURRENT_ALERTS.format(db=ident(db))}) "
+           "WHERE state IN ('firing', 'acknowledged') GROUP BY service")
+    return {r["service"]: int(r["n"]) for r in select(store, sql, {})}
+
+
+def alert_history(store: Store, db: str, span: Span) -> list[dict[str, Any]]:
+    """Per fingerprint in ``span``: first firing, first ack, resolution and noise facts."""
+    sql = ("SELECT fingerprint, any(rule) AS rule, any(service) AS service, "
+           "minIf(ts, state = 'firing') AS fired_at, min(trigger_ts) AS trigger_at, "
+           "minIf(ts, state = 'acknowledged') AS acked_at, "
+           "minIf(ts, state = 'resolved') AS resolved_at, "
+           "countIf(state = 'acknowledged') > 0 AS acked, max(flapping) AS flapping, "
+           "max(suppressed) AS suppressed "
+           f"FROM {ident(db)}.alerts FINAL WHERE ts >= {{since:{TS}}} AND ts < {{until:{TS}}} "
+           "GROUP BY fingerprint ORDER BY fired_at LIMIT 10000")
+    return select(store, sql, span.params())
+
+
+def silences(store: Store, db: str, page: Page, *, active_only: bool = True
+             ) -> dict[str, Any]:
+    """Silences at their latest version (not deleted), newest first."""
+    now = "(ends_at IS NULL OR ends_at > now64(3))" if active_only else "1"
+    sql = ("SELECT id, argMax(matchers, ts) AS matchers, argMax(starts_at, ts) AS starts_at, "
+           "argMax(ends_at, ts) AS ends_at, argMax(created_by, ts) AS created_by, "
+           "argMax(comment, ts) AS comment, argMax(deleted, ts) AS deleted "
+           f"FROM {ident(db)}.silences FINAL GROUP BY id HAVING NOT deleted AND {now} "
+           "ORDER BY starts_at DESC")
+    return paged(store, sql, {}, page)
+
+
+def notifications(store: Store, db: str, span: Span, page: Page, *,
+                  fingerprint: str | None = None) -> dict[str, Any]:
+    """Notification attempts (email, Slack, SMS; escalations), newest first."""
+    where, extra = _filters({"fp": ("fingerprint = {fp:String}", fingerprint)})
+    sql = ("SELECT ts, fingerprint, receiver, channel, kind, status, outcome, attempt, "
+           "latency_ms, error "
+           f"FROM {ident(db)}.notifications FINAL WHERE ts >= {{since:{TS}}} "
+           f"AND ts < {{until:{TS}}}{where} ORDER BY ts DESC")
+    return paged(store, sql, {**span.params(), **extra}, page)
+
+
+def detector_quality(store: Store, db: str) -> list[dict[str, Any]]:
+    """Per detector variant: verdict counts, precision, recall and false-alert rate."""
+    sql = ("SELECT detector, variant, sum(true_count) AS true_alerts, "
+           "sum(false_count) AS false_alerts, sum(unsure_count) AS unsure, "
+           "if(true_alerts + false_alerts = 0, NULL, toFloat64(true_alerts) / (true_alerts + "
+           "false_alerts)) AS precision, "
+           "if(true_alerts + false_alerts = 0, NULL, toFloat64(false_alerts) / (true_alerts + "
+           "false_alerts)) AS false_alert_rate "
+           f"FROM {ident(db)}.detector_quality FINAL GROUP BY detector, variant "
+           "ORDER BY detector, variant")
+    # Recall needs the incidents the detectors missed: feedback with verdict "missed".
+    missed = select(store, f"SELECT count() AS n FROM {ident(db)}.feedback FINAL "
+                    "WHERE verdict = 'missed'", {})
+    n_missed = int(missed[0]["n"]) if missed else 0
+    rows = select(store, sql, {})
+    for r in rows:
+        found = int(r["true_alerts"])
+        r["recall"] = found / (found + n_missed) if found + n_missed else None
+    return rows
+
+
+def categorisation_accuracy(store: Store, db: str, span: Span) -> list[dict[str, Any]]:
+    """Categorisation accuracy per service and period in ``span``."""
+    sql = ("SELECT period_start, service, lines, unknown_fraction, category_accuracy, "
+           "priority_accuracy, category_verdicts, templates, template_growth "
+           f"FROM {ident(db)}.categorisation_accuracy FINAL "
+           f"WHERE period_start >= {{since:{TS}}} AND period_start < {{until:{TS}}} "
+           "ORDER BY period_start, service LIMIT 1000")
+    return select(store, sql, span.params())
+
+
+def throughput(store: Store, db: str, span: Span) -> list[dict[str, Any]]:
+    """Per minute of ingest time: log lines stored and mean sink latency (ingested - ts)."""
+    sql = ("SELECT toStartOfMinute(ingested_at) AS minute, count() AS lines, "
+           "avg(dateDiff('millisecond', ts, ingested_at)) AS sink_latency_ms "
+           f"FROM {ident(db)}.logs WHERE ingested_at >= {{since:{TS}}} "
+           f"AND ingested_at < {{until:{TS}}} GROUP BY minute ORDER BY minute")
+    return select(store, sql, span.params())
+
+
+def dead_letter_counts(store: Store, db: str, span: Span) -> list[dict[str, Any]]:
+    """Dead letters per minute and stage."""
+    sql = ("SELECT toStartOfMinute(received_at) AS minute, stage, count() AS n "
+           f"FROM {ident(db)}.dead_letters WHERE received_at >= {{since:{TS}}} "
+           f"AND received_at < {{until:{TS}}} GROUP BY minute, stage ORDER BY minute")
+    return select(store, sql, span.params())
+
+
+def usage(store: Store, db: str, span: Span, bucket: str = "day") -> list[dict[str, Any]]:
+    """Events per service per hour or day (usage growth, capacity trend)."""
+    fn = {"hour": "toStartOfHour", "day": "toStartOfDay"}[bucket]
+    sql = (f"SELECT service, {fn}(start) AS bucket, sum(count) AS events, "
+           "max(rate_per_s) AS peak_rate_per_s "
+           f"FROM {ident(db)}.windows FINAL WHERE scope = 'service' AND window_s = 60 "
+           f"AND start >= {{since:{TS}}} AND start < {{until:{TS}}} "
+           "GROUP BY service, bucket ORDER BY service, bucket")
+    return select(store, sql, span.params())

@@ -1,0 +1,194 @@
+"""Dashboards in headless Chromium (Selenium + Debian's chromium/chromium-driver) against a
+real worker fed with demo traffic: charts render with data, live updates arrive without a
+reload, every page loads clean, ack from the alerts page. Screenshots go to
+artifacts/screenshots/ (and the fleet overview to docs/fleet-overview.png)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import BIN, Worker, start_worker  # type: ignore[import-not-found]
+
+from sdk import Publisher
+from streams.demo import DemoConfig, generate
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+webdriver = pytest.importorskip("selenium.webdriver")
+
+
+def publish_demo(bootstrap: str, suffix: str, start_ms: int, seconds: int) -> int:
+    """``seconds`` of demo event time from ``start_ms``, services suffixed; returns the count."""
+    pub = Publisher(bootstrap, service="e2e-dashboards")
+    n = 0
+    for topic, e in generate(DemoConfig(start_ms=start_ms, seed=5, duration_s=seconds,
+                                        rate=60, incident_every_s=60)):
+        if "service" in e:
+            e["service"] = f"{e['service']}-{suffix}"
+        pub.publish(topic, e, key=e.get("service"))
+        n += 1
+    pub.close(30)
+    return n
+
+
+@pytest.fixture(scope="module")
+def fed(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+        ) -> Iterator[tuple[Worker, str, str, int]]:
+    suffix = uuid.uuid4().hex[:6]
+    w = start_worker(kafka_bootstrap, tmp_path_factory.mktemp("dash"), f"dash-{suffix}",
+                     LOGWARDEN_WEB_REFRESH_S="2")
+    start = (int(time.time()) - 600) * 1000
+    try:
+        assert publish_demo(kafka_bootstrap, suffix, start, 240) > 1000
+        w.wait_for(lambda: len(w.query(
+            "SELECT DISTINCT service FROM logwarden.windows FINAL WHERE window_s = 60 AND "
+            "endsWith(service, {s:String})", s=suffix)) >= 3, timeout=120, what="windows")
+        yield w, suffix, kafka_bootstrap, start
+    finally:
+        w.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not (CHROMIUM and DRIVER):
+        pytest.fail("install Debian's chromium and chromium-driver")
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                "--window-size=1500,1100", "--disable-gpu"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+def wait_js(driver: Any, script: str, timeout: float = 40.0) -> Any:
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = driver.execute_script(script)
+        if value:
+            return value
+        time.sleep(0.3)
+    status = driver.execute_script("return document.getElementById('status').textContent")
+    raise AssertionError(f"timed out on {script!r} (last {value!r}, page status {status!r})")
+
+
+POINTS = ("var el = document.getElementById(arguments[0] || '{id}'); if (!el || !el.data) "
+          "return 0; return el.data.reduce((n, t) => n + (t.x ? t.x.length : 0), 0);")
+
+
+def points(driver: Any, chart: str) -> int:
+    return int(driver.execute_script(POINTS.replace("{id}", chart)) or 0)
+
+
+def test_fleet_overview_renders_and_updates_live(fed: Any, browser: Any) -> None:
+    w, suffix, bootstrap, start = fed
+    browser.get(f"{w.api}/")
+    wait_js(browser, "return window.lwUpdates >= 1")
+    for chart in ("chart-rate", "chart-errors", "chart-p95"):
+        wait_js(browser, f"return document.querySelectorAll('#{chart} .main-svg').length > 0 "
+                f"&& document.getElementById('{chart}').data.length > 0")
+        assert points(browser, chart) > 0
+    rows = browser.execute_script("return [...document.querySelectorAll('#services tbody tr')]"
+                                  ".map(r => r.textContent)")
+    assert sum(suffix in r for r in rows) >= 3
+    browser.save_screenshot(str(SHOTS / "fleet.png"))
+    (ROOT / "docs").mkdir(exist_ok=True)
+    browser.save_screenshot(str(ROOT / "docs" / "fleet-overview.png"))
+    before, updates = points(browser, "chart-rate"), browser.execute_script(
+        "return window.lwUpdates")
+    publish_demo(bootstrap, suffix, start + 240_000, 180)  # three more minutes, no reload
+    deadline = time.monotonic() + 120
+    while points(browser, "chart-rate") <= before:
+        assert time.monotonic() < deadline, "no live update reached the chart in 120 s"
+        time.sleep(0.5)
+    assert browser.execute_script("return window.lwUpdates") > updates
+    browser.save_screenshot(str(SHOTS / "fleet-updated.png"))
+
+
+@pytest.mark.parametrize("path,chart", [
+    ("/service/{svc}", "chart-svc"), ("/logs", "chart-logs"), ("/logs?group=template",
+                                                                "chart-logs"),
+    ("/pipeline", "chart-throughput"), ("/alerts", None), ("/intelligence", None)])
+def test_every_page_loads_with_data(fed: Any, browser: Any, path: str, chart: str | None
+                                    ) -> None:
+    w, suffix, _, _ = fed
+    svc = w.query("SELECT any(service) FROM logwarden.windows WHERE endsWith(service, "
+                  "{s:String})", s=suffix)[0][0]
+    browser.get(w.api + path.format(svc=svc))
+    wait_js(browser, "return window.lwUpdates >= 1")
+    assert browser.execute_script("return document.getElementById('status').textContent") == ""
+    if chart:
+        wait_js(browser, f"return document.getElementById('{chart}').data && "
+                f"document.getElementById('{chart}').data.length > 0")
+        assert points(browser, chart) > 0
+    if path.startswith("/logs"):
+        assert browser.execute_script("return document.querySelectorAll('#logrows tbody tr "
+                                      "td:not(.empty)').length") > 0
+    name = path.strip("/").split("?")[0].replace("/", "-").replace("{svc}", "") or "fleet"
+    browser.save_screenshot(str(SHOTS / f"{name}{'-grouped' if 'group' in path else ''}.png"))
+
+
+def test_ack_from_the_alerts_page(fed: Any, browser: Any) -> None:
+    w, _, _, _ = fed
+    import json
+
+    def firing() -> list[dict[str, Any]]:
+        body = json.loads(w.get("/api/alerts"))
+        items = body.get("alerts", body.get("items", []))
+        return [a for a in items if a["state"] == "firing"]
+
+    try:
+        w.wait_for(lambda: bool(firing()), timeout=90, what="a firing alert")
+    except AssertionError:
+        pytest.skip("no alert fired from the demo traffic within 90 s")
+    browser.get(f"{w.api}/alerts")
+    browser.execute_script("localStorage.removeItem('lw_token')")
+    browser.get(f"{w.api}/alerts")
+    wait_js(browser, "return document.querySelector('button.act[data-act=ack]')").click()
+    wait_js(browser, "return document.getElementById('action-status').textContent"
+            ".includes('responder token')")  # no token: refused, and the page says why
+    token = subprocess.run([str(BIN), "token", "create", "--role", "responder"], env=w.env,
+                           capture_output=True, text=True, check=True).stdout.strip()
+    browser.execute_script("localStorage.setItem('lw_token', arguments[0])", token)
+    browser.get(f"{w.api}/alerts")
+    wait_js(browser, "return document.querySelector('button.act[data-act=ack]')").click()
+    # 202 from POST /api/alerts/{fp}/ack: queued on the alert-actions topic for the stage.
+    wait_js(browser, "return document.getElementById('action-status').textContent"
+            ".includes('ack sent')")
+    browser.save_screenshot(str(SHOTS / "alerts-ack-sent.png"))
+
+
+def test_weekly_report_end_to_end(fed: Any, tmp_path: Path) -> None:
+    import json
+
+    from pypdf import PdfReader
+
+    w, suffix, _, _ = fed
+    out = tmp_path / "reports"
+    done = subprocess.run([str(BIN), "report", "weekly", "--api", w.api, "--out", str(out)],
+                          env=w.env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    text = "\n".join(page.extract_text() for page in PdfReader(result["pdf"]).pages)
+    for section in ("KPIs", "MTTD", "MTTA", "MTTR", "Top error templates",
+                    "Slowest routes and latency regressions", "Capacity trend and forecast",
+                    "Usage growth per service"):
+        assert section in text, section
+    assert suffix in text  # the demo services' own figures made it into the PDF
+    html = Path(result["html"]).read_text()
+    assert "<svg" in html and "<polyline" in html  # the capacity chart has lines
+    shutil.copy(result["pdf"], SHOTS / "weekly-report.pdf")
