@@ -67,10 +67,10 @@ class Acc:
         """Add another accumulator (a child window) into this one."""
         self.count += other.count
         self.error_count += other.error_count
-        for k, v in other.levels.items():
-            self.levels[k] = self.levels.get(k, 0) + v
-        for k, v in other.buckets.items():
-            self.buckets[k] = self.buckets.get(k, 0) + v
+        for level, n in other.levels.items():
+            self.levels[level] = self.levels.get(level, 0) + n
+        for key, n in other.buckets.items():
+            self.buckets[key] = self.buckets.get(key, 0) + n
         self.zeros += other.zeros
         self.vmin = min(self.vmin, other.vmin)
         self.vmax = max(self.vmax, other.vmax)

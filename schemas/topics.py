@@ -15,6 +15,13 @@ TEMPLATES = "logwarden.templates.v1"  # new / changed log templates
 ANOMALIES = "logwarden.anomalies.v1"
 ALERTS = "logwarden.alerts.v1"
 NOTIFICATIONS = "logwarden.notifications.v1"
+TEMPLATE_EVENTS = "logwarden.template-events.v1"  # new / spike / vanished / explosion
+TEMPLATE_STATE = "logwarden.template-state.v1"  # compacted: template miner state by service
+DETECTOR_STATE = "logwarden.detector-state.v1"  # compacted: detector state by series
+ALERT_ACTIONS = "logwarden.alert-actions.v1"  # ack / resolve / silence from API, Slack, SMS
+ALERT_SIGNALS = "logwarden.alert-signals.v1"  # rule verdicts and manager ticks (partition 0)
+ALERT_TICKS = "logwarden.alert-ticks.v1"  # evaluation ticks, one per partition
 
 INGEST_TOPICS = (LOGS, METRICS, CHANGES, FEEDBACK)
-INTERNAL_TOPICS = (WINDOWS, DEAD_LETTERS, TEMPLATES, ANOMALIES, ALERTS, NOTIFICATIONS)
+INTERNAL_TOPICS = (WINDOWS, DEAD_LETTERS, TEMPLATES, ANOMALIES, ALERTS, NOTIFICATIONS,
+                   TEMPLATE_EVENTS, TEMPLATE_STATE, ALERT_ACTIONS, ALERT_SIGNALS, ALERT_TICKS)

@@ -9,32 +9,44 @@ import faust
 import structlog
 from mode import Service
 
-from schemas import topics
+from detectors.categorisation import load_categorisation
+from streams.agents.alerting import AlertingStage, alerts_api, register_alerting
+from streams.agents.categorise import CategoriseStage
 from streams.agents.ingest import IngestService
+from streams.agents.score_windows import ScoreService
+from streams.categorise import Categoriser
 from streams.ingest import IngestProcessor
 from streams.metrics import health, registry_for
 from streams.runtime import Runtime
+from streams.web_config import web_options
 from web.api import create_app as create_api
 from web.api import serve
 
 log = structlog.get_logger(__name__)
 
 
-class ApiService(Service):  # type: ignore[misc]
+class ApiService(Service):
     """Serves the HTTP API, dashboards and /metrics inside the worker's event loop."""
 
-    def __init__(self, runtime: Runtime, ingest: IngestService, **kwargs: Any) -> None:
+    def __init__(self, runtime: Runtime, ingest: IngestService,
+                 alerting: AlertingStage | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.rt, self.ingest = runtime, ingest
+        self.rt, self.ingest, self.alerting = runtime, ingest, alerting
         self.runner: Any = None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-store")
 
     async def on_start(self) -> None:
         s = self.rt.settings
+        registry = registry_for(self.ingest)
+        alerts = None
+        if self.alerting is not None:
+            registry.register(self.alerting.delay)
+            alerts = alerts_api(self.alerting, s.alerting)
         app = create_api(self.rt.store, database=s.clickhouse.database,
                          executor_or_lock=self.executor,
                          health_provider=lambda: health(self.ingest),
-                         metrics_registry=registry_for(self.ingest))
+                         metrics_registry=registry, alerts=alerts,
+                         web_options=web_options(s, self.rt.send))
         self.runner = await serve(app, s.stream.web_host, s.stream.web_port)
         log.info("api_listening", url=f"http://{s.stream.web_host}:{s.stream.web_port}")
 
@@ -56,11 +68,20 @@ def create_app(runtime: Runtime) -> faust.App:
         topic_partitions=s.kafka.partitions,
         topic_replication_factor=s.kafka.replication,
     )
-    processor = IngestProcessor(grace_s=s.stream.window_grace_s)
-    ingest = IngestService(runtime, processor, loop=app.loop, beacon=app.beacon)
-    app.service(ingest)
-    app.service(ApiService(runtime, ingest, loop=app.loop, beacon=app.beacon))
-    app.topic(topics.WINDOWS, value_serializer="raw")  # declared for the scoring stage
+    stage = None
+    if s.categorise.enabled:  # a bad categories/teams/masking file stops here, named
+        stage = CategoriseStage(runtime, Categoriser(load_categorisation(s.categorise),
+                                                     s.categorise))
+    processor = IngestProcessor(grace_s=s.stream.window_grace_s,
+                                categorise=stage.cat if stage else None)
+    ingest = IngestService(runtime, processor, stage, loop=app.loop, beacon=app.beacon)
+    app.service(ingest)  # type: ignore[arg-type]  # an instance is accepted too
+    alerting = register_alerting(app, runtime) if s.alerting.enabled else None
+    app.alerting = alerting  # type: ignore[attr-defined]
+    app.service(ApiService(runtime, ingest, alerting, loop=app.loop, beacon=app.beacon))  # type: ignore[arg-type]
+    if s.detect.enabled:
+        app.detect = ScoreService(runtime, loop=app.loop, beacon=app.beacon)  # type: ignore[attr-defined]
+        app.service(app.detect)  # type: ignore[attr-defined]
     app.runtime = runtime  # type: ignore[attr-defined]
     app.ingest = ingest  # type: ignore[attr-defined]
     return app

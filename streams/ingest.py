@@ -11,7 +11,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -27,13 +27,30 @@ from schemas.metrics import MetricPoint
 from schemas.windows import WindowStats
 from sinks.clickhouse import rows
 
-# (service, message, level) -> (template_id, category, severity)
-Categoriser = Callable[[str, str, str], tuple[str, str, str]]
+# (service, message, level, ts_ms, http_status, peer_ok, user_outcome)
+#   -> (template_id, category, severity); streams.categorise.Categoriser is one.
+Categoriser = Callable[[str, str, str, int, int | None, bool | None, str | None],
+                       tuple[str, str, str]]
+
+
+class Message(Protocol):
+    """What the processor reads of a consumed message (aiokafka's ConsumerRecord fits)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One consumed Kafka message."""
+    """One consumed Kafka message, for tests and offline use."""
 
     topic: str
     partition: int
@@ -55,7 +72,7 @@ class Output:
     feedback_events: list[Feedback] = field(default_factory=list)
 
 
-def _source_id(r: Record) -> str:
+def _source_id(r: Message) -> str:
     """The event id of a message that carries none: where it sits in Kafka (replay-stable)."""
     return f"{r.topic}:{r.partition}:{r.offset}"
 
@@ -100,7 +117,7 @@ class IngestProcessor:
             agg = self.windows[key] = WindowAggregator(self.base_s, self.rollups_s, self.grace_s)
         return agg
 
-    def process(self, records: Iterable[Record]) -> Output:
+    def process(self, records: Iterable[Message]) -> Output:
         """Turn a batch of records into rows and the windows it closed."""
         out = Output()
         now = self.clock()
@@ -127,7 +144,7 @@ class IngestProcessor:
         counts["windows"] += len(out.windows)
         return out
 
-    def _one(self, r: Record, out: Output, now_ms: int) -> None:
+    def _one(self, r: Message, out: Output, now_ms: int) -> None:
         if r.value is None:
             raise InvalidEvent("empty message (null value)", stage="ingest")
         topic = r.topic
@@ -138,17 +155,19 @@ class IngestProcessor:
                 self.counts["duplicate"] += 1
                 return
             h = e.get("http")
-            route = dur = None
+            route = dur = status = None
             if h is not None:
-                dur = h.get("duration_ms")
+                dur, status = h.get("duration_ms"), h.get("status")
                 if h.get("route"):
                     route = f"{h.get('method') or ''} {h['route']}".lstrip()
             self._agg(topic, r.partition).add_log(e["service"], route or "", e["ts"],
                                                   e["level"], dur)
             template_id = category = severity = ""
             if self.categorise is not None:
+                p, u = e.get("peer"), e.get("user")
                 template_id, category, severity = self.categorise(
-                    e["service"], e["message"], e["level"])
+                    e["service"], e["message"], e["level"], e["ts"], status,
+                    p.get("ok") if p else None, u.get("outcome") if u else None)
             out.logs.append(rows.log_row(e, event_id, r.partition, r.offset, now_ms,
                                          template_id, category, severity))
         elif topic == topics.METRICS:

@@ -71,9 +71,7 @@ class Runtime:
 def open_store(settings: Settings) -> Store:
     """Connect to ClickHouse (chDB by default) and bring its schema up to date."""
     store = connect(settings.clickhouse, settings.data_dir)
-    applied = migrate(store, settings.clickhouse)
-    if applied:
-        log.info("migrations_applied", versions=[str(m) for m in applied])
+    migrate(store, settings.clickhouse)  # logs each migration it applies
     return store
 
 
@@ -84,7 +82,8 @@ def open_runtime(settings: Settings, store: Store | None = None) -> Runtime:
     writers = {
         table: BatchWriter(shared, ch.database, table, columns, batch_rows=ch.batch_rows,
                            batch_seconds=ch.batch_seconds,
-                           key_columns=TABLE_KEYS.get(table, ("event_id",)))
+                           key_columns=TABLE_KEYS.get(table, ("event_id",)),
+                           json_rows=table in rows.JSON_TABLES)
         for table, columns in rows.TABLE_COLUMNS.items()
     }
     producer = Producer({

@@ -7,7 +7,11 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from alerting.config import AlertingSettings
+from detectors.categorisation import CategorisationSettings
+from detectors.detection_settings import DetectionSettings
 from sinks.clickhouse.settings import ClickHouseSettings
+from web.settings import WebSettings
 
 
 class KafkaSettings(BaseModel):
@@ -58,3 +62,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     clickhouse: ClickHouseSettings = ClickHouseSettings()
     stream: StreamSettings = StreamSettings()
+    categorise: CategorisationSettings = CategorisationSettings()  # LOGWARDEN_CATEGORISE_*
+    detect: DetectionSettings = DetectionSettings()  # LOGWARDEN_DETECT_*
+    alerting: AlertingSettings = AlertingSettings()  # LOGWARDEN_ALERTING_*
+    web: WebSettings = WebSettings()  # LOGWARDEN_WEB_*

@@ -1,6 +1,9 @@
 """Rows for the core tables, as tuples in each table's column order (one place for layouts).
 
-Timestamps are epoch milliseconds (DateTime64(3) ticks): no per-value conversion on insert.
+The high-volume tables (``JSON_TABLES``: logs, metric points) are written as one
+JSONCompactEachRow block per batch, so their rows are JSON values: timestamps in float
+seconds. The others go through clickhouse-connect's native insert with timestamps as
+DateTime64(3) ticks (epoch milliseconds) and may hold bytes and NaN.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from schemas.anomalies import AnomalyEvent
 from schemas.changes import Change, Feedback
 from schemas.common import to_epoch_ms
 from schemas.metrics import MetricPoint
@@ -35,11 +39,45 @@ DEAD_LETTER_COLUMNS = ("received_at", "topic", "partition", "offset", "stage", "
 CHANGE_COLUMNS = ("ts", "service", "kind", "description", "attrs", "event_id")
 FEEDBACK_COLUMNS = ("ts", "target_kind", "target_id", "verdict", "user", "comment", "attrs",
                     "event_id")
+TEMPLATE_COLUMNS = ("service", "template_id", "template", "category", "priority", "team",
+                    "first_seen", "last_seen", "count", "example", "updated_at")
+TEMPLATE_EVENT_COLUMNS = ("ts", "service", "template_id", "kind", "template", "value",
+                          "baseline", "details")
+ACCURACY_COLUMNS = (
+    "period_start", "period_end", "service", "lines", "unknown_lines", "unknown_fraction",
+    "category_verdicts", "category_correct", "category_accuracy", "priority_verdicts",
+    "priority_correct", "priority_accuracy", "templates", "template_growth",
+)
+
+JSON_TABLES = frozenset({"logs", "metric_points"})
+ANOMALY_COLUMNS = (
+    "event_id", "ts", "series", "service", "route", "scope", "feature", "window_s",
+    "observed", "expected", "lo", "hi", "score", "threshold", "direction", "severity",
+    "detector", "version", "variant", "contributing", "changes", "created_at",
+)
+QUALITY_COLUMNS = ("ts", "detector", "variant", "series", "true_count", "false_count",
+                   "unsure_count", "precision", "false_alert_rate", "threshold_adj", "event_id")
+ALERT_COLUMNS = (
+    "ts", "fingerprint", "rule", "labels", "state", "severity", "service", "summary", "value",
+    "starts_at", "ends_at", "trigger_ts", "acked_by", "suppressed", "suppressed_reason",
+    "flapping", "evidence", "version", "event_id",
+)
+NOTIFICATION_COLUMNS = (
+    "ts", "message_id", "fingerprint", "receiver", "channel", "kind", "status", "outcome",
+    "attempt", "provider_id", "latency_ms", "delay_s", "error", "event_id",
+)
+SILENCE_COLUMNS = ("ts", "id", "matchers", "starts_at", "ends_at", "created_by", "comment",
+                   "recurring", "deleted", "event_id")
 
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "logs": LOGS_COLUMNS, "metric_points": METRIC_COLUMNS, "windows": WINDOW_COLUMNS,
     "dead_letters": DEAD_LETTER_COLUMNS, "changes": CHANGE_COLUMNS,
     "feedback": FEEDBACK_COLUMNS,
+    "templates": TEMPLATE_COLUMNS, "template_events": TEMPLATE_EVENT_COLUMNS,
+    "categorisation_accuracy": ACCURACY_COLUMNS,
+    "anomalies": ANOMALY_COLUMNS, "detector_quality": QUALITY_COLUMNS,
+    "alerts": ALERT_COLUMNS, "notifications": NOTIFICATION_COLUMNS,
+    "silences": SILENCE_COLUMNS,
 }
 
 
@@ -56,21 +94,21 @@ def log_row(e: dict[str, Any], event_id: str, partition: int, offset: int, now_m
     h, p, u = e.get("http") or _EMPTY, e.get("peer") or _EMPTY, e.get("user") or _EMPTY
     ok = p.get("ok")
     return (
-        e["ts"], e["service"], e["level"], e["message"], e.get("host") or "",
+        e["ts"] / 1000, e["service"], e["level"], e["message"], e.get("host") or "",
         e.get("logger") or "", e.get("env") or "", e.get("trace_id") or "",
         e.get("span_id") or "", event_id, h.get("method") or "", h.get("route") or "",
         h.get("status") or 0, h.get("duration_ms"), p.get("service") or "",
         p.get("operation") or "", p.get("duration_ms"), None if ok is None else int(ok),
         u.get("id") or "", u.get("ip") or "", u.get("action") or "", u.get("outcome") or "",
         _json(e.get("attrs") or _EMPTY), template_id, category, severity, partition, offset,
-        now_ms,
+        now_ms / 1000,
     )
 
 
 def metric_row(m: MetricPoint, event_id: str, now_ms: int) -> tuple[Any, ...]:
     """A ``metric_points`` row."""
-    return (to_epoch_ms(m.ts), m.service, m.name, m.value, m.kind, m.unit or "", m.labels,
-            m.series, event_id, now_ms)
+    return (m.ts.timestamp(), m.service, m.name, m.value, m.kind, m.unit or "", m.labels,
+            m.series, event_id, now_ms / 1000)
 
 
 def change_row(c: Change, event_id: str) -> tuple[Any, ...]:
@@ -105,3 +143,71 @@ def dead_letter_row(received_ms: int, topic: str, partition: int, offset: int, s
     kept, size = truncate_raw(raw)
     return (received_ms, topic, partition, offset, stage, error, kept, size,
             (key or b"").decode("utf-8", "replace")[:256])
+
+
+def template_row(service: str, template_id: str, template: str, category: str, priority: str,
+                 team: str, first_seen_ms: int, last_seen_ms: int, count: int, example: str,
+                 now_ms: int) -> tuple[Any, ...]:
+    """A ``templates`` row (the latest ``updated_at`` of a template wins)."""
+    return (service, template_id, template, category, priority, team, first_seen_ms,
+            last_seen_ms, count, example, now_ms)
+
+
+def template_event_row(ts_ms: int, service: str, template_id: str, kind: str, template: str,
+                       value: float, baseline: float, details: dict[str, Any]) -> tuple[Any, ...]:
+    """A ``template_events`` row: new, spike, vanished or explosion."""
+    return (ts_ms, service, template_id, kind, template, value, baseline, _json(details))
+
+
+def accuracy_row(r: dict[str, Any]) -> tuple[Any, ...]:
+    """A ``categorisation_accuracy`` row from ``AccuracyTracker.to_rows``."""
+    return tuple(r[c] for c in ACCURACY_COLUMNS)
+
+
+def anomaly_row(a: AnomalyEvent, now_ms: int) -> tuple[Any, ...]:
+    """An ``anomalies`` row (the anomaly id is its ``event_id``)."""
+    changes = orjson.dumps([c.model_dump() for c in a.changes]).decode() if a.changes else ""
+    return (a.id, a.ts, a.series, a.service, a.route, a.scope, a.feature, a.window_s,
+            a.observed, a.expected, a.lo, a.hi, a.score, a.threshold, a.direction, a.severity,
+            a.detector, a.version, a.variant, a.contributing, changes, now_ms)
+
+
+def quality_row(now_ms: int, detector: str, variant: str, series: str, figures: dict[str, float],
+                threshold_adj: float) -> tuple[Any, ...]:
+    """A ``detector_quality`` row: verdict counts and precision after a feedback."""
+    return (now_ms, detector, variant, series, int(figures["true"]), int(figures["false"]),
+            int(figures["unsure"]), figures["precision"], figures["false_alert_rate"],
+            threshold_adj, f"{detector}|{variant}|{series}|{now_ms}")
+
+
+def alert_row(a: dict[str, Any], now_ms: int, suppressed_reason: str = "") -> tuple[Any, ...]:
+    """An ``alerts`` row from an alert's JSON dump (one per state change; epoch-s fields)."""
+    labels, ann = a.get("labels", {}), a.get("annotations", {})
+    version = int(a["updated_at"] * 1000)
+    ends = a.get("ends_at")
+    return (now_ms, a["fingerprint"], a["rule"], labels, a["state"],
+            labels.get("severity", ""), labels.get("service", ""),
+            ann.get("summary", ""), float(a.get("value", 0.0)), int(a["starts_at"] * 1000),
+            int(ends * 1000) if ends is not None else None, int(a["trigger_ts"] * 1000),
+            a.get("acked_by", ""), bool(suppressed_reason), suppressed_reason,
+            bool(a.get("flapping", False)), orjson.dumps(a.get("evidence", {})).decode(),
+            version, f"{a['fingerprint']}|{a['state']}|{version}")
+
+
+def notification_row(r: dict[str, Any], receiver: str, status: str) -> tuple[Any, ...]:
+    """A ``notifications`` row from a DeliveryRecord's dump (one per attempt)."""
+    return (int(r["started_at"] * 1000), r["message_id"], r["fingerprint"], receiver,
+            r["channel"], r["kind"], status, r["outcome"], int(r["attempt"]),
+            r.get("provider_id", ""), float(r["latency_ms"]), r.get("delay_s"),
+            r.get("error", ""), f"{r['message_id']}|{r['channel']}|{r['attempt']}")
+
+
+def silence_row(s: dict[str, Any], now_ms: int, deleted: bool = False) -> tuple[Any, ...]:
+    """A ``silences`` row from a Silence's dump (matchers as text)."""
+    ends = s.get("ends_at")
+    matchers = [f'{m["name"]}{m["op"]}"{m["value"]}"' for m in s.get("matchers", [])]
+    rec = s.get("recurring")
+    return (now_ms, s["id"], matchers, int(s["starts_at"] * 1000),
+            int(ends * 1000) if ends is not None else None, s.get("created_by", ""),
+            s.get("comment", ""), orjson.dumps(rec).decode() if rec else "", deleted,
+            f"{s['id']}|{now_ms}|{deleted}")

@@ -23,7 +23,8 @@ from mode import Service
 from schemas import topics
 from schemas.dead_letters import DeadLetter
 from schemas.errors import LogwardenError
-from streams.ingest import IngestProcessor, Output, Record
+from streams.agents.categorise import CategoriseStage
+from streams.ingest import IngestProcessor, Output
 from streams.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -47,15 +48,19 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info("partitions_assigned", stage="ingest",
                  partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))
+        if self.service.categorise is not None:  # template ids before the first line
+            await self.service.categorise.load()
 
 
-class IngestService(Service):  # type: ignore[misc]
+class IngestService(Service):
     """Consumes logs, metrics, changes and feedback; writes rows, windows, dead letters."""
 
-    def __init__(self, runtime: Runtime, processor: IngestProcessor, **kwargs: Any) -> None:
+    def __init__(self, runtime: Runtime, processor: IngestProcessor,
+                 categorise: CategoriseStage | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.rt = runtime
         self.processor = processor
+        self.categorise = categorise
         s = runtime.settings
         self.batch_size = s.stream.batch_size
         self.group = f"{s.stream.app_id}-ingest"
@@ -83,29 +88,34 @@ class IngestService(Service):  # type: ignore[misc]
         if self.consumer is None:
             return
         self.rt.publish_windows(self.processor.revoke(list(self.processor.windows)))
+        if self.categorise is not None:
+            await self.categorise.hand_over()
         await self._flush_and_commit()
         await self.consumer.stop()
         log.info("ingest_stopped", stage="ingest", **dict(self.processor.counts))
 
-    @Service.task  # type: ignore[misc]
+    @Service.task
     async def _consume(self) -> None:
         assert self.consumer is not None
         while not self.should_stop:
             batch = await self.consumer.getmany(timeout_ms=200, max_records=self.batch_size)
             if batch:
+                if self.categorise is not None:  # template state restored first
+                    await self.categorise.ready.wait()
                 await self.handle(batch)
             await self._commit_landed()
 
-    @Service.timer(1.0)  # type: ignore[misc]
+    @Service.timer(1.0)
     async def _idle(self) -> None:
         self.rt.publish_windows(self.processor.flush_idle())
+        if self.categorise is not None:
+            self.categorise.tick()
         await self._update_lag()
 
     async def handle(self, batch: dict[TopicPartition, list[Any]]) -> None:
         """Process one ``getmany`` result and queue its rows; commit happens once they land."""
         started = time.perf_counter()
-        records = [Record(m.topic, m.partition, m.offset, m.key, m.value)
-                   for msgs in batch.values() for m in msgs]
+        records = [m for msgs in batch.values() for m in msgs]
         out = self.processor.process(records)
         await self._write(out)
         self.pending.append((
@@ -127,6 +137,8 @@ class IngestService(Service):  # type: ignore[misc]
         self.rt.publish_windows(out.windows)
         for f in out.feedback_events:
             log.info("feedback_received", stage="ingest", target=f.target_id, verdict=f.verdict)
+        if self.categorise is not None:
+            self.categorise.after_batch(out.feedback_events)
 
     def _check_dead_letters(self, n: int, bad: int) -> None:
         self.recent.append((n, bad))
@@ -159,6 +171,8 @@ class IngestService(Service):  # type: ignore[misc]
         """Hand-over: emit the windows of lost partitions, land every row, commit."""
         self.rt.publish_windows(self.processor.revoke((tp.topic, tp.partition)
                                                       for tp in revoked))
+        if self.categorise is not None:  # the next owner resumes from these snapshots
+            await self.categorise.hand_over()
         await self._flush_and_commit()
 
     async def _update_lag(self) -> None:

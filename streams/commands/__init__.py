@@ -11,10 +11,14 @@ COMMAND_MODULES = [
     "streams.commands.run",  # logwarden run, worker, migrate
     "streams.commands.kafka",  # logwarden kafka up|down|status
     "streams.commands.categorize",  # logwarden categorize, eval loghub
-    "streams.commands.detect",  # logwarden detect replay, eval nab
+    "streams.commands.detect",  # logwarden detect replay|compare, eval nab
+    "streams.commands.scenario",  # logwarden eval scenario
     "streams.commands.produce",  # logwarden produce
     "streams.commands.demo",  # logwarden demo
     "streams.commands.query",  # logwarden query
+    "streams.commands.alert",  # logwarden alert ..., oncall, rules test
+    "streams.commands.peers",  # logwarden peers
+    "streams.commands.web",  # logwarden api, token create, report
 ]
 
 

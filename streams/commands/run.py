@@ -10,10 +10,11 @@ from streams.commands.common import settings
 from streams.kafka_local import LocalKafka, ensure_topics, wait_for_kafka
 from streams.settings import Settings
 
-
 # Ingest topics accept messages up to 16 MiB so an oversized event reaches the pipeline
 # and is dead-lettered with its reason instead of vanishing at the producer.
 INGEST_TOPIC_CONFIG = {"max.message.bytes": str(16 << 20)}
+# A service's miner snapshot may reach a few MiB (10k templates).
+STATE_TOPIC_CONFIG = {"cleanup.policy": "compact", "max.message.bytes": str(16 << 20)}
 
 
 def prepare_topics(s: Settings) -> None:
@@ -21,6 +22,8 @@ def prepare_topics(s: Settings) -> None:
     n, bootstrap = s.kafka.partitions, s.kafka.bootstrap_servers()
     r = s.kafka.replication
     ensure_topics(bootstrap, dict.fromkeys(topics.INGEST_TOPICS, n), INGEST_TOPIC_CONFIG, r)
+    # Template state is a changelog (latest snapshot per service): compacted, created first.
+    ensure_topics(bootstrap, {topics.TEMPLATE_STATE: n}, STATE_TOPIC_CONFIG, r)
     ensure_topics(bootstrap, dict.fromkeys(topics.INTERNAL_TOPICS, n), replication=r)
 
 
@@ -37,7 +40,8 @@ def start_worker(s: Settings, loglevel: str) -> None:
     prepare_topics(s)
     runtime = open_runtime(s)
     app = create_app(runtime)
-    worker = faust.Worker(app, loglevel=loglevel.lower(), quiet=True, redirect_stdouts=False)
+    worker = faust.Worker(app, loglevel=loglevel.lower(), quiet=True, redirect_stdouts=False,
+                          override_logging=False)  # keep our structlog set-up
     try:
         worker.execute_from_commandline()
     finally:
