@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 from clickhouse_connect.driver.exceptions import OperationalError
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from schemas import topics
 from sinks.clickhouse.client import Client
@@ -67,6 +67,25 @@ def settings(kafka_bootstrap: str, chdb_store: Client) -> Iterator[Settings]:
     chdb_store.command(f"DROP DATABASE IF EXISTS {s.clickhouse.database}")
 
 
+def end_offsets(bootstrap: str, topic: str) -> list[TopicPartition]:
+    """Where each partition of ``topic`` ends now (waiting out a just-created topic)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex})
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+            if parts:
+                out = [TopicPartition(topic, p, c.get_watermark_offsets(
+                    TopicPartition(topic, p), timeout=10)[1]) for p in parts]
+                break
+        except KafkaException:  # no leader elected yet
+            pass
+        assert time.monotonic() < deadline, f"{topic} has no leaders"
+        time.sleep(0.2)
+    c.close()
+    return out
+
+
 def produce(bootstrap: str, service: str, n: int, start_ms: int) -> None:
     p = Producer({"bootstrap.servers": bootstrap})
     for i in range(n):
@@ -102,6 +121,7 @@ async def test_rows_land_once_and_windows_are_published(
         settings: Settings, chdb_store: Client, kafka_bootstrap: str) -> None:
     service = f"it-{uuid.uuid4().hex[:8]}"
     start_ms = (int(time.time() * 1000) - 120_000) // 10_000 * 10_000
+    windows_from = end_offsets(kafka_bootstrap, topics.WINDOWS)  # other tests share the topic
     produce(kafka_bootstrap, service, 1000, start_ms)  # 10 s of events
     svc, rt = await run_service(settings, chdb_store)
     try:
@@ -120,15 +140,14 @@ async def test_rows_land_once_and_windows_are_published(
         (service, 10, 1000, 800), (service, 60, 1000, 800),
         (f"{service} GET /r", 10, 1000, 800), (f"{service} GET /r", 60, 1000, 800)]
     # the windows also went to the windows topic, keyed by series
-    c = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": uuid.uuid4().hex,
-                  "auto.offset.reset": "earliest"})
-    c.subscribe([topics.WINDOWS])
+    c = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": uuid.uuid4().hex})
+    c.assign(windows_from)
     seen: set[str] = set()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while len(seen) < 2 and time.monotonic() < deadline:
-        msg = c.poll(1.0)
-        if msg is not None and msg.error() is None and msg.key().decode().startswith(service):
-            seen.add(orjson.loads(msg.value())["series"])
+        for msg in c.consume(1000, timeout=1.0):
+            if msg.error() is None and msg.key().decode().startswith(service):
+                seen.add(orjson.loads(msg.value())["series"])
     c.close()
     assert seen == {service, f"{service} GET /r"}
 
