@@ -8,8 +8,13 @@ DATA ?= .data
 RUN := $(DATA)/run
 API_PORT ?= $(or $(LOGWARDEN_STREAM_WEB_PORT),6066)
 export LOGWARDEN_DATA_DIR ?= $(DATA)
+# `make run` points the demo receivers at local stand-ins (`logwarden peers`): SMTP on 8025,
+# Slack Web API and Twilio Messages on 8026. Real credentials come from the environment.
+PEERS_ENV := LOGWARDEN_ALERTING_SMTP='{"host": "127.0.0.1", "port": 8025}' \
+	LOGWARDEN_ALERTING_SLACK='{"token": "xoxb-local", "base_url": "http://127.0.0.1:8026/api/", "signing_secret": "local"}' \
+	LOGWARDEN_ALERTING_TWILIO='{"account_sid": "AC0local", "auth_token": "local", "from_number": "+15550000000", "base_url": "http://127.0.0.1:8026"}'
 
-.PHONY: help install kafka-jars run stop status test test-unit lint bench eval clean
+.PHONY: help install kafka-jars browser run stop status test test-unit lint bench eval clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -36,10 +41,12 @@ kafka-jars: .cache/kafka/libs/.complete  ## resolve the Kafka jars into .cache/k
 run: install kafka-jars  ## start Kafka, the all-in-one worker and demo traffic (background)
 	@mkdir -p $(RUN)
 	@$(BIN)/logwarden kafka up
+	@if [ -f $(RUN)/peers.pid ] && kill -0 $$(cat $(RUN)/peers.pid) 2>/dev/null; then :; else \
+		nohup $(BIN)/logwarden peers > $(RUN)/peers.log 2>&1 & echo $$! > $(RUN)/peers.pid; fi
 	@if [ -f $(RUN)/worker.pid ] && kill -0 $$(cat $(RUN)/worker.pid) 2>/dev/null; then \
 		echo "worker already running (pid $$(cat $(RUN)/worker.pid))"; \
 	else \
-		nohup $(BIN)/logwarden worker > $(RUN)/worker.log 2>&1 & echo $$! > $(RUN)/worker.pid; \
+		$(PEERS_ENV) nohup $(BIN)/logwarden worker > $(RUN)/worker.log 2>&1 & echo $$! > $(RUN)/worker.pid; \
 		echo "worker starting (pid $$(cat $(RUN)/worker.pid)), log: $(RUN)/worker.log"; \
 	fi
 	@for i in $$(seq 1 120); do \
@@ -50,14 +57,16 @@ run: install kafka-jars  ## start Kafka, the all-in-one worker and demo traffic 
 		nohup $(BIN)/logwarden demo --labels $(RUN)/demo-labels.jsonl > $(RUN)/demo.log 2>&1 & echo $$! > $(RUN)/demo.pid; fi
 	@echo ""
 	@echo "logwarden is running:"
-	@echo "  API + health:  http://127.0.0.1:$(API_PORT)/api/health"
+	@echo "  dashboards:    http://127.0.0.1:$(API_PORT)/"
+	@echo "  API + health:  http://127.0.0.1:$(API_PORT)/api/health (OpenAPI: /api/openapi.json)"
 	@echo "  Prometheus:    http://127.0.0.1:$(API_PORT)/metrics"
 	@echo "  query:         $(BIN)/logwarden query 'SELECT service, count() FROM logwarden.logs GROUP BY service'"
 	@echo "  demo traffic:  $(RUN)/demo.log (incident labels: $(RUN)/demo-labels.jsonl)"
+	@echo "  pages sent:    $(RUN)/peers.log (local SMTP/Slack/Twilio stand-ins)"
 	@echo "  stop it all:   make stop"
 
 stop:  ## stop the demo, the worker and the local Kafka
-	@for p in demo worker; do \
+	@for p in demo worker peers; do \
 		if [ -f $(RUN)/$$p.pid ]; then pid=$$(cat $(RUN)/$$p.pid); \
 			if kill -0 $$pid 2>/dev/null; then kill $$pid; \
 				for i in $$(seq 1 30); do kill -0 $$pid 2>/dev/null || break; sleep 1; done; \
@@ -69,7 +78,15 @@ status: install  ## is the local Kafka up, does the worker answer
 	@$(BIN)/logwarden kafka status || true
 	@curl -fsS http://127.0.0.1:$(API_PORT)/api/health || echo "worker: not answering on port $(API_PORT)"
 
-test: install kafka-jars  ## run the whole suite (starts and stops its own Kafka)
+# Headless Chromium for the dashboard tests and pango for PDF reports, from Debian's packages.
+browser:  ## install chromium, chromium-driver and pango (needs root or sudo)
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null \
+		|| ! ldconfig -p | grep -q libpangoft2-1.0; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+			chromium chromium-driver libpango-1.0-0 libpangoft2-1.0-0 >/dev/null; fi
+
+test: install kafka-jars browser  ## run the whole suite (starts and stops its own Kafka)
 	$(BIN)/pytest -q
 
 test-unit: install  ## only the unit tests (no broker, no database)
@@ -79,8 +96,10 @@ lint: install  ## ruff and mypy --strict
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-bench: install kafka-jars  ## throughput and memory benchmarks (prints JSON lines)
+bench: install kafka-jars  ## throughput, memory and latency benchmarks (one JSON line each)
 	$(BIN)/python -m streams.bench
+	$(BIN)/python -m streams.bench_detect
+	$(BIN)/python -m streams.bench_alert
 
 eval: install  ## categorisation (Loghub) and detection (NAB) quality on ../shared/datasets
 	$(BIN)/logwarden eval loghub
