@@ -11,10 +11,7 @@ FEEDBACK = "logwarden.feedback.v1"
 # Internal topics.
 WINDOWS = "logwarden.windows.v1"  # closed (and revised) windowed aggregates
 DEAD_LETTERS = "logwarden.dead-letters.v1"  # input that failed to parse or validate
-TEMPLATES = "logwarden.templates.v1"  # new / changed log templates
 ANOMALIES = "logwarden.anomalies.v1"
-ALERTS = "logwarden.alerts.v1"
-NOTIFICATIONS = "logwarden.notifications.v1"
 TEMPLATE_EVENTS = "logwarden.template-events.v1"  # new / spike / vanished / explosion
 TEMPLATE_STATE = "logwarden.template-state.v1"  # compacted: template miner state by service
 DETECTOR_STATE = "logwarden.detector-state.v1"  # compacted: detector state by series
@@ -23,5 +20,5 @@ ALERT_SIGNALS = "logwarden.alert-signals.v1"  # rule verdicts and manager ticks 
 ALERT_TICKS = "logwarden.alert-ticks.v1"  # evaluation ticks, one per partition
 
 INGEST_TOPICS = (LOGS, METRICS, CHANGES, FEEDBACK)
-INTERNAL_TOPICS = (WINDOWS, DEAD_LETTERS, TEMPLATES, ANOMALIES, ALERTS, NOTIFICATIONS,
-                   TEMPLATE_EVENTS, TEMPLATE_STATE, ALERT_ACTIONS, ALERT_SIGNALS, ALERT_TICKS)
+INTERNAL_TOPICS = (WINDOWS, DEAD_LETTERS, ANOMALIES, TEMPLATE_EVENTS, TEMPLATE_STATE,
+                   ALERT_ACTIONS, ALERT_SIGNALS, ALERT_TICKS)
