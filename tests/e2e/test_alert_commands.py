@@ -14,9 +14,9 @@ from pathlib import Path
 import orjson
 import pytest
 from confluent_kafka import Producer
+from conftest import BIN, Worker  # type: ignore[import-not-found]
 
 from alerting.peers import PeerThread
-from conftest import BIN, Worker  # type: ignore[import-not-found]
 from schemas import topics
 
 pytestmark = pytest.mark.e2e
