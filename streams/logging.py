@@ -16,9 +16,13 @@ def configure(level: str = "INFO", *, json: bool | None = None) -> None:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
     ]
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer())
+    # JSON needs the traceback as text; the console renderer prints it itself.
+    final: list[structlog.types.Processor] = (
+        [structlog.processors.format_exc_info, renderer] if json else [renderer])
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -28,7 +32,7 @@ def configure(level: str = "INFO", *, json: bool | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer]))
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final]))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
