@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ValidationError
 
-from schemas.errors import ConfigError
+from schemas.errors import ConfigError, yaml_line_of
 
 M = TypeVar("M", bound=BaseModel)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
@@ -67,7 +66,7 @@ def parse_yaml_model(text: str, model: type[M], *, source: str = "<string>") -> 
                 loc = [int(p) if p.isdigit() else p for p in at.group(1).split(".")]
                 msg = at.group(2)
             field = ".".join(str(p) for p in loc) or "(top)"
-            lines.append(f"{source}:{line_of(node, loc)}: {field}: {msg}")
+            lines.append(f"{source}:{yaml_line_of(node, loc)}: {field}: {msg}")
         raise ConfigError("\n".join(lines)) from None
 
 
@@ -82,20 +81,3 @@ _UNION_TAGS: set[str] = set()
 def register_union_tags(*tags: str) -> None:
     """Tell error reporting which path parts are union tags, not YAML keys."""
     _UNION_TAGS.update(tags)
-
-
-def line_of(node: Any, loc: Sequence[int | str]) -> int:
-    """The 1-based line of the deepest YAML node on a validation error's path."""
-    line = 1 if node is None else int(node.start_mark.line) + 1
-    for key in loc:
-        if isinstance(node, yaml.MappingNode):
-            node = next((v for k, v in node.value if k.value == str(key)), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) \
-                and 0 <= key < len(node.value):
-            node = node.value[key]
-        else:
-            node = None
-        if node is None:
-            break
-        line = int(node.start_mark.line) + 1
-    return line

@@ -29,13 +29,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, TypeVar
+from typing import Literal, NamedTuple, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from detectors.masking import WILDCARD
-from schemas.errors import ConfigError
+from schemas.errors import ConfigError, yaml_line_of
 
 Priority = Literal["P1", "P2", "P3", "P4"]
 PRIORITIES: tuple[Priority, ...] = ("P1", "P2", "P3", "P4")
@@ -275,24 +275,8 @@ def load_yaml_model(path: Path, model: type[M]) -> M:
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(p) for p in err["loc"]) or "(top)"
-        line = _line_of(node, err["loc"])
+        line = yaml_line_of(node, err["loc"])
         raise ConfigError(f"{path}:{line}: {loc}: {err['msg']}") from None
-
-
-def _line_of(node: Any, loc: Sequence[int | str]) -> int:
-    """The 1-based line of the deepest YAML node on a validation error's path."""
-    line = 1 if node is None else int(node.start_mark.line) + 1
-    for key in loc:
-        if isinstance(node, yaml.MappingNode):
-            node = next((v for k, v in node.value if k.value == str(key)), None)
-        elif isinstance(node, yaml.SequenceNode) and key in range(len(node.value)):
-            node = node.value[key]
-        else:
-            node = None
-        if node is None:
-            break
-        line = int(node.start_mark.line) + 1
-    return line
 
 
 def load_categories(path: Path) -> CategoriesConfig:

@@ -366,11 +366,16 @@ def _ms(ts: float) -> int:
     return int(ts * 1000)
 
 
-def decode(raw: bytes) -> dict[str, Any] | None:
-    """A manager message, or None when it is not one."""
+def decode(raw: bytes, kind: str | None = None) -> dict[str, Any] | None:
+    """A manager message, or None when it is not one. ``kind`` is the type of everything on
+    the topic it came from: people's actions (from the API, Slack, SMS) carry no ``type``."""
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-    return doc if isinstance(doc, dict) and "type" in doc else None
+    if not isinstance(doc, dict):
+        return None
+    if kind is not None:
+        return {**doc, "type": kind}
+    return doc if "type" in doc else None
 

@@ -110,11 +110,10 @@ def register_alerting(app: faust.App, runtime: Runtime) -> AlertingStage:
     @app.agent(manager_in, name="alerting-manage")
     async def manage_agent(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            msg = decode(event.value)
+            msg = decode(event.value, "action" if event.message.topic == topics.ALERT_ACTIONS
+                         else None)
             if msg is None:
                 continue
-            if event.message.topic == topics.ALERT_ACTIONS:
-                msg = {**msg, "type": "action"}
             try:
                 await manager.handle(msg, time.time())
             except Exception:  # the stage boundary: one bad message must not stop alerting

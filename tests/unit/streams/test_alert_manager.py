@@ -7,11 +7,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from alerting.config import AlertingSettings
-from alerting.lifecycle import Signal
+from alerting.lifecycle import AlertState, Signal
 from alerting.notifiers.base import Channel, Deliverer, Delivery, Message
 from alerting.reload import ConfigHolder
-from streams.agents.alert_manager import AlertManager, ManagerTables
+from streams.agents.alert_manager import AlertManager, ManagerTables, decode
 
 CONFIG = """
 rules:
@@ -81,6 +83,18 @@ async def test_escalates_in_steps_and_ack_stops_it(tmp_path: Path) -> None:
     await m.handle({"type": "tick"}, 5000)
     assert len(rec.sent) == 2  # acknowledged: no further pages
     assert m.alerts()[0].acked_by == "bob"
+
+
+async def test_an_ack_as_the_api_publishes_it_acknowledges(tmp_path: Path) -> None:
+    m, _, _ = manager(tmp_path)
+    await m.handle(fire(), 1000)
+    fp = next(iter(m.t.alerts))
+    raw = orjson.dumps({"kind": "ack", "ref": fp, "by": "api", "via": "api"})  # AlertsApi.act
+    assert decode(raw) is None  # no "type": not a message of the signals topic
+    msg = decode(raw, "action")  # how the manager agent reads the alert-actions topic
+    assert msg is not None
+    await m.handle(msg, 1005)
+    assert (m.alerts()[0].state, m.alerts()[0].acked_by) == (AlertState.ACKNOWLEDGED, "api")
 
 
 async def test_resolve_tells_everyone_paged_once(tmp_path: Path) -> None:
