@@ -23,13 +23,21 @@ SLACK_MS = 120_000  # an anomaly this long after the incident's end still belong
 
 def match(anomaly: Mapping[str, Any], labels: Sequence[Mapping[str, Any]],
           slack_ms: int = SLACK_MS) -> Mapping[str, Any] | None:
-    """The incident an anomaly belongs to, or None (a false alarm)."""
+    """The incident an anomaly belongs to, or None (a false alarm).
+
+    An incident in progress wins over one that ended less than ``slack_ms`` ago.
+    """
     ts = int(anomaly["ts"])
+    late = None
     for inc in labels:
         services = set(inc.get("services") or [inc["service"]])
-        if anomaly["service"] in services and inc["start_ms"] < ts <= inc["end_ms"] + slack_ms:
+        if anomaly["service"] not in services or not inc["start_ms"] < ts:
+            continue
+        if ts <= inc["end_ms"]:
             return inc
-    return None
+        if late is None and ts <= inc["end_ms"] + slack_ms:
+            late = inc
+    return late
 
 
 def evaluate(anomalies: Sequence[Mapping[str, Any]], labels: Sequence[Mapping[str, Any]],

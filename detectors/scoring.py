@@ -6,7 +6,9 @@ series. What counts as bad follows the feature: more errors or latency, a reques
 collapsing (or surging), a metric moving either way. Series that go silent get zero-rate
 windows scored, so "the service stopped answering" is seen. Per service, a multivariate
 ``ServiceModel`` scores the feature vector. Every variant (champion, challenger) applies its
-own thresholds to the same calibrated scores: the shadow costs no second model.
+own thresholds to the same calibrated scores: the shadow costs no second model. A rare
+value is only an anomaly when the change matters (``significance``: beyond the Poisson noise
+of the window's events), and the anomalies of one service in one window are one event.
 
 >>> from datetime import UTC, datetime
 >>> from schemas.windows import WindowStats
@@ -39,6 +41,7 @@ from detectors.detection_settings import DetectionSettings, VariantConfig
 from detectors.feedback import ChangeLog
 from detectors.multivariate import ServiceModel
 from detectors.series import SeriesConfig, SeriesDetector
+from detectors.significance import collapse, significant
 from schemas.anomalies import AnomalyEvent, anomaly_id
 from schemas.windows import WindowStats
 
@@ -71,8 +74,10 @@ SPECS: dict[str, tuple[FeatureSpec, ...]] = {
     "template": (FeatureSpec("count", ("up",), 5.0, 1.0, "warning", 1.0),),
 }
 FLOORS = {spec.name: spec.floor for specs in SPECS.values() for spec in specs}
-# Streaming default: NAB's settings, but a 5-minute (30 window) silence after an alarm.
-STREAM = SeriesConfig(hold_points=30)
+# Streaming default: NAB's settings, but a 5-minute (30 window) silence after an alarm, and
+# alarms kept out of the calibration (the next incident must not look "seen before").
+# The first 10 points are learnt unclipped: a series often starts with a partial window.
+STREAM = SeriesConfig(hold_points=0, suppress=1.0, learn_alarms=False, free_points=10)
 
 
 def features(w: WindowStats) -> list[tuple[FeatureSpec, float]]:
@@ -174,7 +179,7 @@ class WindowScorer:
         for ws, mark in before.items():
             if self.watermark[ws] > mark:
                 out += self._silences(ws, mark)
-        return out
+        return collapse(out) if len(out) > 1 else out
 
     def score_window(self, w: WindowStats, end: int) -> list[AnomalyEvent]:
         """Score one window ending at ``end`` (ms); revisions and replays are skipped."""
@@ -185,10 +190,10 @@ class WindowScorer:
             return []  # a revision or a replayed window: already learnt
         st.last_end[w.window_s] = end
         self.dirty.add(w.series)
-        return self._score(st, w.series, w.window_s, end, features(w))
+        return self._score(st, w.series, w.window_s, end, features(w), w.count)
 
     def _score(self, st: SeriesState, series: str, ws: int, end: int,
-               feats: list[tuple[FeatureSpec, float]]) -> list[AnomalyEvent]:
+               feats: list[tuple[FeatureSpec, float]], count: int) -> list[AnomalyEvent]:
         scored = []
         for spec, x in feats:
             key = spec.name if ws == 10 else f"{spec.name}@{ws}"
@@ -212,6 +217,8 @@ class WindowScorer:
                 need = max(spec.min_abs, spec.min_rel * abs(s.expected)) * v.min_change
                 if q < thr_q or direction not in spec.bad or abs(x - s.expected) < need:
                     continue
+                if not significant(spec.name, x, s.expected, count, ws):
+                    continue
                 if not self._cooled(st, f"{variant}|series|{spec.name}@{ws}", end, v):
                     continue
                 out.append(self._event(st, series, ws, end, variant, v, "series", VERSION,
@@ -230,6 +237,8 @@ class WindowScorer:
         if st.mv is None:
             st.mv = ServiceModel()
         q, raw = st.mv.update(x)
+        if max(zs.values(), default=0.0) < self.series_cfg.band:
+            return []  # every feature inside its band: an unusual mix, not a practical change
         out = []
         for variant, v in self.variants:
             thr_q = v.mv_threshold_q + st.adj.get(variant, 0.0)
@@ -263,7 +272,7 @@ class WindowScorer:
                 st.last_end[ws] = end
                 feats = [(spec, 0.0 if spec.name == "rate_per_s" else math.nan)
                          for spec in SPECS[st.meta[1]]]
-                out += self._score(st, series, ws, end, feats)
+                out += self._score(st, series, ws, end, feats, 0)
             self.dirty.add(series)
         return out
 

@@ -77,6 +77,9 @@ class SeriesConfig:
     hold_points: int = 150  # points silenced after an alarm
     band: float = 4.0  # half-width of the band, in typical absolute errors
     floor: float = 0.0  # absolute floor on the typical error (a feature's noise unit)
+    free_points: int = 0  # the first points are learnt unclipped (a cold start adopts the level)
+    learn_alarms: bool = True  # False: alarming points stay out of the calibration, so a
+    # recurring incident is not "normal" because the last one was remembered
 
 
 DEFAULT = SeriesConfig()
@@ -152,9 +155,11 @@ class SeriesDetector:
         self.hold = max(self.hold - 1, 0)
         self.peak = max(self.peak * c.decay, q)
         self.short = short
-        self.hz.add(s)
-        self.hshort.add(short)
-        self._learn(x, ts, step, bd, bw, sd, sw, pd, pw, c.clip * scale)
+        if c.learn_alarms or q <= c.hold_q:
+            self.hz.add(s)
+            self.hshort.add(short)
+        lim = c.clip * scale if self.n > c.free_points else math.inf
+        self._learn(x, ts, step, bd, bw, sd, sw, pd, pw, lim)
         return Score(out, expected, expected - c.band * scale, expected + c.band * scale, z)
 
     def _learn(self, x: float, ts: float, step: float, bd: int, bw: int, sd: float, sw: float,

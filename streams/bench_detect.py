@@ -3,6 +3,8 @@
 Each series is a metric window (one feature, ``mean``) scored by the same ``WindowScorer``
 the worker runs, in batches like the stage's ``getmany``. It measures the in-process
 scoring path (decode excluded); the Kafka round trip is the ingest bench's business.
+``vector_*`` figures score the same values with the numpy ``SeriesBank`` (one row per
+series, the detector alone, no window objects).
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ import resource
 import time
 from datetime import UTC, datetime
 
+import numpy as np
+
 from detectors.detection_settings import DetectionSettings
-from detectors.scoring import WindowScorer
+from detectors.scoring import STREAM, WindowScorer
+from detectors.series_batch import SeriesBank
 from schemas.windows import WindowStats
 
 T0 = 1_767_225_600
@@ -28,6 +33,21 @@ def _windows(n_series: int, step: int) -> list[WindowStats]:
         series=f"svc{i % 500}/m{i}", service=f"svc{i % 500}", scope="metric", route="",
         name=f"m{i}", window_s=10, start=start, end=end,
         mean=50.0 + 10 * math.sin(step / 30 + i) + (i * step % 7)) for i in range(n_series)]
+
+
+def _vector(n_series: int, rounds: int) -> tuple[float, float]:
+    """Points/s and in-memory bytes per series of the ``SeriesBank`` on the same values."""
+    bank = SeriesBank(STREAM, capacity=n_series)
+    rows = np.array([bank.add() for _ in range(n_series)])
+    i = np.arange(n_series)
+    seconds = 0.0
+    for step in range(rounds):
+        x = 50.0 + 10 * np.sin(step / 30 + i) + (i * step % 7)
+        t = time.perf_counter()
+        bank.update(rows, np.full(n_series, T0 + 10.0 * step + 10), x)
+        seconds += time.perf_counter() - t
+    per_row = sum(a.nbytes for a in vars(bank).values() if isinstance(a, np.ndarray))
+    return n_series * rounds / seconds, per_row / len(bank.n)
 
 
 def _rss_mb() -> float:
@@ -56,6 +76,8 @@ def run(n_series: int = 100_000, rounds: int = 6) -> dict[str, object]:
            "state_bytes_per_series": round(state_bytes), "model_bytes_per_series":
            round(det_bytes), "rss_mb": round(_rss_mb()),
            "rss_bytes_per_series": round((_rss_mb() - rss0) * 1024 * 1024 / n_series)}
+    vec_rate, vec_bytes = _vector(n_series, rounds)
+    out |= {"vector_points_per_s": round(vec_rate), "vector_bytes_per_series": round(vec_bytes)}
     print(json.dumps(out))
     return out
 

@@ -8,6 +8,7 @@ with ``--replay``, from running the demo generator with the labels' seed through
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,6 +24,7 @@ from detectors.feedback import ChangeLog
 from detectors.incident_match import evaluate
 from detectors.scoring import WindowScorer
 from schemas.topics import CHANGES, LOGS
+from schemas.windows import WindowStats
 from streams.commands.common import eval_app, settings
 from streams.commands.query import QueryFailed, api_url, query_api
 from streams.demo import DemoConfig, event_time_ms, generate
@@ -61,11 +63,17 @@ def replay(cfg: DemoConfig, detect: DetectionSettings,
     scorer = WindowScorer(detect, changes)
     out: list[dict[str, Any]] = []
     batch: list[Record] = []
+    # the demo stops mid-window: a window past its end is partial (a fake traffic drop)
+    stop_s = (cfg.start_ms + (cfg.duration_s or math.inf) * 1000) / 1000
+
+    def score(windows: list[WindowStats]) -> None:
+        whole = [w for w in windows if w.end.timestamp() <= stop_s]
+        out.extend(a.model_dump() for a in scorer.score_batch(whole))
 
     def flush() -> None:
         result = proc.process(batch)
         batch.clear()
-        out.extend(a.model_dump() for a in scorer.score_batch(result.windows))
+        score(result.windows)
 
     for offset, (topic, event) in enumerate(generate(cfg)):
         if topic == CHANGES:
@@ -81,7 +89,7 @@ def replay(cfg: DemoConfig, detect: DetectionSettings,
             progress(int(clock[0] * 1000))
     flush()
     clock[0] += 3600.0
-    out.extend(a.model_dump() for a in scorer.score_batch(proc.flush_idle()))
+    score(proc.flush_idle())
     return out
 
 
