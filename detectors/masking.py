@@ -97,9 +97,32 @@ _QUOTED = re.compile(r"(?<!\w)(?:'[^'\s][^']{0,200}'|\"[^\"\s][^\"]{0,200}\")(?!
 _QUOTED_SUB = ("'<*>'", '"<*>"')
 
 
+# What a string must hold for a built-in rule to match in it ("" = a digit). Built-in rules
+# only ever replace text by WILDCARD, which holds none of these, so a rule whose need is
+# absent can be skipped without changing the result (the fuzz test in test_masking checks).
+_DIGIT_NEED = ""
+_NEEDS: dict[re.Pattern[str], tuple[str, ...]] = {
+    _URL: ("://",), _EMAIL: ("@",), _UUID: ("-",), _IPV4: (".",), _IPV6: (":",),
+    _PATH: ("/", "\\"), _KEY_VALUE: ("=",), _DURATION: (_DIGIT_NEED,), _HEX: (_DIGIT_NEED,),
+    _NUMBER: (_DIGIT_NEED,),
+}
+_DIGIT = re.compile(r"\d")
+# The shape of a token: ASCII digits 1-9 made "1" ("0" is literal in the hex rule). No
+# built-in rule tells 1-9 apart (\d, \w and classes hold all of them), so tokens of one shape
+# match at the same places; if a masked token keeps no 1-9 digit, its whole shape masks alike.
+_SHAPE = str.maketrans("23456789", "11111111")
+_KEEPS_DIGIT = re.compile(r"[1-9]")
+
+
 def _rules(cfg: MaskingConfig) -> list[tuple[re.Pattern[str], str]]:
     """The ordered token-level substitutions a config asks for."""
     rules = [(re.compile(r.pattern), r.replacement) for r in cfg.extra]
+    rules += [(rx, WILDCARD) for rx in _builtin(cfg)]
+    return rules
+
+
+def _builtin(cfg: MaskingConfig) -> list[re.Pattern[str]]:
+    """The built-in rules a config asks for, in the order they apply (after the extra ones)."""
     wanted = [
         (cfg.urls, _URL),
         (cfg.emails, _EMAIL),
@@ -112,8 +135,7 @@ def _rules(cfg: MaskingConfig) -> list[tuple[re.Pattern[str], str]]:
         (cfg.hex, _HEX),
         (cfg.numbers, _NUMBER),
     ]
-    rules += [(rx, WILDCARD) for on, rx in wanted if on]
-    return rules
+    return [rx for on, rx in wanted if on]
 
 
 class Masker:
@@ -121,26 +143,64 @@ class Masker:
 
     def __init__(self, config: MaskingConfig, cache_size: int = 50_000) -> None:
         self.config = config
-        self._rules = _rules(config)
+        self._rules = _rules(config)  # the reference chain: every rule on every token
+        self._extra = [(re.compile(r.pattern), r.replacement) for r in config.extra]
+        self._builtin = [(rx, _NEEDS[rx]) for rx in _builtin(config)]
         self._cache: dict[str, str] = {}
         self._cache_size = cache_size
         self._quoted = config.quoted
         self._dates = config.dates
+        # Both shortcuts hold for the built-in rules only (extra rules may name digits).
+        # A bare ASCII number is what the number rule makes WILDCARD (no other rule can match).
+        self._digits_ok = not config.extra and config.numbers
+        # shape -> masked token, for shapes that mask alike (user=1234 and user=5678 -> user=<*>)
+        self._shapes: dict[str, str] | None = None if config.extra else {}
 
     def mask_token(self, token: str) -> str:
         """The masked form of one whitespace-free token."""
         out = self._cache.get(token)
         if out is not None:
             return out
-        out = token
-        for rx, rep in self._rules:
-            out = rx.sub(rep, out)
-        if WILDCARD in out:
-            out = _MERGE.sub(WILDCARD, out)
+        shapes = self._shapes
+        if self._digits_ok and token.isdigit() and token.isascii():
+            out = WILDCARD
+        elif shapes is None:
+            out = self._apply(token)
+        else:
+            shape = token.translate(_SHAPE)
+            out = shapes.get(shape)
+            if out is None:
+                out = self._apply(token)
+                if _KEEPS_DIGIT.search(out) is None:
+                    if len(shapes) >= self._cache_size:
+                        shapes.clear()
+                    shapes[shape] = out
         if len(self._cache) >= self._cache_size:
             self._cache.clear()  # cheap bound; hot tokens come back at once
         self._cache[token] = out
         return out
+
+    def _apply(self, token: str) -> str:
+        """The rule chain on one token, skipping the built-in rules that cannot match."""
+        out = token
+        for rx, rep in self._extra:
+            out = rx.sub(rep, out)
+        digit = _DIGIT.search(out) is not None
+        for rx, needs in self._builtin:
+            for need in needs:
+                if need in out if need else digit:
+                    out = rx.sub(WILDCARD, out)
+                    break
+        if WILDCARD in out:
+            out = _MERGE.sub(WILDCARD, out)
+        return out
+
+    def mask_token_slow(self, token: str) -> str:
+        """`mask_token` by the plain chain, uncached (the reference the fast path must equal)."""
+        out = token
+        for rx, rep in self._rules:
+            out = rx.sub(rep, out)
+        return _MERGE.sub(WILDCARD, out) if WILDCARD in out else out
 
     def mask_tokens(self, content: str) -> list[str]:
         """Cut, split on whitespace and mask ``content``; at most ``max_tokens`` tokens."""

@@ -73,6 +73,7 @@ class _Cluster:
     leaf: tuple[str, ...]
     last: int = 0  # tick of the last line that joined
     alive: bool = True
+    text: str = ""  # the template: the tokens joined (kept in step with them)
 
 
 _KV_WILDCARD = "=" + WILDCARD
@@ -120,7 +121,7 @@ class TemplateMiner:
             cluster.size += 1
             cluster.last = self._tick
             self._clusters.move_to_end(cluster.id)
-            return Match(cluster.id, " ".join(cluster.tokens), cluster.size, "same")
+            return Match(cluster.id, cluster.text, cluster.size, "same")
         leaf = self._leaf_key(tokens)
         candidates = self._leaves.get(leaf)
         best = self._best(candidates, tokens) if candidates else None
@@ -136,17 +137,18 @@ class TemplateMiner:
                           for t, u in zip(cluster.tokens, tokens, strict=True)]
                 if merged != cluster.tokens:
                     cluster.tokens, change = merged, "changed"
+                    cluster.text = " ".join(merged)
             cluster.last = self._tick
             self._clusters.move_to_end(cluster.id)
         if self.config.cache_size:
             if len(self._cache) >= self.config.cache_size:
                 self._cache.clear()
             self._cache[key] = cluster
-        return Match(cluster.id, " ".join(cluster.tokens), cluster.size, change)
+        return Match(cluster.id, cluster.text, cluster.size, change)
 
     def templates(self) -> dict[str, str]:
         """Every live cluster's id and template."""
-        return {c.id: " ".join(c.tokens) for c in self._clusters.values()}
+        return {c.id: c.text for c in self._clusters.values()}
 
     def _leaf_key(self, tokens: list[str]) -> tuple[str, ...]:
         """The tree path of a line: its token count, then up to `prefix_tokens` tokens."""
@@ -193,8 +195,9 @@ class TemplateMiner:
 
     def _create(self, tokens: list[str], leaf: tuple[str, ...], size: int = 1,
                 cid: str | None = None) -> _Cluster:
-        cluster = _Cluster(cid or template_id(self.service, " ".join(tokens)), list(tokens),
-                           size, leaf, self._tick)
+        text = " ".join(tokens)
+        cluster = _Cluster(cid or template_id(self.service, text), list(tokens), size, leaf,
+                           self._tick, text=text)
         old = self._clusters.pop(cluster.id, None)
         if old is not None:  # same first template seen again after an eviction
             self._drop(old)

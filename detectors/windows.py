@@ -129,6 +129,7 @@ class WindowAggregator:
         self.rollups: dict[WindowKey, tuple[dict[int, Acc], Acc]] = {}
         self.watermark = -1  # largest event time seen (ms)
         self.late_dropped = 0
+        self._sids: dict[tuple[str, str], tuple[SeriesId, ...]] = {}  # by (service, route)
 
     def _base(self, sid: SeriesId, ts_ms: int) -> Acc | None:
         start = ts_ms - ts_ms % self.base_ms
@@ -154,9 +155,7 @@ class WindowAggregator:
         """Count one log event in its service series and, when it has one, its route series."""
         is_error = level in ERROR_LEVELS
         key = sketch_key(duration_ms) if duration_ms is not None and duration_ms > 0 else 0
-        sids: tuple[SeriesId, ...] = (("service", service, service, ""),)
-        if route:
-            sids += (("route", f"{service} {route}", service, route),)
+        sids = self._sids.get((service, route)) or self._series_of(service, route)
         for sid in sids:
             acc = self._base(sid, ts_ms)
             if acc is None:
@@ -171,6 +170,16 @@ class WindowAggregator:
                 else:
                     acc.zeros += 1
                 acc.vsum += duration_ms
+
+    def _series_of(self, service: str, route: str) -> tuple[SeriesId, ...]:
+        """The series a log of ``service`` (and ``route``) counts in, remembered."""
+        sids: tuple[SeriesId, ...] = (("service", service, service, ""),)
+        if route:
+            sids += (("route", f"{service} {route}", service, route),)
+        if len(self._sids) >= 100_000:
+            self._sids.clear()  # cheap bound; hot series come back at once
+        self._sids[service, route] = sids
+        return sids
 
     def add_metric(self, series: str, service: str, name: str, ts_ms: int, value: float) -> None:
         """Add one metric point to its series."""

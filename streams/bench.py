@@ -156,11 +156,22 @@ def run_worker_bench(bootstrap: str, tmp: Path, n: int) -> dict[str, Any]:
             "windows_rows": windows}
 
 
-def processor_rate(payloads: list[bytes]) -> float:
-    """The ingest stage alone, in this process: decode, validate, window, build rows."""
-    from streams.ingest import IngestProcessor, Record
+def processor_rate(payloads: list[bytes], categorised: bool = False) -> float:
+    """The ingest stage alone, in this process: decode, validate, window, build rows.
 
-    proc = IngestProcessor()
+    ``categorised`` adds template mining and triage per line, with the `Categoriser` built
+    as the worker builds it (``streams.app.create_app``) from the default settings.
+    """
+    from detectors.categorisation import load_categorisation
+    from streams.categorise import Categoriser
+    from streams.ingest import IngestProcessor, Record
+    from streams.settings import Settings
+
+    cat = None
+    if categorised:
+        s = Settings().categorise
+        cat = Categoriser(load_categorisation(s), s)
+    proc = IngestProcessor(categorise=cat)
     recs = [Record(topics.LOGS, 0, i, None, p) for i, p in enumerate(payloads)]
     t0 = time.perf_counter()
     for i in range(0, len(recs), 5000):
@@ -190,6 +201,7 @@ def main() -> None:
             print("raw consumer pass…", file=sys.stderr)
             raw = asyncio.run(raw_consume(bootstrap, N_EVENTS))
             proc_rate = processor_rate(payloads[:200_000])
+            cat_rate = processor_rate(payloads[:200_000], categorised=True)
             print("worker pass (Kafka → ClickHouse)…", file=sys.stderr)
             result = run_worker_bench(bootstrap, tmp, N_EVENTS)
         finally:
@@ -199,6 +211,7 @@ def main() -> None:
                "raw_consumer_per_s": round(raw),
                "ratio_to_raw_consumer": round(result["events_per_s"] / raw, 3),
                "ingest_stage_only_per_s": round(proc_rate),
+               "ingest_stage_categorised_per_s": round(cat_rate),
                "produce_per_s": round(produce_rate)}
     print(f"end to end: {figures['events_per_s']:,} events/s per worker "
           f"(raw consumer {figures['raw_consumer_per_s']:,}/s, "

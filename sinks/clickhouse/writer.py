@@ -277,7 +277,9 @@ class BatchWriter:
 
     def add_many(self, rows: Iterable[Row]) -> None:
         """Queue rows; blocks while ``max_pending_rows`` are already waiting."""
-        batch = [as_tuple(r, self.columns, self.defaults) for r in rows]
+        n, columns, defaults = len(self.columns), self.columns, self.defaults
+        batch = [r if type(r) is tuple and len(r) == n else as_tuple(r, columns, defaults)
+                 for r in rows]
         if not batch:
             return
         with self._cond:

@@ -72,3 +72,31 @@ def test_surrogates_and_replacement_chars_are_tolerated(masker: Masker) -> None:
     out = masker.mask("bad \udcff byte \ufffd here 12")
     assert out.endswith("here <*>")
     out.encode("utf-8")  # no lone surrogate left
+
+
+_FRAGMENTS = ["0x1f", "abc", "deadbeef", "-", ".", ":", "::", "/", "\\", "@", "=", "ms", "s", "h",
+              "1", "42", "3.5", "http://", "a.b", "<*>", "_", "+", ",", "~", "C:\\", "user", "ff",
+              "ABCDEF", "é", "٣", "[", "]", "'", '"', "10.0.0.7", "fe80::1", "12345678", "e3",
+              "ssh2", "%", ";", ")", ">", "*", "<"]
+
+
+@pytest.mark.parametrize("config", [
+    MaskingConfig(), MaskingConfig(key_values=True), MaskingConfig(numbers=False, hex=False),
+    MaskingConfig(ips=False, paths=False), MaskingConfig(extra=[MaskRule(pattern=r"req-\w+")]),
+], ids=["default", "key_values", "no_numbers", "no_ips_paths", "extra"])
+def test_fast_path_equals_the_full_rule_chain(config: MaskingConfig) -> None:
+    import random
+
+    rng = random.Random(11)
+    m = Masker(config)
+    for _ in range(20_000):
+        token = "".join(rng.choice(_FRAGMENTS) for _ in range(rng.randint(1, 6)))
+        # and a token of the same shape (other digits 1-9), which may come from the shape cache
+        twin = "".join(rng.choice("123456789") if c in "123456789" else c for c in token)
+        assert m.mask_token(token) == m.mask_token_slow(token), token
+        assert m.mask_token(twin) == m.mask_token_slow(twin), twin
+
+
+def test_letter_only_uuid_and_glued_wildcards_are_masked(masker: Masker) -> None:
+    assert masker.mask_token("deadbeef-dead-beef-dead-beefdeadbeef") == "<*>"
+    assert masker.mask_token("<*><*>") == "<*>"

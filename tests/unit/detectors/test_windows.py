@@ -116,7 +116,8 @@ def test_quantiles_are_ddsketch_quantiles() -> None:
     agg = WindowAggregator(base_s=10, rollups_s=(), grace_s=0)
     rng = random.Random(11)
     for i in range(3000):
-        agg.add_log("api", "", T0 + i, "INFO", duration_ms=rng.choice([0.0, rng.paretovariate(1.5)]))
+        dur = rng.choice([0.0, rng.paretovariate(1.5)])
+        agg.add_log("api", "", T0 + i, "INFO", duration_ms=dur)
     acc = next(iter(agg.open.values()))
     sk = acc.sketch()
     qs = (0.0, 0.1, 0.5, 0.9, 0.95, 0.99, 1.0)
