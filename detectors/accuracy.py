@@ -1,8 +1,12 @@
-"""How well triage does, per service: bookkeeping from feedback, for a ClickHouse table.
+"""How well triage does, per service: bookkeeping from feedback and labelled lines.
 
 Per service and reporting period it counts lines and lines left ``unknown``, category and
 priority verdicts (a confirmation is right; a correction is wrong, unless it restates what
 triage said), and the template count at the start and end of the period (growth).
+
+Lines that carry their ground truth (a label: template, category, priority) add labelled
+figures: grouping accuracy as Loghub defines it (a line counts when its labelled group and
+its template are the same set of lines) and category / priority accuracy.
 
 >>> acc = AccuracyTracker(period_start=0.0)
 >>> acc.record_lines("api", "timeout", 90)
@@ -17,11 +21,16 @@ triage said), and the template count at the start and end of the period (growth)
 (0.1, 0.5, 1.0)
 >>> row["templates"], row["template_growth"]
 (55, 15)
+>>> for label, tid in [("login", "t1"), ("login", "t1"), ("logout", "t2"), ("logout", "t3")]:
+...     acc.record_labelled("api", tid, label_template=label)
+>>> acc.to_rows(3600.0)[0]["grouping_accuracy"]  # logout was split over two templates
+0.5
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +47,31 @@ class _Tally:
     priority_correct: int = 0
     templates_start: int | None = None
     templates: int = 0
+    # labelled lines: (label, template id) -> lines; category / priority hits
+    groups: Counter[tuple[str, str]] = field(default_factory=Counter)
+    labelled_category: int = 0
+    labelled_category_correct: int = 0
+    labelled_priority: int = 0
+    labelled_priority_correct: int = 0
+
+
+MAX_LABEL_PAIRS = 100_000  # per service and period: the memory bound of grouping accuracy
+
+
+def grouping_accuracy(groups: Counter[tuple[str, str]]) -> float | None:
+    """Loghub's GA: the share of lines whose labelled group maps to exactly one template
+    that holds no other group's lines."""
+    total = sum(groups.values())
+    if not total:
+        return None
+    tids_of: dict[str, set[str]] = {}
+    labels_of: dict[str, set[str]] = {}
+    for label, tid in groups:
+        tids_of.setdefault(label, set()).add(tid)
+        labels_of.setdefault(tid, set()).add(label)
+    correct = sum(n for (label, tid), n in groups.items()
+                  if len(tids_of[label]) == 1 and len(labels_of[tid]) == 1)
+    return correct / total
 
 
 def _ratio(num: int, den: int) -> float | None:
@@ -82,6 +116,22 @@ class AccuracyTracker:
             t.priority_verdicts += 1
             t.priority_correct += priority == predicted_priority
 
+    def record_labelled(self, service: str, template_id: str, *,
+                        label_template: str | None = None, category: str | None = None,
+                        label_category: str | None = None, priority: str | None = None,
+                        label_priority: str | None = None) -> None:
+        """Count one line that carries its ground truth (any of the three labels)."""
+        t = self._tally(service)
+        if label_template is not None and (len(t.groups) < MAX_LABEL_PAIRS
+                                           or (label_template, template_id) in t.groups):
+            t.groups[label_template, template_id] += 1
+        if label_category is not None:
+            t.labelled_category += 1
+            t.labelled_category_correct += category == label_category
+        if label_priority is not None:
+            t.labelled_priority += 1
+            t.labelled_priority_correct += priority == label_priority
+
     def record_templates(self, service: str, count: int) -> None:
         """Note a service's current template count (the first call of a period is the start)."""
         t = self._tally(service)
@@ -121,6 +171,12 @@ class AccuracyTracker:
                 "priority_accuracy": _ratio(t.priority_correct, t.priority_verdicts),
                 "templates": t.templates,
                 "template_growth": t.templates - (t.templates_start or 0),
+                "labelled_lines": sum(t.groups.values()),
+                "grouping_accuracy": grouping_accuracy(t.groups),
+                "labelled_category_accuracy": _ratio(t.labelled_category_correct,
+                                                     t.labelled_category),
+                "labelled_priority_accuracy": _ratio(t.labelled_priority_correct,
+                                                     t.labelled_priority),
             })
         return rows
 

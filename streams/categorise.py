@@ -91,8 +91,12 @@ class Categoriser:
 
     def __call__(self, service: str, message: str, level: str, ts_ms: int | None = None,
                  http_status: int | None = None, peer_ok: bool | None = None,
-                 user_outcome: str | None = None) -> tuple[str, str, str]:
-        """Categorise one line: (template id, category, priority P1..P4)."""
+                 user_outcome: str | None = None,
+                 label: dict[str, Any] | None = None) -> tuple[str, str, str]:
+        """Categorise one line: (template id, category, priority P1..P4).
+
+        ``label`` is the line's ground truth when it carries one (``attrs.label``:
+        ``template``, ``category``, ``priority``): it feeds the labelled accuracy."""
         m = self.registry.add(service, message)
         tid, template = m.template_id, m.template
         t = self.triage.triage(service, tid, template, level, http_status=http_status,
@@ -114,6 +118,11 @@ class Categoriser:
         self._dirty.add(tid)
         self._dirty_services.add(service)
         self._lines[service, t.category] += 1
+        if label:
+            self.accuracy.record_labelled(
+                service, tid, label_template=_str(label.get("template")),
+                category=t.category, label_category=_str(label.get("category")),
+                priority=t.priority, label_priority=_str(label.get("priority")))
         self._last_ts = ts_ms
         events = self.rates.add(service, tid, ts_ms / 1000, template)
         if events:
@@ -271,3 +280,7 @@ class Categoriser:
                                                                old.team)
                 self._templates[tid] = info
         self._dirty_services.discard(service)
+
+
+def _str(v: Any) -> str | None:
+    return v if isinstance(v, str) else None

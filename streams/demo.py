@@ -225,7 +225,7 @@ class Demo:
             "message": fmt.format(**values), "host": rng.choice(svc.hosts),
             "logger": svc.logger, "env": "prod", "trace_id": f"{rng.getrandbits(128):032x}",
             "span_id": f"{rng.getrandbits(64):016x}", "event_id": self.new_id(),
-            "attrs": {"demo_template": template},
+            "attrs": {"label": {"template": template}},  # ground truth
         }
         event.update(fields)
         self.emit(LOGS, at, event)
@@ -387,7 +387,7 @@ class Demo:
             failed = status >= 500
             self.log(svc, at, level, "query_failed" if failed else "query",
                      {"table": route.path, "dur": dur, "sqlstate": "57014"},
-                     attrs={"demo_template": "query_failed" if failed else "query",
+                     attrs={"label": {"template": "query_failed" if failed else "query"},
                             "statement": route.method, "table": route.path,
                             "duration_ms": round(elapsed, 3)})
             return

@@ -27,10 +27,11 @@ from schemas.metrics import MetricPoint
 from schemas.windows import WindowStats
 from sinks.clickhouse import rows
 
-# (service, message, level, ts_ms, http_status, peer_ok, user_outcome)
+# (service, message, level, ts_ms, http_status, peer_ok, user_outcome, label)
 #   -> (template_id, category, severity); streams.categorise.Categoriser is one.
-Categoriser = Callable[[str, str, str, int, int | None, bool | None, str | None],
-                       tuple[str, str, str]]
+Categoriser = Callable[
+    [str, str, str, int, int | None, bool | None, str | None, dict[str, Any] | None],
+    tuple[str, str, str]]
 
 
 class Message(Protocol):
@@ -164,10 +165,11 @@ class IngestProcessor:
                                                   e["level"], dur)
             template_id = category = severity = ""
             if self.categorise is not None:
-                p, u = e.get("peer"), e.get("user")
+                p, u, label = e.get("peer"), e.get("user"), e["attrs"].get("label")
                 template_id, category, severity = self.categorise(
                     e["service"], e["message"], e["level"], e["ts"], status,
-                    p.get("ok") if p else None, u.get("outcome") if u else None)
+                    p.get("ok") if p else None, u.get("outcome") if u else None,
+                    label if type(label) is dict else None)
             out.logs.append(rows.log_row(e, event_id, r.partition, r.offset, now_ms,
                                          template_id, category, severity))
         elif topic == topics.METRICS:

@@ -47,6 +47,8 @@ ACCURACY_COLUMNS = (
     "period_start", "period_end", "service", "lines", "unknown_lines", "unknown_fraction",
     "category_verdicts", "category_correct", "category_accuracy", "priority_verdicts",
     "priority_correct", "priority_accuracy", "templates", "template_growth",
+    "labelled_lines", "grouping_accuracy", "labelled_category_accuracy",
+    "labelled_priority_accuracy",
 )
 
 JSON_TABLES = frozenset({"logs", "metric_points"})

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from conftest import Worker, start_worker  # type: ignore[import-not-found]
 
+from detectors.accuracy import grouping_accuracy
 from schemas import topics
 from sdk import Publisher
 from streams.categorise import Categoriser
@@ -21,7 +22,8 @@ from streams.demo import DEMO_TEMPLATES, DemoConfig, generate, template_matches
 
 pytestmark = pytest.mark.e2e
 FAST = {"LOGWARDEN_CATEGORISE_REPORT_INTERVAL_S": "0.5",
-        "LOGWARDEN_CATEGORISE_SNAPSHOT_INTERVAL_S": "0.5"}
+        "LOGWARDEN_CATEGORISE_SNAPSHOT_INTERVAL_S": "0.5",
+        "LOGWARDEN_CATEGORISE_ACCURACY_PERIOD_S": "20"}
 
 
 def demo_logs(suffix: str, n: int) -> list[dict[str, Any]]:
@@ -46,7 +48,7 @@ def publish(bootstrap: str, events: list[dict[str, Any]], topic: str = topics.LO
 def logged(w: Worker, suffix: str) -> list[list[Any]]:
     """(event_id, service, demo template, template id, category, severity) of every line."""
     return w.query(
-        "SELECT event_id, service, JSONExtractString(attrs, 'demo_template'), template_id, "
+        "SELECT event_id, service, JSONExtractString(attrs, 'label', 'template'), template_id, "
         "category, severity FROM logwarden.logs FINAL WHERE endsWith(service, {s:String})",
         s=f"-{suffix}")
 
@@ -73,6 +75,30 @@ def test_demo_templates_feedback_and_restart(kafka_bootstrap: str, tmp_path: Pat
         known = templates(w, suffix)
         right = sum(template_matches(DEMO_TEMPLATES[r[2]], known[r[3]][0]) for r in rows)
         assert right / len(rows) >= 0.95, right / len(rows)
+        # The demo's lines carry their ground truth (attrs.label): the stream measures
+        # grouping accuracy per service and period; it must equal Loghub's GA computed here
+        # from the stored lines (for services whose lines fell into one period).
+        def accuracy() -> dict[str, list[tuple[int, float]]]:
+            out: dict[str, list[tuple[int, float]]] = {}
+            for svc, n, ga in w.query(
+                    "SELECT service, labelled_lines, grouping_accuracy "
+                    "FROM logwarden.categorisation_accuracy FINAL "
+                    "WHERE endsWith(service, {s:String}) AND labelled_lines > 0",
+                    s=f"-{suffix}"):
+                out.setdefault(svc, []).append((int(n), float(ga)))
+            return out
+
+        w.wait_for(lambda: sum(n for v in accuracy().values() for n, _ in v) >= len(first),
+                   what="labelled accuracy rows")
+        stored = accuracy()
+        assert sum(n for v in stored.values() for n, _ in v) == len(first)
+        checked = 0
+        for svc, periods in stored.items():
+            if len(periods) == 1:
+                expected_ga = grouping_accuracy(Counter((r[2], r[3]) for r in rows if r[1] == svc))
+                assert periods[0][1] == pytest.approx(expected_ga), svc
+                checked += 1
+        assert checked >= len(stored) // 2
         pairs = Counter((r[1], r[2]) for r in rows)
         for (service, name), n in pairs.items():  # every frequent demo template is recovered
             if n >= 5:

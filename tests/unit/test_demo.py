@@ -137,7 +137,7 @@ def test_error_burst_raises_the_routes_5xx_far_above_baseline(run: Run) -> None:
                if not any(_inside(e, i) for i in run.incidents)]
     assert len(inside) >= 20
     assert sum(inside) / len(inside) > 0.15 > 10 * sum(outside) / len(outside)
-    assert any(e["attrs"]["demo_template"] == "exception" and _inside(e, inc)
+    assert any(e["attrs"]["label"]["template"] == "exception" and _inside(e, inc)
                for e in run.logs(service=inc.service))
 
 
@@ -169,7 +169,7 @@ def test_dependency_outage_silences_the_service_and_fails_its_callers(run: Run) 
     assert all(e["peer"]["ok"] for e in calls if not _inside(e, inc)) or (
         sum(not e["peer"]["ok"] for e in calls if not _inside(e, inc)) < 0.02 * len(calls))
     own = [e for e in run.logs(service=inc.service) if _inside(e, inc)]
-    assert own and all(e["attrs"]["demo_template"] == "crash" for e in own)
+    assert own and all(e["attrs"]["label"]["template"] == "crash" for e in own)
     up = [e["value"] for t, e in run.events if t == METRICS and e["service"] == inc.service
           and e["name"] == "up" and _inside(e, inc)]
     assert up and set(up) == {0.0}
@@ -182,7 +182,7 @@ def test_brute_force_is_a_burst_of_failed_logins_from_one_ip(run: Run) -> None:
     assert len(failures) > 5 * (inc.end_ms - inc.start_ms) / 1000
     assert all(_inside(e, inc) for e in failures)
     assert {e["user"]["outcome"] for e in failures} == {"failure"}
-    assert any(e["attrs"]["demo_template"] == "account_locked" for e in failures)
+    assert any(e["attrs"]["label"]["template"] == "account_locked" for e in failures)
 
 
 def test_disk_full_and_pool_exhaustion_show_in_metrics_and_lines(run: Run) -> None:
@@ -194,7 +194,7 @@ def test_disk_full_and_pool_exhaustion_show_in_metrics_and_lines(run: Run) -> No
         assert all((e["value"] >= high) == _inside(e, inc) for e in points), kind
         assert any(_inside(e, inc) for e in points)
     disk = run.incident("disk_full")
-    assert any(e["attrs"]["demo_template"] == "disk_full" and _inside(e, disk)
+    assert any(e["attrs"]["label"]["template"] == "disk_full" and _inside(e, disk)
                for e in run.logs(service=disk.service))
 
 
@@ -202,7 +202,7 @@ def test_every_message_fits_its_declared_template(run: Run) -> None:
     regexes = {n: re.compile(re.escape(p).replace(re.escape("<*>"), r"\S+") + "$")
                for n, p in DEMO_TEMPLATES.items()}
     for e in run.logs():
-        assert regexes[e["attrs"]["demo_template"]].match(e["message"]), e["message"]
+        assert regexes[e["attrs"]["label"]["template"]].match(e["message"]), e["message"]
 
 
 def test_template_mining_recovers_the_demo_templates(run: Run) -> None:
@@ -210,7 +210,7 @@ def test_template_mining_recovers_the_demo_templates(run: Run) -> None:
     used: dict[str, set[str]] = defaultdict(set)
     for e in run.logs():
         miners[e["service"]].add(e["message"])
-        used[e["service"]].add(e["attrs"]["demo_template"])
+        used[e["service"]].add(e["attrs"]["label"]["template"])
     missing = [(svc, name) for svc, names in used.items() for name in names
                if not any(template_matches(DEMO_TEMPLATES[name], t)
                           for t in miners[svc].templates().values())]

@@ -150,7 +150,7 @@ def test_processor_categorises_demo_traffic_into_known_templates() -> None:
     template_of = {col(r, rows.TEMPLATE_COLUMNS, "template_id"):
                    col(r, rows.TEMPLATE_COLUMNS, "template") for r in texts}
     idx = rows.LOGS_COLUMNS.index("template_id")
-    good = sum(template_matches(DEMO_TEMPLATES[e["attrs"]["demo_template"]],
+    good = sum(template_matches(DEMO_TEMPLATES[e["attrs"]["label"]["template"]],
                                 str(template_of[row[idx]]))
                for e, row in zip(events, out.logs, strict=True))
     assert good / len(events) >= 0.95
