@@ -99,7 +99,8 @@ def evaluate(rules: RuleSet, table: Table, topic: str, partition: int, raw: byte
     if topic == topics.WINDOWS:
         w = WindowStats.from_json(raw)
         if w.service == CANARY_SERVICE:
-            return [{"type": "canary_seen", "ts": w.end.timestamp()}]
+            return [{"type": "canary_seen", "ts": w.end.timestamp(),
+                     "start": w.start.timestamp()}]
         key = w.series
         st, sigs = on_window(rules, _get(table, key), w, now)
     elif topic == topics.ANOMALIES:

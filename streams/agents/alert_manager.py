@@ -112,12 +112,11 @@ class AlertManager:
             await self.act(cfg, msg, now)
         elif kind == "tick":
             await self.tick(cfg, now)
-        elif kind in ("canary_sent", "canary_seen"):
-            doc = self._meta("canary")
-            doc["sent" if kind == "canary_sent" else "seen"] = float(msg["ts"])
-            if kind == "canary_sent":
-                doc["alarmed"] = False
+        elif kind == "canary_sent":
+            doc = {**self._meta("canary"), "sent": float(msg["ts"]), "alarmed": False}
             self.t.meta["canary"] = orjson.dumps(doc)
+        elif kind == "canary_seen":
+            self._canary_seen(msg, now)
 
     async def apply(self, cfg: AlertingConfig, sig: Signal, now: float) -> None:
         """A rule's verdict: dedup into the alert, route state changes to their groups."""
@@ -336,6 +335,20 @@ class AlertManager:
                 note)
         except Exception as e:  # the ack itself is done; a stale Slack message is cosmetic
             log.warning("slack_update_failed", stage="alerting", error=str(e))
+
+    def _canary_seen(self, msg: Mapping[str, Any], now: float) -> None:
+        """A window of the canary service reached alerting. It proves the latest canary
+        only if it covers the canary's time and is closed (``end <= now``): a window flushed
+        early (an idle partition's open window or rollup) may predate the canary's arrival."""
+        doc = self._meta("canary")
+        sent, end = doc.get("sent"), float(msg["ts"])
+        start = float(msg.get("start", end))
+        if sent is None or not start <= sent < end <= now:
+            return
+        doc["seen"] = max(float(doc.get("seen", 0.0)), end)
+        self.t.meta["canary"] = orjson.dumps(doc)
+        log.info("canary_seen", stage="alerting", sent=sent, seen=end,
+                 round_trip_s=round(now - sent, 1))
 
     async def _deadman(self, cfg: AlertingConfig, now: float) -> None:
         receiver = cfg.deadman.receiver if cfg.deadman else cfg.route.receiver

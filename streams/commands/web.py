@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
+from urllib.parse import urlparse
 
 import aiosmtplib
 import typer
@@ -17,7 +18,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from alerting.config import SmtpSettings
-from sinks.clickhouse.client import Store, connect
+from sinks.clickhouse.client import Store, StoreLockedError, connect, resolve_url
 from sinks.clickhouse.web_queries import Span
 from streams.commands.common import settings
 from streams.commands.query import api_url
@@ -79,16 +80,24 @@ def register(cli: typer.Typer) -> None:
 
     @cli.command("api")
     def api() -> None:
-        """Serve the API and dashboards from ClickHouse (cluster mode: a separate process)."""
+        """Serve the API and dashboards from ClickHouse (cluster mode: a separate process).
+
+        LOGWARDEN_CLICKHOUSE_URL names the server; a ``chdb://`` URL (or an empty one, meaning
+        the chDB store under LOGWARDEN_DATA_DIR) is served too, through the same
+        clickhouse-connect client: useful on a store no worker holds (a stopped worker's
+        data, a copy). chDB runs one call at a time, so its queries get one thread.
+        """
         s = settings()
-        if not s.clickhouse.url.startswith(("http://", "https://")):
-            raise typer.BadParameter("set LOGWARDEN_CLICKHOUSE_URL to a ClickHouse server; in "
-                                     "embedded mode the worker serves the API itself")
-        store = connect(s.clickhouse, s.data_dir)
+        embedded = urlparse(resolve_url(s.clickhouse, s.data_dir)).scheme == "chdb"
+        try:
+            store = connect(s.clickhouse, s.data_dir)
+        except StoreLockedError as exc:
+            raise typer.BadParameter(f"{exc} (in embedded mode the worker serves the API "
+                                     "itself)") from None
 
         async def main() -> None:
-            app = create_app(store, database=s.clickhouse.database,
-                             executor_or_lock=ThreadPoolExecutor(4, thread_name_prefix="ch"),
+            pool = ThreadPoolExecutor(1 if embedded else 4, thread_name_prefix="ch")
+            app = create_app(store, database=s.clickhouse.database, executor_or_lock=pool,
                              health_provider=lambda: {"status": "ok", "mode": "api"},
                              metrics_registry=CollectorRegistry(),
                              web_options=web_options(s))
