@@ -3,8 +3,9 @@
 Row ``i`` holds exactly the state of one scalar ``SeriesDetector`` (same float32 seasonal
 profiles, same two ``TailHistogram``s), and ``update(rows, ts, x)`` runs the scalar
 ``update`` for every row at once: same inputs give the same scores (to rounding, ~1e-12).
-A row converts to and from a ``SeriesDetector`` (``detector(i)`` / ``add(det)``), so
-snapshots keep the scalar ``to_bytes`` format (~1.7 KB a series).
+A row converts to and from a ``SeriesDetector`` (``detector(i)`` / ``add(det)`` /
+``set(i, det)``), so snapshots keep the scalar ``to_bytes`` format (~1.7 KB a series).
+Unused rows are kept fresh, so ``add()`` is O(1); ``free(i)`` gives a row back for reuse.
 
 >>> import numpy as np
 >>> bank = SeriesBank()
@@ -49,7 +50,8 @@ class SeriesBank:
     def __init__(self, cfg: SeriesConfig = DEFAULT, capacity: int = 1024) -> None:
         self.cfg = cfg
         self.size = 0
-        self._alloc(capacity)
+        self._free: list[int] = []
+        self._alloc(max(1, capacity))
 
     def _alloc(self, cap: int) -> None:
         old = {k: v for k, v in vars(self).items() if isinstance(v, np.ndarray)}
@@ -59,19 +61,39 @@ class SeriesBank:
         self.e0, self.ed, self.ew, self.od, self.ow = (np.zeros(cap) for _ in range(5))
         self.short, self.peak = np.zeros(cap), np.zeros(cap)
         self.hz_t, self.hz_w, self.hs_t, self.hs_w = (np.zeros(cap) for _ in range(4))
-        self.day = np.full((cap, DAY_BUCKETS), np.nan, np.float32)
-        self.week = np.full((cap, WEEK_BUCKETS), np.nan, np.float32)
+        self.day = np.zeros((cap, DAY_BUCKETS), np.float32)
+        self.week = np.zeros((cap, WEEK_BUCKETS), np.float32)
         self.hz_c = np.zeros((cap, BINS))
         self.hs_c = np.zeros((cap, BINS))
         for k, v in old.items():
             getattr(self, k)[:len(v)] = v
+        self._fresh(slice(len(old.get("n", ())), cap))
+
+    def _fresh(self, r: slice | int) -> None:
+        """Rows ``r`` as a new ``SeriesDetector``: unused rows are always fresh."""
+        self.n[r] = self.hold[r] = 0
+        self.last_ts[r] = -np.inf
+        for a in (self.step, self.level, self.mag, self.od, self.ow, self.short, self.peak,
+                  self.hz_t, self.hs_t, self.hz_c, self.hs_c):
+            a[r] = 0.0
+        self.e0[r] = self.ed[r] = self.ew[r] = np.inf
+        self.hz_w[r] = self.hs_w[r] = 1.0
+        self.day[r] = self.week[r] = np.nan
 
     def add(self, det: SeriesDetector | None = None) -> int:
         """A new row (a fresh detector, or a copy of ``det``'s state); its index."""
-        if self.size == len(self.n):
-            self._alloc(2 * len(self.n))
-        i, self.size = self.size, self.size + 1
-        d = det or SeriesDetector(self.cfg)
+        if self._free:
+            i = self._free.pop()
+        else:
+            if self.size == len(self.n):
+                self._alloc(max(64, len(self.n) * 5 // 4))  # spare rows: at most 25%
+            i, self.size = self.size, self.size + 1
+        if det is not None:  # unused rows are kept fresh
+            self.set(i, det)
+        return i
+
+    def set(self, i: int, d: SeriesDetector) -> None:
+        """Row ``i`` takes ``d``'s state."""
         self.n[i], self.hold[i] = d.n, d.hold
         for k, v in zip(_SCALARS, (d.last_ts, d.step, d.level, d.mag, d.e0, d.ed, d.ew, d.od,
                                    d.ow, d.short, d.peak, d.hz.total, d.hz.weight,
@@ -79,7 +101,11 @@ class SeriesBank:
             getattr(self, k)[i] = v
         self.day[i], self.week[i] = d.day, d.week
         self.hz_c[i], self.hs_c[i] = d.hz.counts, d.hshort.counts
-        return i
+
+    def free(self, i: int) -> None:
+        """Give row ``i`` back (reset, then reused by the next ``add``)."""
+        self._fresh(i)
+        self._free.append(i)
 
     def detector(self, i: int) -> SeriesDetector:
         """Row ``i`` as a scalar detector (for snapshots: ``detector(i).to_bytes()``)."""

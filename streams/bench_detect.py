@@ -3,8 +3,9 @@
 Each series is a metric window (one feature, ``mean``) scored by the same ``WindowScorer``
 the worker runs, in batches like the stage's ``getmany``. It measures the in-process
 scoring path (decode excluded); the Kafka round trip is the ingest bench's business.
-``vector_*`` figures score the same values with the numpy ``SeriesBank`` (one row per
-series, the detector alone, no window objects).
+``bank_bytes_per_series`` is the detectors' numpy memory (``SeriesBank`` rows, spare
+capacity included); ``vector_*`` figures score the same values with a bare ``SeriesBank``
+(the detector alone, no window objects, no rules).
 """
 
 from __future__ import annotations
@@ -46,8 +47,11 @@ def _vector(n_series: int, rounds: int) -> tuple[float, float]:
         t = time.perf_counter()
         bank.update(rows, np.full(n_series, T0 + 10.0 * step + 10), x)
         seconds += time.perf_counter() - t
-    per_row = sum(a.nbytes for a in vars(bank).values() if isinstance(a, np.ndarray))
-    return n_series * rounds / seconds, per_row / len(bank.n)
+    return n_series * rounds / seconds, _nbytes(bank) / len(bank.n)
+
+
+def _nbytes(bank: SeriesBank) -> int:
+    return sum(a.nbytes for a in vars(bank).values() if isinstance(a, np.ndarray))
 
 
 def _rss_mb() -> float:
@@ -71,10 +75,12 @@ def run(n_series: int = 100_000, rounds: int = 6) -> dict[str, object]:
     sample = list(scorer.states.values())[:1000]
     state_bytes = sum(len(st.to_bytes()) for st in sample) / len(sample)
     det_bytes = sum(len(d.to_bytes()) for st in sample for d in st.dets.values()) / len(sample)
+    bank_bytes = sum(_nbytes(b) for b in scorer.banks.by_key.values())
     out = {"benchmark": "detect", "series": n_series, "points": points,
            "points_per_s": round(points / seconds), "seconds": round(seconds, 2),
            "state_bytes_per_series": round(state_bytes), "model_bytes_per_series":
-           round(det_bytes), "rss_mb": round(_rss_mb()),
+           round(det_bytes), "bank_bytes_per_series": round(bank_bytes / n_series),
+           "rss_mb": round(_rss_mb()),
            "rss_bytes_per_series": round((_rss_mb() - rss0) * 1024 * 1024 / n_series)}
     vec_rate, vec_bytes = _vector(n_series, rounds)
     out |= {"vector_points_per_s": round(vec_rate), "vector_bytes_per_series": round(vec_bytes)}

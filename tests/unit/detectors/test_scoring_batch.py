@@ -1,0 +1,132 @@
+"""``WindowScorer`` scores a batch through ``SeriesBank`` exactly like scalar detectors do."""
+
+from __future__ import annotations
+
+import math
+import random
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from detectors.detection_settings import DetectionSettings, VariantConfig
+from detectors.scoring import WindowScorer
+from detectors.series_batch import SeriesBank
+from schemas.anomalies import AnomalyEvent
+from schemas.windows import WindowStats
+
+T0 = 1_700_000_000
+SETTINGS = DetectionSettings(window_s=(10, 60), challenger=VariantConfig(
+    version="c", threshold_q=4.0, warmup=20, cooldown_s=60.0))
+
+
+class ScalarScorer(WindowScorer):
+    """The reference: every point through ``SeriesDetector.update``, one at a time."""
+
+    @staticmethod
+    def _update(bank: SeriesBank, at: npt.NDArray[np.int64], rows: npt.NDArray[np.int64],
+                ts: npt.NDArray[np.float64], xs: npt.NDArray[np.float64],
+                res: npt.NDArray[np.float64], n_before: npt.NDArray[np.int64]) -> None:
+        for k, r, t, x in zip(at.tolist(), rows.tolist(), ts.tolist(), xs.tolist(),
+                              strict=True):
+            det = bank.detector(r)
+            n_before[k] = det.n
+            res[:, k] = det.update(t, x)
+            bank.set(r, det)
+
+
+def _win(series: str, scope: str, i: int, ws: int = 10, **kw: Any) -> WindowStats:
+    t = T0 + 10 * i
+    return WindowStats(series=series, service=series.split("/")[0].split("#")[0], scope=scope,
+                       route="/x" if scope == "route" else "", window_s=ws,
+                       start=datetime.fromtimestamp(t - ws, UTC),
+                       end=datetime.fromtimestamp(t, UTC), **kw)
+
+
+def _traffic(rng: random.Random, i: int, errors: float = 0.0, slow: float = 0.0,
+             rate: float = 50.0) -> dict[str, Any]:
+    r = max(rate + rng.gauss(0, 2), 0.0)
+    return dict(count=int(r * 10), rate_per_s=r, error_rate=abs(rng.gauss(0.01, 0.005)) + errors,
+                p95=100 + rng.gauss(0, 5) + slow, p99=150 + rng.gauss(0, 8) + 2 * slow)
+
+
+def _steps(seed: int) -> list[list[WindowStats]]:
+    """Windows per 10 s step: services, a route, a metric, a template; incidents late on."""
+    rng = random.Random(seed)
+    steps: list[list[WindowStats]] = []
+    for i in range(1, 421):
+        ws = [_win("db", "service", i, **_traffic(rng, i, slow=400.0 * (i in (340, 341)))),
+              _win("db/q", "route", i, **_traffic(rng, i, rate=8.0, errors=0.5 * (i == 350))),
+              _win("api/cpu", "metric", i, mean=0.5 + rng.gauss(0, 0.02) + 0.5 * (i >= 380)),
+              _win("api#t1", "template", i, count=rng.randint(0, 3) + 40 * (i == 390))]
+        if not 360 <= i < 372:  # api goes silent for two minutes
+            ws.append(_win("api", "service", i, **_traffic(rng, i, errors=0.4 * (i == 320))))
+            if i % 6 == 0:
+                ws.append(_win("api", "service", i, ws=60, **_traffic(rng, i)))
+        if i % 37 == 0:
+            ws.append(steps[-3][0])  # a replayed window: skipped by both
+        rng.shuffle(ws)
+        steps.append(ws)
+    return steps
+
+
+def _batches(steps: list[list[WindowStats]]) -> list[list[WindowStats]]:
+    """Batches of 1 to 4 steps: a series often appears several times in one batch."""
+    rng, out, at = random.Random(3), [], 0
+    while at < len(steps):
+        k = rng.randint(1, 4)
+        out.append([w for s in steps[at:at + k] for w in s])
+        at += k
+    return out
+
+
+def _same(a: AnomalyEvent, b: AnomalyEvent) -> bool:
+    da, db = a.model_dump(), b.model_dump()
+    for k, v in da.items():
+        if isinstance(v, float):
+            if not (math.isnan(v) and math.isnan(db[k])) and abs(v - db[k]) > 1e-9 * max(
+                    1.0, abs(v)):
+                return False
+        elif k == "contributing":
+            if list(v) != list(db[k]) or any(abs(v[f] - db[k][f]) > 1e-9 for f in v):
+                return False
+        elif v != db[k]:
+            return False
+    return True
+
+
+def test_batched_scoring_gives_the_scalar_anomalies_and_scores() -> None:
+    fast, slow = WindowScorer(SETTINGS), ScalarScorer(SETTINGS)
+    got, want = [], []
+    for batch in _batches(_steps(11)):
+        got += fast.score_batch(batch)
+        want += slow.score_batch(batch)
+    assert len(want) >= 12  # incidents, silence and the challenger's extra alarms
+    assert {(a.series, a.feature) for a in want} >= {
+        ("api", "error_rate"), ("db", "p99"), ("db/q", "error_rate"), ("api", "rate_per_s"),
+        ("api/cpu", "mean"), ("api#t1", "count")}
+    assert {a.variant for a in want} == {"champion", "challenger"}
+    assert [a.id for a in got] == [a.id for a in want]
+    assert all(_same(a, b) for a, b in zip(got, want, strict=True))
+    assert fast.scored == slow.scored
+    for series, st in slow.states.items():  # and the learnt states agree
+        for key, det in st.dets.items():
+            other = fast.states[series].dets[key]
+            assert other.n == det.n and abs(other.level - det.level) <= 1e-9 * abs(det.level)
+
+
+def test_snapshots_restore_into_bank_rows_and_forgotten_rows_are_reused() -> None:
+    a = WindowScorer(SETTINGS)
+    for batch in _batches(_steps(5)[:300]):
+        a.score_batch(batch)
+    snap = a.snapshot()
+    b = WindowScorer(SETTINGS)
+    for series, raw in snap.items():
+        b.restore(series, raw)
+        b.restore(series, raw)  # a second copy replaces the first, its rows are given back
+    assert {s: st.to_bytes() for s, st in b.states.items()} == snap
+    assert b.banks["rate_per_s"].size == 3  # db, db/q, api: no leaked rows
+    b.forget(keep=["db"])
+    b.score_batch([_win("web", "service", 301, **_traffic(random.Random(1), 301))])
+    assert b.banks["rate_per_s"].size == 3 and set(b.states) == {"db", "web"}
