@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from schemas.dead_letters import DeadLetter
 from sinks.clickhouse.client import Store
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -104,21 +104,6 @@ def count_logs(
     return int(rows[0][0])
 
 
-@dataclass(frozen=True)
-class DeadLetter:
-    """A dead-lettered input: where it came from, why, and its (possibly truncated) bytes."""
-
-    received_at: datetime
-    topic: str
-    partition: int
-    offset: int
-    stage: str
-    error: str
-    raw: bytes
-    raw_size: int
-    key: str
-
-
 def recent_dead_letters(
     store: Store, limit: int = 100, *, stage: str | None = None, database: str = "logwarden"
 ) -> list[DeadLetter]:
@@ -132,8 +117,8 @@ def recent_dead_letters(
     params: dict[str, Any] = {"limit": limit}
     if stage is not None:
         params["stage"] = stage
-    _, rows = query_rows(store, sql, params, as_bytes=("raw",))
-    return [DeadLetter(*row) for row in rows]
+    columns, rows = query_rows(store, sql, params, as_bytes=("raw",))
+    return [DeadLetter(**dict(zip(columns, row, strict=True))) for row in rows]
 
 
 def windows_for(
