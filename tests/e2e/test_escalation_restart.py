@@ -3,6 +3,7 @@ at the right step, no page is lost and at most one is sent twice (changelog tabl
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections import Counter
@@ -75,15 +76,18 @@ def test_escalation_survives_kill_9(kafka_bootstrap: str, tmp_path: Path) -> Non
                "LOGWARDEN_ALERTING_EVALUATION_INTERVAL_S": "1",
                "LOGWARDEN_ALERTING_CANARY_INTERVAL_S": "0"}
         w: Worker = start_worker(kafka_bootstrap, tmp_path / "w", app_id, **env)
+        # the errors keep coming while we watch, so step 0's page is seen as it happens
+        errors = threading.Thread(target=produce_errors, args=(kafka_bootstrap, service, 25))
+        errors.start()
         try:
-            produce_errors(kafka_bootstrap, service, 25)
             w.wait_for(lambda: pages(peers)["C0U0"] >= 1, timeout=120, what="step 0 page")
-            first = time.time()
-            time.sleep(4)  # mid-escalation: step 0 sent and recorded, step 1 due in ~20 s
+            first = next(r["at"] for r in peers.received() if r["to"] == "C0U0")
+            time.sleep(max(0.0, first + 4 - time.time()))  # mid-escalation: step 1 due in ~20 s
             assert pages(peers)["C0U1"] == 0
             w.proc.kill()  # kill -9
             w.proc.wait(30)
         finally:
+            errors.join()
             w.stop()
         w2 = start_worker(kafka_bootstrap, tmp_path / "w", app_id, **env)
         try:
