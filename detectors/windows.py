@@ -3,8 +3,10 @@
 The hot path only bins: a log event adds to one 10 s accumulator per series (its service
 and its route); latencies go into DDSketch log-buckets (a dict increment). Longer windows
 (60 s by default) are built by merging their closed 10 s children, so they cost nothing
-per event. A window closes when the watermark (the largest event time seen) passes its end
-plus the grace period; an event later than that is counted in ``late_dropped`` and left
+per event. A window closes when its service's watermark (the largest event time that
+service sent) passes its end plus the grace period: services sharing a partition do not
+push each other's windows shut, so one whose clock lags keeps its windows. An event later
+than that is counted in ``late_dropped`` and left
 out of the aggregates (its raw row is still stored by the caller).
 
 >>> agg = WindowAggregator(base_s=10, rollups_s=(60,), grace_s=5)
@@ -20,7 +22,7 @@ out of the aggregates (its raw row is still stored by the caller).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -127,7 +129,9 @@ class WindowAggregator:
         self.open: dict[WindowKey, Acc] = {}  # base windows
         # rollup windows: their base children (kept until the rollup closes) and emission state
         self.rollups: dict[WindowKey, tuple[dict[int, Acc], Acc]] = {}
-        self.watermark = -1  # largest event time seen (ms)
+        self.watermarks: dict[str, int] = {}  # per service: the largest event time seen (ms)
+        self.active: dict[str, float] = {}  # per service: ``now`` when it last sent an event
+        self.now = 0.0  # wall-clock seconds, set by the caller once per batch
         self.late_dropped = 0
         self._sids: dict[tuple[str, str], tuple[SeriesId, ...]] = {}  # by (service, route)
 
@@ -135,8 +139,10 @@ class WindowAggregator:
         start = ts_ms - ts_ms % self.base_ms
         key = (sid, self.base_ms, start)
         acc = self.open.get(key)
+        service = sid[2]
+        watermark = self.watermarks.get(service, -1)
         if acc is None:
-            if start + self.base_ms + self.grace_ms <= self.watermark:
+            if start + self.base_ms + self.grace_ms <= watermark:
                 self.late_dropped += 1
                 return None
             acc = self.open[key] = Acc()
@@ -145,8 +151,9 @@ class WindowAggregator:
                 if parent is None:
                     parent = self.rollups[(sid, r, start - start % r)] = ({}, Acc())
                 parent[0][start] = acc
-        if ts_ms > self.watermark:
-            self.watermark = ts_ms
+        if ts_ms > watermark:
+            self.watermarks[service] = ts_ms
+        self.active[service] = self.now
         acc.version += 1
         return acc
 
@@ -200,38 +207,51 @@ class WindowAggregator:
             acc.count += 1
 
     def advance(self, watermark_ms: int | None = None) -> list[WindowStats]:
-        """Close every window whose end plus grace is at or before the watermark."""
-        if watermark_ms is not None and watermark_ms > self.watermark:
-            self.watermark = watermark_ms
-        limit = self.watermark - self.grace_ms
+        """Close every window whose end plus grace is at or before its service's watermark
+        (``watermark_ms`` moves every service's watermark at least that far)."""
+        if watermark_ms is not None:
+            for service, w in self.watermarks.items():
+                if watermark_ms > w:
+                    self.watermarks[service] = watermark_ms
+        wms, grace = self.watermarks, self.grace_ms
+
+        def due(k: WindowKey) -> bool:
+            return k[2] + k[1] <= wms.get(k[0][2], -1) - grace
+
         out: list[WindowStats] = []
-        for k in sorted(self.open, key=_start):
-            if k[2] + k[1] <= limit:
-                acc = self.open.pop(k)  # its rollups keep it until they close
-                if acc.version != acc.emitted_version:
-                    out.append(self._emit(k, acc))
-        for k in sorted(self.rollups, key=_start):
-            if k[2] + k[1] <= limit:
-                children, state = self.rollups.pop(k)
+        for k in sorted(filter(due, self.open), key=_start):
+            acc = self.open.pop(k)  # its rollups keep it until they close
+            if acc.version != acc.emitted_version:
+                out.append(self._emit(k, acc))
+        for k in sorted(filter(due, self.rollups), key=_start):
+            children, state = self.rollups.pop(k)
+            stats = self._emit_rollup(k, children, state)
+            if stats is not None:
+                out.append(stats)
+        return out
+
+    def flush(self, services: Collection[str] | None = None) -> list[WindowStats]:
+        """Emit every window that changed since it was last emitted (idle services, shutdown,
+        rebalance), base windows and rollups alike; only ``services``' when given.
+
+        The windows stay open: an event that arrives within grace re-emits them with a
+        higher revision (the table keeps the latest).
+        """
+        def wanted(k: WindowKey) -> bool:
+            return services is None or k[0][2] in services
+
+        out = [self._emit(k, acc) for k, acc in sorted(self.open.items(), key=_item_start)
+               if acc.version != acc.emitted_version and wanted(k)]
+        for k, (children, state) in sorted(self.rollups.items(), key=_item_start):
+            if wanted(k):
                 stats = self._emit_rollup(k, children, state)
                 if stats is not None:
                     out.append(stats)
         return out
 
-    def flush(self) -> list[WindowStats]:
-        """Emit every window that changed since it was last emitted (idle partition, shutdown,
-        rebalance), base windows and rollups alike.
-
-        The windows stay open: an event that arrives within grace re-emits them with a
-        higher revision (the table keeps the latest).
-        """
-        out = [self._emit(k, acc) for k, acc in sorted(self.open.items(), key=_item_start)
-               if acc.version != acc.emitted_version]
-        for k, (children, state) in sorted(self.rollups.items(), key=_item_start):
-            stats = self._emit_rollup(k, children, state)
-            if stats is not None:
-                out.append(stats)
-        return out
+    def idle_services(self, now: float, idle_s: float) -> set[str]:
+        """Services that sent nothing for ``idle_s`` seconds of wall-clock time."""
+        return {s for s, t in self.active.items() if now - t >= idle_s}
 
     def _emit_rollup(self, key: WindowKey, children: dict[int, Acc],
                      state: Acc) -> WindowStats | None:

@@ -106,8 +106,8 @@ class IngestProcessor:
         self.idle_s = grace_s if idle_s is None else idle_s
         self.categorise = categorise
         self.clock = clock
+        self._now = clock()  # wall clock of the batch being processed
         self.windows: dict[tuple[str, int], WindowAggregator] = {}
-        self.last_active: dict[tuple[str, int], float] = {}
         self.seen = SeenIds()
         self.counts: Counter[str] = Counter()  # in.<topic>, dead_letter.<stage>, duplicate, ...
 
@@ -116,6 +116,7 @@ class IngestProcessor:
         agg = self.windows.get(key)
         if agg is None:
             agg = self.windows[key] = WindowAggregator(self.base_s, self.rollups_s, self.grace_s)
+            agg.now = self._now
         return agg
 
     def process(self, records: Iterable[Message]) -> Output:
@@ -125,6 +126,9 @@ class IngestProcessor:
         now_ms = int(now * 1000)
         touched: set[tuple[str, int]] = set()
         counts = self.counts
+        self._now = now
+        for agg in self.windows.values():
+            agg.now = now
         for r in records:
             counts["in." + r.topic] += 1
             try:
@@ -136,12 +140,11 @@ class IngestProcessor:
                     r.value or b"", r.key))
             touched.add((r.topic, r.partition))
         for key in touched:
-            self.last_active[key] = now
-            agg = self.windows.get(key)
-            if agg is not None:
-                out.windows.extend(agg.advance())
-                counts["late_dropped"] += agg.late_dropped
-                agg.late_dropped = 0
+            touched_agg = self.windows.get(key)
+            if touched_agg is not None:
+                out.windows.extend(touched_agg.advance())
+                counts["late_dropped"] += touched_agg.late_dropped
+                touched_agg.late_dropped = 0
         counts["windows"] += len(out.windows)
         return out
 
@@ -210,12 +213,13 @@ class IngestProcessor:
                            stage="ingest.logs")
 
     def flush_idle(self) -> list[WindowStats]:
-        """Emit the open windows of partitions that have been quiet for ``idle_s``."""
+        """Emit the open windows of services that have been quiet for ``idle_s``."""
         now = self.clock()
         out: list[WindowStats] = []
-        for key, agg in self.windows.items():
-            if now - self.last_active.get(key, now) >= self.idle_s:
-                out.extend(agg.flush())
+        for agg in self.windows.values():
+            idle = agg.idle_services(now, self.idle_s)
+            if idle:
+                out.extend(agg.flush(idle))
         return out
 
     def revoke(self, partitions: Iterable[tuple[str, int]]) -> list[WindowStats]:
@@ -223,7 +227,6 @@ class IngestProcessor:
         out: list[WindowStats] = []
         for key in partitions:
             agg = self.windows.pop(key, None)
-            self.last_active.pop(key, None)
             if agg is not None:
                 out.extend(agg.flush())
         return out

@@ -64,8 +64,9 @@ class SlackChannel:
 
     async def send(self, msg: Message) -> str:
         """chat.postMessage; returns ``channel:ts``."""
+        # ``text`` is what notifications and screen readers show: lead with the status
         resp = await self._call("chat_postMessage", channel=self.channel,
-                                text=f"{msg.title}", blocks=blocks(msg))
+                                text=f"[{msg.status}] {msg.title}", blocks=blocks(msg))
         return f"{resp['channel']}:{resp['ts']}"
 
     async def update(self, provider_id: str, msg: Message, note: str = "") -> None:

@@ -122,3 +122,30 @@ def test_quantiles_are_ddsketch_quantiles() -> None:
     sk = acc.sketch()
     qs = (0.0, 0.1, 0.5, 0.9, 0.95, 0.99, 1.0)
     assert acc.quantiles(qs) == pytest.approx([sk.get_quantile_value(q) for q in qs])
+
+
+def test_a_lagging_service_is_not_pushed_late_by_another() -> None:
+    """Watermarks are per service: a service whose clock is behind another's on the same
+    partition keeps its windows."""
+    agg = WindowAggregator(base_s=10, rollups_s=(), grace_s=5)
+    agg.add_log("fast", "", T0 + 600_000, "INFO")  # ten minutes ahead
+    agg.add_log("slow", "", T0 + 1000, "INFO")
+    agg.add_log("slow", "", T0 + 2000, "INFO")
+    assert agg.late_dropped == 0
+    agg.add_log("slow", "", T0 + 30_000, "INFO")  # closes slow's first window, not fast's
+    closed = agg.advance()
+    assert [(w.service, w.count) for w in closed] == [("slow", 2)]
+    agg.add_log("slow", "", T0 + 3000, "INFO")  # beyond slow's own grace now
+    assert agg.late_dropped == 1
+
+
+def test_idle_services_are_flushed_alone() -> None:
+    agg = WindowAggregator(base_s=10, rollups_s=(60,), grace_s=30)
+    agg.now = 100.0
+    agg.add_log("quiet", "", T0 + 1000, "ERROR")
+    agg.now = 130.0
+    agg.add_log("busy", "", T0 + 2000, "INFO")
+    assert agg.idle_services(now=131.0, idle_s=30) == {"quiet"}
+    flushed = agg.flush(agg.idle_services(now=131.0, idle_s=30))
+    assert {(w.service, w.window_s, w.count) for w in flushed} == {("quiet", 10, 1),
+                                                                    ("quiet", 60, 1)}
