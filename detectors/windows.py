@@ -64,6 +64,7 @@ class Acc:
     version: int = 0  # bumped on every change
     emitted_version: int = -1  # ``version`` at the last emission
     revision: int = -1  # revision of the last emission, -1 = never emitted
+    provisional: bool = False  # last emitted by a flush while still open
 
     def merge(self, other: Acc) -> None:
         """Add another accumulator (a child window) into this one."""
@@ -218,14 +219,16 @@ class WindowAggregator:
         def due(k: WindowKey) -> bool:
             return k[2] + k[1] <= wms.get(k[0][2], -1) - grace
 
+        # A window flushed while open is emitted once more when it closes, unchanged or not:
+        # consumers that wait for closed windows (the canary check) see a final version.
         out: list[WindowStats] = []
         for k in sorted(filter(due, self.open), key=_start):
             acc = self.open.pop(k)  # its rollups keep it until they close
-            if acc.version != acc.emitted_version:
+            if acc.version != acc.emitted_version or acc.provisional:
                 out.append(self._emit(k, acc))
         for k in sorted(filter(due, self.rollups), key=_start):
             children, state = self.rollups.pop(k)
-            stats = self._emit_rollup(k, children, state)
+            stats = self._emit_rollup(k, children, state, final=True)
             if stats is not None:
                 out.append(stats)
         return out
@@ -240,11 +243,12 @@ class WindowAggregator:
         def wanted(k: WindowKey) -> bool:
             return services is None or k[0][2] in services
 
-        out = [self._emit(k, acc) for k, acc in sorted(self.open.items(), key=_item_start)
+        out = [self._emit(k, acc, provisional=True)
+               for k, acc in sorted(self.open.items(), key=_item_start)
                if acc.version != acc.emitted_version and wanted(k)]
         for k, (children, state) in sorted(self.rollups.items(), key=_item_start):
             if wanted(k):
-                stats = self._emit_rollup(k, children, state)
+                stats = self._emit_rollup(k, children, state, provisional=True)
                 if stats is not None:
                     out.append(stats)
         return out
@@ -253,23 +257,25 @@ class WindowAggregator:
         """Services that sent nothing for ``idle_s`` seconds of wall-clock time."""
         return {s for s, t in self.active.items() if now - t >= idle_s}
 
-    def _emit_rollup(self, key: WindowKey, children: dict[int, Acc],
-                     state: Acc) -> WindowStats | None:
+    def _emit_rollup(self, key: WindowKey, children: dict[int, Acc], state: Acc, *,
+                     provisional: bool = False, final: bool = False) -> WindowStats | None:
         version = sum(c.version for c in children.values())
-        if version == state.emitted_version:
+        if version == state.emitted_version and not (final and state.provisional):
             return None
         merged = Acc()
         for start in sorted(children):
             merged.merge(children[start])
         merged.revision = state.revision
-        stats = self._emit(key, merged)
+        stats = self._emit(key, merged, provisional=provisional)
         state.revision, state.emitted_version = merged.revision, version
+        state.provisional = provisional
         return stats
 
-    def _emit(self, key: WindowKey, acc: Acc) -> WindowStats:
+    def _emit(self, key: WindowKey, acc: Acc, *, provisional: bool = False) -> WindowStats:
         (scope, series, service, name), size, start = key
         acc.revision += 1
         acc.emitted_version = acc.version
+        acc.provisional = provisional
         return to_stats(scope, series, service, name, size, start, acc, revision=acc.revision)
 
 

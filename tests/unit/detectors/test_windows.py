@@ -149,3 +149,13 @@ def test_idle_services_are_flushed_alone() -> None:
     flushed = agg.flush(agg.idle_services(now=131.0, idle_s=30))
     assert {(w.service, w.window_s, w.count) for w in flushed} == {("quiet", 10, 1),
                                                                     ("quiet", 60, 1)}
+
+
+def test_a_window_flushed_while_open_is_emitted_again_when_it_closes() -> None:
+    agg = WindowAggregator(base_s=10, rollups_s=(60,), grace_s=2)
+    agg.add_log("api", "", T0 + 1000, "INFO")
+    early = agg.flush()  # the service went quiet: provisional versions
+    assert sorted((w.window_s, w.revision) for w in early) == [(10, 0), (60, 0)]
+    final = agg.advance(T0 + 120_000)  # closed without new events: the final versions
+    assert sorted((w.window_s, w.revision, w.count) for w in final) == [(10, 1, 1), (60, 1, 1)]
+    assert agg.advance(T0 + 240_000) == []
