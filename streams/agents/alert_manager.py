@@ -113,7 +113,10 @@ class AlertManager:
         elif kind == "tick":
             await self.tick(cfg, now)
         elif kind == "canary_sent":
-            doc = {**self._meta("canary"), "sent": float(msg["ts"]), "alarmed": False}
+            doc = self._meta("canary")
+            sends = [x for x in doc.get("sends", []) if x > doc.get("seen_sent", 0.0)]
+            ts = float(msg["ts"])
+            doc.update(sent=ts, sends=[*sends, ts][-MAX_PENDING_CANARIES:], alarmed=False)
             self.t.meta["canary"] = orjson.dumps(doc)
         elif kind == "canary_seen":
             self._canary_seen(msg, now)
@@ -337,18 +340,22 @@ class AlertManager:
             log.warning("slack_update_failed", stage="alerting", error=str(e))
 
     def _canary_seen(self, msg: Mapping[str, Any], now: float) -> None:
-        """A window of the canary service reached alerting. It proves the latest canary
-        only if it covers the canary's time and is closed (``end <= now``): a window flushed
-        early (an idle partition's open window or rollup) may predate the canary's arrival."""
+        """A window of the canary service reached alerting. It proves the canaries sent
+        within it, once it is closed (``end <= now``): a window flushed early (an idle
+        service's open window or rollup) may predate a canary's arrival. Any outstanding
+        canary counts, not only the latest: the next canary is often sent before the window
+        of the previous one closes."""
         doc = self._meta("canary")
-        sent, end = doc.get("sent"), float(msg["ts"])
+        end = float(msg["ts"])
         start = float(msg.get("start", end))
-        if sent is None or not start <= sent < end <= now:
+        covered = [x for x in doc.get("sends", []) if start <= x < end]
+        if not covered or end > now:
             return
         doc["seen"] = max(float(doc.get("seen", 0.0)), end)
+        doc["seen_sent"] = max(float(doc.get("seen_sent", 0.0)), max(covered))
         self.t.meta["canary"] = orjson.dumps(doc)
-        log.info("canary_seen", stage="alerting", sent=sent, seen=end,
-                 round_trip_s=round(now - sent, 1))
+        log.info("canary_seen", stage="alerting", sent=max(covered), seen=end,
+                 round_trip_s=round(now - max(covered), 1))
 
     async def _deadman(self, cfg: AlertingConfig, now: float) -> None:
         receiver = cfg.deadman.receiver if cfg.deadman else cfg.route.receiver
@@ -362,8 +369,10 @@ class AlertManager:
                                  r.name, "test")
                 self.t.meta["deadman"] = orjson.dumps({"last": now})
         can = self._meta("canary")
-        sent = can.get("sent")
-        if sent and not can.get("alarmed") and can.get("seen", 0.0) < sent \
+        # the oldest canary not proven by a closed window, once it is older than the grace
+        pending = [x for x in can.get("sends", []) if x > can.get("seen_sent", 0.0)]
+        sent = min(pending) if pending else None
+        if sent is not None and can.get("alarmed_for") != sent \
                 and now - sent > self.settings.canary_grace_s:
             msg = Message(id=f"canary@{int(sent)}", status="firing", severity="critical",
                           title="logwarden canary missing: the pipeline is not alerting",
@@ -371,8 +380,11 @@ class AlertManager:
                                f"within {self.settings.canary_grace_s:.0f} s.",
                           trigger_ts=sent)
             await self._send(msg, receiver_chain(r, self.settings), r.name, "firing")
-            self.t.meta["canary"] = orjson.dumps({**can, "alarmed": True})
+            self.t.meta["canary"] = orjson.dumps({**can, "alarmed": True, "alarmed_for": sent})
             log.error("canary_missing", stage="alerting", sent=sent)
+
+
+MAX_PENDING_CANARIES = 100  # canaries remembered while none of them is proven
 
 
 def _ms(ts: float) -> int:

@@ -139,3 +139,22 @@ async def test_undeliverable_heartbeat_is_not_resent_each_tick(tmp_path: Path) -
     assert {r[1] for r in rows} == {"deadman@1000"}
     assert [r[7] for r in rows] == ["retry", "failed"]
     assert orjson.loads(tables.meta["deadman"]) == {"last": 1000.0}
+
+
+async def test_a_canary_sent_before_the_previous_window_closed_still_counts(
+        tmp_path: Path) -> None:
+    """Canaries every few seconds: the next is sent before the previous one's window closes.
+    Each closed window proves the canaries inside it; none of them pages."""
+    rec = Recorder()
+    m, tables, _ = manager(tmp_path, rec)
+    await m.handle({"type": "canary_sent", "ts": 1000.0}, 1000.0)
+    await m.handle({"type": "canary_sent", "ts": 1012.0}, 1012.0)
+    await m.handle(seen(1000.0, 1010.0), 1013.0)  # proves 1000, not 1012
+    await m.handle({"type": "canary_sent", "ts": 1024.0}, 1024.0)
+    await m.handle(seen(1010.0, 1020.0), 1025.0)  # proves 1012
+    doc = orjson.loads(tables.meta["canary"])
+    assert (doc["seen"], doc["seen_sent"]) == (1020.0, 1012.0)
+    await m.handle({"type": "tick"}, 1140.0)  # 1024 is still within grace
+    assert canary_pages(rec) == []
+    await m.handle({"type": "tick"}, 1150.0)  # 1024 never came back
+    assert canary_pages(rec) == [("dead/email:0", "canary@1024")]
