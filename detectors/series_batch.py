@@ -86,7 +86,7 @@ class SeriesBank:
             i = self._free.pop()
         else:
             if self.size == len(self.n):
-                self._alloc(max(64, len(self.n) * 5 // 4))  # spare rows: at most 25%
+                self._alloc(max(64, len(self.n) * 9 // 8))  # spare rows: at most 12.5%
             i, self.size = self.size, self.size + 1
         if det is not None:  # unused rows are kept fresh
             self.set(i, det)

@@ -5,7 +5,11 @@ count-based feature (request rate, error rate, template count) must move by more
 Poisson noise of the window's events: at least ``MIN_EVENTS`` events and ``POISSON_Z``
 standard deviations, so one error in four requests on a quiet route is not an incident. A
 latency percentile needs enough requests beyond it (over 20 requests a "p99" is the slowest
-one). Simultaneous anomalies of one service (its routes, metrics, features) are one event.
+one). Over few requests beyond it, a percentile jumps with one burst of slow requests, so
+such a change must hold for two windows in a row (``single_window`` says when one is enough:
+``CONFIRM_TAIL`` requests beyond the percentile). ``practical`` puts these together with a
+feature's minimum change. Simultaneous anomalies of one service (its
+routes, metrics, features) are one event.
 
 >>> significant("error_rate", 0.25, 0.0, count=4, ws=10)  # one error in four requests
 False
@@ -13,17 +17,21 @@ False
 True
 >>> significant("p99", 900.0, 150.0, count=60, ws=10), significant("p95", 900.0, 150.0, 60, 10)
 (False, True)
+>>> single_window("p95", count=60), single_window("p95", count=400), single_window("mean", 1)
+(False, True, True)
 """
 
 from __future__ import annotations
 
 import math
 
+from detectors.scoring_bank import Dir, FeatureSpec
 from schemas.anomalies import AnomalyEvent
 
 MIN_EVENTS = 4.0  # a count-based change needs at least this many events more (or fewer) ...
 POISSON_Z = 3.0  # ... and this many Poisson standard deviations
 TAIL_EVENTS = 2.0  # a percentile needs this many requests beyond it (p99: 200 requests)
+CONFIRM_TAIL = 10.0  # below this many requests beyond it, a percentile must hold two windows
 _SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 
 
@@ -40,6 +48,24 @@ def significant(feature: str, x: float, expected: float, count: int, ws: int) ->
     else:
         return True
     return abs(k - lam) >= max(MIN_EVENTS, POISSON_Z * math.sqrt(lam))
+
+
+def single_window(feature: str, count: int) -> bool:
+    """Whether one window's change of ``feature`` is enough (else it must hold for two)."""
+    if feature in ("p95", "p99"):
+        return count * (1.0 - int(feature[1:]) / 100) >= CONFIRM_TAIL
+    return True
+
+
+def practical(spec: FeatureSpec, x: float, expected: float, count: int, ws: int,
+              min_change: float = 1.0) -> Dir | None:
+    """The direction of a change that matters (bad way, large enough, beyond the window's
+    noise), or None."""
+    direction: Dir = "up" if x > expected else "down"
+    need = max(spec.min_abs, spec.min_rel * abs(expected)) * min_change
+    if direction not in spec.bad or abs(x - expected) < need:
+        return None
+    return direction if significant(spec.name, x, expected, count, ws) else None
 
 
 def _rank(a: AnomalyEvent) -> tuple[int, bool, float]:

@@ -8,7 +8,7 @@ from typing import Any
 from detectors.detection_settings import DetectionSettings
 from detectors.incident_match import match
 from detectors.scoring import WindowScorer
-from detectors.significance import collapse, significant
+from detectors.significance import collapse, significant, single_window
 from schemas.anomalies import AnomalyEvent
 from schemas.windows import WindowStats
 
@@ -70,3 +70,38 @@ def test_one_error_on_a_quiet_route_is_not_an_anomaly() -> None:
         sc.score_batch([win(i, series="api GET /x", scope="route", **quiet)])
     one_error = {**quiet, "error_rate": 0.25}
     assert sc.score_batch([win(300, series="api GET /x", scope="route", **one_error)]) == []
+
+
+def test_a_percentile_over_few_requests_must_hold_for_two_windows() -> None:
+    sc = WindowScorer(DetectionSettings(champion={"multivariate": False}))
+    route: dict[str, Any] = {"scope": "route", "count": 60, "rate_per_s": 6.0}
+    found = []
+    for i in range(420):
+        # one window 2.5x slower (three slow requests), later a lasting 3x regression
+        p95 = 250.0 if i == 300 else 300.0 if i >= 400 else 100.0 + i % 7
+        found += [(i, a.feature) for a in sc.score_batch([win(i, "api GET /x", p95=p95, **route)])]
+    assert found == [(401, "p95")]  # the regression, confirmed by its second window
+
+
+def test_a_percentile_over_many_requests_needs_one_window() -> None:
+    assert single_window("p95", count=500) and not single_window("p95", count=60)
+    assert not single_window("p99", count=500) and single_window("error_rate", count=1)
+    sc = WindowScorer(DetectionSettings(champion={"multivariate": False}))
+    found = []
+    for i in range(320):
+        p95 = 250.0 if i == 300 else 100.0 + i % 7
+        found += [(i, a.feature) for a in sc.score_batch([win(i, p95=p95)])]  # 500 requests
+    assert found == [(300, "p95")]
+
+
+def test_an_unusual_mix_needs_a_feature_that_changed_beyond_its_noise() -> None:
+    sc = WindowScorer(DetectionSettings())
+    found = []
+    for i in range(400):
+        # over 100 requests, p99 is the slowest one: a single slow request moves it
+        slow = 700.0 if i in (300, 350) else 0.0
+        errors = 0.3 if i == 380 else 0.01 * (i % 2)
+        found += [(i, a.detector, a.feature) for a in sc.score_batch([win(
+            i, count=100, rate_per_s=10.0 + i % 3, p99=150.0 + i % 5 + slow,
+            error_rate=errors)])]
+    assert [f[0] for f in found] == [380]  # only the error burst

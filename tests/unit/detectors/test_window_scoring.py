@@ -136,3 +136,26 @@ def test_compare_metrics_per_variant() -> None:
     assert champ["false_per_hour"] == 2.0 and champ["ttd_max_s"] == 30.0
     assert champ["feedback_precision"] == 0.5
     assert (chall["recall"], chall["false_alarms"], chall["ttd_mean_s"]) == (1.0, 0, 10.0)
+
+
+def _counter(i: int, last: float) -> WindowStats:
+    t = T0 + 10 * i
+    return WindowStats(series="api/http_requests_total", service="api", scope="metric",
+                       name="http_requests_total", window_s=10,
+                       start=datetime.fromtimestamp(t - 10, UTC),
+                       end=datetime.fromtimestamp(t, UTC), count=1, mean=last, last=last)
+
+
+def test_a_counter_is_scored_on_its_rate_not_its_growing_value() -> None:
+    sc = WindowScorer(DetectionSettings())
+    total, found = 0.0, []
+    for i in range(400):
+        if i == 300:
+            total = 0.0  # the process restarted: a counter reset is not an anomaly
+        rate = 0.0 if i >= 380 else 20.0 + i % 3  # from 380 on nothing is counted
+        total += 10 * rate
+        found += [(i, a.feature, a.direction) for a in sc.score_batch([_counter(i, total)])]
+    assert found == [(380, "increase_per_s", "down")]
+    assert sc.states["api/http_requests_total"].prev == {10: total}
+    gauge = _counter(1, 5.0).model_copy(update={"name": "queue_depth"})
+    assert [s.name for s, _ in features(gauge)] == ["mean"]

@@ -1,0 +1,264 @@
+"""What ``WindowScorer`` keeps: the features of a window, per-series state, banks, batches.
+
+A window of scope ``service``/``route`` gives rate_per_s, error_rate, p95 and p99; a metric
+window its mean; a template window its count. A metric named ``*_total`` is a counter (the
+OpenMetrics naming rule): its value only grows, so its level says nothing; it is scored on
+its increase per second since the series' previous window (a drop is a counter reset).
+
+>>> from datetime import UTC, datetime
+>>> from schemas.windows import WindowStats
+>>> def metric(name, t, last):
+...     return WindowStats(series=f"api/{name}", service="api", scope="metric", name=name,
+...         window_s=10, start=datetime.fromtimestamp(t - 10, UTC),
+...         end=datetime.fromtimestamp(t, UTC), mean=last, last=last)
+>>> [(s.name, v) for s, v in features(metric("cpu_percent", 20, 40.0))]
+[('mean', 40.0)]
+>>> [(s.name, v) for s, v in features(metric("requests_total", 20, 900.0), 10, 600.0)]
+[('increase_per_s', 30.0)]
+>>> counter_rate(50.0, 10, 900.0)  # a reset: the counter restarted from zero
+5.0
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from detectors.multivariate import ServiceModel
+from detectors.series import SeriesConfig, SeriesDetector
+from detectors.series_batch import SeriesBank
+from schemas.windows import WindowStats
+
+Dir = Literal["up", "down"]
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One scored feature: which directions are bad and how large a change must be."""
+
+    name: str
+    bad: tuple[Dir, ...]
+    min_abs: float  # a smaller absolute change is never an anomaly ...
+    min_rel: float  # ... nor one smaller than this fraction of the expected value
+    severity: Literal["critical", "warning"]
+    floor: float = 0.0  # noise unit: errors smaller than this are never "surprising"
+
+
+_TRAFFIC = (
+    FeatureSpec("rate_per_s", ("down", "up"), 0.5, 0.5, "warning", 0.1),
+    FeatureSpec("error_rate", ("up",), 0.05, 0.0, "critical", 0.01),
+    FeatureSpec("p95", ("up",), 20.0, 0.5, "warning", 2.0),
+    FeatureSpec("p99", ("up",), 30.0, 0.5, "warning", 3.0),
+)
+SPECS: dict[str, tuple[FeatureSpec, ...]] = {
+    "service": _TRAFFIC, "route": _TRAFFIC,
+    "metric": (FeatureSpec("mean", ("down", "up"), 0.0, 0.1, "warning"),),
+    "counter": (FeatureSpec("increase_per_s", ("down", "up"), 0.0, 0.1, "warning"),),
+    "template": (FeatureSpec("count", ("up",), 5.0, 1.0, "warning", 1.0),),
+}
+COUNTER = SPECS["counter"]
+FLOORS = {spec.name: spec.floor for specs in SPECS.values() for spec in specs}
+# Streaming default: NAB's settings, but a 5-minute (30 window) silence after an alarm, and
+# alarms kept out of the calibration (the next incident must not look "seen before").
+# The first 10 points are learnt unclipped: a series often starts with a partial window.
+STREAM = SeriesConfig(hold_points=0, suppress=1.0, learn_alarms=False, free_points=10)
+
+
+def is_counter(w: WindowStats) -> bool:
+    """A cumulative counter: a metric named ``*_total`` (OpenMetrics' rule for counters)."""
+    return w.scope == "metric" and w.name.endswith("_total")
+
+
+def specs_of(w: WindowStats) -> tuple[FeatureSpec, ...]:
+    """The features scored for ``w``'s kind of series."""
+    return SPECS["counter" if is_counter(w) else w.scope] if w.scope in SPECS else ()
+
+
+def counter_rate(last: float, seconds: float, previous: float | None) -> float:
+    """A counter's increase per second since ``previous`` (NaN without one; a drop is a
+    reset, so the whole of ``last`` is new)."""
+    if previous is None or not math.isfinite(last) or not math.isfinite(previous):
+        return math.nan
+    return (last - previous if last >= previous else last) / max(seconds, 1e-9)
+
+
+def features(w: WindowStats, seconds: float = 0.0,
+             previous: float | None = None) -> list[tuple[FeatureSpec, float]]:
+    """The (feature, value) pairs scored for a window; NaN means not observed.
+
+    A counter needs its ``previous`` value, ``seconds`` before this window's."""
+    out = []
+    for spec in specs_of(w):  # (``WindowScorer._accept`` inlines this)
+        if spec.name == "count":
+            v = float(w.count)
+        elif spec.name == "increase_per_s":
+            v = counter_rate(w.last, seconds, previous)
+        elif spec.name == "error_rate" and w.count == 0:
+            v = math.nan  # no requests: the error rate is unknown, not 0
+        else:
+            v = float(getattr(w, spec.name))
+        out.append((spec, v))
+    return out
+
+
+def severity_of(spec: FeatureSpec, direction: Dir, observed: float, expected: float) -> str:
+    """Critical for errors up and traffic collapsing; warning otherwise."""
+    if spec.name == "rate_per_s":
+        return "critical" if direction == "down" and observed < 0.2 * expected else "warning"
+    return spec.severity
+
+
+@lru_cache(maxsize=256)
+def config_for(base: SeriesConfig, key: str) -> SeriesConfig:
+    """The detector settings of a ``<feature>[@<window_s>]`` key: ``base`` + its floor."""
+    return replace(base, floor=FLOORS.get(key.split("@")[0], 0.0))
+
+
+class Banks:
+    """The ``SeriesBank`` of each feature key (``<feature>[@<window_s>]``: its own floor)."""
+
+    def __init__(self, cfg: SeriesConfig) -> None:
+        self.cfg = cfg
+        self.by_key: dict[str, SeriesBank] = {}
+
+    def __getitem__(self, key: str) -> SeriesBank:
+        bank = self.by_key.get(key)
+        if bank is None:
+            bank = self.by_key[key] = SeriesBank(config_for(self.cfg, key), capacity=64)
+        return bank
+
+
+class SeriesState:
+    """Everything learnt about one series: its detector rows, clocks, cooldowns, adjustments."""
+
+    __slots__ = ("adj", "banks", "cool", "last_end", "meta", "mv", "pending", "prev", "rows")
+
+    def __init__(self, meta: tuple[str, str, str, str], banks: Banks) -> None:
+        self.meta = meta  # service, scope, route, name
+        self.banks = banks
+        self.rows: dict[str, int] = {}  # "<feature>@<window_s>" -> its row in banks[key]
+        self.last_end: dict[int, int] = {}  # window_s -> last window end scored (ms)
+        self.cool: dict[str, int] = {}  # "<variant>|<detector>|<feature>" -> last alarm (ms)
+        self.adj: dict[str, float] = {}  # variant -> threshold adjustment (-log p units)
+        self.prev: dict[int, float] = {}  # window_s -> a counter's last value
+        self.pending: dict[str, int] = {}  # "<variant>|<feature>@<ws>" -> unconfirmed (ms)
+        self.mv: ServiceModel | None = None
+
+    @property
+    def dets(self) -> dict[str, SeriesDetector]:
+        """Each feature's detector, as a scalar copy of its bank row."""
+        return {key: self.banks[key].detector(i) for key, i in self.rows.items()}
+
+    def release(self) -> None:
+        """Give the detector rows back to their banks (the state is forgotten)."""
+        for key, i in self.rows.items():
+            self.banks[key].free(i)
+        self.rows = {}
+
+    def to_bytes(self) -> bytes:
+        """Compact snapshot: a JSON head, then each detector's ``to_bytes``."""
+        head = orjson.dumps({"m": self.meta, "l": self.last_end, "c": self.cool,
+                             "a": self.adj, "p": self.prev, "u": self.pending,
+                             "d": list(self.rows)}, option=orjson.OPT_NON_STR_KEYS)
+        parts = [struct.pack("<I", len(head)), head]
+        for det in self.dets.values():
+            raw = det.to_bytes()
+            parts += [struct.pack("<I", len(raw)), raw]
+        if self.mv is not None:
+            import pickle  # the small HST model: own internal state topic, trusted bytes
+            parts.append(pickle.dumps(self.mv, protocol=pickle.HIGHEST_PROTOCOL))
+        return b"".join(parts)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, banks: Banks) -> SeriesState:
+        """Rebuild a state written by ``to_bytes`` (its detectors become rows of ``banks``)."""
+        (n,) = struct.unpack_from("<I", raw)
+        head = orjson.loads(raw[4:4 + n])
+        st = cls(tuple(head["m"]), banks)
+        st.last_end = {int(k): int(v) for k, v in head["l"].items()}
+        st.cool, st.adj = dict(head["c"]), dict(head["a"])
+        st.prev = {int(k): float(v) for k, v in head.get("p", {}).items()}
+        st.pending = dict(head.get("u", {}))
+        at = 4 + n
+        for key in head["d"]:
+            (size,) = struct.unpack_from("<I", raw, at)
+            bank = banks[key]
+            st.rows[key] = bank.add(SeriesDetector.from_bytes(raw[at + 4:at + 4 + size],
+                                                              bank.cfg))
+            at += 4 + size
+        if at < len(raw):
+            import pickle
+            st.mv = pickle.loads(raw[at:])
+        return st
+
+
+Columns = tuple[list[int], list[int], list[float], list[float]]  # point, row, ts (s), value
+
+
+class Batch:
+    """The windows of one scoring call as flat columns: a few lists, not objects per point
+    (100k windows a batch would otherwise keep the garbage collector busy)."""
+
+    def __init__(self, banks: Banks) -> None:
+        self.banks = banks
+        self.st: list[SeriesState] = []  # per window: its state, series, window_s, end (ms),
+        self.series: list[str] = []  # event count and first point
+        self.ws: list[int] = []
+        self.end: list[int] = []
+        self.count: list[int] = []
+        self.first: list[int] = []
+        self.spec: list[FeatureSpec] = []  # per point: feature and value
+        self.x: list[float] = []
+        self.by_key: dict[str, Columns] = {}  # the points of each feature key
+
+    def window(self, st: SeriesState, series: str, ws: int, end: int, count: int) -> None:
+        """Start a window; its points follow."""
+        self.st.append(st)
+        self.series.append(series)
+        self.ws.append(ws)
+        self.end.append(end)
+        self.count.append(count)
+        self.first.append(len(self.x))
+
+    def point(self, st: SeriesState, ws: int, end: int, spec: FeatureSpec, x: float) -> None:
+        """One (feature, value) of the current window."""
+        key = spec.name if ws == 10 else f"{spec.name}@{ws}"
+        row = st.rows.get(key)
+        if row is None:
+            row = st.rows[key] = self.banks[key].add()
+        cols = self.by_key.get(key)
+        if cols is None:
+            cols = self.by_key[key] = ([], [], [], [])
+        cols[0].append(len(self.x))
+        cols[1].append(row)
+        cols[2].append(end / 1000.0)
+        cols[3].append(x)
+        self.spec.append(spec)
+        self.x.append(x)
+
+
+def update_rows(bank: SeriesBank, at: npt.NDArray[np.int64], rows: npt.NDArray[np.int64],
+                ts: npt.NDArray[np.float64], xs: npt.NDArray[np.float64],
+                res: npt.NDArray[np.float64], n_before: npt.NDArray[np.int64]) -> None:
+    """Score points ``at`` of a batch (rows, times, values) into ``res`` (score, expected,
+    lo, hi, raw) and ``n_before``: one ``bank.update`` per pass; a row seen k times in the
+    batch is updated in k passes, in order."""
+    passes = [np.arange(len(rows))]
+    if len(np.unique(rows)) < len(rows):
+        occ = np.empty(len(rows), np.int64)
+        seen: dict[int, int] = {}
+        for k, r in enumerate(rows.tolist()):
+            occ[k] = seen[r] = seen.get(r, -1) + 1
+        passes = [np.flatnonzero(occ == k) for k in range(int(occ.max()) + 1)]
+    for sel in passes:
+        n_before[at[sel]] = bank.n[rows[sel]]
+        got = bank.update(rows[sel], ts[sel], xs[sel])
+        for j, col in enumerate(got):
+            res[j, at[sel]] = col
