@@ -89,7 +89,8 @@ def plan_incident(demo: Demo, kind: str, number: int, start: int, end: int) -> I
         svc = rng.choice(("search", "catalog", "users", "inventory", "cart"))
         route, factor = busy_route(svc), round(rng.uniform(3.0, 5.0), 2)
         change = demo.deploy(start, svc)
-        return Incident(iid, kind, svc, route, start, end, "warning", (svc,), [
+        callers = _callers(svc, route)  # their calls to it slow down as much
+        return Incident(iid, kind, svc, route, start, end, "warning", (svc, *callers), [
             {"type": "latency_p95", "service": svc, "route": route, "factor": factor},
             _template("slow_request", "WARN", svc),
             {"type": "change", "kind": "deploy", "service": svc, "event_id": change},
