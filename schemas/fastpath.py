@@ -40,8 +40,8 @@ _USER = frozenset(("id", "ip", "action", "outcome"))
 _services: set[str] = set()  # names already known to match the pattern
 
 
-def _short(v: Any) -> bool:
-    return v is None or (type(v) is str and len(v) <= 256)
+def _text(v: Any, limit: int) -> bool:
+    return v is None or (type(v) is str and len(v) <= limit)
 
 
 def _dur(v: Any) -> bool:
@@ -49,7 +49,8 @@ def _dur(v: Any) -> bool:
 
 
 def fast_log(d: dict[str, Any], now_ms: int | None = None) -> dict[str, Any] | None:
-    """The normalised event if ``d`` is a plainly valid log event, else ``None``."""
+    """``d`` normalised in place if it is a plainly valid log event, else ``None`` (and ``d``
+    untouched, for pydantic to validate and word the error)."""
     if not _TOP.issuperset(d):
         return None
     ts = d.get("ts")
@@ -73,43 +74,44 @@ def fast_log(d: dict[str, Any], now_ms: int | None = None) -> dict[str, Any] | N
             return None
         if len(_services) < 100_000:
             _services.add(service)
-    level = _LEVELS.get(d.get("level"))  # type: ignore[arg-type]
+    level = d.get("level")
+    level = _LEVELS.get(level) if type(level) is str else None
     message = d.get("message")
     if level is None or type(message) is not str or len(message) > MAX_MESSAGE_BYTES:
         return None
-    for k in _OPTIONAL_STR:
-        v = d.get(k)
-        if v is not None and (type(v) is not str or len(v) > 256):
+    if len(d) > 4:  # anything beyond ts, service, level and message
+        if not all(_text(d.get(k), 256) for k in _OPTIONAL_STR):
             return None
-    http, peer, user, attrs = d.get("http"), d.get("peer"), d.get("user"), d.get("attrs")
-    if http is not None:
-        if type(http) is not dict or not _HTTP.issuperset(http):
+        http = d.get("http")
+        if http is not None:
+            if type(http) is not dict or not _HTTP.issuperset(http):
+                return None
+            st = http.get("status")
+            if not (_text(http.get("method"), 256) and _text(http.get("route"), 1024)
+                    and (st is None or (type(st) is int and 0 <= st <= 999))
+                    and _dur(http.get("duration_ms"))):
+                return None
+        peer = d.get("peer")
+        if peer is not None:
+            if type(peer) is not dict or not _PEER.issuperset(peer):
+                return None
+            ps, ok = peer.get("service"), peer.get("ok")
+            if not (type(ps) is str and (ps in _services or SERVICE_RE.match(ps))
+                    and _text(peer.get("operation"), 1024) and _dur(peer.get("duration_ms"))
+                    and (ok is None or type(ok) is bool)):
+                return None
+        user = d.get("user")
+        if user is not None and (type(user) is not dict or not _USER.issuperset(user)
+                                 or not all(_text(v, 256) for v in user.values())):
             return None
-        st = http.get("status")
-        route = http.get("route")
-        if not (_short(http.get("method")) and (route is None or (type(route) is str
-                and len(route) <= 1024)) and (st is None or (type(st) is int and 0 <= st <= 999))
-                and _dur(http.get("duration_ms"))):
+        attrs = d.get("attrs")
+        if attrs is not None and type(attrs) is not dict:
             return None
-    if peer is not None:
-        if type(peer) is not dict or not _PEER.issuperset(peer):
-            return None
-        ps, op, ok = peer.get("service"), peer.get("operation"), peer.get("ok")
-        if not (type(ps) is str and (ps in _services or SERVICE_RE.match(ps))
-                and (op is None or (type(op) is str and len(op) <= 1024))
-                and _dur(peer.get("duration_ms")) and (ok is None or type(ok) is bool)):
-            return None
-    if user is not None and (type(user) is not dict or not _USER.issuperset(user)
-                             or not all(_short(v) for v in user.values())):
-        return None
-    if attrs is not None and type(attrs) is not dict:
-        return None
-    out = dict(d)
-    out["ts"] = ts_ms
-    out["level"] = level
-    if attrs is None:
-        out["attrs"] = {}
-    return out
+    d["ts"] = ts_ms
+    d["level"] = level
+    if d.get("attrs") is None:
+        d["attrs"] = {}
+    return d
 
 
 def normalise_log(e: LogEvent) -> dict[str, Any]:

@@ -71,6 +71,11 @@ class LogEvent(ContractModel):
             return _LEVEL_ALIASES.get(up, up)
         return v
 
+    @field_validator("attrs", mode="before")
+    @classmethod
+    def _null_attrs(cls, v: Any) -> Any:
+        return {} if v is None else v  # "attrs": null means no attributes
+
     @property
     def is_error(self) -> bool:
         return self.level in ERROR_LEVELS
