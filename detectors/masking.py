@@ -110,7 +110,7 @@ _DIGIT = re.compile(r"\d")
 # The shape of a token: ASCII digits 1-9 made "1" ("0" is literal in the hex rule). No
 # built-in rule tells 1-9 apart (\d, \w and classes hold all of them), so tokens of one shape
 # match at the same places; if a masked token keeps no 1-9 digit, its whole shape masks alike.
-_SHAPE = str.maketrans("23456789", "11111111")
+_SHAPE = bytes.maketrans(b"23456789", b"11111111")  # on UTF-8: ~4x faster than str
 _KEEPS_DIGIT = re.compile(r"[1-9]")
 
 
@@ -154,22 +154,29 @@ class Masker:
         # A bare ASCII number is what the number rule makes WILDCARD (no other rule can match).
         self._digits_ok = not config.extra and config.numbers
         # shape -> masked token, for shapes that mask alike (user=1234 and user=5678 -> user=<*>)
-        self._shapes: dict[str, str] | None = None if config.extra else {}
+        self._shapes: dict[bytes, str] | None = None if config.extra else {}
 
     def mask_token(self, token: str) -> str:
         """The masked form of one whitespace-free token."""
         out = self._cache.get(token)
-        if out is not None:
-            return out
+        return out if out is not None else self._mask_uncached(token)
+
+    def _mask_uncached(self, token: str) -> str:
+        """`mask_token` for a token not in the cache (it goes in unless its shape answers)."""
         shapes = self._shapes
         if self._digits_ok and token.isdigit() and token.isascii():
-            out = WILDCARD
-        elif shapes is None:
+            return WILDCARD
+        if shapes is None:
             out = self._apply(token)
         else:
-            shape = token.translate(_SHAPE)
-            out = shapes.get(shape)
-            if out is None:
+            raw = token.encode("utf-8", "surrogatepass")  # digits stay single bytes
+            shape = raw.translate(_SHAPE)
+            known = shapes.get(shape)
+            if known is not None:
+                if shape != raw:  # a variable: its shape answers, no entry of its own
+                    return known
+                out = known
+            else:
                 out = self._apply(token)
                 if _KEEPS_DIGIT.search(out) is None:
                     if len(shapes) >= self._cache_size:
@@ -213,9 +220,12 @@ class Masker:
             content = _DATE.sub(WILDCARD, content)
         if self._quoted and ("'" in content or '"' in content):
             content = _QUOTED.sub(_quote_sub, content)
-        tokens = content.split(None, cfg.max_tokens)[: cfg.max_tokens]
+        tokens = content.split(None, cfg.max_tokens)
+        if len(tokens) > cfg.max_tokens:
+            del tokens[cfg.max_tokens:]  # the unsplit rest
         get: Callable[[str], str | None] = self._cache.get
-        return [get(t) or self.mask_token(t) for t in tokens]
+        uncached = self._mask_uncached
+        return [get(t) or uncached(t) for t in tokens]
 
     def mask(self, content: str) -> str:
         """The masked message, tokens joined by single spaces."""

@@ -21,7 +21,7 @@ import fnmatch
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
@@ -154,11 +154,26 @@ class Triage:
         self._seq = 0
         # template_id -> (template text, text category, correction, similar?)
         self._cache: dict[str, tuple[str, str | None, Correction | None, bool]] = {}
+        # every input of `triage` -> its answer: most lines repeat one of a few combinations
+        self._memo: dict[tuple[Any, ...], Triaged] = {}
 
-    def triage(self, service: str, template_id: str, template: str, level: str = "INFO", *,
+    def triage(self, service: str, template_id: str, template: str, level: str = "INFO",
                http_status: int | None = None, peer_ok: bool | None = None,
                user_outcome: str | None = None) -> Triaged:
         """Triage one line of ``service`` whose template the miner gave."""
+        key = (service, template_id, template, level, http_status, peer_ok, user_outcome)
+        hit = self._memo.get(key)
+        if hit is not None:
+            return hit
+        if len(self._memo) >= self.config.cache_size:
+            self._memo.clear()
+        hit = self._memo[key] = self._triage(service, template_id, template, level,
+                                             http_status, peer_ok, user_outcome)
+        return hit
+
+    def _triage(self, service: str, template_id: str, template: str, level: str,
+                http_status: int | None, peer_ok: bool | None, user_outcome: str | None
+                ) -> Triaged:
         entry = self._cache.get(template_id)
         if entry is None or entry[0] != template:
             entry = self._lookup(template_id, template)
@@ -227,6 +242,7 @@ class Triage:
         while len(self._corrections) > self.config.max_corrections:
             self._unindex(self._corrections.pop(next(iter(self._corrections))))
         self._cache.clear()  # every template looks again at the corrections, lazily
+        self._memo.clear()
 
     def _unindex(self, c: Correction) -> None:
         for w in c.words:
@@ -255,6 +271,7 @@ class Triage:
         self._corrections.clear()
         self._index.clear()
         self._cache.clear()
+        self._memo.clear()
         for tid, template, category, priority, seq in sorted(doc["corrections"],
                                                              key=lambda r: int(r[4])):
             self._seq = int(seq) - 1

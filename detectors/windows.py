@@ -138,24 +138,30 @@ class WindowAggregator:
 
     def _base(self, sid: SeriesId, ts_ms: int) -> Acc | None:
         start = ts_ms - ts_ms % self.base_ms
-        key = (sid, self.base_ms, start)
-        acc = self.open.get(key)
+        acc = self.open.get((sid, self.base_ms, start))
         service = sid[2]
         watermark = self.watermarks.get(service, -1)
         if acc is None:
-            if start + self.base_ms + self.grace_ms <= watermark:
-                self.late_dropped += 1
+            acc = self._open_base(sid, start, watermark)
+            if acc is None:
                 return None
-            acc = self.open[key] = Acc()
-            for r in self.rollups_ms:
-                parent = self.rollups.get((sid, r, start - start % r))
-                if parent is None:
-                    parent = self.rollups[(sid, r, start - start % r)] = ({}, Acc())
-                parent[0][start] = acc
         if ts_ms > watermark:
             self.watermarks[service] = ts_ms
         self.active[service] = self.now
         acc.version += 1
+        return acc
+
+    def _open_base(self, sid: SeriesId, start: int, watermark: int) -> Acc | None:
+        """A new base window, linked to its rollups; None if it closed already (late)."""
+        if start + self.base_ms + self.grace_ms <= watermark:
+            self.late_dropped += 1
+            return None
+        acc = self.open[(sid, self.base_ms, start)] = Acc()
+        for r in self.rollups_ms:
+            parent = self.rollups.get((sid, r, start - start % r))
+            if parent is None:
+                parent = self.rollups[(sid, r, start - start % r)] = ({}, Acc())
+            parent[0][start] = acc
         return acc
 
     def add_log(self, service: str, route: str, ts_ms: int, level: str,
@@ -164,17 +170,31 @@ class WindowAggregator:
         is_error = level in ERROR_LEVELS
         key = sketch_key(duration_ms) if duration_ms is not None and duration_ms > 0 else 0
         sids = self._sids.get((service, route)) or self._series_of(service, route)
+        start = ts_ms - ts_ms % self.base_ms
+        base, opened, watermarks = self.base_ms, self.open, self.watermarks
+        watermark = watermarks.get(service, -1)
+        first = True
         for sid in sids:
-            acc = self._base(sid, ts_ms)
+            acc = opened.get((sid, base, start))
             if acc is None:
-                return
+                acc = self._open_base(sid, start, watermark)
+                if acc is None:
+                    return
+            if first:  # once per event: the service's watermark and activity
+                if ts_ms > watermark:
+                    watermarks[service] = ts_ms
+                self.active[service] = self.now
+                first = False
+            acc.version += 1
             acc.count += 1
-            acc.levels[level] = acc.levels.get(level, 0) + 1
+            levels = acc.levels
+            levels[level] = levels.get(level, 0) + 1
             if is_error:
                 acc.error_count += 1
             if duration_ms is not None:
                 if duration_ms > 0:
-                    acc.buckets[key] = acc.buckets.get(key, 0) + 1
+                    buckets = acc.buckets
+                    buckets[key] = buckets.get(key, 0) + 1
                 else:
                     acc.zeros += 1
                 acc.vsum += duration_ms

@@ -99,8 +99,8 @@ class Categoriser:
         ``template``, ``category``, ``priority``): it feeds the labelled accuracy."""
         m = self.registry.add(service, message)
         tid, template = m.template_id, m.template
-        t = self.triage.triage(service, tid, template, level, http_status=http_status,
-                               peer_ok=peer_ok, user_outcome=user_outcome)
+        t = self.triage.triage(service, tid, template, level, http_status, peer_ok,
+                               user_outcome)
         if ts_ms is None:
             ts_ms = int(self.clock() * 1000)
         info = self._templates.get(tid)

@@ -83,27 +83,36 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
-_EMPTY: dict[str, Any] = {}
-
-
 def _json(d: dict[str, Any]) -> str:
     return orjson.dumps(d).decode() if d else ""
+
+
+_NO_HTTP = ("", "", 0, None)
+_NO_PEER = ("", "", None, None)
+_NO_USER = ("", "", "", "")
 
 
 def log_row(e: dict[str, Any], event_id: str, partition: int, offset: int, now_ms: int,
             template_id: str = "", category: str = "", severity: str = "") -> tuple[Any, ...]:
     """A ``logs`` row from a normalised event (``schemas.fastpath``: ts in epoch ms)."""
-    h, p, u = e.get("http") or _EMPTY, e.get("peer") or _EMPTY, e.get("user") or _EMPTY
-    ok = p.get("ok")
+    g = e.get
+    h, p, u, attrs = g("http"), g("peer"), g("user"), g("attrs")
+    hm, hr, hs, hd = _NO_HTTP if h is None else (
+        h.get("method") or "", h.get("route") or "", h.get("status") or 0, h.get("duration_ms"))
+    if p is None:
+        ps, po, pd, pok = _NO_PEER
+    else:
+        ok = p.get("ok")
+        ps, po, pd, pok = (p.get("service") or "", p.get("operation") or "",
+                           p.get("duration_ms"), None if ok is None else int(ok))
+    ui, uip, ua, uo = _NO_USER if u is None else (
+        u.get("id") or "", u.get("ip") or "", u.get("action") or "", u.get("outcome") or "")
     return (
-        e["ts"] / 1000, e["service"], e["level"], e["message"], e.get("host") or "",
-        e.get("logger") or "", e.get("env") or "", e.get("trace_id") or "",
-        e.get("span_id") or "", event_id, h.get("method") or "", h.get("route") or "",
-        h.get("status") or 0, h.get("duration_ms"), p.get("service") or "",
-        p.get("operation") or "", p.get("duration_ms"), None if ok is None else int(ok),
-        u.get("id") or "", u.get("ip") or "", u.get("action") or "", u.get("outcome") or "",
-        _json(e.get("attrs") or _EMPTY), template_id, category, severity, partition, offset,
-        now_ms / 1000,
+        e["ts"] / 1000, e["service"], e["level"], e["message"], g("host") or "",
+        g("logger") or "", g("env") or "", g("trace_id") or "", g("span_id") or "", event_id,
+        hm, hr, hs, hd, ps, po, pd, pok, ui, uip, ua, uo,
+        orjson.dumps(attrs).decode() if attrs else "", template_id, category, severity,
+        partition, offset, now_ms / 1000,
     )
 
 
