@@ -114,6 +114,13 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """CPU time (user + system) of a process, or of one of its threads."""
+    path = f"/proc/{pid}/task/{tid}/stat" if tid is not None else f"/proc/{pid}/stat"
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_worker_bench(bootstrap: str, tmp: Path, n: int) -> dict[str, Any]:
     port = free_port()
     env = {**os.environ, "LOGWARDEN_KAFKA_BOOTSTRAP": bootstrap,
@@ -126,6 +133,7 @@ def run_worker_bench(bootstrap: str, tmp: Path, n: int) -> dict[str, Any]:
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         count, t_first, c_first = 0, None, 0
+        cpu_first = cpu_done = (0.0, 0.0)
         deadline = time.monotonic() + 900
         with Progress(transient=True) as bar:
             task = bar.add_task("worker ingest", total=n)
@@ -138,9 +146,11 @@ def run_worker_bench(bootstrap: str, tmp: Path, n: int) -> dict[str, Any]:
                     count = 0
                 if count and t_first is None:
                     t_first, c_first = time.perf_counter(), count
+                    cpu_first = (cpu_seconds(proc.pid, proc.pid), cpu_seconds(proc.pid))
                 bar.update(task, completed=count)
                 time.sleep(0.25)
         t_done = time.perf_counter()
+        cpu_done = (cpu_seconds(proc.pid, proc.pid), cpu_seconds(proc.pid))
         if count < n:
             raise RuntimeError(f"only {count} of {n} rows landed in 15 min")
         windows = int(query(port, "SELECT count() FROM logwarden.windows")[0][0])
@@ -152,8 +162,14 @@ def run_worker_bench(bootstrap: str, tmp: Path, n: int) -> dict[str, Any]:
         except subprocess.TimeoutExpired:
             proc.kill()
     rate = (n - c_first) / (t_done - (t_first or t_done)) if t_first else float("nan")
+    # CPU per event: the main thread (the ingest loop) and the whole worker (with chDB's
+    # threads). Less noisy than the rate on a shared machine; 1e6 / main = the rate the
+    # loop would reach with a core to itself.
+    main_us, all_us = ((done - first) / (n - c_first) * 1e6
+                       for done, first in zip(cpu_done, cpu_first, strict=True))
     return {"events_per_s": round(rate), "worker_peak_rss_mb": round(rss),
-            "windows_rows": windows}
+            "worker_main_thread_cpu_us_per_event": round(main_us, 2),
+            "worker_cpu_us_per_event": round(all_us, 2), "windows_rows": windows}
 
 
 def processor_rate(payloads: list[bytes], categorised: bool = False) -> float:

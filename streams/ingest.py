@@ -8,7 +8,7 @@ service, so a service's events stay on one partition and one worker).
 from __future__ import annotations
 
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -35,29 +35,39 @@ Categoriser = Callable[
 
 
 class Message(Protocol):
-    """What the processor reads of a consumed message (aiokafka's ConsumerRecord fits)."""
+    """What the processor reads of a consumed message (confluent-kafka's Message fits)."""
 
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
     def key(self) -> bytes | None: ...
-    @property
     def value(self) -> bytes | None: ...
 
 
-@dataclass(frozen=True, slots=True)
 class Record:
-    """One consumed Kafka message, for tests and offline use."""
+    """One Kafka message, for tests and offline use (reads like confluent-kafka's Message)."""
 
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
+    __slots__ = ("_key", "_offset", "_partition", "_topic", "_value")
+
+    def __init__(self, topic: str, partition: int, offset: int, key: bytes | None,
+                 value: bytes | None) -> None:
+        self._topic, self._partition, self._offset = topic, partition, offset
+        self._key, self._value = key, value
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
 
 
 @dataclass
@@ -71,27 +81,39 @@ class Output:
     dead_letters: list[tuple[Any, ...]] = field(default_factory=list)  # dead_letters rows
     windows: list[WindowStats] = field(default_factory=list)
     feedback_events: list[Feedback] = field(default_factory=list)
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)  # next, by partition
 
 
 def _source_id(r: Message) -> str:
     """The event id of a message that carries none: where it sits in Kafka (replay-stable)."""
-    return f"{r.topic}:{r.partition}:{r.offset}"
+    return f"{r.topic()}:{r.partition()}:{r.offset()}"
 
 
 class SeenIds:
-    """A bounded memory of recent event ids, to drop duplicates before they are counted."""
+    """A bounded memory of recent event ids, to drop duplicates before they are counted.
+
+    Two generations of sets: ids go into the young one, which becomes the old one when it
+    holds ``capacity / 2`` (the previous old one is forgotten). So the latest
+    ``capacity / 2`` ids at least, and ``capacity`` at most, are remembered.
+    """
 
     def __init__(self, capacity: int = 500_000) -> None:
         self.capacity = capacity
-        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._half = max(1, capacity // 2)
+        self._young: set[str] = set()
+        self._old: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self._young) + len(self._old)
 
     def seen(self, event_id: str) -> bool:
         """True if ``event_id`` was seen recently; remembers it otherwise."""
-        if event_id in self._ids:
+        young = self._young
+        if event_id in young or event_id in self._old:
             return True
-        self._ids[event_id] = None
-        if len(self._ids) > self.capacity:
-            self._ids.popitem(last=False)
+        young.add(event_id)
+        if len(young) >= self._half:
+            self._old, self._young = young, set()
         return False
 
 
@@ -129,16 +151,32 @@ class IngestProcessor:
         self._now = now
         for agg in self.windows.values():
             agg.now = now
+        part: tuple[str, int] | None = None  # records come in runs of one partition
+        last: Message | None = None
+        logs = 0
         for r in records:
-            counts["in." + r.topic] += 1
+            topic, partition = r.topic() or "", r.partition() or 0
+            if part is None or part[1] != partition or part[0] != topic:
+                if last is not None:
+                    self._next_offset(out, part, last)
+                part = (topic, partition)
+                touched.add(part)
+            last = r
             try:
-                self._one(r, out, now_ms)
+                if topic == topics.LOGS:
+                    logs += 1
+                    self._log(r, partition, out, now_ms)
+                else:
+                    counts["in." + topic] += 1
+                    self._other(r, topic, partition, out, now_ms)
             except InvalidEvent as exc:
                 counts["dead_letter." + exc.stage] += 1
                 out.dead_letters.append(rows.dead_letter_row(
-                    now_ms, r.topic, r.partition, r.offset, exc.stage, exc.reason,
-                    r.value or b"", r.key))
-            touched.add((r.topic, r.partition))
+                    now_ms, topic, partition, r.offset() or 0, exc.stage, exc.reason,
+                    r.value() or b"", r.key()))
+        if last is not None:
+            self._next_offset(out, part, last)
+        counts["in." + topics.LOGS] += logs
         for key in touched:
             touched_agg = self.windows.get(key)
             if touched_agg is not None:
@@ -148,56 +186,68 @@ class IngestProcessor:
         counts["windows"] += len(out.windows)
         return out
 
-    def _one(self, r: Message, out: Output, now_ms: int) -> None:
-        if r.value is None:
+    @staticmethod
+    def _next_offset(out: Output, part: tuple[str, int] | None, last: Message) -> None:
+        if part is not None:
+            offset = (last.offset() or 0) + 1
+            if offset > out.offsets.get(part, -1):
+                out.offsets[part] = offset
+
+    def _log(self, r: Message, partition: int, out: Output, now_ms: int) -> None:
+        """One log event: validate, drop if a duplicate, window, categorise, row."""
+        e = self._decode_log(r.value(), now_ms)
+        event_id = e.get("event_id") or _source_id(r)
+        if self.seen.seen(event_id):
+            self.counts["duplicate"] += 1
+            return
+        h = e.get("http")
+        route = ""
+        dur = status = None
+        if h is not None:
+            dur, status = h.get("duration_ms"), h.get("status")
+            if h.get("route"):
+                route = f"{h.get('method') or ''} {h['route']}".lstrip()
+        service, ts, level = e["service"], e["ts"], e["level"]
+        self._agg(topics.LOGS, partition).add_log(service, route, ts, level, dur)
+        offset = r.offset() or 0
+        if self.categorise is None:
+            out.logs.append(rows.log_row(e, event_id, partition, offset, now_ms))
+            return
+        p, u, label = e.get("peer"), e.get("user"), e["attrs"].get("label")
+        out.logs.append(rows.log_row(e, event_id, partition, offset, now_ms, *self.categorise(
+            service, e["message"], level, ts, status, p.get("ok") if p else None,
+            u.get("outcome") if u else None, label if type(label) is dict else None)))
+
+    def _other(self, r: Message, topic: str, partition: int, out: Output,
+               now_ms: int) -> None:
+        value = r.value()
+        if value is None:
             raise InvalidEvent("empty message (null value)", stage="ingest")
-        topic = r.topic
-        if topic == topics.LOGS:
-            e = self._log(r.value, now_ms)
-            event_id = e.get("event_id") or _source_id(r)
-            if self.seen.seen(event_id):
-                self.counts["duplicate"] += 1
-                return
-            h = e.get("http")
-            route = dur = status = None
-            if h is not None:
-                dur, status = h.get("duration_ms"), h.get("status")
-                if h.get("route"):
-                    route = f"{h.get('method') or ''} {h['route']}".lstrip()
-            self._agg(topic, r.partition).add_log(e["service"], route or "", e["ts"],
-                                                  e["level"], dur)
-            template_id = category = severity = ""
-            if self.categorise is not None:
-                p, u, label = e.get("peer"), e.get("user"), e["attrs"].get("label")
-                template_id, category, severity = self.categorise(
-                    e["service"], e["message"], e["level"], e["ts"], status,
-                    p.get("ok") if p else None, u.get("outcome") if u else None,
-                    label if type(label) is dict else None)
-            out.logs.append(rows.log_row(e, event_id, r.partition, r.offset, now_ms,
-                                         template_id, category, severity))
-        elif topic == topics.METRICS:
-            m = decode(MetricPoint, r.value, stage="ingest.metrics")
+        if topic == topics.METRICS:
+            m = decode(MetricPoint, value, stage="ingest.metrics")
             series = m.series
             ts_ms = int(m.ts.timestamp() * 1000)
             event_id = f"{series}@{ts_ms}"  # one point per series and instant
             if self.seen.seen(event_id):
                 self.counts["duplicate"] += 1
                 return
-            self._agg(topic, r.partition).add_metric(series, m.service, m.name, ts_ms, m.value)
+            self._agg(topic, partition).add_metric(series, m.service, m.name, ts_ms, m.value)
             out.metrics.append(rows.metric_row(m, event_id, now_ms))
         elif topic == topics.CHANGES:
-            c = decode(Change, r.value, stage="ingest.changes")
+            c = decode(Change, value, stage="ingest.changes")
             out.changes.append(rows.change_row(c, c.event_id or _source_id(r)))
         elif topic == topics.FEEDBACK:
-            f = decode(Feedback, r.value, stage="ingest.feedback")
+            f = decode(Feedback, value, stage="ingest.feedback")
             out.feedback.append(rows.feedback_row(f, f.event_id or _source_id(r)))
             out.feedback_events.append(f)
         else:
             raise InvalidEvent(f"no ingest stage for topic {topic!r}", stage="ingest")
 
     @staticmethod
-    def _log(raw: bytes, now_ms: int) -> dict[str, Any]:
+    def _decode_log(raw: bytes | None, now_ms: int) -> dict[str, Any]:
         """Decode and validate a log event: the fast path, else pydantic (which words errors)."""
+        if raw is None:
+            raise InvalidEvent("empty message (null value)", stage="ingest")
         if len(raw) > MAX_MESSAGE_BYTES:
             decode(LogEvent, raw, stage="ingest.logs")  # raises with the size error
         try:

@@ -147,8 +147,8 @@ class CategoriseStage:
         self.next_report = now + s.report_interval_s
         self.next_accuracy = now + s.accuracy_period_s
         self.events = 0
-        # Set once the state topic is restored for the current assignment. aiokafka fetches
-        # for new partitions before its assignment callback returns: batches wait for this.
+        # Set once the state topic is restored for the current assignment; batches wait for
+        # it (a batch fetched ahead may be in hand while a new assignment loads).
         self.ready = asyncio.Event()
 
     def after_batch(self, feedback: list[Feedback]) -> None:

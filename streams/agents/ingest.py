@@ -1,11 +1,13 @@
 """The ingest stage: consume the contract topics in batches, validate, window, store.
 
 Faust's per-event stream machinery costs ~100 µs an event here, so this stage is a
-``mode.Service`` inside the Faust worker that reads raw bytes with aiokafka ``getmany``
-(same consumer group semantics: partitions spread over the workers of one group) and hands
-whole batches to the pure ``IngestProcessor``. Offsets are committed only once every row of
-a batch has landed in ClickHouse (insert, then commit): a crash replays, never loses, and
-the ReplacingMergeTree tables fold the replayed rows by event id.
+``mode.Service`` inside the Faust worker that reads raw bytes with confluent-kafka's
+``Consumer.consume`` (librdkafka fetches and unpacks in its own threads, outside the GIL;
+same consumer-group semantics: partitions spread over the workers of one group) and hands
+whole batches to the pure ``IngestProcessor``. The consumer is used from one thread of its
+own (``consume`` blocks); the batch is processed on the event loop. Offsets are committed
+only once every row of a batch has landed in ClickHouse (insert, then commit): a crash
+replays, never loses, and the ReplacingMergeTree tables fold the replayed rows by event id.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from mode import Service
 
 from schemas import topics
@@ -32,24 +36,12 @@ log = structlog.get_logger(__name__)
 TABLE_OF = {"logs": "logs", "metrics": "metric_points", "changes": "changes",
             "feedback": "feedback", "dead_letters": "dead_letters"}
 DEAD_LETTER_MIN_SAMPLE = 5000
+POLL_S = 0.2
+T = TypeVar("T")
 
 
 class TooManyDeadLetters(LogwardenError):
     """Most input is being rejected: a bug or a misconfigured producer, not bad data."""
-
-
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, service: IngestService) -> None:
-        self.service = service
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self.service.on_revoked(revoked)
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        log.info("partitions_assigned", stage="ingest",
-                 partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))
-        if self.service.categorise is not None:  # template ids before the first line
-            await self.service.categorise.load()
 
 
 class IngestService(Service):
@@ -64,9 +56,11 @@ class IngestService(Service):
         s = runtime.settings
         self.batch_size = s.stream.batch_size
         self.group = f"{s.stream.app_id}-ingest"
-        self.consumer: AIOKafkaConsumer | None = None
+        self.consumer: Consumer | None = None
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="ingest-consumer")
+        self._loop: asyncio.AbstractEventLoop | None = None
         # (rows accepted per writer when the batch was queued, next offsets) awaiting commit
-        self.pending: deque[tuple[dict[str, int], dict[TopicPartition, int]]] = deque()
+        self.pending: deque[tuple[dict[str, int], dict[tuple[str, int], int]]] = deque()
         self.recent: deque[tuple[int, int]] = deque(maxlen=50)  # (records, dead letters)
         self.lag: dict[str, int] = {}
         self.batches = 0
@@ -74,57 +68,114 @@ class IngestService(Service):
 
     async def on_start(self) -> None:
         s = self.rt.settings
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.kafka.bootstrap_servers(), group_id=self.group,
-            enable_auto_commit=False, auto_offset_reset="earliest",
-            max_partition_fetch_bytes=4 << 20, fetch_max_bytes=64 << 20,
-            max_poll_records=self.batch_size,
-        )
-        self.consumer.subscribe(list(topics.INGEST_TOPICS), listener=_Rebalance(self))
-        await self.consumer.start()
+        self._loop = asyncio.get_running_loop()
+        self.consumer = Consumer({
+            "bootstrap.servers": s.kafka.bootstrap_servers(), "group.id": self.group,
+            "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "max.partition.fetch.bytes": 4 << 20, "fetch.max.bytes": 64 << 20,
+            # a crashed worker's partitions move on after 10 s, not librdkafka's 45 s
+            "session.timeout.ms": 10_000, "heartbeat.interval.ms": 3_000,
+            "error_cb": _kafka_error,
+        })
+        self.consumer.subscribe(list(topics.INGEST_TOPICS), on_assign=self._assigned,
+                                on_revoke=self._revoked)
         log.info("ingest_started", stage="ingest", group=self.group)
 
     async def on_stop(self) -> None:
         if self.consumer is None:
             return
+        await self._hand_over_all()
+        # close() waits for a poll in flight (one thread), then leaves the group: the revoke
+        # it triggers finds nothing left to hand over.
+        await asyncio.get_running_loop().run_in_executor(self._thread, self.consumer.close)
+        self._thread.shutdown(wait=False)
+        log.info("ingest_stopped", stage="ingest", **dict(self.processor.counts))
+
+    async def _hand_over_all(self) -> None:
+        assert self.consumer is not None
         self.rt.publish_windows(self.processor.revoke(list(self.processor.windows)))
         if self.categorise is not None:
             await self.categorise.hand_over()
-        await self._flush_and_commit()
-        await self.consumer.stop()
-        log.info("ingest_stopped", stage="ingest", **dict(self.processor.counts))
+        offsets = await self._flush_landed()
+        if offsets:
+            await asyncio.get_running_loop().run_in_executor(
+                None, lambda: self._commit(offsets, asynchronous=False))
+
+    # -- the consumer thread ----------------------------------------------------------
+
+    def _poll(self) -> list[Message]:
+        assert self.consumer is not None
+        msgs = self.consumer.consume(self.batch_size, POLL_S)
+        good = [m for m in msgs if m.error() is None]
+        if len(good) < len(msgs):
+            for m in msgs:
+                err = m.error()
+                if err is not None and err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consume_error", stage="ingest", error=str(err))
+        return good
+
+    def _on_loop(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the event loop from the consumer thread and wait for it."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("partitions_assigned", stage="ingest",
+                 partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in partitions))
+        if self.categorise is not None:  # template ids before the first line
+            self._on_loop(self.categorise.load())
+
+    def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        offsets = self._on_loop(self.on_revoked(partitions))
+        if offsets:  # before the partitions move on: the next owner starts after them
+            self._commit(offsets, asynchronous=False, consumer=consumer)
+
+    def _commit(self, offsets: list[TopicPartition], *, asynchronous: bool,
+                consumer: Consumer | None = None) -> None:
+        c = consumer or self.consumer
+        assert c is not None
+        try:
+            if asynchronous:
+                c.commit(offsets=offsets, asynchronous=True)
+            else:
+                c.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:  # a rebalance raced it: the rows replay, folded by id
+            log.warning("commit_failed", stage="ingest", error=str(exc))
+
+    # -- the event loop ---------------------------------------------------------------
 
     @Service.task
     async def _consume(self) -> None:
-        assert self.consumer is not None
+        loop = asyncio.get_running_loop()
+        polling = loop.run_in_executor(self._thread, self._poll)
         while not self.should_stop:
-            batch = await self.consumer.getmany(timeout_ms=200, max_records=self.batch_size)
+            batch = await polling
+            # The next batch is fetched while this one is processed. A rebalance callback
+            # in that poll waits on the loop for the hand-over, so it runs after this batch.
+            polling = loop.run_in_executor(self._thread, self._poll)
             if batch:
                 if self.categorise is not None:  # template state restored first
                     await self.categorise.ready.wait()
                 await self.handle(batch)
-            await self._commit_landed()
+            self._commit_landed()
 
     @Service.timer(1.0)
     async def _idle(self) -> None:
         self.rt.publish_windows(self.processor.flush_idle())
         if self.categorise is not None:
             self.categorise.tick()
-        await self._update_lag()
+        self._update_lag()
 
-    async def handle(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        """Process one ``getmany`` result and queue its rows; commit happens once they land."""
+    async def handle(self, batch: list[Message]) -> None:
+        """Process one ``consume`` result and queue its rows; commit happens once they land."""
         started = time.perf_counter()
-        records = [m for msgs in batch.values() for m in msgs]
-        out = self.processor.process(records)
+        out = self.processor.process(batch)
         await self._write(out)
-        self.pending.append((
-            {name: w.accepted for name, w in self.rt.writers.items()},
-            {tp: msgs[-1].offset + 1 for tp, msgs in batch.items()},
-        ))
+        self.pending.append(({name: w.accepted for name, w in self.rt.writers.items()},
+                             out.offsets))
         self.batches += 1
         self.last_batch_s = time.perf_counter() - started
-        self._check_dead_letters(len(records), len(out.dead_letters))
+        self._check_dead_letters(len(batch), len(out.dead_letters))
 
     async def _write(self, out: Output) -> None:
         w = self.rt.writers
@@ -150,9 +201,9 @@ class IngestService(Service):
                 f"{rejected} of the last {total} messages were dead-lettered (limit "
                 f"{limit:.0%}): stopping; check the producers and the dead_letters table")
 
-    async def _commit_landed(self) -> None:
-        """Commit the offsets of every batch whose rows have all landed."""
-        offsets: dict[TopicPartition, int] = {}
+    def _landed(self) -> list[TopicPartition]:
+        """The offsets past every batch whose rows have all landed (forgotten once read)."""
+        offsets: dict[tuple[str, int], int] = {}
         writers = self.rt.writers
         while self.pending:
             targets, batch_offsets = self.pending[0]
@@ -160,36 +211,45 @@ class IngestService(Service):
                 break
             self.pending.popleft()
             offsets.update(batch_offsets)
+        return [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+
+    def _commit_landed(self) -> None:
+        """Commit (in the background) the offsets of every batch whose rows have landed."""
+        offsets = self._landed()
         if offsets and self.consumer is not None:
-            await self.consumer.commit(offsets)
+            self._commit(offsets, asynchronous=True)
 
-    async def _flush_and_commit(self) -> None:
+    async def _flush_landed(self) -> list[TopicPartition]:
         await asyncio.gather(*(w.flush_async() for w in self.rt.writers.values()))
-        await self._commit_landed()
+        return self._landed()
 
-    async def on_revoked(self, revoked: list[TopicPartition]) -> None:
-        """Hand-over: emit the windows of lost partitions, land every row, commit."""
+    async def on_revoked(self, revoked: list[TopicPartition]) -> list[TopicPartition]:
+        """Hand-over: emit the windows of lost partitions, land every row; the offsets to
+        commit before they move."""
         self.rt.publish_windows(self.processor.revoke((tp.topic, tp.partition)
                                                       for tp in revoked))
         if self.categorise is not None:  # the next owner resumes from these snapshots
             await self.categorise.hand_over()
-        await self._flush_and_commit()
+        return await self._flush_landed()
 
-    async def _update_lag(self) -> None:
-        """Messages behind the end of each assigned partition (highwater - position)."""
+    def _update_lag(self) -> None:
+        """Messages behind the end of each assigned partition (high watermark - position)."""
         if self.consumer is None:
             return
+        try:
+            positions = self.consumer.position(self.consumer.assignment())
+        except KafkaException:  # rebalancing: try again next tick
+            return
         lag: dict[str, int] = {}
-        for tp in self.consumer.assignment():
-            high = self.consumer.highwater(tp)
-            if high is None:
-                continue
-            try:
-                pos = await asyncio.wait_for(self.consumer.position(tp), 1.0)
-            except (TimeoutError, Exception):  # rebalancing: try again next tick
-                continue
-            lag[f"{tp.topic}:{tp.partition}"] = max(0, high - pos)
+        for tp in positions:
+            _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            if high >= 0 and tp.offset >= 0:
+                lag[f"{tp.topic}:{tp.partition}"] = max(0, high - tp.offset)
         self.lag = lag
+
+
+def _kafka_error(err: KafkaError) -> None:
+    log.warning("kafka_error", stage="ingest", error=str(err))
 
 
 def dead_letter_message(row: tuple[Any, ...]) -> bytes:
