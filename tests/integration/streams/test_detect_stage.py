@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -12,31 +12,18 @@ from confluent_kafka import Consumer
 
 from schemas.windows import WindowStats
 from sinks.clickhouse.client import Client
-from sinks.clickhouse.migrate import migrate
-from sinks.clickhouse.settings import ClickHouseSettings
 from streams.agents.categorise import read_compacted
 from streams.agents.score_windows import STATE_CONFIG, DetectStage
 from streams.kafka_local import ensure_topics
-from streams.runtime import Runtime, open_runtime
-from streams.settings import KafkaSettings, Settings, StreamSettings
+from streams.runtime import Runtime
 
 pytestmark = pytest.mark.integration
 T0 = int(time.time()) - 3600 * 2  # recent: the anomalies table has a TTL
 
 
 @pytest.fixture
-def runtime(kafka_bootstrap: str, chdb_store: Client) -> Iterator[Runtime]:
-    s = Settings(kafka=KafkaSettings(bootstrap=kafka_bootstrap, partitions=2),
-                 clickhouse=ClickHouseSettings(database=f"lw_{uuid.uuid4().hex[:8]}",
-                                               batch_seconds=0.1),
-                 stream=StreamSettings(app_id=f"it-{uuid.uuid4().hex[:8]}"))
-    migrate(chdb_store, s.clickhouse)
-    rt = open_runtime(s, store=chdb_store)
-    try:
-        yield rt
-    finally:
-        rt.close()
-        chdb_store.command(f"DROP DATABASE IF EXISTS {s.clickhouse.database}")
+def runtime(make_runtime: Callable[[int], Runtime]) -> Runtime:
+    return make_runtime(2)
 
 
 def window(svc: str, i: int, error_rate: float) -> bytes:

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
 
 from schemas.changes import Feedback
 from sinks.clickhouse.client import Client
-from sinks.clickhouse.migrate import migrate
-from sinks.clickhouse.settings import ClickHouseSettings
 from streams.agents.categorise import CategoriseStage, TemplateState
 from streams.categorise import Categoriser
 from streams.commands.run import STATE_TOPIC_CONFIG
 from streams.kafka_local import ensure_topics
-from streams.runtime import Runtime, open_runtime
-from streams.settings import KafkaSettings, Settings, StreamSettings
+from streams.runtime import Runtime
 
 pytestmark = pytest.mark.integration
 T0 = 1_700_000_000_000
@@ -27,18 +24,8 @@ LINES = [f"payment {i} for order {i * 7} declined by issuer" for i in range(20)]
 
 
 @pytest.fixture
-def runtime(kafka_bootstrap: str, chdb_store: Client) -> Iterator[Runtime]:
-    s = Settings(kafka=KafkaSettings(bootstrap=kafka_bootstrap, partitions=3),
-                 clickhouse=ClickHouseSettings(database=f"lw_{uuid.uuid4().hex[:8]}",
-                                               batch_seconds=0.1),
-                 stream=StreamSettings(app_id=f"it-{uuid.uuid4().hex[:8]}"))
-    migrate(chdb_store, s.clickhouse)
-    rt = open_runtime(s, store=chdb_store)
-    try:
-        yield rt
-    finally:
-        rt.close()
-        chdb_store.command(f"DROP DATABASE IF EXISTS {s.clickhouse.database}")
+def runtime(make_runtime: Callable[[int], Runtime]) -> Runtime:
+    return make_runtime(3)
 
 
 def test_state_topic_round_trip_keeps_ids_and_corrections(runtime: Runtime) -> None:

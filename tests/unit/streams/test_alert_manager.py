@@ -3,17 +3,14 @@ ack stopping escalation, resolve telling everyone paged, rows for every change."
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
+from manager_kit import Recorder, Rows, build_manager
 
-from alerting.config import AlertingSettings
 from alerting.lifecycle import AlertState, Signal
-from alerting.notifiers.base import Channel, Deliverer, Delivery, Message
-from alerting.reload import ConfigHolder
-from streams.agents.alert_manager import AlertManager, ManagerTables, decode
+from streams.agents.alert_manager import AlertManager, decode
 
 CONFIG = """
 rules:
@@ -32,33 +29,10 @@ escalation_policies:
 """
 
 
-class Recorder(Deliverer):
-    def __init__(self) -> None:
-        super().__init__()
-        self.sent: list[tuple[str, str]] = []
-
-    async def deliver(self, msg: Message, chain: Sequence[Channel]) -> Delivery:
-        self.sent.append((chain[0].name, msg.status))
-        return Delivery(chain[0].name, [])
-
-
-class Rows:
-    def __init__(self) -> None:
-        self.rows: list[tuple[Any, ...]] = []
-
-    def add_many(self, rows: list[tuple[Any, ...]]) -> None:
-        self.rows += rows
-
-
 def manager(tmp_path: Path) -> tuple[AlertManager, Recorder, dict[str, Rows]]:
-    f = tmp_path / "alerting.yaml"
-    f.write_text(CONFIG)
-    holder = ConfigHolder(AlertingSettings(config_file=f))
-    assert holder.check(force=True)
-    tables = ManagerTables(alerts={}, groups={}, escalations={}, silences={}, meta={})
-    sinks = {"alerts": Rows(), "notifications": Rows(), "silences": Rows()}
     rec = Recorder()
-    return AlertManager(holder, holder.settings, tables, sinks, rec), rec, sinks
+    m, _, sinks = build_manager(tmp_path, CONFIG, deliverer=rec)
+    return m, rec, sinks
 
 
 def fire(status: str = "firing") -> dict[str, Any]:
@@ -73,15 +47,15 @@ async def test_escalates_in_steps_and_ack_stops_it(tmp_path: Path) -> None:
     await m.handle(fire(), 1010)  # same episode: deduplicated
     assert len(sinks["alerts"].rows) == 1
     await m.handle({"type": "tick"}, 1011)
-    assert rec.sent == [("user:u0/slack", "firing")]
+    assert rec.sent() == [("user:u0/slack", "firing")]
     await m.handle({"type": "tick"}, 1050)
-    assert len(rec.sent) == 1  # step 1 not due yet
+    assert len(rec.sent()) == 1  # step 1 not due yet
     await m.handle({"type": "tick"}, 1072)
-    assert rec.sent[-1] == ("user:u1/slack", "firing")
+    assert rec.sent()[-1] == ("user:u1/slack", "firing")
     fp = next(iter(m.t.alerts))
     await m.handle({"type": "action", "kind": "ack", "ref": fp, "by": "bob"}, 1080)
     await m.handle({"type": "tick"}, 5000)
-    assert len(rec.sent) == 2  # acknowledged: no further pages
+    assert len(rec.sent()) == 2  # acknowledged: no further pages
     assert m.alerts()[0].acked_by == "bob"
 
 
@@ -104,7 +78,7 @@ async def test_resolve_tells_everyone_paged_once(tmp_path: Path) -> None:
     await m.handle({"type": "tick"}, 1062)
     await m.handle(fire("resolved"), 1070)
     await m.handle(fire("resolved"), 1080)
-    assert sorted(x for x in rec.sent if x[1] == "resolved") == [
+    assert sorted(x for x in rec.sent() if x[1] == "resolved") == [
         ("user:u0/slack", "resolved"), ("user:u1/slack", "resolved")]
     assert m.t.escalations == {}
 
@@ -115,7 +89,7 @@ async def test_a_silence_keeps_it_from_paging(tmp_path: Path) -> None:
         "id": "s1", "matchers": ['service="pay"'], "starts_at": 0, "ends_at": 9999}}, 900)
     await m.handle(fire(), 1000)
     await m.handle({"type": "tick"}, 1001)
-    assert rec.sent == []
+    assert rec.sent() == []
     assert sinks["alerts"].rows[0][14].startswith("silenced by s1")
 
 
@@ -129,4 +103,4 @@ async def test_page_is_resent_when_state_write_is_lost(tmp_path: Path) -> None:
     m.t.escalations.update(saved)  # ... then lost in a crash: the restart re-sends once
     await m.handle({"type": "tick"}, 1063)
     await m.handle({"type": "tick"}, 1064)
-    assert [x[0] for x in rec.sent] == ["user:u0/slack", "user:u1/slack", "user:u1/slack"]
+    assert [x[0] for x in rec.sent()] == ["user:u0/slack", "user:u1/slack", "user:u1/slack"]

@@ -4,15 +4,14 @@ once; the heartbeat goes out once per interval even when no channel can deliver 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
+from manager_kit import Recorder, Rows, build_manager
 
 from alerting.config import AlertingSettings, SmtpSettings
-from alerting.notifiers.base import Channel, Deliverer, Delivery, Message, RetryPolicy
-from alerting.reload import ConfigHolder
+from alerting.notifiers.base import Deliverer, RetryPolicy
 from streams.agents.alert_manager import AlertManager, ManagerTables
 
 CONFIG = """
@@ -26,40 +25,15 @@ deadman: {receiver: dead, interval: 1h}
 """
 
 
-class Recorder(Deliverer):
-    def __init__(self) -> None:
-        super().__init__()
-        self.sent: list[tuple[str, str]] = []  # (channel, message id)
-
-    async def deliver(self, msg: Message, chain: Sequence[Channel]) -> Delivery:
-        self.sent.append((chain[0].name, msg.id))
-        return Delivery(chain[0].name, [])
-
-
-class Rows:
-    def __init__(self) -> None:
-        self.rows: list[tuple[Any, ...]] = []
-
-    def add_many(self, rows: list[tuple[Any, ...]]) -> None:
-        self.rows += rows
-
-
 def manager(tmp_path: Path, deliverer: Deliverer | None = None,
             settings: AlertingSettings | None = None) -> tuple[AlertManager, ManagerTables,
                                                                dict[str, Rows]]:
-    f = tmp_path / "alerting.yaml"
-    f.write_text(CONFIG)
-    s = (settings or AlertingSettings()).model_copy(update={"config_file": f,
-                                                            "canary_grace_s": 120.0})
-    holder = ConfigHolder(s)
-    assert holder.check(force=True)
-    tables = ManagerTables(alerts={}, groups={}, escalations={}, silences={}, meta={})
-    sinks = {"alerts": Rows(), "notifications": Rows(), "silences": Rows()}
-    return AlertManager(holder, s, tables, sinks, deliverer or Recorder()), tables, sinks
+    s = (settings or AlertingSettings()).model_copy(update={"canary_grace_s": 120.0})
+    return build_manager(tmp_path, CONFIG, s, deliverer)
 
 
 def canary_pages(rec: Recorder) -> list[tuple[str, str]]:
-    return [s for s in rec.sent if s[1].startswith("canary@")]
+    return [s for s in rec.sent("id") if s[1].startswith("canary@")]
 
 
 def seen(start: float, end: float) -> dict[str, Any]:
@@ -117,10 +91,10 @@ async def test_heartbeat_once_per_interval_with_recorder(tmp_path: Path) -> None
     m, _, _ = manager(tmp_path, rec)
     for now in range(1000, 1000 + 3600, 10):
         await m.handle({"type": "tick"}, float(now))
-    beats = [s for s in rec.sent if s[1].startswith("deadman@")]
+    beats = [s for s in rec.sent("id") if s[1].startswith("deadman@")]
     assert beats == [("dead/email:0", "deadman@1000")]
     await m.handle({"type": "tick"}, 4600.0)
-    assert [s for s in rec.sent if s[1].startswith("deadman@")][-1][1] == "deadman@4600"
+    assert [s for s in rec.sent("id") if s[1].startswith("deadman@")][-1][1] == "deadman@4600"
 
 
 async def test_undeliverable_heartbeat_is_not_resent_each_tick(tmp_path: Path) -> None:
