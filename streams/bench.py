@@ -31,6 +31,9 @@ from schemas import topics
 from streams.kafka_local import LocalKafka, ensure_topics
 
 N_EVENTS = int(os.environ.get("LOGWARDEN_BENCH_EVENTS", "500000"))
+# Event time the events span: 300 s replays five minutes at ~30x (many windows per second);
+# a span near N_EVENTS / rate is live traffic.
+SPAN_MS = int(float(os.environ.get("LOGWARDEN_BENCH_SPAN_S", "300")) * 1000)
 SERVICES = [f"svc-{i:02d}" for i in range(20)]
 ROUTES = ["/cart", "/pay", "/search", "/users/{id}", "/items/{id}", "/login"]
 
@@ -43,16 +46,16 @@ def free_port() -> int:
 
 
 def events(n: int, seed: int = 1) -> list[bytes]:
-    """``n`` realistic log events over the last few minutes, in time order per service."""
+    """``n`` realistic log events over the last ``SPAN_MS``, in time order per service."""
     rng = random.Random(seed)
-    start = int(time.time() * 1000) - 300_000
+    start = int(time.time() * 1000) - SPAN_MS
     out = []
     for i in range(n):
         svc = SERVICES[i % len(SERVICES)]
         route = ROUTES[rng.randrange(len(ROUTES))]
         status = 500 if rng.random() < 0.01 else 200
         out.append(orjson.dumps({
-            "ts": start + i * 300_000 // n, "service": svc,
+            "ts": start + i * SPAN_MS // n, "service": svc,
             "level": "ERROR" if status == 500 else "INFO",
             "message": f"GET {route} user={rng.randrange(10_000)} status={status} "
                        f"took {rng.randrange(1, 900)}ms",
@@ -223,7 +226,7 @@ def main() -> None:
         finally:
             if kafka is not None:
                 kafka.stop()
-    figures = {"bench": "ingest", "events": N_EVENTS, **result,
+    figures = {"bench": "ingest", "events": N_EVENTS, "span_s": SPAN_MS / 1000, **result,
                "raw_consumer_per_s": round(raw),
                "ratio_to_raw_consumer": round(result["events_per_s"] / raw, 3),
                "ingest_stage_only_per_s": round(proc_rate),
