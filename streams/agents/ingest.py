@@ -5,7 +5,8 @@ Faust's per-event stream machinery costs ~100 µs an event here, so this stage i
 ``Consumer.consume`` (librdkafka fetches and unpacks in its own threads, outside the GIL;
 same consumer-group semantics: partitions spread over the workers of one group) and hands
 whole batches to the pure ``IngestProcessor``. The consumer is used from one thread of its
-own (``consume`` blocks); the batch is processed on the event loop. Offsets are committed
+own only (``consume`` blocks, and a call from the loop during a rebalance callback, which
+waits on the loop, would deadlock); the batch is processed on the event loop. Offsets are committed
 only once every row of a batch has landed in ClickHouse (insert, then commit): a crash
 replays, never loses, and the ReplacingMergeTree tables fold the replayed rows by event id.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -58,11 +59,19 @@ class IngestService(Service):
         self.group = f"{s.stream.app_id}-ingest"
         self.consumer: Consumer | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="ingest-consumer")
+        self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         # (rows accepted per writer when the batch was queued, next offsets) awaiting commit
         self.pending: deque[tuple[dict[str, int], dict[tuple[str, int], int]]] = deque()
         self.recent: deque[tuple[int, int]] = deque(maxlen=50)  # (records, dead letters)
-        self.lag: dict[str, int] = {}
+        self.assigned: frozenset[tuple[str, int]] = frozenset()  # (topic, partition) owned
+        self.lag: dict[str, int] = {}  # measured by the consumer thread, once a second
+        self._lag_due = 0.0
+        # next offset to process, by partition, for the lag (librdkafka's position() is not
+        # kept by consume()); a partition handed over keeps its entry: if it comes back, its
+        # committed offset is this one
+        self._position: dict[tuple[str, int], int] = {}
+        self._to_commit: deque[list[TopicPartition]] = deque()  # for the consumer thread
         self.batches = 0
         self.last_batch_s = 0.0
 
@@ -84,6 +93,7 @@ class IngestService(Service):
     async def on_stop(self) -> None:
         if self.consumer is None:
             return
+        self._closing = True  # no poll after close()
         await self._hand_over_all()
         # close() waits for a poll in flight (one thread), then leaves the group: the revoke
         # it triggers finds nothing left to hand over.
@@ -92,19 +102,20 @@ class IngestService(Service):
         log.info("ingest_stopped", stage="ingest", **dict(self.processor.counts))
 
     async def _hand_over_all(self) -> None:
-        assert self.consumer is not None
-        self.rt.publish_windows(self.processor.revoke(list(self.processor.windows)))
-        if self.categorise is not None:
-            await self.categorise.hand_over()
-        offsets = await self._flush_landed()
-        if offsets:
-            await asyncio.get_running_loop().run_in_executor(
-                None, lambda: self._commit(offsets, asynchronous=False))
+        landed = await self._hand_over(list(self.processor.windows))
+        await asyncio.get_running_loop().run_in_executor(
+            self._thread, lambda: self._commit_queued(landed, asynchronous=False))
 
     # -- the consumer thread ----------------------------------------------------------
 
     def _poll(self) -> list[Message]:
-        assert self.consumer is not None
+        if self._closing or self.consumer is None:
+            return []
+        self._commit_queued(asynchronous=True)
+        now = time.monotonic()
+        if now >= self._lag_due:
+            self._lag_due = now + 1.0
+            self.lag = self._measure_lag()
         msgs = self.consumer.consume(self.batch_size, POLL_S)
         good = [m for m in msgs if m.error() is None]
         if len(good) < len(msgs):
@@ -120,19 +131,32 @@ class IngestService(Service):
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assigned = frozenset((tp.topic, tp.partition) for tp in partitions)
         log.info("partitions_assigned", stage="ingest",
                  partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in partitions))
         if self.categorise is not None:  # template ids before the first line
             self._on_loop(self.categorise.load())
 
-    def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        offsets = self._on_loop(self.on_revoked(partitions))
-        if offsets:  # before the partitions move on: the next owner starts after them
-            self._commit(offsets, asynchronous=False, consumer=consumer)
+    def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assigned -= {(tp.topic, tp.partition) for tp in partitions}
+        landed = self._on_loop(self.on_revoked(partitions))
+        # before the partitions move on: the next owner starts after them
+        self._commit_queued(landed, asynchronous=False)
 
-    def _commit(self, offsets: list[TopicPartition], *, asynchronous: bool,
-                consumer: Consumer | None = None) -> None:
-        c = consumer or self.consumer
+    def _commit_queued(self, more: Iterable[TopicPartition] = (), *,
+                       asynchronous: bool) -> None:
+        """Commit what the loop queued, and ``more``: the latest offset of each partition."""
+        latest: dict[tuple[str, int], TopicPartition] = {}
+        while self._to_commit:
+            for tp in self._to_commit.popleft():
+                latest[tp.topic, tp.partition] = tp
+        for tp in more:
+            latest[tp.topic, tp.partition] = tp
+        if latest:
+            self._commit(list(latest.values()), asynchronous=asynchronous)
+
+    def _commit(self, offsets: list[TopicPartition], *, asynchronous: bool) -> None:
+        c = self.consumer
         assert c is not None
         try:
             if asynchronous:
@@ -148,7 +172,7 @@ class IngestService(Service):
     async def _consume(self) -> None:
         loop = asyncio.get_running_loop()
         polling = loop.run_in_executor(self._thread, self._poll)
-        while not self.should_stop:
+        while not self.should_stop and not self._closing:
             batch = await polling
             # The next batch is fetched while this one is processed. A rebalance callback
             # in that poll waits on the loop for the hand-over, so it runs after this batch.
@@ -164,7 +188,6 @@ class IngestService(Service):
         self.rt.publish_windows(self.processor.flush_idle())
         if self.categorise is not None:
             self.categorise.tick()
-        self._update_lag()
 
     async def handle(self, batch: list[Message]) -> None:
         """Process one ``consume`` result and queue its rows; commit happens once they land."""
@@ -173,6 +196,7 @@ class IngestService(Service):
         await self._write(out)
         self.pending.append(({name: w.accepted for name, w in self.rt.writers.items()},
                              out.offsets))
+        self._position.update(out.offsets)
         self.batches += 1
         self.last_batch_s = time.perf_counter() - started
         self._check_dead_letters(len(batch), len(out.dead_letters))
@@ -214,38 +238,37 @@ class IngestService(Service):
         return [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
 
     def _commit_landed(self) -> None:
-        """Commit (in the background) the offsets of every batch whose rows have landed."""
+        """Have the consumer thread commit the offsets of every batch whose rows landed."""
         offsets = self._landed()
-        if offsets and self.consumer is not None:
-            self._commit(offsets, asynchronous=True)
+        if offsets:
+            self._to_commit.append(offsets)
 
     async def _flush_landed(self) -> list[TopicPartition]:
         await asyncio.gather(*(w.flush_async() for w in self.rt.writers.values()))
         return self._landed()
 
     async def on_revoked(self, revoked: list[TopicPartition]) -> list[TopicPartition]:
-        """Hand-over: emit the windows of lost partitions, land every row; the offsets to
-        commit before they move."""
-        self.rt.publish_windows(self.processor.revoke((tp.topic, tp.partition)
-                                                      for tp in revoked))
+        """Hand-over of lost partitions; the offsets to commit before they move."""
+        return await self._hand_over([(tp.topic, tp.partition) for tp in revoked])
+
+    async def _hand_over(self, partitions: list[tuple[str, int]]) -> list[TopicPartition]:
+        """Emit the partitions' windows, snapshot the template state, land every row."""
+        self.rt.publish_windows(self.processor.revoke(partitions))
         if self.categorise is not None:  # the next owner resumes from these snapshots
             await self.categorise.hand_over()
         return await self._flush_landed()
 
-    def _update_lag(self) -> None:
-        """Messages behind the end of each assigned partition (high watermark - position)."""
-        if self.consumer is None:
-            return
-        try:
-            positions = self.consumer.position(self.consumer.assignment())
-        except KafkaException:  # rebalancing: try again next tick
-            return
+    def _measure_lag(self) -> dict[str, int]:
+        """Messages behind the end of each partition read so far (high watermark - next)."""
+        assert self.consumer is not None
+        positions = dict(self._position)
         lag: dict[str, int] = {}
-        for tp in positions:
+        for tp in self.consumer.assignment():
+            pos = positions.get((tp.topic, tp.partition))
             _, high = self.consumer.get_watermark_offsets(tp, cached=True)
-            if high >= 0 and tp.offset >= 0:
-                lag[f"{tp.topic}:{tp.partition}"] = max(0, high - tp.offset)
-        self.lag = lag
+            if pos is not None and high >= 0:
+                lag[f"{tp.topic}:{tp.partition}"] = max(0, high - pos)
+        return lag
 
 
 def _kafka_error(err: KafkaError) -> None:

@@ -176,3 +176,39 @@ async def test_clickhouse_outage_loses_and_duplicates_nothing(
         await svc.stop()
         rt.close()
     assert count(chdb_store, db, service) == (2000, 2000)
+
+
+async def test_a_second_worker_takes_partitions_over_without_loss_or_duplicates(
+        settings: Settings, chdb_store: Client, kafka_bootstrap: str) -> None:
+    """A rebalance mid-stream: the first worker hands its revoked partitions over (windows,
+    rows landed, offsets committed) and the second goes on from there; both measure lag."""
+    run = uuid.uuid4().hex[:6]
+    before = [f"rb-{run}-a{i}" for i in range(16)]  # 16 keys: every partition gets some
+    after = [f"rb-{run}-b{i}" for i in range(16)]
+    start_ms = (int(time.time() * 1000) - 120_000) // 10_000 * 10_000
+    for service in before:
+        produce(kafka_bootstrap, service, 100, start_ms)
+    db = settings.clickhouse.database
+
+    def landed(services: list[str]) -> list[tuple[int, int]]:
+        return [count(chdb_store, db, s) for s in services]
+
+    a, rt_a = await run_service(settings, chdb_store)
+    try:
+        await wait_until(lambda: any(n for n, _ in landed(before)))
+        b, rt_b = await run_service(settings, chdb_store)  # same group: a rebalance
+        try:
+            await wait_until(lambda: bool(a.assigned) and bool(b.assigned))
+            assert not a.assigned & b.assigned
+            for service in after:
+                produce(kafka_bootstrap, service, 100, start_ms + 1000)
+            await wait_until(lambda: landed(before + after) == [(100, 100)] * 32, timeout=120)
+            await wait_until(lambda: bool(a.lag) and bool(b.lag))
+        finally:
+            await b.stop()
+            rt_b.close()
+    finally:
+        await a.stop()
+        rt_a.close()
+    assert a.batches > 0 and b.batches > 0
+    assert not set(a.lag) & set(b.lag)  # each owns its own partitions
