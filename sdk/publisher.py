@@ -145,8 +145,11 @@ class Publisher:
 
     def stats(self) -> PublisherStats:
         """Counters since start; ``delivered`` is what the broker acknowledged."""
-        in_flight = 0 if self._closed else len(self._producer)
+        queued = 0 if self._closed else len(self._producer)
         with self._lock:
+            # The producer's queue length also counts error events waiting to be served
+            # (broker down, ...), which are not messages.
+            in_flight = min(queued, self._sent - self._failed)
             return PublisherStats(
                 sent=self._sent,
                 delivered=self._sent - self._failed - in_flight,
@@ -179,8 +182,9 @@ class Publisher:
         while len(self._producer) and time.monotonic() < deadline:
             self._producer.poll(0.05)  # serve the purged messages' delivery reports
         with self._lock:
-            # Anything not reported by now is lost with the producer.
-            self._failed += len(self._producer)
+            # A message not reported by now is lost with the producer (what is left in its
+            # queue may also be error events: never more than the unreported messages).
+            self._failed += min(len(self._producer), self._sent - self._failed)
             self._closed = True
         atexit.unregister(self._atexit)
         return self.stats()
