@@ -65,6 +65,7 @@ class Acc:
     emitted_version: int = -1  # ``version`` at the last emission
     revision: int = -1  # revision of the last emission, -1 = never emitted
     provisional: bool = False  # last emitted by a flush while still open
+    closed: bool = False  # a base window taken out of ``open`` by ``advance``
 
     def merge(self, other: Acc) -> None:
         """Add another accumulator (a child window) into this one."""
@@ -117,6 +118,15 @@ SeriesId = tuple[Scope, str, str, str]
 WindowKey = tuple[SeriesId, int, int]  # (series, window_s, start_ms)
 
 
+@dataclass(slots=True)
+class _Recent:
+    """The series of a (service, route) and their base windows for the latest event."""
+
+    sids: tuple[SeriesId, ...]
+    start: int = -1  # base window start of ``accs``
+    accs: list[Acc] = field(default_factory=list)
+
+
 class WindowAggregator:
     """Tumbling event-time windows for the series of one partition."""
 
@@ -134,7 +144,7 @@ class WindowAggregator:
         self.active: dict[str, float] = {}  # per service: ``now`` when it last sent an event
         self.now = 0.0  # wall-clock seconds, set by the caller once per batch
         self.late_dropped = 0
-        self._sids: dict[tuple[str, str], tuple[SeriesId, ...]] = {}  # by (service, route)
+        self._recent: dict[tuple[str, str], _Recent] = {}  # by (service, route)
 
     def _base(self, sid: SeriesId, ts_ms: int) -> Acc | None:
         start = ts_ms - ts_ms % self.base_ms
@@ -169,22 +179,17 @@ class WindowAggregator:
         """Count one log event in its service series and, when it has one, its route series."""
         is_error = level in ERROR_LEVELS
         key = sketch_key(duration_ms) if duration_ms is not None and duration_ms > 0 else 0
-        sids = self._sids.get((service, route)) or self._series_of(service, route)
+        recent = self._recent.get((service, route)) or self._series_of(service, route)
         start = ts_ms - ts_ms % self.base_ms
-        base, opened, watermarks = self.base_ms, self.open, self.watermarks
-        watermark = watermarks.get(service, -1)
-        first = True
-        for sid in sids:
-            acc = opened.get((sid, base, start))
-            if acc is None:
-                acc = self._open_base(sid, start, watermark)
-                if acc is None:
-                    return
-            if first:  # once per event: the service's watermark and activity
-                if ts_ms > watermark:
-                    watermarks[service] = ts_ms
-                self.active[service] = self.now
-                first = False
+        accs = recent.accs
+        if recent.start != start or accs[0].closed:  # not the window of the last event
+            accs = self._accs(recent, service, start)
+            if not accs:
+                return
+        if ts_ms > self.watermarks.get(service, -1):
+            self.watermarks[service] = ts_ms
+        self.active[service] = self.now
+        for acc in accs:
             acc.version += 1
             acc.count += 1
             levels = acc.levels
@@ -199,15 +204,29 @@ class WindowAggregator:
                     acc.zeros += 1
                 acc.vsum += duration_ms
 
-    def _series_of(self, service: str, route: str) -> tuple[SeriesId, ...]:
+    def _accs(self, recent: _Recent, service: str, start: int) -> list[Acc]:
+        """The open windows at ``start`` of the series, opened if need be and remembered;
+        cut at the first that closed already (the event is late there)."""
+        watermark = self.watermarks.get(service, -1)
+        accs: list[Acc] = []
+        for sid in recent.sids:
+            acc = self.open.get((sid, self.base_ms, start)) or self._open_base(sid, start,
+                                                                                watermark)
+            if acc is None:
+                return accs
+            accs.append(acc)
+        recent.start, recent.accs = start, accs
+        return accs
+
+    def _series_of(self, service: str, route: str) -> _Recent:
         """The series a log of ``service`` (and ``route``) counts in, remembered."""
         sids: tuple[SeriesId, ...] = (("service", service, service, ""),)
         if route:
             sids += (("route", f"{service} {route}", service, route),)
-        if len(self._sids) >= 100_000:
-            self._sids.clear()  # cheap bound; hot series come back at once
-        self._sids[service, route] = sids
-        return sids
+        if len(self._recent) >= 100_000:
+            self._recent.clear()  # cheap bound; hot series come back at once
+        recent = self._recent[service, route] = _Recent(sids)
+        return recent
 
     def add_metric(self, series: str, service: str, name: str, ts_ms: int, value: float) -> None:
         """Add one metric point to its series."""
@@ -244,6 +263,7 @@ class WindowAggregator:
         out: list[WindowStats] = []
         for k in sorted(filter(due, self.open), key=_start):
             acc = self.open.pop(k)  # its rollups keep it until they close
+            acc.closed = True
             if acc.version != acc.emitted_version or acc.provisional:
                 out.append(self._emit(k, acc))
         for k in sorted(filter(due, self.rollups), key=_start):

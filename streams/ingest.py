@@ -131,6 +131,7 @@ class IngestProcessor:
         self._now = clock()  # wall clock of the batch being processed
         self.windows: dict[tuple[str, int], WindowAggregator] = {}
         self.seen = SeenIds()
+        self._routes: dict[tuple[str | None, str], str] = {}  # (method, path) -> route
         self.counts: Counter[str] = Counter()  # in.<topic>, dead_letter.<stage>, duplicate, ...
 
     def _agg(self, topic: str, partition: int) -> WindowAggregator:
@@ -186,6 +187,14 @@ class IngestProcessor:
         counts["windows"] += len(out.windows)
         return out
 
+    def _route(self, method: str | None, path: str) -> str:
+        """The route series name of a request ("GET /items/{id}"), remembered: one string
+        object per route, its hash computed once."""
+        if len(self._routes) >= 100_000:
+            self._routes.clear()  # cheap bound; hot routes come back at once
+        route = self._routes[method, path] = f"{method or ''} {path}".lstrip()
+        return route
+
     @staticmethod
     def _next_offset(out: Output, part: tuple[str, int] | None, last: Message) -> None:
         if part is not None:
@@ -205,8 +214,10 @@ class IngestProcessor:
         dur = status = None
         if h is not None:
             dur, status = h.get("duration_ms"), h.get("status")
-            if h.get("route"):
-                route = f"{h.get('method') or ''} {h['route']}".lstrip()
+            path = h.get("route")
+            if path:
+                method = h.get("method")
+                route = self._routes.get((method, path)) or self._route(method, path)
         service, ts, level = e["service"], e["ts"], e["level"]
         self._agg(topics.LOGS, partition).add_log(service, route, ts, level, dur)
         offset = r.offset() or 0

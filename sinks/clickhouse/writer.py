@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -135,12 +136,15 @@ class TableInserter:
     def token(self, rows: Sequence[tuple[Any, ...]]) -> str:
         """The batch's dedup token from its key columns (the whole row when keys are empty)."""
         idx = self.key_indexes
-
-        def key(row: tuple[Any, ...]) -> object:
-            values = tuple(row[i] for i in idx)
-            return values if any(values) else row
-
-        return dedup_token(f"{self.database}.{self.table}", (key(r) for r in rows))
+        if not idx:
+            return dedup_token(f"{self.database}.{self.table}", rows)
+        # itemgetter and all() run in C: this is on the writer thread, holding the GIL
+        keys: list[Any] = list(map(itemgetter(*idx), rows))
+        empty = not all(map(any, keys) if len(idx) > 1 else keys)
+        if empty:  # a row without key values is told apart by all its columns
+            keys = [k if (any(k) if len(idx) > 1 else k) else r
+                    for k, r in zip(keys, rows, strict=True)]
+        return dedup_token(f"{self.database}.{self.table}", keys)
 
     def write(self, rows: list[tuple[Any, ...]]) -> int:
         """Insert ``rows``; returns rows written. Raises ``Aborted`` if stopped during an outage."""
