@@ -136,7 +136,7 @@ def run_worker_bench(bootstrap: str, tmp: Path, n: int) -> dict[str, Any]:
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         count, t_first, c_first = 0, None, 0
-        cpu_first = cpu_done = (0.0, 0.0)
+        cpu_first = (0.0, 0.0)
         deadline = time.monotonic() + 900
         with Progress(transient=True) as bar:
             task = bar.add_task("worker ingest", total=n)
@@ -166,8 +166,7 @@ def run_worker_bench(bootstrap: str, tmp: Path, n: int) -> dict[str, Any]:
             proc.kill()
     rate = (n - c_first) / (t_done - (t_first or t_done)) if t_first else float("nan")
     # CPU per event: the main thread (the ingest loop) and the whole worker (with chDB's
-    # threads). Less noisy than the rate on a shared machine; 1e6 / main = the rate the
-    # loop would reach with a core to itself.
+    # threads); 1e6 / main = the rate the loop would reach with a core and the GIL to itself.
     main_us, all_us = ((done - first) / (n - c_first) * 1e6
                        for done, first in zip(cpu_done, cpu_first, strict=True))
     return {"events_per_s": round(rate), "worker_peak_rss_mb": round(rss),

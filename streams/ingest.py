@@ -98,7 +98,6 @@ class SeenIds:
     """
 
     def __init__(self, capacity: int = 500_000) -> None:
-        self.capacity = capacity
         self._half = max(1, capacity // 2)
         self._young: set[str] = set()
         self._old: set[str] = set()

@@ -83,7 +83,7 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _json(d: dict[str, Any]) -> str:
+def _json(d: dict[str, Any] | None) -> str:
     return orjson.dumps(d).decode() if d else ""
 
 
@@ -110,9 +110,8 @@ def log_row(e: dict[str, Any], event_id: str, partition: int, offset: int, now_m
     return (
         e["ts"] / 1000, e["service"], e["level"], e["message"], g("host") or "",
         g("logger") or "", g("env") or "", g("trace_id") or "", g("span_id") or "", event_id,
-        hm, hr, hs, hd, ps, po, pd, pok, ui, uip, ua, uo,
-        orjson.dumps(attrs).decode() if attrs else "", template_id, category, severity,
-        partition, offset, now_ms / 1000,
+        hm, hr, hs, hd, ps, po, pd, pok, ui, uip, ua, uo, _json(attrs), template_id, category,
+        severity, partition, offset, now_ms / 1000,
     )
 
 

@@ -176,8 +176,8 @@ class TableInserter:
         if self.json_rows:
             # One orjson call for the batch; ClickHouse parses it in C++ without the GIL.
             # JSONCompactEachRow takes rows separated by commas, so the outer [] is cut.
-            # One parsing thread: a block this size gains nothing from more, and the
-            # ingest loop keeps the other core.
+            # One parsing thread: 4.7 instead of 6.4 µs of CPU a row for a 20k-row block
+            # (measured on a Null table), and the ingest loop keeps the other core.
             body = orjson.dumps(rows)[1:-1]
             settings["input_format_parallel_parsing"] = 0
             self.store.raw_insert(f"{self.database}.{self.table}", self.columns,

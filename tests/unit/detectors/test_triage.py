@@ -68,6 +68,18 @@ def test_correction_overrides_rules_for_the_template() -> None:
     assert (r.category, r.priority, r.source) == ("performance", "P4", "feedback")
 
 
+def test_a_repeated_line_sees_corrections_and_their_loss() -> None:
+    t = Triage()
+    tmpl = "health check <*> timed out, retrying"
+    line = ("web", "hc", tmpl, "WARN", 504, None, None)
+    assert t.triage(*line).category == "timeout"
+    assert t.triage(*line).category == "timeout"  # answered again, the same
+    t.apply_feedback("hc", tmpl, category="performance")
+    assert t.triage(*line).category == "performance"
+    t.restore(Triage().snapshot())  # no corrections any more
+    assert t.triage(*line).category == "timeout"
+
+
 def test_corrected_template_makes_similar_templates_follow() -> None:
     miner = TemplateMiner("checkout")
     t = Triage()

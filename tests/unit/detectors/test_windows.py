@@ -81,6 +81,16 @@ def test_late_events_within_grace_count_and_beyond_are_dropped() -> None:
     assert agg.advance() == []
 
 
+def test_an_event_in_its_series_last_window_after_it_closed_is_late() -> None:
+    agg = WindowAggregator(base_s=10, rollups_s=(), grace_s=5)
+    agg.add_log("api", "GET /a", T0 + 1000, "INFO")
+    closed = agg.advance(T0 + 60_000)  # closes [0, 10) with no event of a later window
+    assert [(w.scope, w.count) for w in closed] == [("service", 1), ("route", 1)]
+    agg.add_log("api", "GET /a", T0 + 2000, "INFO")  # the same window as the last event
+    assert agg.late_dropped == 1
+    assert agg.flush() == []  # counted nowhere
+
+
 def test_flush_emits_open_windows_and_late_data_revises_them() -> None:
     agg = WindowAggregator(base_s=10, rollups_s=(), grace_s=30)
     agg.add_log("api", "", T0 + 1000, "ERROR")
