@@ -62,6 +62,7 @@ class _Template:
     category: str = ""
     priority: str = ""
     team: str = ""
+    level: str = ""  # of the latest line
 
 
 class Categoriser:
@@ -115,6 +116,7 @@ class Categoriser:
             if ts_ms > info.last_seen:
                 info.last_seen = ts_ms
         info.category, info.priority, info.team = t.category, t.priority, t.team
+        info.level = level
         self._dirty.add(tid)
         self._dirty_services.add(service)
         self._lines[service, t.category] += 1
@@ -132,17 +134,22 @@ class Categoriser:
     def _rate_events(self, events: tuple[TemplateEvent, ...] | list[TemplateEvent]) -> None:
         for e in events:
             ts = int(e.ts * 1000)
+            # What alert rules select on (level, category) and show (an example line).
+            info = self._templates.get(e.template_id)
+            details: dict[str, Any] = {} if info is None else {
+                "level": info.level, "category": info.category, "priority": info.priority,
+                "team": info.team, "sample_lines": [info.example]}
             if e.kind == "new":
                 self._events.append(rows.template_event_row(
-                    ts, e.service, e.template_id, "new", e.template, 1.0, 0.0, {}))
+                    ts, e.service, e.template_id, "new", e.template, 1.0, 0.0, details))
             elif e.kind == "spike":
                 self._events.append(rows.template_event_row(
                     ts, e.service, e.template_id, "spike", e.template, float(e.count),
-                    e.baseline, {"score": e.score}))
+                    e.baseline, {**details, "score": e.score}))
             else:
                 self._events.append(rows.template_event_row(
                     ts, e.service, e.template_id, "vanished", e.template, 0.0, e.baseline,
-                    {"last_seen": e.last_seen}))
+                    {**details, "last_seen": e.last_seen}))
 
     def tick(self, now: float) -> None:
         """Close rate windows when lines stop: event time advances with the wall clock."""

@@ -166,3 +166,28 @@ def test_sample_config_loads_and_bad_file_is_refused_with_line(tmp_path: Path) -
         load_categorisation(CategorisationSettings(categories_file=bad))
     with pytest.raises(ConfigError, match="no such file"):
         load_categorisation(CategorisationSettings(masking_file=tmp_path / "missing.yaml"))
+
+
+def test_template_events_carry_what_the_default_alert_rules_select_on() -> None:
+    """A new ERROR template, sent as the worker sends it, fires the shipped NewErrorTemplate
+    rule; a new security template fires SecurityEvent. (Both select on the line's level or
+    category, which the event must carry.)"""
+    from alerting.evaluate import on_template
+    from alerting.config import load_alerting
+    from streams.agents.alert_eval import template_input
+
+    rules = load_alerting(Path(__file__).resolve().parents[3] / "deploy/config/alerting.yaml")
+    c = Categoriser(rates=RatesConfig(window_s=60, warmup_s=300))
+    c("ledger", "ledger worker started", "INFO", T0)
+    c("ledger", "shard 3 refused the write: quorum lost", "ERROR", T0 + 600_000)
+    c("ledger", "brute force attack detected from 10.0.0.9", "WARN", T0 + 601_000)
+    fired = {}
+    for row in c.drain_events():
+        doc = orjson.loads(orjson.dumps(dict(zip(rows.TEMPLATE_EVENT_COLUMNS, row,
+                                                 strict=True))))
+        ev = template_input(doc)
+        _, sigs = on_template(rules, None, ev, ev.ts)
+        fired[ev.template] = {s.rule for s in sigs}
+        assert all(s.evidence.log_lines for s in sigs)  # the page shows an example line
+    assert fired == {"shard <*> refused the write: quorum lost": {"NewErrorTemplate"},
+                     "brute force attack detected from <*>": {"SecurityEvent"}}
