@@ -155,6 +155,11 @@ class Masker:
         self._digits_ok = not config.extra and config.numbers
         # shape -> masked token, for shapes that mask alike (user=1234 and user=5678 -> user=<*>)
         self._shapes: dict[bytes, str] | None = None if config.extra else {}
+        # The same one level up: line shape -> masked tokens. A line's tokens split at the
+        # same places as its shape's, and the whole-line rules (dates, quotes) cannot tell
+        # 1-9 apart either, so lines of one shape mask alike when the result keeps no 1-9.
+        self._lines: dict[bytes, tuple[str, ...]] | None = None if config.extra else {}
+        self._lines_size = max(1, cache_size // 10)
 
     def mask_token(self, token: str) -> str:
         """The masked form of one whitespace-free token."""
@@ -226,6 +231,23 @@ class Masker:
         get: Callable[[str], str | None] = self._cache.get
         uncached = self._mask_uncached
         return [get(t) or uncached(t) for t in tokens]
+
+    def mask_line(self, content: str) -> tuple[str, ...]:
+        """`mask_tokens` as a tuple, answered by the line's shape when one was seen before
+        ("GET /items/42 took 7ms" and "GET /items/57 took 9ms"): one translate and one
+        lookup instead of a lookup per token."""
+        lines = self._lines
+        if lines is None or len(content) > self.config.max_line_chars or not content.isascii():
+            return tuple(self.mask_tokens(content))
+        shape = content.encode().translate(_SHAPE)
+        out = lines.get(shape)
+        if out is None:
+            out = tuple(self.mask_tokens(content))
+            if _KEEPS_DIGIT.search(" ".join(out)) is None:
+                if len(lines) >= self._lines_size:
+                    lines.clear()  # cheap bound; hot shapes come back at once
+                lines[shape] = out
+        return out
 
     def mask(self, content: str) -> str:
         """The masked message, tokens joined by single spaces."""

@@ -112,15 +112,15 @@ class TemplateMiner:
 
     def add(self, content: str) -> Match:
         """Mine one message: find or create its cluster and return the match."""
-        tokens = self.masker.mask_tokens(content)
+        key = self.masker.mask_line(content)
         self._tick += 1
-        key = tuple(tokens)
         cluster = self._cache.get(key)
         if cluster is not None and cluster.alive:
             cluster.size += 1
             cluster.last = self._tick
             self._clusters.move_to_end(cluster.id)
             return Match(cluster.id, cluster.text, cluster.size, "same")
+        tokens = list(key)
         leaf = self._leaf_key(tokens)
         candidates = self._leaves.get(leaf)
         best = self._best(candidates, tokens) if candidates else None

@@ -100,3 +100,23 @@ def test_fast_path_equals_the_full_rule_chain(config: MaskingConfig) -> None:
 def test_letter_only_uuid_and_glued_wildcards_are_masked(masker: Masker) -> None:
     assert masker.mask_token("deadbeef-dead-beef-dead-beefdeadbeef") == "<*>"
     assert masker.mask_token("<*><*>") == "<*>"
+
+
+@pytest.mark.parametrize("config", [MaskingConfig(), MaskingConfig(key_values=True),
+                                    MaskingConfig(numbers=False, hex=False)],
+                         ids=["default", "key_values", "no_numbers"])
+def test_line_shape_cache_equals_masking_each_line(config: MaskingConfig) -> None:
+    """Lines answered by their shape (digits 1-9 alike) mask as the line itself would,
+    dates and quotes included; a fresh masker with no caches is the reference."""
+    import random
+
+    rng = random.Random(7)
+    words = [*_FRAGMENTS, " ", "  ", "Jul 24 02:38:25 2005", "2015-10-18 18:01:47,978",
+             "'a 1 b'", '"x 22"', "Sun", "Jul", "24", "02:38"]
+    m = Masker(config)
+    for _ in range(5_000):
+        line = " ".join("".join(rng.choice(words) for _ in range(rng.randint(1, 3)))
+                        for _ in range(rng.randint(1, 8)))
+        twin = "".join(rng.choice("123456789") if c in "123456789" else c for c in line)
+        for text in (line, twin):
+            assert m.mask_line(text) == tuple(Masker(config).mask_tokens(text)), text
