@@ -14,7 +14,7 @@ PEERS_ENV := LOGWARDEN_ALERTING_SMTP='{"host": "127.0.0.1", "port": 8025}' \
 	LOGWARDEN_ALERTING_SLACK='{"token": "xoxb-local", "base_url": "http://127.0.0.1:8026/api/", "signing_secret": "local"}' \
 	LOGWARDEN_ALERTING_TWILIO='{"account_sid": "AC0local", "auth_token": "local", "from_number": "+15550000000", "base_url": "http://127.0.0.1:8026"}'
 
-.PHONY: help install kafka-jars browser run stop status test test-unit lint bench eval clean
+.PHONY: help install native native-clean kafka-jars browser run stop status test test-unit lint bench eval clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -26,7 +26,15 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-install: $(BIN)/.installed  ## create .venv and install logwarden with its dev tools
+install: $(BIN)/.installed native  ## create .venv, install logwarden and its dev tools, compile
+
+# The per-event hot path compiled with mypyc (schemas/native.py lists it): rebuilt when a
+# source is newer than its extension; a failed build leaves the plain Python modules.
+native: $(BIN)/.installed  ## compile the ingest hot path with mypyc (optional, ~1 min)
+	@$(BIN)/python deploy/build_native.py --if-stale
+
+native-clean:  ## remove the compiled modules (the plain Python ones run)
+	@$(PYTHON) deploy/build_native.py clean
 
 .cache/kafka/libs/.complete: deploy/kafka/pom.xml
 	@command -v mvn >/dev/null || { echo "error: Maven (mvn) not found: install maven and openjdk-17-jre-headless, or set LOGWARDEN_KAFKA_BOOTSTRAP"; exit 1; }

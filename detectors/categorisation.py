@@ -24,8 +24,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from detectors.categories import CategoriesConfig, load_yaml_model
-from detectors.masking import MaskingConfig
-from detectors.triage import TeamsConfig
+from detectors.config import MaskingConfig, TeamsConfig
 from schemas.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "deploy" / "config"

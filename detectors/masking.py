@@ -18,49 +18,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-WILDCARD = "<*>"
-
-
-class MaskRule(BaseModel):
-    """An extra mask: every match of ``pattern`` inside a token becomes ``replacement``."""
-
-    model_config = ConfigDict(frozen=True)
-
-    pattern: str
-    replacement: str = WILDCARD
-
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, v: str) -> str:
-        try:
-            re.compile(v)
-        except re.error as e:
-            raise ValueError(f"bad regex {v!r}: {e}") from None
-        return v
-
-
-class MaskingConfig(BaseModel):
-    """Which kinds of variables to mask; one of these per service (or one for all)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    urls: bool = True  # scheme://anything
-    emails: bool = True
-    uuids: bool = True
-    ips: bool = True  # IPv4 and IPv6, with an optional :port
-    paths: bool = True  # /a/b, ./a, ~/a, C:\a
-    durations: bool = True  # 12ms, 3.5s, 2h
-    hex: bool = True  # 0x1f, and long hex strings (>= 8 hex digits holding a digit)
-    key_values: bool = False  # the value in key=value (off: the miner generalises key=<*> itself)
-    quoted: bool = True  # '...' and "..." (may span spaces)
-    dates: bool = True  # timestamps such as "Sun Jul 24 02:38:25 2005" or ISO 8601
-    numbers: bool = True  # any word holding a digit (ids such as attempt_12_0003, 1.5e3, 42)
-    extra: list[MaskRule] = Field(default_factory=list)  # applied first, in order
-    max_line_chars: int = Field(default=4096, ge=16)  # longer lines are cut before masking
-    max_tokens: int = Field(default=200, ge=1)  # later tokens are dropped
-
+from detectors.config import WILDCARD as WILDCARD
+from detectors.config import MaskingConfig
 
 # Patterns work on one token (no whitespace inside) unless noted.
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]*")

@@ -38,25 +38,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
 
-
-class RatesConfig(BaseModel):
-    """Window, warm-up and the thresholds of the three events."""
-
-    model_config = ConfigDict(frozen=True)
-
-    window_s: float = Field(default=60.0, gt=0)
-    warmup_s: float = Field(default=3600.0, ge=0)  # per service
-    alpha: float = Field(default=0.1, gt=0, le=1)  # EWMA weight of a new window
-    min_history: int = Field(default=10, ge=1)  # windows before spikes/vanishing are judged
-    spike_z: float = Field(default=6.0, gt=0)
-    spike_ratio: float = Field(default=3.0, ge=1)
-    spike_min_count: int = Field(default=20, ge=1)
-    vanish_windows: int = Field(default=10, ge=1)
-    steady_presence: float = Field(default=0.8, gt=0, le=1)
-    steady_min_mean: float = Field(default=1.0, ge=0)
-    max_series: int = Field(default=200_000, ge=1)  # the longest-absent are forgotten beyond
+from detectors.config import RatesConfig
 
 
 @dataclass(frozen=True, slots=True)

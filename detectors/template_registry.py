@@ -31,32 +31,12 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
 
-from detectors.masking import MaskingConfig
-from detectors.templates import Match, MinerConfig, TemplateMiner
+from detectors.config import MinerConfig, RegistryConfig
+from detectors.templates import Match, TemplateMiner
 
 _SNAPSHOT_VERSION = 1
 EXPLOSION_MESSAGE = "template explosion — likely a masking bug"
-
-
-def _default_miner() -> MinerConfig:
-    # Smaller than a lone miner's defaults: thousands of services share one worker.
-    return MinerConfig(max_clusters=5_000, cache_size=20_000)
-
-
-class RegistryConfig(BaseModel):
-    """Bounds of the registry, per-service masking and the explosion thresholds."""
-
-    model_config = ConfigDict(frozen=True)
-
-    miner: MinerConfig = Field(default_factory=_default_miner)  # masking here is the default
-    masking: dict[str, MaskingConfig] = Field(default_factory=dict)  # service or glob -> masking
-    max_services: int = Field(default=2_000, ge=1)
-    warmup_lines: int = Field(default=2_000, ge=0)  # per service, before any explosion check
-    window_lines: int = Field(default=1_000, ge=10)
-    max_new_per_window: int = Field(default=100, ge=1)
-    max_templates_per_line: float = Field(default=0.3, gt=0, le=1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,26 +29,12 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
 
-from detectors.masking import WILDCARD, Masker, MaskingConfig
+from detectors.config import MinerConfig
+from detectors.masking import WILDCARD, Masker
 
 Change = Literal["new", "changed", "same"]
 _SNAPSHOT_VERSION = 1
-
-
-class MinerConfig(BaseModel):
-    """Knobs of the miner; one configuration serves every system."""
-
-    model_config = ConfigDict(frozen=True)
-
-    sim_threshold: float = Field(default=0.85, gt=0, le=1)  # flat optimum 0.8-0.9 on Loghub
-    prefix_tokens: int = Field(default=2, ge=0, le=8)  # tree depth below the token count
-    max_children: int = Field(default=100, ge=2)  # per tree node; more go to a <*> child
-    max_clusters: int = Field(default=20_000, ge=1)  # per service, LRU eviction beyond
-    max_leaf_clusters: int = Field(default=300, ge=1)  # per leaf, LRU eviction beyond
-    cache_size: int = Field(default=100_000, ge=0)  # masked line -> cluster, 0 disables
-    masking: MaskingConfig = Field(default_factory=MaskingConfig)
 
 
 class Match(NamedTuple):  # a tuple: one per line, much cheaper to make than a dataclass

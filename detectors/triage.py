@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
 
 from detectors.categories import (
     PRIORITIES,
@@ -35,6 +34,7 @@ from detectors.categories import (
     normalise,
     signal_category,
 )
+from detectors.config import TeamsConfig, TriageConfig
 
 Source = Literal["rules", "signals", "feedback", "similar"]
 PRIORITY_ALIASES: dict[str, Priority] = {"critical": "P1", "high": "P2", "medium": "P3",
@@ -43,15 +43,6 @@ _STOP = frozenset({"a", "an", "the", "of", "to", "for", "from", "in", "on", "at"
                    "and", "or", "is", "was", "be", "as"})
 _CATEGORY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _SNAPSHOT_VERSION = 1
-
-
-class TeamsConfig(BaseModel):
-    """The ``teams.yaml`` file: team -> service names or glob patterns, and a default."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    default_team: str = Field(default="unowned", min_length=1)
-    teams: dict[str, list[str]] = Field(default_factory=dict)
 
 
 def load_teams(path: Path) -> TeamsConfig:
@@ -129,16 +120,6 @@ class Correction:
     priority: Priority | None
     seq: int  # order of arrival: the latest wins a tie
     words: frozenset[str]
-
-
-class TriageConfig(BaseModel):
-    """Knobs of feedback learning."""
-
-    model_config = ConfigDict(frozen=True)
-
-    similarity: float = Field(default=0.6, gt=0, le=1)  # Jaccard of word sets
-    max_corrections: int = Field(default=10_000, ge=1)  # the oldest are forgotten beyond
-    cache_size: int = Field(default=200_000, ge=1)  # templates remembered
 
 
 class Triage:

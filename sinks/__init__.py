@@ -1,0 +1,1 @@
+import schemas  # noqa: F401  (refuses stale compiled modules: schemas/native.py)

@@ -32,10 +32,10 @@ from detectors.accuracy import AccuracyTracker
 from detectors.categories import CategoriesConfig
 from detectors.categories import Categoriser as RuleCategoriser
 from detectors.categorisation import CategorisationConfig, CategorisationSettings
-from detectors.template_rates import RatesConfig, TemplateEvent, TemplateRates
-from detectors.template_registry import RegistryConfig, TemplateRegistry
-from detectors.templates import MinerConfig
-from detectors.triage import TeamsConfig, Triage, parse_priority
+from detectors.config import MinerConfig, RatesConfig, RegistryConfig, TeamsConfig
+from detectors.template_rates import TemplateEvent, TemplateRates
+from detectors.template_registry import TemplateRegistry
+from detectors.triage import Triage, parse_priority
 from schemas.changes import Feedback
 from sinks.clickhouse import rows
 

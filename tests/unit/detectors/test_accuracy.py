@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import doctest
 from datetime import UTC, datetime
 
-import detectors.accuracy as accuracy_mod
 from detectors.accuracy import AccuracyTracker
 
 
@@ -50,7 +48,3 @@ def test_rows_have_one_layout() -> None:
     rows = acc.to_rows(1.0)
     assert [r["service"] for r in rows] == ["a", "b"]
     assert rows[0].keys() == rows[1].keys()
-
-
-def test_doctests() -> None:
-    assert doctest.testmod(accuracy_mod).failed == 0

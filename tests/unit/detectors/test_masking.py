@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from detectors.masking import Masker, MaskingConfig, MaskRule
+from detectors.config import MaskingConfig, MaskRule
+from detectors.masking import Masker
 
 
 @pytest.fixture

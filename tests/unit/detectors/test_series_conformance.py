@@ -75,13 +75,3 @@ def test_duplicate_and_out_of_order_timestamps() -> None:
     out = [det.update(ts, v) for ts, v in pts]
     assert len(out) == len(pts)
     assert max(o.score for o in out[500:520]) < 0.997
-
-
-def test_doctested_examples_hold() -> None:
-    import doctest
-
-    import detectors.calibration
-    import detectors.series
-
-    for mod in (detectors.series, detectors.calibration):
-        assert doctest.testmod(mod).failed == 0

@@ -9,9 +9,8 @@ import string
 import pytest
 
 import detectors.template_registry as registry_mod
-from detectors.masking import MaskingConfig, MaskRule
-from detectors.template_registry import RegistryConfig, TemplateExplosion, TemplateRegistry
-from detectors.templates import MinerConfig
+from detectors.config import MaskingConfig, MaskRule, MinerConfig, RegistryConfig
+from detectors.template_registry import TemplateExplosion, TemplateRegistry
 
 CFG = RegistryConfig(warmup_lines=500, window_lines=500, max_new_per_window=50)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 import string
 
-from detectors.templates import MinerConfig, TemplateMiner, template_id
+from detectors.config import MinerConfig
+from detectors.templates import TemplateMiner, template_id
 
 
 def test_same_template_gets_same_id_and_counts() -> None:

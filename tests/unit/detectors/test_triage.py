@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import doctest
 from pathlib import Path
 
 import pytest
 
-import detectors.triage as triage_mod
 from detectors.templates import TemplateMiner
 from detectors.triage import (
     TeamRouter,
@@ -164,7 +162,3 @@ def test_helpers() -> None:
     assert words("Cache miss for key <*>") == {"cache", "miss", "key"}
     assert jaccard(frozenset("ab"), frozenset("bc")) == pytest.approx(1 / 3)
     assert jaccard(frozenset(), frozenset()) == 0.0
-
-
-def test_doctests() -> None:
-    assert doctest.testmod(triage_mod).failed == 0

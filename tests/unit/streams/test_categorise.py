@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from detectors.categorisation import CategorisationSettings, load_categorisation
-from detectors.template_rates import RatesConfig
+from detectors.config import RatesConfig
 from schemas import topics
 from schemas.changes import Feedback
 from schemas.errors import ConfigError
@@ -172,8 +172,8 @@ def test_template_events_carry_what_the_default_alert_rules_select_on() -> None:
     """A new ERROR template, sent as the worker sends it, fires the shipped NewErrorTemplate
     rule; a new security template fires SecurityEvent. (Both select on the line's level or
     category, which the event must carry.)"""
-    from alerting.evaluate import on_template
     from alerting.config import load_alerting
+    from alerting.evaluate import on_template
     from streams.agents.alert_eval import template_input
 
     rules = load_alerting(Path(__file__).resolve().parents[3] / "deploy/config/alerting.yaml")

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import doctest
 from datetime import UTC, datetime, timedelta
 
-import web.reports
-import web.svgchart
 from web.reports import forecast, kpis, regressions
 
 T = datetime(2024, 5, 1, tzinfo=UTC)
-
-
-def test_doctests() -> None:
-    for mod in (web.reports, web.svgchart):
-        assert doctest.testmod(mod).failed == 0
 
 
 def test_kpis_ignore_missing_acks_and_count_noise() -> None:
