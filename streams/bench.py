@@ -30,7 +30,9 @@ from rich.progress import Progress
 from schemas import topics
 from streams.kafka_local import LocalKafka, ensure_topics
 
-N_EVENTS = int(os.environ.get("LOGWARDEN_BENCH_EVENTS", "500000"))
+# Enough that the last insert's wait (up to LOGWARDEN_CLICKHOUSE_BATCH_SECONDS, counted in
+# the end-to-end time) is a small part of the run.
+N_EVENTS = int(os.environ.get("LOGWARDEN_BENCH_EVENTS", "1000000"))
 # Event time the events span: 300 s replays five minutes at ~30x (many windows per second);
 # a span near N_EVENTS / rate is live traffic.
 SPAN_MS = int(float(os.environ.get("LOGWARDEN_BENCH_SPAN_S", "300")) * 1000)

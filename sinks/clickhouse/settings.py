@@ -17,5 +17,8 @@ class ClickHouseSettings(BaseModel):
     ttl_windows_days: int = Field(default=90, ge=1)
     ttl_dead_letters_days: int = Field(default=30, ge=1)
     ttl_events_days: int = Field(default=365, ge=1)  # alerts, anomalies, notifications, ...
-    batch_rows: int = Field(default=20000, ge=1)
-    batch_seconds: float = Field(default=1.0, gt=0)
+    # Fewer, larger inserts: each makes a part that ClickHouse later merges. 2 s / 50k rows
+    # took 10-14 % less worker CPU than 1 s / 20k in alternated bench runs; rows are
+    # queryable up to 2 s after they arrive (alerting reads Kafka, not these tables).
+    batch_rows: int = Field(default=50_000, ge=1)
+    batch_seconds: float = Field(default=2.0, gt=0)
