@@ -46,6 +46,8 @@ FLEET = [
     ("ERROR", "checksum mismatch for block 0x7fa3 on replica 2", "data_integrity"),
     ("ERROR", 'duplicate key value violates unique constraint "orders_pkey"', "data_integrity"),
     ("WARN", "possible SQL injection attempt blocked from 198.51.100.23", "security"),
+    ("WARN", "reverse mapping checking getaddrinfo for host.example [10.1.2.3] failed - "
+     "POSSIBLE BREAK-IN ATTEMPT!", "security"),
     ("ERROR", "Traceback (most recent call last):", "exception"),
     ("ERROR", "NullPointerException at com.shop.cart.CartService.total(CartService.java:88)",
      "exception"),
