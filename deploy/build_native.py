@@ -44,20 +44,35 @@ def build() -> None:
                        "--build-lib", str(BUILD / "lib")])
 
 
+FAILED = BUILD.parent / "native-failed"  # a failed build is not retried until a source changes
+
+
+def _newest_source() -> float:
+    return max((native.ROOT / m).stat().st_mtime for m in native.MODULES)
+
+
 def main(args: list[str]) -> int:
     if args == ["clean"]:
         clean()
+        FAILED.unlink(missing_ok=True)
         return 0
-    if args == ["--if-stale"] and len(native.compiled()) == len(native.MODULES) \
-            and not native.stale():
-        return 0
+    if args == ["--if-stale"]:
+        if len(native.compiled()) == len(native.MODULES) and not native.stale():
+            return 0
+        if FAILED.exists() and FAILED.stat().st_mtime >= _newest_source():
+            print("native build skipped: it failed before (`make native-clean` retries it)",
+                  file=sys.stderr)
+            return 0
     try:
         build()
     except (Exception, SystemExit) as exc:  # setuptools reports a failed compiler by exit
         clean()
+        FAILED.parent.mkdir(parents=True, exist_ok=True)
+        FAILED.write_text(f"{exc}\n")
         print(f"warning: the native build failed ({exc}); the plain Python modules run "
               "(same results, slower)", file=sys.stderr)
         return 0
+    FAILED.unlink(missing_ok=True)
     print(f"compiled {len(native.compiled())} modules with mypyc", file=sys.stderr)
     return 0
 

@@ -3,8 +3,10 @@
 Variables (numbers, ids, addresses, paths, ...) are replaced by ``<*>`` so that lines of one
 kind look alike to the miner. Masking works token by token (tokens are whitespace-separated)
 with a bounded cache of token -> masked token: most tokens of a log stream are constant words
-that repeat, so the regexes run only on the first sight of a token. Only quoted strings,
-which may hold spaces, are masked on the whole line first.
+that repeat, so the regexes run only on the first sight of a token. Only quoted strings
+and timestamps, which may hold spaces, are masked on the whole line first. Tokens and lines
+holding digits are also remembered by their shape (digits 1-9 alike), so "took 12ms" and
+"took 47ms" cost one lookup (`Masker.mask_line`, what the miner calls).
 
 >>> m = Masker(MaskingConfig())
 >>> m.mask_tokens("Accepted password for root from 10.0.0.7:22 in 12ms")
