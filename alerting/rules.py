@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from alerting.yamlfile import Duration, load_yaml_model, register_union_tags
+from schemas.common import Regex
 from schemas.errors import ConfigError
 
 Op = Literal[">", ">=", "<", "<="]
@@ -40,19 +41,10 @@ class Selector(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     scope: Literal["service", "route", "metric", "template"] = "service"
-    service: str = ".*"
-    route: str = ".*"
-    name: str = ".*"
+    service: Regex = ".*"
+    route: Regex = ".*"
+    name: Regex = ".*"
     window: Duration = 60.0  # which window length (WindowStats.window_s) to read
-
-    @field_validator("service", "route", "name")
-    @classmethod
-    def _compiles(cls, v: str) -> str:
-        try:
-            re.compile(v)
-        except re.error as e:
-            raise ValueError(f"bad regex {v!r}: {e}") from None
-        return v
 
     def matches(self, scope: str, service: str, route: str = "", name: str = "") -> bool:
         """Whether a series with these keys is watched."""
@@ -128,7 +120,7 @@ class TemplateRule(_Rule):
 
     kind: Literal["template"]
     events: list[Literal["new", "spike", "vanished"]] = ["new"]
-    service: str = ".*"
+    service: Regex = ".*"
     levels: list[str] = []  # e.g. [ERROR, CRITICAL]; empty = any
     categories: list[str] = []  # e.g. [security]; empty = any
     resolve_after: Duration = 3600.0

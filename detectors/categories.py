@@ -32,9 +32,10 @@ from pathlib import Path
 from typing import Literal, NamedTuple, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from detectors.masking import WILDCARD
+from schemas.common import Regex
 from schemas.errors import ConfigError, yaml_line_of
 
 Priority = Literal["P1", "P2", "P3", "P4"]
@@ -51,19 +52,10 @@ class CategoryRule(BaseModel):
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
     keywords: list[str] = Field(default_factory=list)
-    patterns: list[str] = Field(default_factory=list)
+    patterns: list[Regex] = Field(default_factory=list)
     priority: Priority | None = None  # None: keep the built-in one (P4 for a new category)
     replace: bool = False  # for a built-in name: drop its keywords instead of extending them
 
-    @field_validator("patterns")
-    @classmethod
-    def _compiles(cls, v: list[str]) -> list[str]:
-        for p in v:
-            try:
-                re.compile(p)
-            except re.error as e:
-                raise ValueError(f"bad regex {p!r}: {e}") from None
-        return v
 
 
 class CategoriesConfig(BaseModel):

@@ -8,9 +8,9 @@ compiled module does not have.
 
 from __future__ import annotations
 
-import re
+from pydantic import BaseModel, ConfigDict, Field
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from schemas.common import Regex
 
 WILDCARD = "<*>"  # what a variable becomes
 
@@ -20,17 +20,8 @@ class MaskRule(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    pattern: str
+    pattern: Regex
     replacement: str = WILDCARD
-
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, v: str) -> str:
-        try:
-            re.compile(v)
-        except re.error as e:
-            raise ValueError(f"bad regex {v!r}: {e}") from None
-        return v
 
 
 class MaskingConfig(BaseModel):

@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, StringConstraints
 
 MAX_MESSAGE_BYTES = 64 * 1024  # one Kafka message of the ingest topics
 SERVICE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -16,6 +16,18 @@ MAX_FUTURE = timedelta(days=1)
 
 ServiceName = Annotated[str, StringConstraints(pattern=SERVICE_PATTERN)]
 ShortStr = Annotated[str, StringConstraints(max_length=256)]
+
+
+def check_regex(value: str) -> str:
+    """``value`` if it compiles as a Python regex; else a ValueError that names it."""
+    try:
+        re.compile(value)
+    except re.error as e:
+        raise ValueError(f"bad regex {value!r}: {e}") from None
+    return value
+
+
+Regex = Annotated[str, AfterValidator(check_regex)]  # a config field holding a regex
 
 
 def parse_ts(value: Any) -> datetime:

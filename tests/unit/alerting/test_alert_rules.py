@@ -35,6 +35,10 @@ def test_good_file_loads_with_durations(tmp_path: Path) -> None:
     (GOOD.replace("kind: threshold", "kind: magic"), 3, "rules.0.kind"),
     (GOOD + "  - name: X\n    kind: composite\n    all: [Nope]\n", 10, "rules.1.all"),
     (GOOD.replace("{service} at", "{service.__class__} at"), 7, "rules.0.annotations"),
+    (GOOD.replace("    field:", "    select: {service: 'pay(ments'}\n    field:"), 4,
+     "rules.0.select.service"),
+    # a template rule's service regex too (it used to fail on the first template event)
+    (GOOD + "  - name: T\n    kind: template\n    service: '[oops'\n", 10, "rules.1.service"),
 ])
 def test_errors_name_file_line_and_field(tmp_path: Path, text: str, line: int,
                                          field: str) -> None:
