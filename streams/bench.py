@@ -213,8 +213,7 @@ def main() -> None:
             kafka.start(timeout=180)
             bootstrap = kafka.bootstrap
         try:
-            ensure_topics(bootstrap, dict.fromkeys((*topics.INGEST_TOPICS,
-                                                    *topics.INTERNAL_TOPICS), 4))
+            ensure_topics(bootstrap, dict.fromkeys(topics.INGEST_TOPICS, 4))
             payloads = events(N_EVENTS)
             print(f"producing {N_EVENTS:,} log events…", file=sys.stderr)
             produce_rate = produce(bootstrap, payloads)

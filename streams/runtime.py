@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 from confluent_kafka import KafkaException, Producer
 
-from schemas import topics
+from schemas.topics import Internal, internal
 from schemas.windows import WindowStats
 from sinks.clickhouse import rows
 from sinks.clickhouse.client import SerializedStore, Store, connect
@@ -29,6 +29,7 @@ class Runtime:
     store: SerializedStore
     writers: dict[str, BatchWriter]
     producer: Producer
+    topics: Internal  # this deployment's internal topic names
     started_at: float = field(default_factory=time.time)
     produce_errors: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -58,7 +59,7 @@ class Runtime:
             return
         now_ms = int(time.time() * 1000)
         for w in windows:
-            self.send(topics.WINDOWS, w.to_json(), key=w.series)
+            self.send(self.topics.windows, w.to_json(), key=w.series)
         self.writers["windows"].add_many([rows.window_row(w, now_ms) for w in windows])
 
     def close(self, timeout: float = 30.0) -> None:
@@ -91,4 +92,5 @@ def open_runtime(settings: Settings, store: Store | None = None) -> Runtime:
         "linger.ms": 20, "compression.type": "lz4", "enable.idempotence": True,
         "queue.buffering.max.messages": 200_000,
     })
-    return Runtime(settings=settings, store=shared, writers=writers, producer=producer)
+    return Runtime(settings=settings, store=shared, writers=writers, producer=producer,
+                   topics=internal(settings.stream.app_id))

@@ -25,7 +25,7 @@ from alerting.evaluate import (
 )
 from alerting.lifecycle import Signal
 from alerting.rules import RuleSet
-from schemas import topics
+from schemas.topics import Internal
 from schemas.windows import WindowStats
 
 CANARY_SERVICE = "logwarden-canary"
@@ -90,26 +90,26 @@ def _signals(sigs: list[Signal]) -> list[dict[str, Any]]:
     return [{"type": "signal", "signal": s.model_dump(mode="json")} for s in sigs]
 
 
-def evaluate(rules: RuleSet, table: Table, topic: str, partition: int, raw: bytes,
-             now: float) -> list[dict[str, Any]]:
+def evaluate(rules: RuleSet, table: Table, names: Internal, topic: str, partition: int,
+             raw: bytes, now: float) -> list[dict[str, Any]]:
     """One input message -> messages for the alert manager (signals, canary sightings).
 
     Raises ValueError / ValidationError / KeyError on a message it cannot read.
     """
-    if topic == topics.WINDOWS:
+    if topic == names.windows:
         w = WindowStats.from_json(raw)
         if w.service == CANARY_SERVICE:
             return [{"type": "canary_seen", "ts": w.end.timestamp(),
                      "start": w.start.timestamp()}]
         key = w.series
         st, sigs = on_window(rules, _get(table, key), w, now)
-    elif topic == topics.ANOMALIES:
+    elif topic == names.anomalies:
         a = anomaly_input(orjson.loads(raw))
         if a is None or a["service"] == CANARY_SERVICE:
             return []
         key = a["series"]
         st, sigs = on_anomaly(rules, _get(table, key), a, now)
-    elif topic == topics.TEMPLATE_EVENTS:
+    elif topic == names.template_events:
         t = template_input(orjson.loads(raw))
         if t.service == CANARY_SERVICE:
             return []

@@ -72,12 +72,12 @@ def register_alerting(app: faust.App, runtime: Runtime) -> AlertingStage:
     tables = ManagerTables(alerts=_table(app, "alerts", n), groups=_table(app, "groups", n),
                            escalations=_table(app, "escalations", n),
                            silences=_table(app, "silences", n), meta=_table(app, "meta", n))
-    inputs = _topic(app, topics.WINDOWS, topics.ANOMALIES, topics.TEMPLATE_EVENTS,
-                    topics.ALERT_TICKS)
-    ticks = _topic(app, topics.ALERT_TICKS)
-    signals = _topic(app, topics.ALERT_SIGNALS)
-    actions = _topic(app, topics.ALERT_ACTIONS)
-    manager_in = _topic(app, topics.ALERT_SIGNALS, topics.ALERT_ACTIONS)
+    t = runtime.topics
+    inputs = _topic(app, t.windows, t.anomalies, t.template_events, t.alert_ticks)
+    ticks = _topic(app, t.alert_ticks)
+    signals = _topic(app, t.alert_signals)
+    actions = _topic(app, t.alert_actions)
+    manager_in = _topic(app, t.alert_signals, t.alert_actions)
     delay = Histogram("logwarden_alert_delivery_delay_seconds",
                       "Triggering event to notification delivered", registry=None,
                       buckets=(1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 300, 600))
@@ -92,10 +92,10 @@ def register_alerting(app: faust.App, runtime: Runtime) -> AlertingStage:
                 continue
             topic, part, now = event.message.topic, event.message.partition, time.time()
             try:
-                if topic == topics.ALERT_TICKS:
+                if topic == t.alert_ticks:
                     out = evaluate_tick(cfg, series, part, now)
                 else:
-                    out = evaluate(cfg, series, topic, part, event.value, now)
+                    out = evaluate(cfg, series, t, topic, part, event.value, now)
             except (ValueError, ValidationError, KeyError, TypeError) as e:
                 stage.counts["bad_inputs"] += 1
                 log.warning("alerting_input_refused", stage="alerting", topic=topic,
@@ -110,7 +110,7 @@ def register_alerting(app: faust.App, runtime: Runtime) -> AlertingStage:
     @app.agent(manager_in, name="alerting-manage")
     async def manage_agent(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            msg = decode(event.value, "action" if event.message.topic == topics.ALERT_ACTIONS
+            msg = decode(event.value, "action" if event.message.topic == t.alert_actions
                          else None)
             if msg is None:
                 continue

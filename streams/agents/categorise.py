@@ -22,7 +22,6 @@ import orjson
 import structlog
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from schemas import topics
 from schemas.changes import Feedback
 from sinks.clickhouse import rows
 from streams.categorise import Categoriser
@@ -38,8 +37,9 @@ class TemplateState:
     """Saves a categoriser's dirty services to the state topic; loads the topic back."""
 
     def __init__(self, runtime: Runtime, categoriser: Categoriser,
-                 topic: str = topics.TEMPLATE_STATE) -> None:
-        self.rt, self.cat, self.topic = runtime, categoriser, topic
+                 topic: str | None = None) -> None:
+        self.rt, self.cat = runtime, categoriser
+        self.topic = topic or runtime.topics.template_state
         self.saved = self.loaded = 0
 
     def save_dirty(self) -> int:
@@ -171,7 +171,7 @@ class CategoriseStage:
             if doc["kind"] == "explosion":
                 log.warning("template_explosion", stage="categorise", service=doc["service"],
                             templates=doc["baseline"], new_in_window=doc["value"])
-            self.rt.send(topics.TEMPLATE_EVENTS, orjson.dumps(doc), key=doc["service"])
+            self.rt.send(self.rt.topics.template_events, orjson.dumps(doc), key=doc["service"])
         self.rt.writers["template_events"].add_many(events)
         self.events += len(events)
 

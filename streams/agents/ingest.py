@@ -208,7 +208,7 @@ class IngestService(Service):
             if rows:
                 await w[table].add_many_async(rows)
         for row in out.dead_letters:
-            self.rt.send(topics.DEAD_LETTERS, dead_letter_message(row), key=row[1])
+            self.rt.send(self.rt.topics.dead_letters, dead_letter_message(row), key=row[1])
         self.rt.publish_windows(out.windows)
         for f in out.feedback_events:
             log.info("feedback_received", stage="ingest", target=f.target_id, verdict=f.verdict)

@@ -45,14 +45,14 @@ STATE_CONFIG = {"cleanup.policy": "compact", "max.message.bytes": str(16 << 20)}
 class DetectStage:
     """The stage without Kafka consumers: score windows, publish, learn from feedback."""
 
-    def __init__(self, runtime: Runtime, state_topic: str = topics.DETECTOR_STATE) -> None:
+    def __init__(self, runtime: Runtime, state_topic: str | None = None) -> None:
         self.rt = runtime
         d = runtime.settings.detect
         self.scorer = WindowScorer(d, ChangeLog())
         self.calibrator = Calibrator(d.calibrate_raise_q, d.calibrate_lower_q,
                                      d.calibrate_max_q)
         self.quality = Quality()
-        self.state_topic = state_topic
+        self.state_topic = state_topic or runtime.topics.detector_state
         self.recent: OrderedDict[str, tuple[str, str, str]] = OrderedDict()
         self.counts = {"windows": 0, "anomalies": 0, "bad_windows": 0, "feedback": 0}
 
@@ -70,7 +70,7 @@ class DetectStage:
         for a in found:
             self.recent[a.id] = (a.series, a.detector, a.variant)
             if a.variant == "champion":  # the challenger is stored, not published
-                self.rt.send(topics.ANOMALIES, a.to_json(), key=a.series)
+                self.rt.send(self.rt.topics.anomalies, a.to_json(), key=a.series)
         while len(self.recent) > 200_000:
             self.recent.popitem(last=False)
         if found:
@@ -147,7 +147,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 class ScoreService(Service):
     """Consumes windows (group ``<app_id>-detect``) plus changes and feedback (every worker)."""
 
-    def __init__(self, runtime: Runtime, state_topic: str = topics.DETECTOR_STATE,
+    def __init__(self, runtime: Runtime, state_topic: str | None = None,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.rt = runtime
@@ -166,7 +166,7 @@ class ScoreService(Service):
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, group_id=self.group, enable_auto_commit=False,
             auto_offset_reset="earliest", max_poll_records=s.stream.batch_size)
-        self.consumer.subscribe([topics.WINDOWS], listener=_Rebalance(self))
+        self.consumer.subscribe([self.rt.topics.windows], listener=_Rebalance(self))
         self.side = AIOKafkaConsumer(topics.CHANGES, topics.FEEDBACK,
                                      bootstrap_servers=bootstrap, group_id=None,
                                      auto_offset_reset="latest")

@@ -23,8 +23,9 @@ def prepare_topics(s: Settings) -> None:
     r = s.kafka.replication
     ensure_topics(bootstrap, dict.fromkeys(topics.INGEST_TOPICS, n), INGEST_TOPIC_CONFIG, r)
     # Template state is a changelog (latest snapshot per service): compacted, created first.
-    ensure_topics(bootstrap, {topics.TEMPLATE_STATE: n}, STATE_TOPIC_CONFIG, r)
-    ensure_topics(bootstrap, dict.fromkeys(topics.INTERNAL_TOPICS, n), replication=r)
+    t = topics.internal(s.stream.app_id)
+    ensure_topics(bootstrap, {t.template_state: n}, STATE_TOPIC_CONFIG, r)
+    ensure_topics(bootstrap, dict.fromkeys(t.all, n), replication=r)
 
 
 def start_worker(s: Settings, loglevel: str) -> None:

@@ -121,7 +121,8 @@ async def test_rows_land_once_and_windows_are_published(
         settings: Settings, chdb_store: Client, kafka_bootstrap: str) -> None:
     service = f"it-{uuid.uuid4().hex[:8]}"
     start_ms = (int(time.time() * 1000) - 120_000) // 10_000 * 10_000
-    windows_from = end_offsets(kafka_bootstrap, topics.WINDOWS)  # other tests share the topic
+    windows_topic = topics.internal(settings.stream.app_id).windows  # this app id's own
+    windows_from = end_offsets(kafka_bootstrap, windows_topic)
     produce(kafka_bootstrap, service, 1000, start_ms)  # 10 s of events
     svc, rt = await run_service(settings, chdb_store)
     try:
