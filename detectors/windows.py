@@ -82,10 +82,14 @@ class Acc:
         if other.last_ts >= self.last_ts:
             self.last, self.last_ts = other.last, other.last_ts
 
+    def samples(self) -> int:
+        """The latencies recorded (the support of the quantiles)."""
+        return self.zeros + sum(self.buckets.values())
+
     def quantiles(self, qs: Iterable[float]) -> list[float]:
         """Latency quantiles read straight off the buckets, exactly as DDSketch's
         ``get_quantile_value`` does (lower rank, bucket's representative value)."""
-        n = self.zeros + sum(self.buckets.values())
+        n = self.samples()
         keys = sorted(self.buckets)
         out = []
         for q in qs:
@@ -332,7 +336,8 @@ def to_stats(scope: Scope, series: str, service: str, name: str, size_ms: int, s
     """Turn an accumulator into the message of the windows topic."""
     n = acc.count
     p50 = p95 = p99 = _NAN
-    if acc.buckets or acc.zeros:
+    samples = acc.samples()
+    if samples:
         p50, p95, p99 = acc.quantiles((0.5, 0.95, 0.99))
     metric = scope == "metric"
     has_values = metric and n > 0
@@ -345,7 +350,7 @@ def to_stats(scope: Scope, series: str, service: str, name: str, size_ms: int, s
         count=n, error_count=acc.error_count, level_counts=dict(acc.levels),
         error_rate=acc.error_count / n if n else 0.0,
         rate_per_s=n / (size_ms / 1000),
-        p50=p50, p95=p95, p99=p99,
+        p50=p50, p95=p95, p99=p99, samples=samples,
         min=acc.vmin if has_values else _NAN, max=acc.vmax if has_values else _NAN,
         mean=acc.vsum / n if has_values else _NAN, last=acc.last if has_values else _NAN,
         sum=acc.vsum, revision=revision,

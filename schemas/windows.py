@@ -32,6 +32,7 @@ class WindowStats(BaseModel):
     p50: float = float("nan")  # latency (ms) for logs; NaN when no durations
     p95: float = float("nan")
     p99: float = float("nan")
+    samples: int = 0  # latencies behind p50/p95/p99 (0 from producers older than the field)
     min: float = float("nan")  # metric points
     max: float = float("nan")
     mean: float = float("nan")

@@ -53,6 +53,16 @@ def test_windows_match_independent_computation() -> None:
             assert svc.count == sum(start <= e[0] < start + size * 1000 for e in events)
 
 
+
+def test_percentiles_count_the_timed_requests_behind_them() -> None:
+    agg = WindowAggregator(base_s=10, rollups_s=(), grace_s=0)
+    for i in range(30):  # 10 timed requests (one of 0 ms), 20 lines without a duration
+        dur = None if i % 3 else float(i % 9)
+        agg.add_log("api", "GET /a" if dur is not None else "", T0 + i, "INFO", dur)
+    by_series = {w.series: w for w in agg.advance(T0 + 10**9)}
+    assert (by_series["api"].count, by_series["api"].samples) == (30, 10)
+    assert (by_series["api GET /a"].count, by_series["api GET /a"].samples) == (10, 10)
+    assert by_series["api"].p50 == by_series["api GET /a"].p50
 def test_order_of_arrival_does_not_change_windows() -> None:
     events = make_events(2000, seed=7)
     a = WindowAggregator(grace_s=200)
