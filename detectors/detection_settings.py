@@ -19,7 +19,8 @@ class VariantConfig(BaseModel):
     threshold_q: float = Field(default=6.5, ge=2.5)  # alarm at -log p >= this (+ series adj)
     warmup: int = Field(default=12, ge=0)  # points a series learns before it may alarm
     min_change: float = Field(default=1.0, ge=0)  # factor on each feature's minimum change
-    cooldown_s: float = Field(default=300.0, ge=0)  # per series+feature after an alarm
+    cooldown_s: float = Field(default=300.0, ge=0)  # per series+feature after an alarm ...
+    rearm_s: float = Field(default=60.0, ge=0)  # ... unless it was calm this long since
     multivariate: bool = True  # also run the per-service HalfSpaceTrees model
     mv_threshold_q: float = Field(default=10.0, gt=0)
 

@@ -13,8 +13,11 @@ multivariate ``ServiceModel`` scores the feature vector. Every variant (champion
 challenger) applies its own thresholds to the same calibrated scores: the shadow costs no
 second model. A rare value is only an anomaly when the change matters (``practical``: the
 bad way, large enough, beyond the Poisson noise of the window's events); a percentile over
-few requests must hold for two windows; the multivariate model alarms only when one of the
-service's features changed that much; the anomalies of one service in a window are one event.
+few requests must hold for windows in a row (``confirmed``); the multivariate model alarms
+only when one of the service's features changed that much in one window; the anomalies of
+one service in a window are one event. After an alarm a series and feature stays quiet for
+``cooldown_s``, unless it was calm for ``rearm_s`` in between: a new incident soon after
+the last one is a new episode, not a repeat.
 
 >>> from datetime import UTC, datetime
 >>> from schemas.windows import WindowStats
@@ -58,7 +61,7 @@ from detectors.scoring_bank import (
     update_rows,
 )
 from detectors.series import Score, SeriesConfig
-from detectors.significance import collapse, practical, single_window
+from detectors.significance import beyond, collapse, confirmed, practical, single_window
 from schemas.anomalies import AnomalyEvent, anomaly_id
 from schemas.windows import WindowStats
 
@@ -118,7 +121,7 @@ class WindowScorer:
             return  # already learnt
         st.last_end[ws] = end
         self.dirty.add(w.series)
-        batch.window(st, w.series, ws, end, w.count)
+        batch.window(st, w.series, ws, end, w.count, w.samples or w.count)
         specs = specs_of(w)
         if specs is COUNTER:  # its increase since the last window, as in ``features``
             x = counter_rate(w.last, (end - last) / 1000.0, st.prev.get(ws))
@@ -160,11 +163,11 @@ class WindowScorer:
                 continue
             scored = [(batch.spec[k], batch.x[k], Score(*cols[k]), nb[k]) for k in range(a, b)]
             out += self._rules(st, batch.series[i], batch.ws[i], batch.end[i], scored,
-                               batch.count[i])
+                               batch.count[i], batch.samples[i])
         return out
 
     def _rules(self, st: SeriesState, series: str, ws: int, end: int, scored: Scored,
-               count: int) -> list[AnomalyEvent]:
+               count: int, samples: int) -> list[AnomalyEvent]:
         """Significance, thresholds, confirmation, cooldowns, severity: a window's events."""
         out: list[AnomalyEvent] = []
         zs = {spec.name: round(s.raw, 2) for spec, _, s, _ in scored if s.raw == s.raw}
@@ -175,14 +178,20 @@ class WindowScorer:
                     continue
                 q = -math.log(max(1.0 - s.score, 1e-300))
                 direction = practical(spec, x, s.expected, count, ws, v.min_change)
-                if q < thr_q or direction is None:
+                if direction is None:
                     continue
                 key = f"{variant}|series|{spec.name}@{ws}"
-                if not single_window(spec.name, count):  # must hold for a second window
-                    held, st.pending[key] = st.pending.get(key), end
-                    if held != end - ws * 1000:
+                calm = self._disturbed(st, key, end)
+                if q < thr_q:
+                    continue
+                tail = beyond(spec.name, samples)
+                if math.isfinite(tail):  # a percentile: as good as its requests beyond it
+                    before = st.pending.get(key)
+                    run = before[1] if before and before[0] == end - ws * 1000 else None
+                    st.pending[key] = (end, tail + (run or 0.0))
+                    if not confirmed(tail, run):
                         continue
-                if not self._cooled(st, key, end, v):
+                if not self._cooled(st, key, end, v, calm):
                     continue
                 st.pending.pop(key, None)
                 out.append(self._event(st, series, ws, end, variant, v, "series", VERSION,
@@ -192,7 +201,8 @@ class WindowScorer:
         if st.meta[1] == "service" and ws == 10 and any(v.multivariate for _, v in self.variants):
             # the vector may be unusual; it is an anomaly when a feature changed that matters
             moved = any(s.raw >= self.series_cfg.band and math.isfinite(x)
-                        and practical(spec, x, s.expected, count, ws, 0.0) is not None
+                        and single_window(spec.name, samples)
+                        and practical(spec, x, s.expected, count, ws) is not None
                         for spec, x, s, _ in scored)
             out += self._multivariate(st, series, end, {sp.name: x for sp, x, _, _ in scored},
                                       zs, moved)
@@ -210,16 +220,29 @@ class WindowScorer:
         out = []
         for variant, v in self.variants:
             thr_q = v.mv_threshold_q + st.adj.get(variant, 0.0)
-            if v.multivariate and q >= thr_q and self._cooled(st, f"{variant}|hst", end, v):
+            calm = self._disturbed(st, f"{variant}|hst", end)
+            if v.multivariate and q >= thr_q and self._cooled(st, f"{variant}|hst", end, v,
+                                                              calm):
                 out.append(self._event(st, series, 10, end, variant, v, "hst", MV_VERSION,
                                        "vector", raw, 0.0, 0.0, 0.0, 1.0 - math.exp(-q),
                                        thr_q, "up", "warning", zs))
         return out
 
     @staticmethod
-    def _cooled(st: SeriesState, key: str, end: int, v: VariantConfig) -> bool:
+    def _disturbed(st: SeriesState, key: str, end: int) -> int:
+        """Mark ``key`` as changed (in a way that matters) at ``end``; how long it had been
+        calm before (ms; a large number if never)."""
+        mark = f"{key}~"
+        before = st.cool.get(mark)
+        st.cool[mark] = end
+        return end - before if before is not None else 1 << 62
+
+    @staticmethod
+    def _cooled(st: SeriesState, key: str, end: int, v: VariantConfig, calm: int) -> bool:
+        """Whether ``key`` may alarm at ``end``: its cooldown since the last alarm is over,
+        or it has been calm for ``rearm_s`` since (a new episode, not the same one again)."""
         last = st.cool.get(key)
-        if last is not None and end - last < v.cooldown_s * 1000:
+        if last is not None and end - last < v.cooldown_s * 1000 and calm <= v.rearm_s * 1000:
             return False
         st.cool[key] = end
         return True
@@ -238,7 +261,7 @@ class WindowScorer:
                 continue
             for end in range(last + step, upto + 1, step):
                 st.last_end[ws] = end
-                out.window(st, series, ws, end, 0)
+                out.window(st, series, ws, end, 0, 0)
                 for spec in SPECS[st.meta[1]]:
                     out.point(st, ws, end, spec, 0.0 if spec.name == "rate_per_s" else math.nan)
             self.dirty.add(series)

@@ -1,7 +1,8 @@
 """What ``WindowScorer`` keeps: the features of a window, per-series state, banks, batches.
 
-A window of scope ``service``/``route`` gives rate_per_s, error_rate, p95 and p99; a metric
-window its mean; a template window its count. A metric named ``*_total`` is a counter (the
+A window of scope ``service``/``route`` gives rate_per_s, error_rate, p95 and p99 (a route
+also its p50: its typical latency, where a service's median mostly follows its route mix); a
+metric window its mean; a template window its count. A metric named ``*_total`` is a counter (the
 OpenMetrics naming rule): its value only grows, so its level says nothing; it is scored on
 its increase per second since the series' previous window (a drop is a counter reset).
 
@@ -57,8 +58,10 @@ _TRAFFIC = (
     FeatureSpec("p95", ("up",), 20.0, 0.5, "warning", 2.0),
     FeatureSpec("p99", ("up",), 30.0, 0.5, "warning", 3.0),
 )
+# A route's median is its typical latency; a service's is mostly its mix of routes.
+_MEDIAN = FeatureSpec("p50", ("up",), 10.0, 0.5, "warning", 1.0)
 SPECS: dict[str, tuple[FeatureSpec, ...]] = {
-    "service": _TRAFFIC, "route": _TRAFFIC,
+    "service": _TRAFFIC, "route": (*_TRAFFIC, _MEDIAN),
     "metric": (FeatureSpec("mean", ("down", "up"), 0.0, 0.1, "warning"),),
     "counter": (FeatureSpec("increase_per_s", ("down", "up"), 0.0, 0.1, "warning"),),
     "template": (FeatureSpec("count", ("up",), 5.0, 1.0, "warning", 1.0),),
@@ -148,7 +151,8 @@ class SeriesState:
         self.cool: dict[str, int] = {}  # "<variant>|<detector>|<feature>" -> last alarm (ms)
         self.adj: dict[str, float] = {}  # variant -> threshold adjustment (-log p units)
         self.prev: dict[int, float] = {}  # window_s -> a counter's last value
-        self.pending: dict[str, int] = {}  # "<variant>|<feature>@<ws>" -> unconfirmed (ms)
+        # "<variant>|series|<feature>@<ws>" -> (end ms, requests beyond) of an unconfirmed run
+        self.pending: dict[str, tuple[int, float]] = {}
         self.mv: ServiceModel | None = None
 
     @property
@@ -185,7 +189,8 @@ class SeriesState:
         st.last_end = {int(k): int(v) for k, v in head["l"].items()}
         st.cool, st.adj = dict(head["c"]), dict(head["a"])
         st.prev = {int(k): float(v) for k, v in head.get("p", {}).items()}
-        st.pending = dict(head.get("u", {}))
+        st.pending = {k: (v, 2.0) if isinstance(v, int) else (int(v[0]), float(v[1]))
+                      for k, v in head.get("u", {}).items()}  # (an int: before runs)
         at = 4 + n
         for key in head["d"]:
             (size,) = struct.unpack_from("<I", raw, at)
@@ -209,22 +214,25 @@ class Batch:
     def __init__(self, banks: Banks) -> None:
         self.banks = banks
         self.st: list[SeriesState] = []  # per window: its state, series, window_s, end (ms),
-        self.series: list[str] = []  # event count and first point
+        self.series: list[str] = []  # event count, latencies and first point
         self.ws: list[int] = []
         self.end: list[int] = []
         self.count: list[int] = []
+        self.samples: list[int] = []  # latencies behind its percentiles
         self.first: list[int] = []
         self.spec: list[FeatureSpec] = []  # per point: feature and value
         self.x: list[float] = []
         self.by_key: dict[str, Columns] = {}  # the points of each feature key
 
-    def window(self, st: SeriesState, series: str, ws: int, end: int, count: int) -> None:
+    def window(self, st: SeriesState, series: str, ws: int, end: int, count: int,
+               samples: int) -> None:
         """Start a window; its points follow."""
         self.st.append(st)
         self.series.append(series)
         self.ws.append(ws)
         self.end.append(end)
         self.count.append(count)
+        self.samples.append(samples)
         self.first.append(len(self.x))
 
     def point(self, st: SeriesState, ws: int, end: int, spec: FeatureSpec, x: float) -> None:

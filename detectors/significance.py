@@ -3,21 +3,27 @@
 The calibrated score says a value is rare for its series; these rules say it matters. A
 count-based feature (request rate, error rate, template count) must move by more than the
 Poisson noise of the window's events: at least ``MIN_EVENTS`` events and ``POISSON_Z``
-standard deviations, so one error in four requests on a quiet route is not an incident. A
-latency percentile needs enough requests beyond it (over 20 requests a "p99" is the slowest
-one). Over few requests beyond it, a percentile jumps with one burst of slow requests, so
-such a change must hold for two windows in a row (``single_window`` says when one is enough:
-``CONFIRM_TAIL`` requests beyond the percentile). ``practical`` puts these together with a
-feature's minimum change. Simultaneous anomalies of one service (its
-routes, metrics, features) are one event.
+standard deviations, so one error in four requests on a quiet route is not an incident.
+
+A latency percentile is as good as the timed requests beyond it (``beyond``: over 150
+requests a "p99" is the third slowest one), and a few slow requests move it. So a
+percentile's change is an anomaly when ``CONFIRM_TAIL`` requests beyond it show it in one
+window, or when it holds for windows in a row that together have ``RUN_TAIL`` requests
+beyond it (``confirmed``): two windows of 45 requests for a p95, never one slow burst.
+``practical`` puts the noise rules together with a feature's minimum change. Simultaneous
+anomalies of one service (its routes, metrics, features) are one event.
 
 >>> significant("error_rate", 0.25, 0.0, count=4, ws=10)  # one error in four requests
 False
 >>> significant("error_rate", 0.16, 0.0, count=50, ws=10)  # eight errors where none were
 True
->>> significant("p99", 900.0, 150.0, count=60, ws=10), significant("p95", 900.0, 150.0, 60, 10)
+>>> beyond("p99", 150), beyond("p95", 40), beyond("error_rate", 4)
+(1.5, 2.0, inf)
+>>> confirmed(beyond("p95", 400), run=None)  # 20 requests beyond the p95: one window
+True
+>>> confirmed(beyond("p95", 40), None), confirmed(beyond("p95", 40), run=2.0)
 (False, True)
->>> single_window("p95", count=60), single_window("p95", count=400), single_window("mean", 1)
+>>> single_window("p95", samples=60), single_window("p95", 400), single_window("mean", 1)
 (False, True, True)
 """
 
@@ -30,15 +36,15 @@ from schemas.anomalies import AnomalyEvent
 
 MIN_EVENTS = 4.0  # a count-based change needs at least this many events more (or fewer) ...
 POISSON_Z = 3.0  # ... and this many Poisson standard deviations
-TAIL_EVENTS = 2.0  # a percentile needs this many requests beyond it (p99: 200 requests)
-CONFIRM_TAIL = 10.0  # below this many requests beyond it, a percentile must hold two windows
+CONFIRM_TAIL = 10.0  # requests beyond a percentile that make one window enough ...
+RUN_TAIL = 4.0  # ... else, over windows in a row (at least two), this many
+PERCENTILES = ("p50", "p95", "p99")
 _SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 
 
 def significant(feature: str, x: float, expected: float, count: int, ws: int) -> bool:
-    """Whether a change of ``feature`` is beyond the noise of the window's event count."""
-    if feature in ("p95", "p99"):  # over fewer requests, a percentile is one slow request
-        return count * (1.0 - int(feature[1:]) / 100) >= TAIL_EVENTS
+    """Whether a change of ``feature`` is beyond the noise of the window's event count
+    (a percentile's noise is its requests beyond it: ``confirmed``)."""
     if feature == "error_rate":
         k, lam = x * count, max(expected, 0.0) * count
     elif feature == "rate_per_s":
@@ -50,17 +56,29 @@ def significant(feature: str, x: float, expected: float, count: int, ws: int) ->
     return abs(k - lam) >= max(MIN_EVENTS, POISSON_Z * math.sqrt(lam))
 
 
-def single_window(feature: str, count: int) -> bool:
-    """Whether one window's change of ``feature`` is enough (else it must hold for two)."""
-    if feature in ("p95", "p99"):
-        return count * (1.0 - int(feature[1:]) / 100) >= CONFIRM_TAIL
-    return True
+def beyond(feature: str, samples: int) -> float:
+    """Timed requests beyond a percentile in a window of ``samples`` (inf for any other
+    feature: its noise is not a tail's)."""
+    if feature in PERCENTILES:
+        return samples * (100 - int(feature[1:])) / 100
+    return math.inf
+
+
+def confirmed(tail: float, run: float | None) -> bool:
+    """Whether a percentile's change is real: ``tail`` requests beyond it in this window,
+    after a run of windows in a row with ``run`` beyond it (None: no run before)."""
+    return tail >= CONFIRM_TAIL or (run is not None and run + tail >= RUN_TAIL)
+
+
+def single_window(feature: str, samples: int) -> bool:
+    """Whether one window's change of ``feature`` is enough (no run needed)."""
+    return beyond(feature, samples) >= CONFIRM_TAIL
 
 
 def practical(spec: FeatureSpec, x: float, expected: float, count: int, ws: int,
               min_change: float = 1.0) -> Dir | None:
     """The direction of a change that matters (bad way, large enough, beyond the window's
-    noise), or None."""
+    count noise), or None."""
     direction: Dir = "up" if x > expected else "down"
     need = max(spec.min_abs, spec.min_rel * abs(expected)) * min_change
     if direction not in spec.bad or abs(x - expected) < need:

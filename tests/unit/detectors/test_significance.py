@@ -8,7 +8,7 @@ from typing import Any
 from detectors.detection_settings import DetectionSettings
 from detectors.incident_match import match
 from detectors.scoring import WindowScorer
-from detectors.significance import collapse, significant, single_window
+from detectors.significance import beyond, collapse, confirmed, significant, single_window
 from schemas.anomalies import AnomalyEvent
 from schemas.windows import WindowStats
 
@@ -34,7 +34,7 @@ def test_count_changes_must_beat_poisson_noise() -> None:
     assert significant("error_rate", 0.3, 0.01, count=100, ws=10)
     assert not significant("rate_per_s", 0.0, 0.5, count=0, ws=10)  # 5 expected, 0 seen
     assert significant("rate_per_s", 0.0, 20.0, count=0, ws=10)
-    assert not significant("p99", 2000.0, 100.0, count=150, ws=10)
+    assert not confirmed(beyond("p99", 150), run=None)  # p99 over 150 requests: 1.5 beyond
     assert significant("mean", 2.0, 1.0, count=1, ws=10)  # metrics: no count noise
 
 
@@ -84,8 +84,8 @@ def test_a_percentile_over_few_requests_must_hold_for_two_windows() -> None:
 
 
 def test_a_percentile_over_many_requests_needs_one_window() -> None:
-    assert single_window("p95", count=500) and not single_window("p95", count=60)
-    assert not single_window("p99", count=500) and single_window("error_rate", count=1)
+    assert single_window("p95", samples=500) and not single_window("p95", samples=60)
+    assert not single_window("p99", samples=500) and single_window("error_rate", samples=1)
     sc = WindowScorer(DetectionSettings(champion={"multivariate": False}))
     found = []
     for i in range(320):
@@ -105,3 +105,74 @@ def test_an_unusual_mix_needs_a_feature_that_changed_beyond_its_noise() -> None:
             i, count=100, rate_per_s=10.0 + i % 3, p99=150.0 + i % 5 + slow,
             error_rate=errors)])]
     assert [f[0] for f in found] == [380]  # only the error burst
+
+
+def test_a_percentile_is_supported_by_timed_requests_not_by_every_line() -> None:
+    # a service logs 300 lines a window; only 150 are requests with a duration, and two
+    # windows in a row have two slow ones: over 150 requests, that is p99 noise
+    found: dict[int, list[int]] = {}
+    for samples in (150, 300):
+        sc = WindowScorer(DetectionSettings(champion={"multivariate": False}))
+        found[samples] = []
+        for i in range(320):
+            p99 = 900.0 if i in (300, 301) else 150.0 + i % 5
+            found[samples] += [i for a in sc.score_batch([win(
+                i, count=300, samples=samples, rate_per_s=30.0 + i % 3, p99=p99)])]
+    assert found == {150: [], 300: [301]}  # 300 timed requests: confirmed, second window
+
+
+def test_an_unusual_mix_needs_a_change_that_one_window_can_show() -> None:
+    # over 300 requests p99 is significant, but one window of it must be confirmed: the
+    # multivariate model does not alarm on it alone either
+    sc = WindowScorer(DetectionSettings())
+    found = []
+    for i in range(400):
+        p99 = 900.0 if i in (300, 350) else 150.0 + i % 5
+        errors = 0.3 if i == 380 else 0.01 * (i % 2)
+        found += [(i, a.detector) for a in sc.score_batch([win(
+            i, count=300, rate_per_s=30.0 + i % 3, p99=p99, error_rate=errors)])]
+    assert [f[0] for f in found] == [380]
+
+
+def test_a_new_incident_soon_after_the_last_one_is_not_lost_in_its_cooldown() -> None:
+    sc = WindowScorer(DetectionSettings(champion={"multivariate": False}))
+    found = []
+    for i in range(700):
+        # two bursts 2 minutes apart (the cooldown is 5), later one lasting 4 minutes
+        burst = i in range(300, 308) or i in range(320, 328) or i in range(500, 524)
+        found += [i for a in sc.score_batch([win(i, error_rate=0.3 if burst else 0.0)])]
+    assert found == [300, 320, 500]
+
+
+def test_a_regression_over_few_requests_is_confirmed_by_its_slow_requests_in_a_row() -> None:
+    # 39 requests a window: under 2 requests beyond the p95 in any one window, so no single
+    # window says much; three windows in a row do (about 6 slow requests)
+    sc = WindowScorer(DetectionSettings(champion={"multivariate": False}))
+    route: dict[str, Any] = {"scope": "route", "count": 39, "rate_per_s": 3.9}
+    found = []
+    for i in range(420):
+        p95 = 300.0 if i >= 400 else 100.0 + i % 7
+        found += [(i, a.feature) for a in sc.score_batch([win(i, "api GET /x", p95=p95, **route)])]
+    assert found == [(402, "p95")]
+
+
+def test_a_route_median_shows_a_regression_its_tail_hides() -> None:
+    # the p95 of a route is noisy (its slowest few requests); its median quadruples
+    sc = WindowScorer(DetectionSettings(champion={"multivariate": False}))
+    route: dict[str, Any] = {"scope": "route", "count": 45, "rate_per_s": 4.5}
+    found = []
+    for i in range(330):
+        p50 = 40.0 + i % 3 if i >= 300 else 10.0 + i % 3
+        p95 = 60.0 + 40 * (i % 4 == 0)
+        found += [(i, a.feature) for a in sc.score_batch([win(
+            i, "api GET /x", p50=p50, p95=p95, p99=p95, **route)])]
+    assert found == [(300, "p50")]
+
+
+def test_a_service_median_that_follows_its_route_mix_is_not_scored() -> None:
+    # one window where the slow route is most of the traffic moves the service's median
+    sc = WindowScorer(DetectionSettings(champion={"multivariate": False}))
+    found = []
+    for i in range(320):
+        found += [i for a in sc.score_batch([win(i, p50=37.0 if i == 300 else 5.0 + i % 3)])]
+    assert found == []

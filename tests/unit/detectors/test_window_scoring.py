@@ -33,6 +33,8 @@ def warm(sc: WindowScorer, n: int = 300, **kw: Any) -> list[AnomalyEvent]:
 def test_features_follow_the_scope() -> None:
     names = [s.name for s, _ in features(win(1))]
     assert names == ["rate_per_s", "error_rate", "p95", "p99"]
+    route = [s.name for s, _ in features(win(1, "api GET /a", scope="route"))]
+    assert route == [*names, "p50"]  # a route's median is its latency, a service's its mix
     empty = dict(features(win(1, count=0, rate_per_s=0.0)))
     assert math.isnan(next(v for s, v in empty.items() if s.name == "error_rate"))
     metric = WindowStats(series="api/cpu", service="api", scope="metric", window_s=10,
