@@ -109,9 +109,10 @@ bench: install kafka-jars  ## throughput, memory and latency benchmarks (one JSO
 	$(BIN)/python -m streams.bench_detect
 	$(BIN)/python -m streams.bench_alert
 
-eval: install  ## categorisation (Loghub) and detection (NAB) quality on ../shared/datasets
+eval: install  ## categorisation (Loghub), detection (NAB) and the demo scenario (20 replays)
 	$(BIN)/logwarden eval loghub
 	$(BIN)/logwarden eval nab
+	$(BIN)/logwarden eval scenarios
 
 clean:  ## remove the local data (not the venv or the jar cache)
 	rm -rf $(DATA)
