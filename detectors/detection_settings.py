@@ -25,6 +25,23 @@ class VariantConfig(BaseModel):
     mv_threshold_q: float = Field(default=10.0, gt=0)
 
 
+class BudgetSettings(BaseModel):
+    """The loop's knobs (``LOGWARDEN_DETECT_BUDGET='{"target": 0.01}'``)."""
+
+    model_config = {"frozen": True}
+
+    enabled: bool = True
+    target: float = Field(default=0.01, gt=0, lt=1)  # false alerts / judged anomalies
+    window: int = Field(default=200, ge=10)  # the last judged anomalies it measures over
+    aim: float = Field(default=0.5, gt=0, le=1)  # steer to this fraction of the target
+    step_q: float = Field(default=0.25, gt=0)  # -log p units per step
+    max_q: float = Field(default=3.0, ge=0)  # the highest offset
+    min_q: float = Field(default=-1.0, le=0)  # the lowest (more sensitive than configured)
+    every_s: float = Field(default=60.0, gt=0)  # how often a worker re-reads the verdicts
+    history: int = Field(default=20_000, ge=10)  # verdicts read back (the newest)
+
+
+
 class DetectionSettings(BaseModel):
     """The scoring stage (``LOGWARDEN_DETECT_*``)."""
 
@@ -41,3 +58,4 @@ class DetectionSettings(BaseModel):
     calibrate_raise_q: float = Field(default=1.0, ge=0)  # threshold step per false positive
     calibrate_lower_q: float = Field(default=0.2, ge=0)  # step back per confirmed anomaly
     calibrate_max_q: float = Field(default=6.0, ge=0)  # bound on a series' extra threshold
+    budget: BudgetSettings = BudgetSettings()  # the detector-wide false-alert loop

@@ -69,6 +69,7 @@ __all__ = ["MV_VERSION", "SPECS", "STREAM", "VERSION", "FeatureSpec", "SeriesSta
            "WindowScorer", "features", "practical"]
 
 VERSION = "series-1"
+MIN_Q = 2.5  # no offset takes a threshold below this (-log p; the hot filter is at 2.3)
 MV_VERSION = "hst-1"
 Scored = list[tuple[FeatureSpec, float, Score, int]]
 
@@ -93,6 +94,8 @@ class WindowScorer:
         self.dirty: set[str] = set()
         self.watermark: dict[int, int] = {}  # window_s -> latest window end seen (ms)
         self.scored = 0
+        # (variant, detector) -> detector-wide threshold offset (``alert_budget``)
+        self.offsets: dict[tuple[str, str], float] = {}
 
     def score_batch(self, windows: Iterable[WindowStats]) -> list[AnomalyEvent]:
         """Score (then learn) each window; after the batch, score the silent series."""
@@ -172,7 +175,8 @@ class WindowScorer:
         out: list[AnomalyEvent] = []
         zs = {spec.name: round(s.raw, 2) for spec, _, s, _ in scored if s.raw == s.raw}
         for variant, v in self.variants:
-            thr_q = v.threshold_q + st.adj.get(variant, 0.0)
+            thr_q = max(v.threshold_q + st.adj.get(variant, 0.0)
+                        + self.offsets.get((variant, "series"), 0.0), MIN_Q)
             for spec, x, s, n in scored:
                 if n < v.warmup or not math.isfinite(x) or s.score <= 0:
                     continue
@@ -219,7 +223,8 @@ class WindowScorer:
             return []  # an unusual mix, but no feature changed in a way that matters
         out = []
         for variant, v in self.variants:
-            thr_q = v.mv_threshold_q + st.adj.get(variant, 0.0)
+            thr_q = max(v.mv_threshold_q + st.adj.get(variant, 0.0)
+                        + self.offsets.get((variant, "hst"), 0.0), MIN_Q)
             calm = self._disturbed(st, f"{variant}|hst", end)
             if v.multivariate and q >= thr_q and self._cooled(st, f"{variant}|hst", end, v,
                                                               calm):

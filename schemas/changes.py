@@ -3,7 +3,7 @@ judgements of what logwarden said."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field
 
@@ -22,11 +22,16 @@ class Change(ContractModel):
     attrs: dict[str, Any] = Field(default_factory=dict)
 
 
+# What a verdict is about; an incident's verdict is ``missed`` when nothing caught it.
+FeedbackTarget = Literal["alert", "anomaly", "category", "incident"]
+FEEDBACK_TARGETS: tuple[str, ...] = get_args(FeedbackTarget)
+
+
 class Feedback(ContractModel):
-    """A person's verdict on an alert, an anomaly or a log category."""
+    """A person's verdict on an alert, an anomaly, a log category or an incident."""
 
     ts: Timestamp
-    target_kind: Literal["alert", "anomaly", "category"]
+    target_kind: FeedbackTarget
     target_id: ShortStr
     verdict: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]  # true/false/unsure/...
     user: ShortStr = "anonymous"

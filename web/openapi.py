@@ -6,6 +6,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from schemas.changes import FEEDBACK_TARGETS
+
 _PARAMS: dict[str, tuple[str, dict[str, Any]]] = {
     "since": ("Start of the range: RFC 3339 or epoch ms", {"type": "string"}),
     "until": ("End of the range (default: the newest data)", {"type": "string"}),
@@ -25,7 +27,7 @@ _PARAMS: dict[str, tuple[str, dict[str, Any]]] = {
     "state": ("Alert state", {"type": "string",
                               "enum": ["firing", "acknowledged", "resolved"]}),
     "target_kind": ("Feedback target", {"type": "string",
-                                        "enum": ["alert", "anomaly", "category"]}),
+                                        "enum": list(FEEDBACK_TARGETS)}),
     "at": ("When (default now)", {"type": "string"}),
     "all": ("1 to include expired silences", {"type": "string", "enum": ["0", "1"]}),
 }

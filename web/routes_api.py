@@ -20,7 +20,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from alerting.oncall import Schedule, who_is_on_call
-from schemas.changes import Feedback
+from schemas.changes import FEEDBACK_TARGETS, Feedback
 from schemas.topics import FEEDBACK
 from sinks.clickhouse import ops_queries as oq
 from sinks.clickhouse import web_queries as wq
@@ -192,7 +192,7 @@ async def oncall(request: web.Request) -> web.Response:
 async def list_feedback(request: web.Request) -> web.Response:
     ctx, span, q = _ctx(request), await _ctx(request).span(request), request.query
     page = p.page(q)
-    kind = p.choice(q, "target_kind", ("alert", "anomaly", "category"))
+    kind = p.choice(q, "target_kind", FEEDBACK_TARGETS)
     return json_response(await ctx.read(lambda s, db: wq.feedback(s, db, span, page,
                                                                     target_kind=kind)))
 
@@ -223,6 +223,8 @@ async def intelligence(request: web.Request) -> web.Response:
         "categorisation": await ctx.read(lambda s, db: oq.categorisation_accuracy(s, db,
                                                                                    span)),
         "detectors": await ctx.read(oq.detector_quality),
+        "detectors_by_day": await ctx.read(lambda s, db: oq.detector_quality_by_day(s, db,
+                                                                                    span)),
         "feedback_volume": await ctx.read(lambda s, db: wq.feedback_volume(s, db, span)),
     })
 
@@ -270,7 +272,7 @@ ROUTES: list[tuple[str, str, Handler, str, tuple[str, ...], str]] = [
     ("POST", "/api/feedback", post_feedback, "Give a verdict on an alert, anomaly or "
      "category", (), "responder"),
     ("GET", "/api/intelligence", intelligence,
-     "Categorisation accuracy, detector quality, feedback volume",
+     "Categorisation accuracy, detector quality (in all and per day), feedback volume",
      ("since", "until", "range"), "viewer"),
     ("GET", "/api/pipeline", pipeline, "Throughput, lag, dead letters, sink latency",
      ("since", "until", "range"), "viewer"),

@@ -77,14 +77,71 @@ def notifications(store: Store, db: str, span: Span, page: Page, *,
     return paged(store, sql, {**span.params(), **extra}, page)
 
 
+# Each judged anomaly once: a person's last verdict on it, when it was given, and the
+# detector and variant that raised it.
+_JUDGED_ANOMALIES = (
+    "SELECT f.judged_at AS ts, a.detector AS detector, a.variant AS variant, "
+    "f.last_verdict AS verdict "
+    "FROM (SELECT target_id, argMax(verdict, ts) AS last_verdict, max(ts) AS judged_at "
+    "FROM {db}.feedback FINAL WHERE target_kind = 'anomaly' GROUP BY target_id) AS f "
+    "INNER JOIN (SELECT event_id, any(detector) AS detector, any(variant) AS variant "
+    "FROM {db}.anomalies GROUP BY event_id) AS a ON a.event_id = f.target_id"
+)
+# Each incident reported missed once, when it was first reported.
+_MISSED_INCIDENTS = (
+    "SELECT min(ts) AS reported_at, target_id FROM {db}.feedback FINAL "
+    "WHERE target_kind = 'incident' AND verdict = 'missed' GROUP BY target_id"
+)
+
+
+def detector_quality_by_day(store: Store, db: str, span: Span) -> list[dict[str, Any]]:
+    """Per day, detector and variant: the verdicts on its anomalies (a person's last verdict
+    on each, dated by it), precision, false-alert rate, and recall against the incidents
+    reported missed that day."""
+    sql = ("SELECT toStartOfDay(ts) AS day, detector, variant, "
+           "countIf(verdict = 'true') AS true_alerts, "
+           "countIf(verdict = 'false') AS false_alerts, "
+           "countIf(verdict = 'unsure') AS unsure "
+           f"FROM ({_JUDGED_ANOMALIES.format(db=ident(db))}) "
+           f"WHERE ts >= {{since:{TS}}} AND ts < {{until:{TS}}} "
+           "GROUP BY day, detector, variant ORDER BY day, detector, variant")
+    missed = {r["day"]: int(r["n"]) for r in select(
+        store, f"SELECT toStartOfDay(reported_at) AS day, count() AS n FROM "
+        f"({_MISSED_INCIDENTS.format(db=ident(db))}) "
+        f"WHERE reported_at >= {{since:{TS}}} AND reported_at < {{until:{TS}}} GROUP BY day",
+        span.params())}
+    rows = select(store, sql, span.params())
+    for r in rows:
+        found, false = int(r["true_alerts"]), int(r["false_alerts"])
+        judged, lost = found + false, missed.get(r["day"], 0)
+        r["precision"] = found / judged if judged else None
+        r["false_alert_rate"] = false / judged if judged else None
+        r["recall"] = found / (found + lost) if found + lost else None
+    return rows
+
+
+def verdict_history(store: Store, db: str, limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` verdicts on anomalies and reports of missed incidents, oldest
+    first: what the false-alert budget (``detectors.alert_budget``) replays."""
+    sql = (f"SELECT toUnixTimestamp64Milli(ts) AS ts_ms, detector, variant, verdict FROM "
+           f"({_JUDGED_ANOMALIES.format(db=ident(db))} UNION ALL SELECT reported_at, "
+           "'' AS detector, '' AS variant, 'missed' AS verdict FROM "
+           f"({_MISSED_INCIDENTS.format(db=ident(db))})) "
+           "ORDER BY ts_ms DESC, detector, variant LIMIT {limit:UInt32}")
+    return select(store, sql, {"limit": limit})[::-1]
+
+
 def detector_quality(store: Store, db: str) -> list[dict[str, Any]]:
-    """Per detector variant: verdict counts, precision, recall and false-alert rate."""
-    sql = ("SELECT detector, variant, sum(true_count) AS true_alerts, "
-           "sum(false_count) AS false_alerts, sum(unsure_count) AS unsure, "
+    """Per detector variant: verdict counts, precision, recall, false-alert rate, and the
+    threshold offset the false-alert budget has set (series ``*`` rows)."""
+    sql = ("SELECT detector, variant, sumIf(true_count, series != '*') AS true_alerts, "
+           "sumIf(false_count, series != '*') AS false_alerts, "
+           "sumIf(unsure_count, series != '*') AS unsure, "
            "if(true_alerts + false_alerts = 0, NULL, toFloat64(true_alerts) / (true_alerts + "
            "false_alerts)) AS precision, "
            "if(true_alerts + false_alerts = 0, NULL, toFloat64(false_alerts) / (true_alerts + "
-           "false_alerts)) AS false_alert_rate "
+           "false_alerts)) AS false_alert_rate, "
+           "anyIf(threshold_adj, series = '*') AS threshold_offset "
            f"FROM {ident(db)}.detector_quality FINAL GROUP BY detector, variant "
            "ORDER BY detector, variant")
     # Recall needs the incidents the detectors missed: feedback with verdict "missed".

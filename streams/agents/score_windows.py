@@ -10,6 +10,9 @@ then the windows' offsets are committed; on assignment the topic is read back, s
 restarted or rebalanced worker resumes without a new warm-up. Changes and feedback are read
 by every worker (no group): changes feed the ``ChangeLog``, anomaly feedback moves the
 threshold of the series it names if this worker owns it, and writes ``detector_quality``.
+Every ``budget.every_s`` each worker reads the verdict history back from ClickHouse and
+steers the detector-wide thresholds to the false-alert budget (``detectors.alert_budget``):
+the same history gives every worker the same thresholds.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from mode import Service
 from pydantic import ValidationError
 
-from detectors.feedback import Calibrator, ChangeLog, Quality
+from detectors.alert_budget import Verdict, steer
+from detectors.feedback import Calibrator, ChangeLog, Quality, figures
 from detectors.scoring import WindowScorer
 from schemas import topics
 from schemas.anomalies import AnomalyEvent
@@ -34,6 +38,7 @@ from schemas.common import to_epoch_ms
 from schemas.errors import InvalidEvent
 from schemas.windows import WindowStats
 from sinks.clickhouse import rows
+from sinks.clickhouse.ops_queries import verdict_history
 from streams.agents.categorise import read_compacted
 from streams.kafka_local import ensure_topics
 from streams.runtime import Runtime
@@ -111,6 +116,25 @@ class DetectStage:
         log.info("anomaly_feedback", stage="detect", series=series, verdict=verdict,
                  threshold_adj=adj, precision=figures["precision"])
         return True
+
+    def calibrate(self, history: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
+        """Steer the detector-wide thresholds from the verdict history (oldest first); a
+        changed offset is logged and written to ``detector_quality`` (series ``*``)."""
+        keys = [(d, variant) for variant, _ in self.scorer.variants for d in ("series", "hst")]
+        states = steer((Verdict(int(r["ts_ms"]), r["detector"], r["variant"], r["verdict"])
+                        for r in history), self.rt.settings.detect.budget, keys)
+        before, now_ms = self.scorer.offsets, int(time.time() * 1000)
+        self.scorer.offsets = {(variant, d): s.offset for (d, variant), s in states.items()}
+        for (d, variant), st in states.items():
+            if self.scorer.offsets[(variant, d)] == before.get((variant, d), 0.0):
+                continue
+            self.rt.writers["detector_quality"].add_many([rows.quality_row(
+                now_ms, d, variant, "*", figures(st.judged - st.false, st.false, 0),
+                st.offset)])
+            log.info("threshold_steered", stage="detect", detector=d, variant=variant,
+                     offset=round(st.offset, 3), false_alert_rate=round(st.rate, 4),
+                     judged=st.judged, missed=st.missed)
+        return self.scorer.offsets
 
     def save(self) -> int:
         """Write the changed series' state to the state topic; returns how many."""
@@ -202,6 +226,18 @@ class ScoreService(Service):
                 for m in msgs:
                     if m.value:
                         self.stage.on_side(tp.topic, m.value)
+
+    @Service.task
+    async def _calibrate(self) -> None:
+        budget, db = self.rt.settings.detect.budget, self.rt.settings.clickhouse.database
+        while budget.enabled and not self.should_stop:
+            try:
+                history = await asyncio.to_thread(verdict_history, self.rt.store, db,
+                                                  budget.history)
+                self.stage.calibrate(history)
+            except Exception as exc:  # the store is down: keep the thresholds, try again
+                log.warning("threshold_steering_failed", stage="detect", error=str(exc))
+            await self.sleep(budget.every_s)
 
     async def checkpoint(self) -> None:
         """Snapshot changed series, wait for the state to land, then commit the windows."""

@@ -166,7 +166,10 @@ const pages = {
     draw("chart-accuracy", acc, "Categorisation accuracy");
     const fb = Object.entries(groupBy(d.feedback_volume, "verdict")).map(([v, rs]) => ({type: "bar", x: rs.map(r => r.hour), y: rs.map(r => r.n), name: v}));
     draw("chart-feedback", fb, "Feedback volume per hour", {barmode: "stack"});
-    fillTable("detectors", d.detectors, r => [esc(r.detector), esc(r.variant), String(r.true_alerts), String(r.false_alerts), pct(r.precision), pct(r.recall), pct(r.false_alert_rate)]);
+    const quality = Object.entries(groupBy(d.detectors_by_day.map(r => ({...r, key: `${r.detector} ${r.variant}`})), "key")).flatMap(([k, rs]) =>
+      [["precision", "solid"], ["recall", "dot"], ["false_alert_rate", "dash"]].map(([f, dash]) => ({x: rs.map(r => r.day), y: rs.map(r => r[f]), name: `${k} ${f.replaceAll("_", " ")}`, mode: "lines+markers", line: {dash}})));
+    draw("chart-detectors", quality, "Detector precision, recall and false-alert rate per day", {yaxis: {tickformat: ".0%", range: [0, 1.05]}});
+    fillTable("detectors", d.detectors, r => [esc(r.detector), esc(r.variant), String(r.true_alerts), String(r.false_alerts), pct(r.precision), pct(r.recall), pct(r.false_alert_rate), (r.threshold_offset >= 0 ? "+" : "") + Number(r.threshold_offset || 0).toFixed(2)]);
   },
   async pipeline() {
     const d = await api("/api/pipeline", range());
