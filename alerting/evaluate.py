@@ -160,7 +160,8 @@ def on_window(rules: RuleSet, state: SeriesState | None, w: WindowStats,
 
 def on_anomaly(rules: RuleSet, state: SeriesState | None, a: Mapping[str, Any],
                now: float) -> tuple[SeriesState, list[Signal]]:
-    """Evaluate anomaly rules on one score: keys series, service, ts, score (+value, expected)."""
+    """Evaluate anomaly rules on one score: keys series, service, ts, score (+value, expected,
+    id)."""
     st = state or SeriesState(series=str(a["series"]), service=str(a["service"]),
                               scope=str(a.get("scope", "service")), route=str(a.get("route", "")),
                               name=str(a.get("name", "")))
@@ -175,7 +176,8 @@ def on_anomaly(rules: RuleSet, state: SeriesState | None, a: Mapping[str, Any],
             continue
         st.rules[r.name] = RuleStatus(active=True, last_hit=ts)
         ev = Evidence(field="value", series=[(ts, float(a.get("value", math.nan)))],
-                      log_lines=[f"expected {a.get('expected', '?')}, score {score:.4f}"])
+                      log_lines=[f"expected {a.get('expected', '?')}, score {score:.4f}"],
+                      anomaly_id=str(a.get("id", "")))
         out.append(_signal(r, st, "firing", score, ts, ev,
                                {"score": score, "expected": a.get("expected", "?"),
                                 "observed": a.get("value", "?")}))

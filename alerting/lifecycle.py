@@ -34,6 +34,8 @@ class Evidence(BaseModel):
     template: str = ""
     log_lines: list[str] = []
     related: list[str] = []  # fingerprints of the alerts a composite rule combined
+    anomaly_id: str = ""  # the anomaly that fired an anomaly rule (a verdict on the alert
+    # counts for it: ``sinks.clickhouse.ops_queries.verdict_history``)
 
 
 class Signal(BaseModel):

@@ -78,14 +78,26 @@ def notifications(store: Store, db: str, span: Span, page: Page, *,
 
 
 # Each judged anomaly once: a person's last verdict on it, when it was given, and the
-# detector and variant that raised it.
+# detector and variant that raised it. A verdict on an alert that an anomaly rule fired
+# counts for that anomaly (the ``anomaly_id`` of the alert's evidence in its newest row
+# before the verdict).
+_ALERT_VERDICTS = (
+    "SELECT argMax(al.anomaly_id, al.alert_ts) AS target_id, f.verdict AS verdict, f.ts AS ts "
+    "FROM (SELECT target_id, verdict, ts FROM {db}.feedback FINAL "
+    "WHERE target_kind = 'alert') AS f "
+    "INNER JOIN (SELECT fingerprint, ts AS alert_ts, "
+    "JSONExtractString(evidence, 'anomaly_id') AS anomaly_id FROM {db}.alerts FINAL "
+    "WHERE anomaly_id != '') AS al ON al.fingerprint = f.target_id "
+    "WHERE al.alert_ts <= f.ts GROUP BY f.target_id, f.verdict, f.ts"
+)
 _JUDGED_ANOMALIES = (
-    "SELECT f.judged_at AS ts, a.detector AS detector, a.variant AS variant, "
-    "f.last_verdict AS verdict "
+    "SELECT v.judged_at AS ts, a.detector AS detector, a.variant AS variant, "
+    "v.last_verdict AS verdict "
     "FROM (SELECT target_id, argMax(verdict, ts) AS last_verdict, max(ts) AS judged_at "
-    "FROM {db}.feedback FINAL WHERE target_kind = 'anomaly' GROUP BY target_id) AS f "
+    "FROM (SELECT target_id, verdict, ts FROM {db}.feedback FINAL "
+    "WHERE target_kind = 'anomaly' UNION ALL " + _ALERT_VERDICTS + ") GROUP BY target_id) AS v "
     "INNER JOIN (SELECT event_id, any(detector) AS detector, any(variant) AS variant "
-    "FROM {db}.anomalies GROUP BY event_id) AS a ON a.event_id = f.target_id"
+    "FROM {db}.anomalies GROUP BY event_id) AS a ON a.event_id = v.target_id"
 )
 # Each incident reported missed once, when it was first reported.
 _MISSED_INCIDENTS = (

@@ -62,7 +62,7 @@ def anomaly_input(doc: dict[str, Any]) -> dict[str, Any] | None:
             "name": str(doc.get("name") or doc.get("feature", "")),
             "ts": _seconds(doc["ts"]), "score": float(doc["score"]),
             "value": float(observed) if observed is not None else math.nan,
-            "expected": doc.get("expected", "?")}
+            "expected": doc.get("expected", "?"), "id": str(doc.get("id", ""))}
 
 
 def template_input(doc: dict[str, Any]) -> TemplateSignal:

@@ -13,7 +13,7 @@ from clickhouse_connect.driver.client import Client
 from prometheus_client import CollectorRegistry
 
 from sinks.clickhouse.migrate import migrate
-from sinks.clickhouse.ops_queries import detector_quality_by_day
+from sinks.clickhouse.ops_queries import detector_quality_by_day, verdict_history
 from sinks.clickhouse.settings import ClickHouseSettings
 from sinks.clickhouse.web_queries import Span
 from web.api import create_app
@@ -84,3 +84,36 @@ async def test_the_intelligence_api_serves_it(chdb_store: Client, db: str,
     by_day = body["detectors_by_day"]
     assert len(by_day) == 4 and {r["variant"] for r in by_day} == {"champion", "challenger"}
     assert sorted(r["precision"] for r in by_day) == [0.0, 0.0, 0.5, 1.0]
+
+
+def test_a_verdict_on_an_alert_counts_for_the_anomaly_that_fired_it(chdb_store: Client) -> None:
+    s = ClickHouseSettings(database=f"lw_{uuid.uuid4().hex[:10]}")
+    migrate(chdb_store, s)
+    t0 = datetime.now(UTC) - timedelta(hours=2)
+    chdb_store.insert("anomalies", [["x1", t0, "pay", "pay", "series", "champion"],
+                                    ["x2", t0, "cart", "cart", "hst", "champion"]],
+                      database=s.database, column_names=["event_id", "ts", "series", "service",
+                                                         "detector", "variant"])
+    # fp1 was fired by anomaly x1 (then acknowledged); fp3 by x2 but judged before it fired;
+    # fp2 by a threshold rule: no anomaly to count
+    alerts = [["fp1", t0, '{"anomaly_id": "x1"}', 1], ["fp1", t0 + timedelta(minutes=2),
+                                                       '{"anomaly_id": "x1"}', 2],
+              ["fp2", t0, '{"field": "error_rate"}', 1],
+              ["fp3", t0 + timedelta(hours=1), '{"anomaly_id": "x2"}', 1]]
+    chdb_store.insert("alerts", [[ts, fp, "r", "firing", ev, v, f"{fp}{v}"]
+                                 for fp, ts, ev, v in alerts], database=s.database,
+                      column_names=["ts", "fingerprint", "rule", "state", "evidence", "version",
+                                    "event_id"])
+    feedback = [[t0 + timedelta(minutes=1), "anomaly", "x1", "true", "f1"],
+                [t0 + timedelta(minutes=5), "alert", "fp1", "false", "f2"],
+                [t0 + timedelta(minutes=6), "alert", "fp2", "false", "f3"],
+                [t0 + timedelta(minutes=7), "alert", "fp3", "false", "f4"]]
+    chdb_store.insert("feedback", feedback, database=s.database,
+                      column_names=["ts", "target_kind", "target_id", "verdict", "event_id"])
+    history = verdict_history(chdb_store, s.database, 100)
+    assert [(r["detector"], r["variant"], r["verdict"]) for r in history] == [
+        ("series", "champion", "false")]  # x1 once, at its last verdict (through fp1)
+    span = Span(t0 - timedelta(days=1), t0 + timedelta(days=1))
+    day = detector_quality_by_day(chdb_store, s.database, span)
+    assert [(r["detector"], r["false_alerts"], r["true_alerts"]) for r in day] == [
+        ("series", 1, 0)]

@@ -108,8 +108,9 @@ def test_anomaly_fires_and_times_out() -> None:
          "ts": T0, "score": 0.5, "value": 3.0, "expected": 1.0}
     st, sigs = on_anomaly(rs, None, a, T0)
     assert sigs == []
-    st, sigs = on_anomaly(rs, st, {**a, "score": 0.999}, T0)
+    st, sigs = on_anomaly(rs, st, {**a, "score": 0.999, "id": "an-1"}, T0)
     assert [s.status for s in sigs] == ["firing"] and sigs[0].labels["name"] == "cpu"
+    assert sigs[0].evidence.anomaly_id == "an-1"  # a verdict on the alert counts for it
     st, sigs = on_tick(rs, st, T0 + 599)
     assert sigs == []
     st, sigs = on_tick(rs, st, T0 + 600)
