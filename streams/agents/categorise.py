@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 import zlib
+from collections.abc import Collection
 from typing import Any
 
 import orjson
@@ -84,9 +85,10 @@ class TemplateState:
         return len(latest)
 
 
-def read_compacted(bootstrap: str, topic: str, group: str, timeout: float = 60.0
-                   ) -> dict[str, bytes]:
-    """The latest value of every key of ``topic``, read from the start to the high watermark."""
+def read_compacted(bootstrap: str, topic: str, group: str, timeout: float = 60.0,
+                   partitions: Collection[int] | None = None) -> dict[str, bytes]:
+    """The latest value of every key of ``topic`` (of its ``partitions`` only, if given),
+    read from the start to the high watermark."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
                          "enable.auto.commit": False, "auto.offset.reset": "earliest",
                          "enable.partition.eof": True})
@@ -96,6 +98,8 @@ def read_compacted(bootstrap: str, topic: str, group: str, timeout: float = 60.0
             return {}
         remaining: dict[int, int] = {}
         for p in meta.partitions:
+            if partitions is not None and p not in partitions:
+                continue
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, p),
                                                        timeout=timeout)
             if high > low:

@@ -60,15 +60,22 @@ class DetectStage:
         self.state_topic = state_topic or runtime.topics.detector_state
         self.recent: OrderedDict[str, tuple[str, str, str]] = OrderedDict()
         self.counts = {"windows": 0, "anomalies": 0, "bad_windows": 0, "feedback": 0}
+        self.partition_of: dict[str, int] = {}  # series -> windows partition it came on
 
-    def on_windows(self, raws: list[bytes]) -> list[AnomalyEvent]:
-        """Decode and score a batch of windows; anomalies go to the topic and the table."""
+    def on_windows(self, raws: list[bytes], partitions: list[int] | None = None
+                   ) -> list[AnomalyEvent]:
+        """Decode and score a batch of windows (``partitions``: the windows-topic partition
+        each came from); anomalies go to the topic and the table."""
         windows = []
-        for raw in raws:
+        for k, raw in enumerate(raws):
             try:
-                windows.append(WindowStats.from_json(raw))
+                w = WindowStats.from_json(raw)
             except (ValueError, ValidationError):
                 self.counts["bad_windows"] += 1
+                continue
+            windows.append(w)
+            if partitions is not None:
+                self.partition_of[w.series] = partitions[k]
         self.counts["windows"] += len(windows)
         found = self.scorer.score_batch(windows)
         now_ms = int(time.time() * 1000)
@@ -143,6 +150,17 @@ class DetectStage:
             self.rt.send(self.state_topic, raw, key=series)
         return len(snap)
 
+    def hand_over(self, kept: set[int]) -> int:
+        """Forget every series not seen on a partition in ``kept`` (after ``save``); returns
+        how many. Another worker scores them now: kept here, they would be scored as gone
+        silent, and if their partitions came back, their stale state would win over the
+        state topic's."""
+        keep = {s for s, p in self.partition_of.items() if p in kept}
+        gone = len(self.scorer.states.keys() - keep)
+        self.scorer.forget(keep)
+        self.partition_of = {s: p for s, p in self.partition_of.items() if p in kept}
+        return gone
+
     def load(self, latest: dict[str, bytes]) -> int:
         """Restore states read from the state topic (newer in-memory ones are kept)."""
         n = 0
@@ -163,9 +181,10 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         await self.service.checkpoint()
+        self.service.hand_over(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self.service.restore()
+        await self.service.restore(assigned)
 
 
 class ScoreService(Service):
@@ -211,9 +230,10 @@ class ScoreService(Service):
         assert self.consumer is not None
         while not self.should_stop:
             batch = await self.consumer.getmany(timeout_ms=200)
-            raws = [m.value for msgs in batch.values() for m in msgs if m.value]
+            raws = [(tp.partition, m.value) for tp, msgs in batch.items() for m in msgs
+                    if m.value]
             if raws:
-                self.stage.on_windows(raws)
+                self.stage.on_windows([v for _, v in raws], [p for p, _ in raws])
             if time.monotonic() - self.last_save >= self.rt.settings.detect.snapshot_s:
                 await self.checkpoint()
 
@@ -249,10 +269,24 @@ class ScoreService(Service):
         if saved:
             log.info("detector_state_saved", stage="detect", series=saved)
 
-    async def restore(self) -> None:
-        """Read the state topic back before scoring the assigned partitions."""
+    def hand_over(self, revoked: list[TopicPartition]) -> None:
+        """Forget the series of the revoked windows partitions (their state is saved)."""
+        assert self.consumer is not None
+        gone = {tp.partition for tp in revoked if tp.topic == self.rt.topics.windows}
+        kept = {tp.partition for tp in self.consumer.assignment()
+                if tp.topic == self.rt.topics.windows} - gone
+        n = self.stage.hand_over(kept)
+        log.info("detector_state_handed_over", stage="detect", series=n,
+                 partitions=sorted(gone))
+
+    async def restore(self, assigned: list[TopicPartition]) -> None:
+        """Read the state of the assigned partitions back before scoring them. The state
+        topic has the windows topic's partitions and keys, so a series' state is on the
+        partition number its windows are on."""
         s = self.rt.settings
+        mine = {tp.partition for tp in assigned if tp.topic == self.rt.topics.windows}
         latest = await asyncio.to_thread(read_compacted, s.kafka.bootstrap_servers(),
-                                         self.stage.state_topic, f"{self.group}-state")
+                                         self.stage.state_topic, f"{self.group}-state",
+                                         60.0, mine)
         n = self.stage.load(latest)
-        log.info("detector_state_loaded", stage="detect", series=n)
+        log.info("detector_state_loaded", stage="detect", series=n, partitions=sorted(mine))

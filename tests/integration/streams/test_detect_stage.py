@@ -1,24 +1,31 @@
-"""Detection through the real broker and chDB: windows in, anomalies out, state survives."""
+"""Detection through the real broker and chDB: windows in, anomalies out, state survives a
+restart and a rebalance, the false-alert budget steers from stored verdicts."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer
 
 from detectors.detection_settings import BudgetSettings, VariantConfig
+from schemas.topics import internal
 from schemas.windows import WindowStats
 from sinks.clickhouse.client import Client
+from sinks.clickhouse.migrate import migrate
 from sinks.clickhouse.ops_queries import detector_quality, verdict_history
+from sinks.clickhouse.settings import ClickHouseSettings
 from streams.agents.categorise import read_compacted
-from streams.agents.score_windows import STATE_CONFIG, DetectStage
+from streams.agents.score_windows import STATE_CONFIG, DetectStage, ScoreService
 from streams.kafka_local import ensure_topics
-from streams.runtime import Runtime
+from streams.runtime import Runtime, open_runtime
+from streams.settings import KafkaSettings, Settings, StreamSettings
 
 pytestmark = pytest.mark.integration
 T0 = int(time.time()) - 3600 * 2  # recent: the anomalies table has a TTL
@@ -125,3 +132,96 @@ def test_the_budget_steers_every_worker_alike_from_the_stored_verdicts(
     burst = [a for a in stage.on_windows([window(svc, 300, 0.4)]) if a.detector == "series"]
     thr_q = VariantConfig().threshold_q + offsets[("champion", "series")]
     assert burst and burst[0].threshold == pytest.approx(1 - math.exp(-thr_q))
+
+
+def test_handed_over_series_are_not_scored_silent_and_come_back_from_the_topic(
+        runtime: Runtime) -> None:
+    """Two services on two windows partitions; partition 1 goes to another worker."""
+    stay, moved = (f"svc-{uuid.uuid4().hex[:6]}" for _ in range(2))
+    state_topic = f"it-detector-state-{uuid.uuid4().hex[:6]}"
+    bootstrap = runtime.settings.kafka.bootstrap_servers()
+    ensure_topics(bootstrap, {state_topic: 2}, STATE_CONFIG)
+    stage = DetectStage(runtime, state_topic)
+    for i in range(300):
+        stage.on_windows([window(stay, i, 0.01 * (i % 2)), window(moved, i, 0.01 * (i % 2))],
+                         [0, 1])
+    assert stage.save() == 2
+    runtime.producer.flush(30)
+    assert stage.hand_over(kept={0}) == 1
+    assert set(stage.scorer.states) == {stay}
+    # the moved service's windows now reach the other worker: here time goes on without them
+    later = [a for i in range(300, 330) for a in stage.on_windows([window(stay, i, 0.0)], [0])]
+    assert later == []  # without the hand-over: its traffic "collapsed" to zero
+
+    every = read_compacted(bootstrap, state_topic, f"it-{stay}", 30)
+    parts = [read_compacted(bootstrap, state_topic, f"it-{stay}-{p}", 30, {p}) for p in (0, 1)]
+    assert set(every) == {stay, moved} and not set(parts[0]) & set(parts[1])
+    assert set(parts[0]) | set(parts[1]) == {stay, moved}
+    home = next(p for p in parts if moved in p)
+    assert stage.load(home) == 1  # the partition came back: its state, not a warm-up
+    burst = [a for a in stage.on_windows([window(moved, 300, 0.4)], [1]) if a.series == moved]
+    assert [a.feature for a in burst] == ["error_rate"]
+
+
+@pytest.fixture
+def two_partitions(kafka_bootstrap: str, chdb_store: Client) -> Iterator[Settings]:
+    s = Settings(kafka=KafkaSettings(bootstrap=kafka_bootstrap, partitions=2),
+                 clickhouse=ClickHouseSettings(database=f"lw_{uuid.uuid4().hex[:8]}",
+                                               batch_seconds=0.1),
+                 stream=StreamSettings(app_id=f"it-{uuid.uuid4().hex[:8]}"))
+    migrate(chdb_store, s.clickhouse)
+    ensure_topics(kafka_bootstrap, {internal(s.stream.app_id).windows: 2})
+    yield s
+    chdb_store.command(f"DROP DATABASE IF EXISTS {s.clickhouse.database}")
+
+
+async def wait_until(check: Any, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.2)
+
+
+def send(rt: Runtime, services: list[str], steps: range, error_rate: float = 0.0) -> None:
+    for i in steps:
+        for svc in services:
+            rt.send(rt.topics.windows, window(svc, i, error_rate or 0.01 * (i % 2)), key=svc)
+    rt.producer.flush(30)
+
+
+async def test_a_rebalance_hands_series_over_with_their_state(
+        two_partitions: Settings, chdb_store: Client) -> None:
+    settings = two_partitions
+    run = uuid.uuid4().hex[:6]
+    services = [f"rb-{run}-{k}" for k in range(12)]  # 12 keys: both partitions get some
+    rt_a = open_runtime(settings, store=chdb_store)
+    a = ScoreService(rt_a)
+    await a.start()
+    rt_b = open_runtime(settings, store=chdb_store)
+    b = ScoreService(rt_b)
+    try:
+        send(rt_a, services, range(300))  # calm, learnt by the first worker alone
+        await wait_until(lambda: a.stage.counts["windows"] == 300 * len(services))
+        await b.start()  # same group: a rebalance
+        await wait_until(lambda: bool(a.consumer and a.consumer.assignment())
+                         and bool(b.consumer and b.consumer.assignment())
+                         and bool(a.stage.scorer.states) and bool(b.stage.scorer.states)
+                         and len(a.stage.scorer.states) + len(b.stage.scorer.states) == 12)
+        moved = set(b.stage.scorer.states)
+        assert moved and moved < set(services)  # b read the state of its partitions back
+        assert set(a.stage.scorer.states) == set(services) - moved  # a forgot them
+        # an error burst on every service right after the hand-over, then calm again
+        send(rt_a, services, range(300, 301), error_rate=0.4)
+        send(rt_a, services, range(301, 330))
+        total = 330 * len(services)
+        await wait_until(lambda: a.stage.counts["windows"] + b.stage.counts["windows"] == total)
+    finally:
+        await b.stop()
+        await a.stop()
+        rt_b.close()
+        rt_a.close()
+    rows = chdb_store.query(
+        f"SELECT service, feature, toUnixTimestamp(ts) FROM {settings.clickhouse.database}."
+        "anomalies WHERE detector = 'series' AND variant = 'champion'").result_rows
+    assert {r[1:] for r in rows} == {("error_rate", T0 + 3000)}  # no silence, no collapse
+    assert {r[0] for r in rows} == set(services)  # warm on both workers: no new warm-up
