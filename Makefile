@@ -111,7 +111,7 @@ bench: install kafka-jars  ## throughput, memory and latency benchmarks (one JSO
 
 eval: install  ## categorisation (Loghub), detection (NAB) and the demo scenario (20 replays)
 	$(BIN)/logwarden eval loghub
-	$(BIN)/logwarden eval nab
+	$(BIN)/logwarden eval nab --transfer
 	$(BIN)/logwarden eval scenarios
 
 clean:  ## remove the local data (not the venv or the jar cache)

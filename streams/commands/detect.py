@@ -20,6 +20,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from detectors.series import SeriesDetector
+from streams.commands import nab_transfer
 from streams.commands.common import eval_app, settings
 
 detect_app = typer.Typer(help="Run the per-series anomaly detector offline.",
@@ -107,6 +108,9 @@ def eval_nab(
         help="keep the scorer's full JSON here (usable as --thresholds-from)")] = None,
     results: Annotated[Path | None, typer.Option(
         help="keep the per-file score CSVs here (default: a temporary folder)")] = None,
+    transfer: Annotated[bool, typer.Option(
+        help="also measure how the thresholds travel: chosen on half the real files, "
+             "scored on the other half (3 seeded rounds)")] = False,
 ) -> None:
     """Replay every NAB CSV through the detector, score with the NAB scorer, compare."""
     root = datasets or settings().datasets_dir
@@ -125,6 +129,9 @@ def eval_nab(
         seconds = time.perf_counter() - t0
         out = run_scorer(tools, res, nab, scores_json or Path(tmp) / "scores.json",
                          thresholds_from)
+        travel = nab_transfer.transfer(
+            nab, res, Path(tmp) / "transfer", lambda r, n, j, f: run_scorer(tools, r, n, j, f),
+            PROFILES) if transfer else None
     ours = {p: round(float(out["profiles"][p]["overall"]["normalised"]), 2) for p in PROFILES}
     thr = {p: out["profiles"][p]["threshold"] for p in PROFILES}
     source = out["profiles"]["standard"]["threshold_source"]
@@ -139,6 +146,7 @@ def eval_nab(
         "benchmark": "nab", "files": len(files), "rows": rows, **ours,
         "thresholds": thr, "threshold_source": source,
         "points_per_s": round(rows / seconds), "state_bytes": SeriesDetector().state_size(),
+        **({"transfer": travel} if travel is not None else {}),
     }))
 
 
