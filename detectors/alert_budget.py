@@ -58,9 +58,7 @@ class BudgetState:
     window: int
     offset: float = 0.0
     recent: deque[bool] = field(default_factory=deque)
-    missed: int = 0
-    raised: int = 0
-    lowered: int = 0
+    missed: int = 0  # incidents reported missed
 
     @property
     def judged(self) -> int:
@@ -89,17 +87,14 @@ def step(state: BudgetState, verdict: str, cfg: BudgetSettings) -> None:
     aim = cfg.target * cfg.aim
     if verdict == MISSED:
         state.missed += 1
-        if state.rate <= cfg.target and state.offset > cfg.min_q:
+        if state.rate <= cfg.target:
             state.offset = max(state.offset - cfg.step_q, cfg.min_q)
-            state.lowered += 1
         return
     if verdict not in ("true", "false"):
         return
     state.judge(verdict == "false")
     if verdict == "false":
-        if state.offset < cfg.max_q:
-            state.offset = min(state.offset + cfg.step_q * (1 - aim), cfg.max_q)
-            state.raised += 1
+        state.offset = min(state.offset + cfg.step_q * (1 - aim), cfg.max_q)
     elif state.offset > 0:
         state.offset = max(state.offset - cfg.step_q * aim, 0.0)
 

@@ -41,7 +41,6 @@ class BudgetSettings(BaseModel):
     history: int = Field(default=20_000, ge=10)  # verdicts read back (the newest)
 
 
-
 class DetectionSettings(BaseModel):
     """The scoring stage (``LOGWARDEN_DETECT_*``)."""
 

@@ -61,7 +61,16 @@ from detectors.scoring_bank import (
     update_rows,
 )
 from detectors.series import Score, SeriesConfig
-from detectors.significance import beyond, collapse, confirmed, practical, single_window
+from detectors.significance import (
+    RUN_Q,
+    beyond,
+    collapse,
+    confirmed,
+    error_run,
+    practical,
+    run_q,
+    single_window,
+)
 from schemas.anomalies import AnomalyEvent, anomaly_id
 from schemas.windows import WindowStats
 
@@ -69,8 +78,8 @@ __all__ = ["MV_VERSION", "SPECS", "STREAM", "VERSION", "FeatureSpec", "SeriesSta
            "WindowScorer", "features", "practical"]
 
 VERSION = "series-1"
-MIN_Q = 2.5  # no offset takes a threshold below this (-log p; the hot filter is at 2.3)
 MV_VERSION = "hst-1"
+MIN_Q = 2.5  # no offset takes a threshold below this (-log p; the hot filter is at 2.3)
 Scored = list[tuple[FeatureSpec, float, Score, int]]
 
 
@@ -174,6 +183,8 @@ class WindowScorer:
         """Significance, thresholds, confirmation, cooldowns, severity: a window's events."""
         out: list[AnomalyEvent] = []
         zs = {spec.name: round(s.raw, 2) for spec, _, s, _ in scored if s.raw == s.raw}
+        burst, base = self._error_run(st, ws, end, scored, count) if st.meta[1] == "route" \
+            else (0.0, 0.0)
         for variant, v in self.variants:
             thr_q = max(v.threshold_q + st.adj.get(variant, 0.0)
                         + self.offsets.get((variant, "series"), 0.0), MIN_Q)
@@ -182,6 +193,9 @@ class WindowScorer:
                     continue
                 q = -math.log(max(1.0 - s.score, 1e-300))
                 direction = practical(spec, x, s.expected, count, ws, v.min_change)
+                expected = s.expected
+                if spec.name == "error_rate" and burst >= RUN_Q + thr_q - v.threshold_q:
+                    direction, q, expected = "up", max(q, burst), base  # errors in a row
                 if direction is None:
                     continue
                 key = f"{variant}|series|{spec.name}@{ws}"
@@ -199,9 +213,9 @@ class WindowScorer:
                     continue
                 st.pending.pop(key, None)
                 out.append(self._event(st, series, ws, end, variant, v, "series", VERSION,
-                                       spec.name, x, s.expected, s.lo, s.hi, s.score, thr_q,
-                                       direction, severity_of(spec, direction, x, s.expected),
-                                       zs))
+                                       spec.name, x, expected, s.lo, s.hi,
+                                       max(s.score, 1.0 - math.exp(-q)), thr_q, direction,
+                                       severity_of(spec, direction, x, expected), zs))
         if st.meta[1] == "service" and ws == 10 and any(v.multivariate for _, v in self.variants):
             # the vector may be unusual; it is an anomaly when a feature changed that matters
             moved = any(s.raw >= self.series_cfg.band and math.isfinite(x)
@@ -211,6 +225,24 @@ class WindowScorer:
             out += self._multivariate(st, series, end, {sp.name: x for sp, x, _, _ in scored},
                                       zs, moved)
         return out
+
+    def _error_run(self, st: SeriesState, ws: int, end: int, scored: Scored, count: int
+                   ) -> tuple[float, float]:
+        """A route's run of windows with errors, after this one: how rare (``-log p``) and
+        the long-run error rate it is tested against (``significance.error_run``)."""
+        for spec, x, _, _ in scored:
+            if spec.name != "error_rate" or not math.isfinite(x):
+                continue
+            key = "error_rate" if ws == 10 else f"error_rate@{ws}"
+            row = st.rows.get(key)
+            base = float(self.banks[key].mag[row]) if row is not None else 0.0
+            run = error_run(st.runs.get(ws), end, ws, round(x * count), count, base)
+            if run is None:
+                st.runs.pop(ws, None)
+                return 0.0, 0.0
+            st.runs[ws] = run
+            return run_q(run), run[4]
+        return 0.0, 0.0
 
     def _multivariate(self, st: SeriesState, series: str, end: int, x: dict[str, float],
                       zs: dict[str, float], moved: bool) -> list[AnomalyEvent]:

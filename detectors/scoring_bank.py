@@ -141,7 +141,8 @@ class Banks:
 class SeriesState:
     """Everything learnt about one series: its detector rows, clocks, cooldowns, adjustments."""
 
-    __slots__ = ("adj", "banks", "cool", "last_end", "meta", "mv", "pending", "prev", "rows")
+    __slots__ = ("adj", "banks", "cool", "last_end", "meta", "mv", "pending", "prev", "rows",
+                 "runs")
 
     def __init__(self, meta: tuple[str, str, str, str], banks: Banks) -> None:
         self.meta = meta  # service, scope, route, name
@@ -153,6 +154,8 @@ class SeriesState:
         self.prev: dict[int, float] = {}  # window_s -> a counter's last value
         # "<variant>|series|<feature>@<ws>" -> (end ms, requests beyond) of an unconfirmed run
         self.pending: dict[str, tuple[int, float]] = {}
+        # window_s -> a route's run of windows with errors (``significance.error_run``)
+        self.runs: dict[int, tuple[int, int, float, float, float]] = {}
         self.mv: ServiceModel | None = None
 
     @property
@@ -170,7 +173,8 @@ class SeriesState:
         """Compact snapshot: a JSON head, then each detector's ``to_bytes``."""
         head = orjson.dumps({"m": self.meta, "l": self.last_end, "c": self.cool,
                              "a": self.adj, "p": self.prev, "u": self.pending,
-                             "d": list(self.rows)}, option=orjson.OPT_NON_STR_KEYS)
+                             "r": self.runs, "d": list(self.rows)},
+                            option=orjson.OPT_NON_STR_KEYS)
         parts = [struct.pack("<I", len(head)), head]
         for det in self.dets.values():
             raw = det.to_bytes()
@@ -191,6 +195,8 @@ class SeriesState:
         st.prev = {int(k): float(v) for k, v in head.get("p", {}).items()}
         st.pending = {k: (v, 2.0) if isinstance(v, int) else (int(v[0]), float(v[1]))
                       for k, v in head.get("u", {}).items()}  # (an int: before runs)
+        st.runs = {int(k): (int(v[0]), int(v[1]), float(v[2]), float(v[3]), float(v[4]))
+                   for k, v in head.get("r", {}).items()}
         at = 4 + n
         for key in head["d"]:
             (size,) = struct.unpack_from("<I", raw, at)

@@ -13,6 +13,14 @@ beyond it (``confirmed``): two windows of 45 requests for a p95, never one slow 
 ``practical`` puts the noise rules together with a feature's minimum change. Simultaneous
 anomalies of one service (its routes, metrics, features) are one event.
 
+A route of a dozen requests a window sees an error now and then, so its calibrated error
+score learns that a big error rate is common, and no single window of an error burst there
+clears ``MIN_EVENTS``. So a route's errors are also counted over windows in a row that
+each have errors above the route's long-run rate (``error_run``): two or more such windows
+whose errors, together, are beyond ``RUN_Q`` under a Poisson law at the rate the route had
+when the run began (``poisson_tail_q``) are an anomaly. The rate is frozen at the start, so
+the burst itself, which the model learns, does not raise the bar it is tested against.
+
 >>> significant("error_rate", 0.25, 0.0, count=4, ws=10)  # one error in four requests
 False
 >>> significant("error_rate", 0.16, 0.0, count=50, ws=10)  # eight errors where none were
@@ -25,6 +33,13 @@ True
 (False, True)
 >>> single_window("p95", samples=60), single_window("p95", 400), single_window("mean", 1)
 (False, True, True)
+>>> run = None
+>>> for k, (errors, requests) in enumerate([(2, 12), (2, 11), (2, 13)]):  # 0.2 % before
+...     run = error_run(run, 10_000 * k, 10, errors, requests, base=0.002)
+>>> run[1:3], run[4], round(run_q(run), 1)  # tested at the 0.5 % floor: 0.18 expected
+((3, 6.0), 0.005, 17.0)
+>>> error_run(run, 40_000, 10, 0, 12, 0.002) is None  # a window without errors ends it
+True
 """
 
 from __future__ import annotations
@@ -38,6 +53,10 @@ MIN_EVENTS = 4.0  # a count-based change needs at least this many events more (o
 POISSON_Z = 3.0  # ... and this many Poisson standard deviations
 CONFIRM_TAIL = 10.0  # requests beyond a percentile that make one window enough ...
 RUN_TAIL = 4.0  # ... else, over windows in a row (at least two), this many
+RUN_Q = 13.8  # -log p (p = 1e-6) of a route's errors over windows in a row ...
+RATE_FLOOR = 0.005  # ... tested at no less than this error rate; after this many windows
+RUN_WINDOWS = 30  # a run starts again at the rate learnt since (a lasting change is news once)
+Run = tuple[int, int, float, float, float]  # end ms, windows, errors, requests, base rate
 PERCENTILES = ("p50", "p95", "p99")
 _SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 
@@ -54,6 +73,46 @@ def significant(feature: str, x: float, expected: float, count: int, ws: int) ->
     else:
         return True
     return abs(k - lam) >= max(MIN_EVENTS, POISSON_Z * math.sqrt(lam))
+
+
+def poisson_tail_q(k: float, lam: float) -> float:
+    """``-log P(X >= k)`` for ``X ~ Poisson(lam)``, when ``k > lam`` (else 0).
+
+    >>> round(poisson_tail_q(4, 0.18), 1), poisson_tail_q(1, 2.0)
+    (10.2, 0.0)
+    """
+    k = round(k)
+    if k <= 0 or k <= lam:
+        return 0.0
+    lam = max(lam, 1e-12)
+    term = total = 1.0  # the tail's terms relative to its first, P(X = k)
+    for i in range(1, 500):
+        term *= lam / (k + i)
+        total += term
+        if term < 1e-12 * total:
+            break
+    return lam - k * math.log(lam) + math.lgamma(k + 1) - math.log(total)
+
+
+def error_run(run: Run | None, end: int, ws: int, errors: float, requests: int,
+              base: float) -> Run | None:
+    """The run of windows in a row with more errors than the route's long-run rate
+    ``base`` would give, after the window ending at ``end``; None when it breaks it. A run
+    of ``RUN_WINDOWS`` starts again from this window."""
+    if errors < 1 or errors <= base * requests:
+        return None
+    if run is not None and run[0] == end - ws * 1000 and run[1] < RUN_WINDOWS:
+        return end, run[1] + 1, run[2] + errors, run[3] + requests, run[4]
+    return end, 1, float(errors), float(requests), max(base, RATE_FLOOR)
+
+
+def run_q(run: Run) -> float:
+    """How rare a run's errors are (``-log p``); 0 for one window or a few errors."""
+    _, windows, errors, requests, base = run
+    lam = base * requests
+    if windows < 2 or errors - lam < MIN_EVENTS:
+        return 0.0
+    return poisson_tail_q(errors, lam)
 
 
 def beyond(feature: str, samples: int) -> float:

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import math
+import random
 from datetime import UTC, datetime
 from typing import Any
+
+import pytest
 
 from detectors.detection_settings import DetectionSettings
 from detectors.incident_match import match
 from detectors.scoring import WindowScorer
-from detectors.significance import beyond, collapse, confirmed, significant, single_window
+from detectors.significance import (
+    RATE_FLOOR,
+    RUN_Q,
+    beyond,
+    collapse,
+    confirmed,
+    error_run,
+    poisson_tail_q,
+    run_q,
+    significant,
+    single_window,
+)
 from schemas.anomalies import AnomalyEvent
 from schemas.windows import WindowStats
 
@@ -176,3 +191,64 @@ def test_a_service_median_that_follows_its_route_mix_is_not_scored() -> None:
     for i in range(320):
         found += [i for a in sc.score_batch([win(i, p50=37.0 if i == 300 else 5.0 + i % 3)])]
     assert found == []
+
+
+def quiet_route(seed: int, bursts: dict[int, int], n: int = 2000, rate: float = 0.003
+                ) -> list[tuple[int, str]]:
+    """A route of ~12 requests a window, errors at ``rate`` plus ``bursts`` (window ->
+    errors); the (window, feature) of every series anomaly the scorer raises on it."""
+    rng = random.Random(seed)
+    sc = WindowScorer(DetectionSettings(champion={"multivariate": False}))
+    found = []
+    for i in range(n):
+        count = rng.randint(9, 15)
+        errors = bursts.get(i, sum(rng.random() < rate for _ in range(count)))
+        w = win(i, series="shop GET /cart", scope="route", count=count, samples=count,
+                rate_per_s=count / 10, error_rate=errors / count)
+        found += [(i, a.feature) for a in sc.score_batch([w]) if a.detector == "series"]
+    return found
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_an_error_burst_on_a_quiet_route_is_caught_in_its_third_window(seed: int) -> None:
+    burst = dict.fromkeys(range(1500, 1508), 2)  # 2 of ~12 requests failing, 80 s long
+    found = quiet_route(seed, burst)
+    assert found and found[0] == (1502, "error_rate")  # 6 errors in a row: 30 s in
+    assert all(i >= 1500 for i, _ in found)  # nothing before it
+    assert quiet_route(seed, {}) == []  # the same route without it: no alarm in 2000
+    assert quiet_route(seed, {}, rate=0.03) == []  # nor failing 3 % all along
+
+
+def test_a_run_of_errors_is_rare_only_against_the_rate_before_it() -> None:
+    run = None
+    for k in range(3):
+        run = error_run(run, 10_000 * k, 10, 2, 12, base=0.002)
+    assert run is not None and run_q(run) > RUN_Q
+    assert error_run(run, 50_000, 10, 2, 12, 0.002) == (50_000, 1, 2.0, 12.0, RATE_FLOOR)
+    busy = None  # the same errors on a route that always fails 20 %: not rare
+    for k in range(3):
+        busy = error_run(busy, 10_000 * k, 10, 2, 12, base=0.2)
+    assert busy is None
+    one = error_run(None, 0, 10, 9, 12, base=0.002)
+    assert one is not None and run_q(one) == 0.0  # one window: the calibrated score's job
+    assert poisson_tail_q(3, 0.5) == pytest.approx(-math.log(1 - 0.9856123), rel=1e-4)
+
+
+def test_a_run_in_progress_survives_a_snapshot() -> None:
+    sc = WindowScorer(DetectionSettings())
+    for i in range(200):
+        errors = 2 if i >= 198 else 0
+        sc.score_batch([win(i, series="shop GET /cart", scope="route", count=12, samples=12,
+                            rate_per_s=1.2, error_rate=errors / 12)])
+    assert sc.states["shop GET /cart"].runs[10][1:3] == (2, 4.0)
+    again = WindowScorer(DetectionSettings())
+    again.restore("shop GET /cart", sc.snapshot()["shop GET /cart"])
+    assert again.states["shop GET /cart"].runs == sc.states["shop GET /cart"].runs
+
+
+def test_a_lasting_rise_in_errors_is_news_once_not_every_cooldown() -> None:
+    rng = random.Random(4)
+    bursts = {i: sum(rng.random() < 0.4 for _ in range(12)) for i in range(1500, 2500)}
+    found = quiet_route(4, bursts, n=2500)
+    assert found and 1500 <= found[0][0] < 1506  # the rise is caught at once
+    assert len(found) <= 3  # then it is the new normal: 1000 windows, not one alarm per 5 min
