@@ -54,6 +54,7 @@ from detectors.scoring_bank import (
     Dir,
     FeatureSpec,
     SeriesState,
+    bank_key,
     counter_rate,
     features,
     severity_of,
@@ -233,7 +234,7 @@ class WindowScorer:
         for spec, x, _, _ in scored:
             if spec.name != "error_rate" or not math.isfinite(x):
                 continue
-            key = "error_rate" if ws == 10 else f"error_rate@{ws}"
+            key = bank_key("error_rate", ws)
             row = st.rows.get(key)
             base = float(self.banks[key].mag[row]) if row is not None else 0.0
             run = error_run(st.runs.get(ws), end, ws, round(x * count), count, base)
@@ -287,7 +288,7 @@ class WindowScorer:
     def _silences(self, ws: int, upto: int) -> Batch:
         """Zero-traffic windows for service/route series missing windows up to ``upto``."""
         out = Batch(self.banks)
-        step, key = ws * 1000, "rate_per_s" if ws == 10 else f"rate_per_s@{ws}"
+        step, key = ws * 1000, bank_key("rate_per_s", ws)
         gap_limit = self.settings.max_gap_windows * step
         for series, st in self.states.items():
             last = st.last_end.get(ws)

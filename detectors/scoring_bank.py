@@ -118,6 +118,11 @@ def severity_of(spec: FeatureSpec, direction: Dir, observed: float, expected: fl
     return spec.severity
 
 
+def bank_key(feature: str, ws: int) -> str:
+    """The ``Banks`` key of a feature at a window size: ``p95``, or ``p95@60`` (not 10 s)."""
+    return feature if ws == 10 else f"{feature}@{ws}"
+
+
 @lru_cache(maxsize=256)
 def config_for(base: SeriesConfig, key: str) -> SeriesConfig:
     """The detector settings of a ``<feature>[@<window_s>]`` key: ``base`` + its floor."""
@@ -243,7 +248,7 @@ class Batch:
 
     def point(self, st: SeriesState, ws: int, end: int, spec: FeatureSpec, x: float) -> None:
         """One (feature, value) of the current window."""
-        key = spec.name if ws == 10 else f"{spec.name}@{ws}"
+        key = bank_key(spec.name, ws)
         row = st.rows.get(key)
         if row is None:
             row = st.rows[key] = self.banks[key].add()

@@ -124,12 +124,17 @@ def detector_quality_by_day(store: Store, db: str, span: Span) -> list[dict[str,
         span.params())}
     rows = select(store, sql, span.params())
     for r in rows:
-        found, false = int(r["true_alerts"]), int(r["false_alerts"])
-        judged, lost = found + false, missed.get(r["day"], 0)
-        r["precision"] = found / judged if judged else None
-        r["false_alert_rate"] = false / judged if judged else None
-        r["recall"] = found / (found + lost) if found + lost else None
+        _rates(r, missed.get(r["day"], 0))
     return rows
+
+
+def _rates(r: dict[str, Any], missed: int) -> None:
+    """Add precision, false-alert rate and recall (None without verdicts) to a row of
+    ``true_alerts`` and ``false_alerts``."""
+    found, false = int(r["true_alerts"]), int(r["false_alerts"])
+    r["precision"] = found / (found + false) if found + false else None
+    r["false_alert_rate"] = false / (found + false) if found + false else None
+    r["recall"] = found / (found + missed) if found + missed else None
 
 
 def verdict_history(store: Store, db: str, limit: int) -> list[dict[str, Any]]:
@@ -144,27 +149,27 @@ def verdict_history(store: Store, db: str, limit: int) -> list[dict[str, Any]]:
 
 
 def detector_quality(store: Store, db: str) -> list[dict[str, Any]]:
-    """Per detector variant: verdict counts, precision, recall, false-alert rate, and the
-    threshold offset the false-alert budget has set (series ``*`` rows)."""
-    sql = ("SELECT detector, variant, sumIf(true_count, series != '*') AS true_alerts, "
-           "sumIf(false_count, series != '*') AS false_alerts, "
-           "sumIf(unsure_count, series != '*') AS unsure, "
-           "if(true_alerts + false_alerts = 0, NULL, toFloat64(true_alerts) / (true_alerts + "
-           "false_alerts)) AS precision, "
-           "if(true_alerts + false_alerts = 0, NULL, toFloat64(false_alerts) / (true_alerts + "
-           "false_alerts)) AS false_alert_rate, "
-           "anyIf(threshold_adj, series = '*') AS threshold_offset "
-           f"FROM {ident(db)}.detector_quality FINAL GROUP BY detector, variant "
-           "ORDER BY detector, variant")
-    # Recall needs the incidents the detectors missed: feedback with verdict "missed".
-    missed = select(store, f"SELECT count() AS n FROM {ident(db)}.feedback FINAL "
-                    "WHERE verdict = 'missed'", {})
+    """Per detector variant, over every judged anomaly (``_JUDGED_ANOMALIES``, as per day and
+    for the false-alert budget): verdict counts, precision, false-alert rate, recall against
+    the incidents reported missed, and the threshold offset the budget has set (the
+    ``detector_quality`` rows of series ``*``)."""
+    sql = ("SELECT detector, variant, countIf(verdict = 'true') AS true_alerts, "
+           "countIf(verdict = 'false') AS false_alerts, countIf(verdict = 'unsure') AS unsure "
+           f"FROM ({_JUDGED_ANOMALIES.format(db=ident(db))}) GROUP BY detector, variant")
+    offsets = select(store, "SELECT detector, variant, threshold_adj AS threshold_offset "
+                     f"FROM {ident(db)}.detector_quality FINAL WHERE series = '*'", {})
+    missed = select(store, "SELECT count() AS n FROM "
+                    f"({_MISSED_INCIDENTS.format(db=ident(db))})", {})
     n_missed = int(missed[0]["n"]) if missed else 0
-    rows = select(store, sql, {})
-    for r in rows:
-        found = int(r["true_alerts"])
-        r["recall"] = found / (found + n_missed) if found + n_missed else None
-    return rows
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in select(store, sql, {}) + offsets:
+        row = rows.setdefault((r["detector"], r["variant"]), {
+            "detector": r["detector"], "variant": r["variant"], "true_alerts": 0,
+            "false_alerts": 0, "unsure": 0, "threshold_offset": 0.0})
+        row.update(r)
+    for r in rows.values():
+        _rates(r, n_missed)
+    return [rows[k] for k in sorted(rows)]
 
 
 def categorisation_accuracy(store: Store, db: str, span: Span) -> list[dict[str, Any]]:

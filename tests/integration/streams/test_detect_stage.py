@@ -125,7 +125,10 @@ def test_the_budget_steers_every_worker_alike_from_the_stored_verdicts(
     rows = {(r["detector"], r["variant"]): r for r in detector_quality(rt.store, db)}
     assert rows[("series", "champion")]["threshold_offset"] == pytest.approx(
         offsets[("champion", "series")])
-    assert rows[("series", "champion")]["true_alerts"] == 0  # '*' rows are not verdicts
+    series = rows[("series", "champion")]
+    assert (series["true_alerts"], series["false_alerts"]) == (35, 5)  # '*' rows add none
+    assert series["recall"] == 35 / 36  # the one incident reported missed
+    assert rows[("hst", "champion")]["precision"] == 1.0
 
     svc = f"svc-{uuid.uuid4().hex[:6]}"
     stage.on_windows([window(svc, i, 0.01 * (i % 2)) for i in range(300)])
