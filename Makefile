@@ -105,9 +105,9 @@ lint: install  ## ruff and mypy --strict
 	$(BIN)/mypy
 
 bench: install kafka-jars  ## throughput, memory and latency benchmarks (one JSON line each)
-	$(BIN)/python -m streams.bench
-	$(BIN)/python -m streams.bench_detect
-	$(BIN)/python -m streams.bench_alert
+	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.detect
+	$(BIN)/python -m bench.alert
 
 eval: install  ## categorisation (Loghub), detection (NAB) and the demo scenario (20 replays)
 	$(BIN)/logwarden eval loghub

@@ -37,7 +37,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from detectors.detection_settings import BudgetSettings
+from detectors.settings import BudgetSettings
 
 MISSED = "missed"
 

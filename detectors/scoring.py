@@ -42,7 +42,6 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from detectors.detection_settings import DetectionSettings, VariantConfig
 from detectors.feedback import ChangeLog
 from detectors.multivariate import ServiceModel
 from detectors.scoring_bank import (
@@ -62,6 +61,7 @@ from detectors.scoring_bank import (
     update_rows,
 )
 from detectors.series import Score, SeriesConfig
+from detectors.settings import DetectionSettings, VariantConfig
 from detectors.significance import (
     RUN_Q,
     beyond,

@@ -15,15 +15,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # The per-event hot path: pure, typed code with no pydantic models (pydantic introspects
 # Python functions, which a compiled module does not have; the models are in
-# detectors/config.py).
+# categorisation/config.py).
 MODULES = (
     "schemas/fastpath.py",
-    "detectors/windows.py",
-    "detectors/masking.py",
-    "detectors/templates.py",
-    "detectors/template_rates.py",
-    "detectors/template_registry.py",
-    "detectors/triage.py",
+    "streams/windows.py",
+    "categorisation/masking.py",
+    "categorisation/miner.py",
+    "categorisation/rates.py",
+    "categorisation/registry.py",
+    "categorisation/triage.py",
     "streams/ingest.py",
     "streams/categorise.py",
     "sinks/clickhouse/rows.py",
@@ -35,7 +35,7 @@ class StaleNativeBuild(ImportError):
 
 
 def extensions(module: str) -> list[Path]:
-    """The compiled files of one module (``detectors/masking.py``) that exist."""
+    """The compiled files of one module (``categorisation/masking.py``) that exist."""
     src = ROOT / module
     return [p for suffix in EXTENSION_SUFFIXES
             if (p := src.with_name(src.stem + suffix)).exists()]

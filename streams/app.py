@@ -9,8 +9,8 @@ import faust
 import structlog
 from mode import Service
 
-from detectors.categorisation import load_categorisation
-from streams.agents.alerting import AlertingStage, alerts_api, register_alerting
+from alerting.agents.service import AlertingStage, alerts_api, register_alerting
+from categorisation.settings import load_categorisation
 from streams.agents.categorise import CategoriseStage
 from streams.agents.ingest import IngestService
 from streams.agents.score_windows import ScoreService

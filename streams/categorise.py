@@ -28,14 +28,14 @@ from typing import Any
 
 import orjson
 
-from detectors.accuracy import AccuracyTracker
-from detectors.categories import CategoriesConfig
-from detectors.categories import Categoriser as RuleCategoriser
-from detectors.categorisation import CategorisationConfig, CategorisationSettings
-from detectors.config import MinerConfig, RatesConfig, RegistryConfig, TeamsConfig
-from detectors.template_rates import TemplateEvent, TemplateRates
-from detectors.template_registry import TemplateRegistry
-from detectors.triage import Triage, parse_priority
+from categorisation.accuracy import AccuracyTracker
+from categorisation.categories import CategoriesConfig
+from categorisation.categories import Categoriser as RuleCategoriser
+from categorisation.config import MinerConfig, RatesConfig, RegistryConfig, TeamsConfig
+from categorisation.rates import TemplateEvent, TemplateRates
+from categorisation.registry import TemplateRegistry
+from categorisation.settings import CategorisationConfig, CategorisationSettings
+from categorisation.triage import Triage, parse_priority
 from schemas.changes import Feedback
 from sinks.clickhouse import rows
 

@@ -15,7 +15,6 @@ from typing import Any, Protocol
 
 import orjson
 
-from detectors.windows import WindowAggregator
 from schemas import topics
 from schemas.base import decode, validate
 from schemas.changes import Change, Feedback
@@ -26,6 +25,7 @@ from schemas.logs import LogEvent
 from schemas.metrics import MetricPoint
 from schemas.windows import WindowStats
 from sinks.clickhouse import rows
+from streams.windows import WindowAggregator
 
 # (service, message, level, ts_ms, http_status, peer_ok, user_outcome, label)
 #   -> (template_id, category, severity); streams.categorise.Categoriser is one.

@@ -8,8 +8,8 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alerting.config import AlertingSettings
-from detectors.categorisation import CategorisationSettings
-from detectors.detection_settings import DetectionSettings
+from categorisation.settings import CategorisationSettings
+from detectors.settings import DetectionSettings
 from sinks.clickhouse.settings import ClickHouseSettings
 from web.settings import WebSettings
 

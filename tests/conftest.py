@@ -41,7 +41,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if given:
         yield given
         return
-    from streams.kafka_local import LocalKafka
+    from devstack.kafka import LocalKafka
 
     kafka = LocalKafka(tmp_path_factory.mktemp("kafka"), port=free_port_pair())
     kafka.start(timeout=180)

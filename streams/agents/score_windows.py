@@ -40,8 +40,8 @@ from schemas.windows import WindowStats
 from sinks.clickhouse import rows
 from sinks.clickhouse.ops_queries import verdict_history
 from streams.agents.categorise import read_compacted
-from streams.kafka_local import ensure_topics
 from streams.runtime import Runtime
+from streams.topics import ensure_topics
 
 log = structlog.get_logger(__name__)
 STATE_CONFIG = {"cleanup.policy": "compact", "max.message.bytes": str(16 << 20)}

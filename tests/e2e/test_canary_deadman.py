@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from conftest import Worker, free_port, start_worker  # type: ignore[import-not-found]
 
-from alerting.peers import PeerThread
+from devstack.peers import PeerThread
 
 pytestmark = pytest.mark.e2e
 

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from conftest import Worker, start_worker  # type: ignore[import-not-found]
 
-from detectors.accuracy import grouping_accuracy
+from categorisation.accuracy import grouping_accuracy
+from demo.traffic import DEMO_TEMPLATES, DemoConfig, generate, template_matches
 from schemas import topics
 from sdk import Publisher
 from streams.categorise import Categoriser
-from streams.demo import DEMO_TEMPLATES, DemoConfig, generate, template_matches
 
 pytestmark = pytest.mark.e2e
 FAST = {"LOGWARDEN_CATEGORISE_REPORT_INTERVAL_S": "0.5",

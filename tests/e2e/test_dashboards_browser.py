@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from conftest import BIN, Worker, start_worker  # type: ignore[import-not-found]
 
-from alerting.peers import PeerThread
+from demo.traffic import DemoConfig, generate
+from devstack.peers import PeerThread
 from schemas import topics
 from sdk import Publisher
-from streams.demo import DemoConfig, generate
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]

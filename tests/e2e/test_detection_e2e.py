@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from conftest import Worker, start_worker  # type: ignore[import-not-found]
 
-from detectors.detection_settings import BudgetSettings, VariantConfig
+from detectors.settings import BudgetSettings, VariantConfig
 from schemas import topics
 from sdk import Publisher
 

@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import Producer
 from conftest import Worker, start_worker  # type: ignore[import-not-found]
 
-from alerting.peers import PeerThread
+from devstack.peers import PeerThread
 from schemas import topics
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]

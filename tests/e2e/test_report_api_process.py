@@ -21,7 +21,7 @@ import pytest
 from confluent_kafka import Producer
 from conftest import BIN, free_port, start_worker  # type: ignore[import-not-found]
 
-from alerting.peers import MailHandler
+from devstack.peers import MailHandler
 from schemas import topics
 
 pytestmark = pytest.mark.e2e

@@ -7,12 +7,13 @@ from __future__ import annotations
 import ast
 import doctest
 import importlib
+import tomllib
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("schemas", "detectors", "streams", "sinks", "alerting", "sdk", "web")
+PACKAGES = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]["packages"]
 WITH_EXAMPLES = sorted(
     p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py") if ">>> " in p.read_text())
 

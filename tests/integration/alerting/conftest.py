@@ -1,3 +1,3 @@
 """Fixtures for the alerting channel tests (local SMTP, Slack and Twilio peers)."""
 
-from alerting_peers import peer, smtp_server  # noqa: F401
+from peers_fixtures import peer, smtp_server  # noqa: F401

@@ -8,7 +8,7 @@ import random
 from typing import Any
 
 import pytest
-from alerting_peers import Peer, free_port
+from peers_fixtures import Peer, free_port
 from pydantic import SecretStr
 
 from alerting.config import SlackSettings, SmtpSettings, TwilioSettings

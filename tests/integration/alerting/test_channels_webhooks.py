@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 from aiohttp import web
-from alerting_peers import Peer, free_port
+from peers_fixtures import Peer, free_port
 from pydantic import SecretStr
 from slack_sdk.signature import SignatureVerifier
 from twilio.request_validator import RequestValidator

@@ -16,6 +16,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from confluent_kafka.admin import AdminClient, NewTopic
 from typer.testing import CliRunner
 
+from cli import produce
 from schemas.logs import LogEvent
 from schemas.metrics import MetricPoint
 from schemas.topics import LOGS
@@ -23,7 +24,6 @@ from sdk.logging import KafkaLogHandler
 from sdk.metrics import Metrics
 from sdk.publisher import Publisher
 from sdk.structlog import KafkaProcessor
-from streams.commands import produce
 from streams.settings import KafkaSettings
 
 pytestmark = pytest.mark.integration

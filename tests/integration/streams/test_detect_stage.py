@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer
 
-from detectors.detection_settings import BudgetSettings, VariantConfig
+from detectors.settings import BudgetSettings, VariantConfig
 from schemas.topics import internal
 from schemas.windows import WindowStats
 from sinks.clickhouse.client import Client
@@ -23,9 +23,9 @@ from sinks.clickhouse.ops_queries import detector_quality, verdict_history
 from sinks.clickhouse.settings import ClickHouseSettings
 from streams.agents.categorise import read_compacted
 from streams.agents.score_windows import STATE_CONFIG, DetectStage, ScoreService
-from streams.kafka_local import ensure_topics
 from streams.runtime import Runtime, open_runtime
 from streams.settings import KafkaSettings, Settings, StreamSettings
+from streams.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 T0 = int(time.time()) - 3600 * 2  # recent: the anomalies table has a TTL

@@ -14,12 +14,12 @@ import pytest
 from clickhouse_connect.driver.exceptions import OperationalError
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
+from cli.run import prepare_topics
 from schemas import topics
 from sinks.clickhouse.client import Client
 from sinks.clickhouse.migrate import migrate
 from sinks.clickhouse.settings import ClickHouseSettings
 from streams.agents.ingest import IngestService
-from streams.commands.run import prepare_topics
 from streams.ingest import IngestProcessor
 from streams.runtime import open_runtime
 from streams.settings import KafkaSettings, Settings, StreamSettings

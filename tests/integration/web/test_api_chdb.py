@@ -19,8 +19,8 @@ from clickhouse_connect.driver.exceptions import StreamFailureError
 from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
+from cli import query as query_cmd
 from sinks.clickhouse.client import Client
-from streams.commands import query as query_cmd
 from web import api
 from web.api import MAX_LIMIT, create_app, serve
 

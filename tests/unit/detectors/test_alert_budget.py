@@ -8,7 +8,7 @@ import random
 import pytest
 
 from detectors.alert_budget import BudgetState, Verdict, steer, step
-from detectors.detection_settings import BudgetSettings, DetectionSettings
+from detectors.settings import BudgetSettings, DetectionSettings
 
 CFG = BudgetSettings()
 KEY = ("series", "champion")

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from detectors.detection_settings import DetectionSettings, VariantConfig
 from detectors.scoring import WindowScorer
 from detectors.series_batch import SeriesBank
+from detectors.settings import DetectionSettings, VariantConfig
 from schemas.anomalies import AnomalyEvent
 from schemas.windows import WindowStats
 

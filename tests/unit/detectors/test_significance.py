@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 
-from detectors.detection_settings import DetectionSettings
-from detectors.incident_match import match
 from detectors.scoring import WindowScorer
+from detectors.settings import DetectionSettings
 from detectors.significance import (
     RATE_FLOOR,
     RUN_Q,
@@ -24,6 +23,7 @@ from detectors.significance import (
     significant,
     single_window,
 )
+from evaluation.incidents import match
 from schemas.anomalies import AnomalyEvent
 from schemas.windows import WindowStats
 

@@ -6,10 +6,10 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from detectors.detection_settings import DetectionSettings, VariantConfig
 from detectors.feedback import Calibrator, ChangeLog, Quality
-from detectors.incident_match import evaluate
 from detectors.scoring import WindowScorer, features
+from detectors.settings import DetectionSettings, VariantConfig
+from evaluation.incidents import evaluate
 from schemas.anomalies import AnomalyEvent
 from schemas.windows import WindowStats
 

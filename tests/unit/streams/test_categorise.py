@@ -9,14 +9,14 @@ from pathlib import Path
 import orjson
 import pytest
 
-from detectors.categorisation import CategorisationSettings, load_categorisation
-from detectors.config import RatesConfig
+from categorisation.config import RatesConfig
+from categorisation.settings import CategorisationSettings, load_categorisation
+from demo.traffic import DEMO_TEMPLATES, DemoConfig, generate, template_matches
 from schemas import topics
 from schemas.changes import Feedback
 from schemas.errors import ConfigError
 from sinks.clickhouse import rows
 from streams.categorise import Categoriser
-from streams.demo import DEMO_TEMPLATES, DemoConfig, generate, template_matches
 from streams.ingest import IngestProcessor, Record
 
 T0 = 1_700_000_000_000
@@ -172,9 +172,9 @@ def test_template_events_carry_what_the_default_alert_rules_select_on() -> None:
     """A new ERROR template, sent as the worker sends it, fires the shipped NewErrorTemplate
     rule; a new security template fires SecurityEvent. (Both select on the line's level or
     category, which the event must carry.)"""
+    from alerting.agents.evaluate_rules import template_input
     from alerting.config import load_alerting
     from alerting.evaluate import on_template
-    from streams.agents.alert_eval import template_input
 
     rules = load_alerting(Path(__file__).resolve().parents[3] / "deploy/config/alerting.yaml")
     c = Categoriser(rates=RatesConfig(window_s=60, warmup_s=300))

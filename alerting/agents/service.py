@@ -1,0 +1,189 @@
+"""The alerting stage as Faust agents: evaluate (windows, anomalies, template events, ticks ->
+signals) and manage (signals, people's actions, ticks -> alerts, notifications, pages).
+
+State lives in changelog tables (``store="memory://"``: rebuilt from the changelog topics at
+start, so a killed worker resumes where it was). Evaluation state is keyed by series like the
+windows topic; a tick reaches every partition and touches only that partition's series.
+Grouping, inhibition and composite rules need every alert at once, so the manager is a
+singleton, like Alertmanager: all its input goes to partition 0 of its topics (keyed by
+fingerprint), and its tables' changelogs live in partition 0. Timers only send tick events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+import orjson
+import structlog
+from prometheus_client import Histogram
+from pydantic import ValidationError
+
+from alerting.agents.evaluate_rules import CANARY_SERVICE, evaluate, evaluate_tick
+from alerting.agents.manage_alerts import AlertManager, ManagerTables, decode
+from alerting.config import AlertingSettings
+from alerting.inhibit import CallGraph
+from alerting.reload import ConfigHolder
+from schemas import topics
+from streams.runtime import Runtime
+from web.alerts import AlertsApi
+
+log = structlog.get_logger(__name__)
+MANAGER_PARTITION = 0
+GRAPH_REFRESH_S = 60.0
+
+
+class AlertingStage:
+    """Handles of the registered stage: config, manager (read-only view), publish."""
+
+    def __init__(self, holder: ConfigHolder, manager: AlertManager,
+                 actions: faust.TopicT, delay: Histogram) -> None:
+        self.holder, self.manager, self.actions, self.delay = holder, manager, actions, delay
+        self.counts = {"inputs": 0, "bad_inputs": 0, "signals": 0, "manager_errors": 0}
+
+    async def publish(self, action: dict[str, Any]) -> None:
+        """Queue a person's action for the manager (the API never writes tables itself)."""
+        key = str(action.get("ref") or action.get("id") or "action").encode()
+        await self.actions.send(key=key, value=orjson.dumps(action),
+                                partition=MANAGER_PARTITION)
+
+
+def _table(app: faust.App, name: str, partitions: int) -> Any:
+    return app.Table(f"alerting-{name}", default=None, partitions=partitions,
+                     key_type=str, value_type=bytes)
+
+
+def _topic(app: faust.App, *names: str) -> Any:
+    return app.topic(*names, key_serializer="raw", value_serializer="raw")
+
+
+def register_alerting(app: faust.App, runtime: Runtime) -> AlertingStage:
+    """Create the alerting tables, topics, agents and timers on ``app``."""
+    s = runtime.settings
+    a, n = s.alerting, s.kafka.partitions
+    holder = ConfigHolder(a)
+    holder.check(force=True)
+    series = _table(app, "series", n)
+    tables = ManagerTables(alerts=_table(app, "alerts", n), groups=_table(app, "groups", n),
+                           escalations=_table(app, "escalations", n),
+                           silences=_table(app, "silences", n), meta=_table(app, "meta", n))
+    t = runtime.topics
+    inputs = _topic(app, t.windows, t.anomalies, t.template_events, t.alert_ticks)
+    ticks = _topic(app, t.alert_ticks)
+    signals = _topic(app, t.alert_signals)
+    actions = _topic(app, t.alert_actions)
+    manager_in = _topic(app, t.alert_signals, t.alert_actions)
+    delay = Histogram("logwarden_alert_delivery_delay_seconds",
+                      "Triggering event to notification delivered", registry=None,
+                      buckets=(1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 300, 600))
+    manager = AlertManager(holder, a, tables, runtime.writers, observe_delay=delay.observe)
+    stage = AlertingStage(holder, manager, actions, delay)
+
+    @app.agent(inputs, name="alerting-evaluate")
+    async def evaluate_agent(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            cfg = holder.config
+            if cfg is None:
+                continue
+            topic, part, now = event.message.topic, event.message.partition, time.time()
+            try:
+                if topic == t.alert_ticks:
+                    out = evaluate_tick(cfg, series, part, now)
+                else:
+                    out = evaluate(cfg, series, t, topic, part, event.value, now)
+            except (ValueError, ValidationError, KeyError, TypeError) as e:
+                stage.counts["bad_inputs"] += 1
+                log.warning("alerting_input_refused", stage="alerting", topic=topic,
+                            partition=part, offset=event.message.offset, error=str(e)[:300])
+                continue
+            stage.counts["inputs"] += 1
+            for m in out:
+                stage.counts["signals"] += m["type"] == "signal"
+                fp = str(m.get("signal", {}).get("rule", m["type"])).encode()
+                await signals.send(key=fp, value=orjson.dumps(m), partition=MANAGER_PARTITION)
+
+    @app.agent(manager_in, name="alerting-manage")
+    async def manage_agent(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            msg = decode(event.value, "action" if event.message.topic == t.alert_actions
+                         else None)
+            if msg is None:
+                continue
+            try:
+                await manager.handle(msg, time.time())
+            except Exception:  # the stage boundary: one bad message must not stop alerting
+                stage.counts["manager_errors"] += 1
+                log.exception("alerting_message_failed", stage="alerting",
+                              kind=msg.get("type"), offset=event.message.offset)
+
+    @app.timer(a.evaluation_interval_s)  # type: ignore[untyped-decorator]
+    async def tick() -> None:
+        for p in range(n):
+            await ticks.send(key=b"tick", value=b'{"type": "tick"}', partition=p)
+        await signals.send(key=b"tick", value=orjson.dumps({"type": "tick", "ts": time.time()}),
+                           partition=MANAGER_PARTITION)
+
+    @app.timer(a.reload_check_s)  # type: ignore[untyped-decorator]
+    async def reload() -> None:
+        holder.check()
+
+    @app.timer(GRAPH_REFRESH_S)  # type: ignore[untyped-decorator]
+    async def refresh_graph() -> None:
+        try:
+            manager.graph = await asyncio.to_thread(call_graph, runtime)
+        except Exception as e:  # the store may be busy or down; inhibition uses the old graph
+            log.warning("call_graph_refresh_failed", stage="alerting", error=str(e)[:200])
+
+    if a.canary_interval_s > 0:
+        @app.timer(a.canary_interval_s)  # type: ignore[untyped-decorator]
+        async def canary() -> None:
+            now = time.time()
+            runtime.send(topics.LOGS, canary_event(now), key=CANARY_SERVICE)
+            await signals.send(key=b"canary", value=orjson.dumps({"type": "canary_sent",
+                                                                  "ts": now}),
+                               partition=MANAGER_PARTITION)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def on_sighup() -> None:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().add_signal_handler(
+                signal.SIGHUP, lambda: holder.check(force=True))
+
+    return stage
+
+
+def canary_event(now: float) -> bytes:
+    """The synthetic log line whose window proves the pipeline reaches alerting."""
+    return orjson.dumps({"ts": datetime.fromtimestamp(now, tz=UTC).isoformat(),
+                         "service": CANARY_SERVICE, "level": "INFO",
+                         "message": "logwarden canary", "event_id": f"canary-{int(now)}"})
+
+
+def call_graph(runtime: Runtime) -> CallGraph:
+    """Who called whom in the last day, from the logs' peer fields (for inhibition)."""
+    db = runtime.settings.clickhouse.database
+    res = runtime.store.query(
+        f"SELECT service, peer_service, toUnixTimestamp(max(ts)) FROM {db}.logs "
+        "WHERE peer_service != '' AND ts > now() - INTERVAL 1 DAY "
+        "GROUP BY service, peer_service")
+    g = CallGraph()
+    for caller, callee, ts in res.result_rows:
+        g.add_call(str(caller), str(callee), float(ts))
+    return g
+
+
+def alerts_api(stage: AlertingStage, settings: AlertingSettings) -> AlertsApi:
+    """The alerting endpoints bound to this stage's view and actions topic."""
+
+    def suppressed(now: float) -> dict[str, str]:
+        cfg = stage.holder.config
+        return stage.manager.suppressed(cfg, now) if cfg else {}
+
+    return AlertsApi(view=stage.manager, publish=stage.publish,
+                     config=lambda: stage.holder.config, settings=settings,
+                     suppressed=suppressed)

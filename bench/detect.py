@@ -1,0 +1,92 @@
+"""Detection bench: 100k+ active series scored in one process; points/s and bytes/series.
+
+Each series is a metric window (one feature, ``mean``) scored by the same ``WindowScorer``
+the worker runs, in batches like the stage's ``getmany``. It measures the in-process
+scoring path (decode excluded); the Kafka round trip is the ingest bench's business.
+``bank_bytes_per_series`` is the detectors' numpy memory (``SeriesBank`` rows, spare
+capacity included); ``vector_*`` figures score the same values with a bare ``SeriesBank``
+(the detector alone, no window objects, no rules).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import resource
+import time
+from datetime import UTC, datetime
+
+import numpy as np
+
+from detectors.scoring import STREAM, WindowScorer
+from detectors.series_batch import SeriesBank
+from detectors.settings import DetectionSettings
+from schemas.windows import WindowStats
+
+T0 = 1_767_225_600
+
+
+def _windows(n_series: int, step: int) -> list[WindowStats]:
+    start = datetime.fromtimestamp(T0 + 10 * step, UTC)
+    end = datetime.fromtimestamp(T0 + 10 * step + 10, UTC)
+    return [WindowStats.model_construct(
+        series=f"svc{i % 500}/m{i}", service=f"svc{i % 500}", scope="metric", route="",
+        name=f"m{i}", window_s=10, start=start, end=end,
+        mean=50.0 + 10 * math.sin(step / 30 + i) + (i * step % 7)) for i in range(n_series)]
+
+
+def _vector(n_series: int, rounds: int) -> tuple[float, float]:
+    """Points/s and in-memory bytes per series of the ``SeriesBank`` on the same values."""
+    bank = SeriesBank(STREAM, capacity=n_series)
+    rows = np.array([bank.add() for _ in range(n_series)])
+    i = np.arange(n_series)
+    seconds = 0.0
+    for step in range(rounds):
+        x = 50.0 + 10 * np.sin(step / 30 + i) + (i * step % 7)
+        t = time.perf_counter()
+        bank.update(rows, np.full(n_series, T0 + 10.0 * step + 10), x)
+        seconds += time.perf_counter() - t
+    return n_series * rounds / seconds, _nbytes(bank) / len(bank.n)
+
+
+def _nbytes(bank: SeriesBank) -> int:
+    return sum(a.nbytes for a in vars(bank).values() if isinstance(a, np.ndarray))
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run(n_series: int = 100_000, rounds: int = 6) -> dict[str, object]:
+    """Score ``rounds`` windows of ``n_series`` series; prints and returns one JSON line."""
+    gc.collect()
+    rss0 = _rss_mb()
+    scorer = WindowScorer(DetectionSettings(window_s=(10,)))
+    points, seconds = 0, 0.0
+    for step in range(rounds):
+        batch = _windows(n_series, step)
+        t = time.perf_counter()
+        scorer.score_batch(batch)
+        seconds += time.perf_counter() - t
+        points += n_series
+        del batch
+    gc.collect()
+    sample = list(scorer.states.values())[:1000]
+    state_bytes = sum(len(st.to_bytes()) for st in sample) / len(sample)
+    det_bytes = sum(len(d.to_bytes()) for st in sample for d in st.dets.values()) / len(sample)
+    bank_bytes = sum(_nbytes(b) for b in scorer.banks.by_key.values())
+    out = {"benchmark": "detect", "series": n_series, "points": points,
+           "points_per_s": round(points / seconds), "seconds": round(seconds, 2),
+           "state_bytes_per_series": round(state_bytes), "model_bytes_per_series":
+           round(det_bytes), "bank_bytes_per_series": round(bank_bytes / n_series),
+           "rss_mb": round(_rss_mb()),
+           "rss_bytes_per_series": round((_rss_mb() - rss0) * 1024 * 1024 / n_series)}
+    vec_rate, vec_bytes = _vector(n_series, rounds)
+    out |= {"vector_points_per_s": round(vec_rate), "vector_bytes_per_series": round(vec_bytes)}
+    print(json.dumps(out))
+    return out
+
+
+if __name__ == "__main__":
+    run()

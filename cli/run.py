@@ -1,0 +1,93 @@
+"""``logwarden run``, ``worker`` and ``migrate``: start the pipeline, or prepare its store."""
+
+from __future__ import annotations
+
+import typer
+
+from cli.common import settings
+from devstack.kafka import LocalKafka
+from schemas import topics
+from schemas.errors import LogwardenError
+from streams.settings import Settings
+from streams.topics import ensure_topics, wait_for_kafka
+
+# Ingest topics accept messages up to 16 MiB so an oversized event reaches the pipeline
+# and is dead-lettered with its reason instead of vanishing at the producer.
+INGEST_TOPIC_CONFIG = {"max.message.bytes": str(16 << 20)}
+# A service's miner snapshot may reach a few MiB (10k templates).
+STATE_TOPIC_CONFIG = {"cleanup.policy": "compact", "max.message.bytes": str(16 << 20)}
+
+
+def prepare_topics(s: Settings) -> None:
+    """Create the contract and internal topics (idempotent)."""
+    n, bootstrap = s.kafka.partitions, s.kafka.bootstrap_servers()
+    r = s.kafka.replication
+    ensure_topics(bootstrap, dict.fromkeys(topics.INGEST_TOPICS, n), INGEST_TOPIC_CONFIG, r)
+    # Template state is a changelog (latest snapshot per service): compacted, created first.
+    t = topics.internal(s.stream.app_id)
+    ensure_topics(bootstrap, {t.template_state: n}, STATE_TOPIC_CONFIG, r)
+    ensure_topics(bootstrap, dict.fromkeys(t.all, n), replication=r)
+
+
+def start_worker(s: Settings, loglevel: str) -> None:
+    """Open the runtime and run the Faust worker until it is stopped (Ctrl-C / SIGTERM)."""
+    import faust
+
+    from streams.app import create_app
+    from streams.logging import configure
+    from streams.runtime import open_runtime
+
+    configure(loglevel)
+    wait_for_kafka(s.kafka.bootstrap_servers(), timeout=60)
+    prepare_topics(s)
+    runtime = open_runtime(s)
+    app = create_app(runtime)
+    worker = faust.Worker(app, loglevel=loglevel.lower(), quiet=True, redirect_stdouts=False,
+                          override_logging=False)  # keep our structlog set-up
+    try:
+        worker.execute_from_commandline()
+    finally:
+        runtime.close()
+
+
+def register(cli: typer.Typer) -> None:
+    """Attach ``run``, ``worker`` and ``migrate``."""
+
+    @cli.command()
+    def run(loglevel: str = typer.Option("INFO", help="Log level of the worker.")) -> None:
+        """All-in-one: start the local Kafka (unless LOGWARDEN_KAFKA_BOOTSTRAP is set) and a
+        worker running every stage on the embedded ClickHouse (unless LOGWARDEN_CLICKHOUSE_URL
+        is set), serving the API on LOGWARDEN_STREAM_WEB_PORT."""
+        s = settings()
+        try:
+            if s.kafka.embedded:
+                status = LocalKafka.from_settings(s).start()
+                typer.echo(f"kafka: {status.bootstrap}", err=True)
+            start_worker(s, loglevel)
+        except LogwardenError as exc:
+            raise SystemExit(f"error: {exc}") from None
+
+    @cli.command()
+    def worker(loglevel: str = typer.Option("INFO", help="Log level of the worker.")) -> None:
+        """A stream worker for cluster mode: joins the consumer group on
+        LOGWARDEN_KAFKA_BOOTSTRAP; add workers (and partitions) to scale out."""
+        s = settings()
+        try:
+            start_worker(s, loglevel)
+        except LogwardenError as exc:
+            raise SystemExit(f"error: {exc}") from None
+
+    @cli.command()
+    def migrate() -> None:
+        """Create or upgrade the ClickHouse schema (also done at every worker start)."""
+        from sinks.clickhouse.client import connect
+        from sinks.clickhouse.migrate import migrate as apply
+
+        s = settings()
+        try:
+            applied = apply(connect(s.clickhouse, s.data_dir), s.clickhouse)
+        except (LogwardenError, RuntimeError) as exc:
+            raise SystemExit(f"error: {exc}") from None
+        for m in applied:
+            typer.echo(f"applied {m}")
+        typer.echo(f"schema up to date ({len(applied)} applied)")

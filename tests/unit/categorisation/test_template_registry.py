@@ -1,0 +1,138 @@
+"""Template registry: a miner per service, bounds, per-service masking, explosion warnings."""
+
+from __future__ import annotations
+
+import doctest
+import random
+import string
+
+import pytest
+
+import categorisation.registry as registry_mod
+from categorisation.config import MaskingConfig, MaskRule, MinerConfig, RegistryConfig
+from categorisation.registry import TemplateExplosion, TemplateRegistry
+
+CFG = RegistryConfig(warmup_lines=500, window_lines=500, max_new_per_window=50)
+
+
+def web_line(rnd: random.Random) -> str:
+    """A line of a healthy web service: a dozen kinds of message, variables masked."""
+    i = rnd.randrange(100_000)
+    return rnd.choice([
+        f"GET /api/v1/items/{i} 200 {i % 90}ms",
+        f"POST /api/v1/orders 201 {i % 300}ms user={i}",
+        f"user {i} logged in from 10.0.{i % 250}.{i % 200}",
+        f"cache miss for key item:{i}",
+        f"read tcp 10.0.0.{i % 200}:443: connection reset by peer",
+        f"payment {i} captured amount={i % 500}.99 EUR",
+        f"worker {i % 8} picked job {i} from queue emails",
+        f"slow query: SELECT * FROM orders WHERE id = {i} took {i % 3000}ms",
+        "health check ok",
+        f"session {i} expired after {i % 60}m",
+    ])
+
+
+def flood_line(rnd: random.Random) -> str:
+    """A line whose variable no mask recognises (letters only), in two positions."""
+    tok = "".join(rnd.choices(string.ascii_letters, k=12))
+    tok2 = "".join(rnd.choices(string.ascii_letters, k=12))
+    return f"{tok} auth {tok2} request accepted"
+
+
+def test_explosion_flagged_on_random_token_flood_not_on_normal_service() -> None:
+    reg = TemplateRegistry(CFG)
+    rnd = random.Random(1)
+    for _ in range(5_000):
+        reg.add("web-frontend", web_line(rnd))
+    assert reg.pop_events() == []
+    assert len(reg.miner("web-frontend")) < 20
+    for _ in range(2_000):
+        reg.add("web-frontend", web_line(rnd))
+        reg.add("gateway", flood_line(rnd))
+    events = reg.pop_events()
+    assert [e.service for e in events] == ["gateway"]  # once, not every window
+    e = events[0]
+    assert isinstance(e, TemplateExplosion)
+    assert e.message == "template explosion — likely a masking bug"
+    assert e.new_in_window > CFG.max_new_per_window and len(e.samples) == 3
+    assert reg.stats()["exploding_services"] == 1
+
+
+def test_explosion_after_warmup_in_a_settled_service_and_rearm() -> None:
+    reg = TemplateRegistry(CFG)
+    rnd = random.Random(2)
+    for _ in range(3_000):
+        reg.add("api", web_line(rnd))
+    for _ in range(500):  # a deploy starts logging an unmasked token
+        reg.add("api", flood_line(rnd))
+    assert [e.service for e in reg.pop_events()] == ["api"]
+    for _ in range(1_500):  # fixed: quiet windows re-arm the flag
+        reg.add("api", web_line(rnd))
+    assert reg.stats()["exploding_services"] == 0
+    for _ in range(500):
+        reg.add("api", flood_line(rnd))
+    assert [e.service for e in reg.pop_events()] == ["api"]
+
+
+def test_no_explosion_during_warmup_of_a_fresh_service() -> None:
+    reg = TemplateRegistry(RegistryConfig(warmup_lines=2_000, window_lines=500))
+    rnd = random.Random(3)
+    for _ in range(1_500):
+        reg.add("new", flood_line(rnd))
+    assert reg.pop_events() == []
+
+
+def test_services_are_bounded_lru_with_a_counter() -> None:
+    reg = TemplateRegistry(RegistryConfig(max_services=3))
+    for s in ["a", "b", "c"]:
+        reg.add(s, "started")
+    reg.add("a", "started")  # a is now the most recent
+    reg.add("d", "started")
+    assert "b" not in reg and {"a", "c", "d"} <= {s for s in "abcd" if s in reg}
+    assert reg.evicted_services == 1 and len(reg) == 3
+
+
+def test_templates_per_service_are_bounded() -> None:
+    reg = TemplateRegistry(RegistryConfig(miner=MinerConfig(max_clusters=50)))
+    rnd = random.Random(4)
+    for _ in range(500):
+        reg.add("flood", flood_line(rnd))
+    assert len(reg.miner("flood")) == 50
+    assert reg.evicted_templates("flood") == 450
+    assert reg.stats()["evicted_templates"] == 450
+
+
+def test_per_service_masking_exact_then_glob_then_default() -> None:
+    order_ids = MaskingConfig(extra=[MaskRule(pattern=r"\bORD[A-Z]+\b")])
+    reg = TemplateRegistry(RegistryConfig(masking={"orders-*": order_ids}))
+    assert reg.miner_config("orders-api").masking == order_ids
+    assert reg.miner_config("web").masking == MaskingConfig()
+    a = reg.add("orders-api", "order ORDXQZ shipped")
+    b = reg.add("orders-api", "order ORDKPL shipped")
+    assert a.template_id == b.template_id and b.template == "order <*> shipped"
+    assert reg.add("web", "order ORDXQZ shipped").template == "order ORDXQZ shipped"
+
+
+def test_snapshot_restore_all_and_one_service() -> None:
+    reg = TemplateRegistry(CFG)
+    rnd = random.Random(5)
+    for _ in range(2_000):
+        reg.add("web", web_line(rnd))
+        reg.add("api", web_line(rnd))
+    twin = TemplateRegistry(CFG)
+    twin.restore(reg.snapshot())
+    assert twin.miner("web").templates() == reg.miner("web").templates()
+    line = "user 5 logged in from 10.0.0.1"
+    assert twin.add("api", line).template_id == reg.add("api", line).template_id
+    one = TemplateRegistry(CFG)
+    data = reg.snapshot_service("web")
+    assert data is not None and reg.snapshot_service("nope") is None
+    one.restore_service("web", data)
+    assert one.miner("web").templates() == reg.miner("web").templates()
+    assert one.stats()["templates"] == len(reg.miner("web"))
+    with pytest.raises(ValueError, match="version"):
+        one.restore(b'{"v": 0}')
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(registry_mod).failed == 0
