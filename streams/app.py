@@ -9,7 +9,8 @@ import faust
 import structlog
 from mode import Service
 
-from alerting.agents.service import AlertingStage, alerts_api, register_alerting
+from alerting.agents.service import AlertingStage, register_alerting
+from alerting.config import AlertingSettings
 from categorisation.settings import load_categorisation
 from streams.agents.categorise import CategoriseStage
 from streams.agents.ingest import IngestService
@@ -19,6 +20,7 @@ from streams.ingest import IngestProcessor
 from streams.metrics import health, registry_for
 from streams.runtime import Runtime
 from streams.web_config import web_options
+from web.alerts import AlertsApi
 from web.api import create_app as create_api
 from web.api import serve
 
@@ -76,7 +78,9 @@ def create_app(runtime: Runtime) -> faust.App:
                                 categorise=stage.cat if stage else None)
     ingest = IngestService(runtime, processor, stage, loop=app.loop, beacon=app.beacon)
     app.service(ingest)  # type: ignore[arg-type]  # an instance is accepted too
-    alerting = register_alerting(app, runtime) if s.alerting.enabled else None
+    alerting = register_alerting(
+        app, runtime, s.alerting, s.kafka.partitions, s.clickhouse.database,
+    ) if s.alerting.enabled else None
     app.alerting = alerting  # type: ignore[attr-defined]
     app.service(ApiService(runtime, ingest, alerting, loop=app.loop, beacon=app.beacon))  # type: ignore[arg-type]
     if s.detect.enabled:
@@ -85,3 +89,15 @@ def create_app(runtime: Runtime) -> faust.App:
     app.runtime = runtime  # type: ignore[attr-defined]
     app.ingest = ingest  # type: ignore[attr-defined]
     return app
+
+
+def alerts_api(stage: AlertingStage, settings: AlertingSettings) -> AlertsApi:
+    """The alerting endpoints bound to this stage's view and actions topic."""
+
+    def suppressed(now: float) -> dict[str, str]:
+        cfg = stage.holder.config
+        return stage.manager.suppressed(cfg, now) if cfg else {}
+
+    return AlertsApi(view=stage.manager, publish=stage.publish,
+                     config=lambda: stage.holder.config, settings=settings,
+                     suppressed=suppressed)

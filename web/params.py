@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from sinks.clickhouse.web_queries import MAX_LIMIT, MAX_OFFSET, Page, Span
-from web.api import ApiError
+from web.http import ApiError
 
 MAX_TEXT = 200  # longest filter value we accept
 DEFAULT_RANGE_S = 3600

@@ -26,9 +26,9 @@ from sinks.clickhouse import ops_queries as oq
 from sinks.clickhouse import web_queries as wq
 from sinks.clickhouse.client import Store
 from web import params as p
-from web.api import ApiError, dumps
 from web.auth import POLICY_KEY, AuthPolicy, require
 from web.health import HealthProvider
+from web.http import ApiError, dumps
 
 T = TypeVar("T")
 RunInStore = Callable[[Callable[[], T]], Awaitable[T]]

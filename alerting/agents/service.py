@@ -15,8 +15,9 @@ import asyncio
 import contextlib
 import signal
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import faust
 import orjson
@@ -25,17 +26,29 @@ from prometheus_client import Histogram
 from pydantic import ValidationError
 
 from alerting.agents.evaluate_rules import CANARY_SERVICE, evaluate, evaluate_tick
-from alerting.agents.manage_alerts import AlertManager, ManagerTables, decode
+from alerting.agents.manage_alerts import AlertManager, ManagerTables, Sink, decode
 from alerting.config import AlertingSettings
 from alerting.inhibit import CallGraph
 from alerting.reload import ConfigHolder
 from schemas import topics
-from streams.runtime import Runtime
-from web.alerts import AlertsApi
+from schemas.topics import Internal
+from sinks.clickhouse.client import Store
 
 log = structlog.get_logger(__name__)
 MANAGER_PARTITION = 0
 GRAPH_REFRESH_S = 60.0
+
+
+class StageRuntime(Protocol):
+    """What the alerting stage uses of the worker's runtime (``streams.runtime.Runtime``)."""
+
+    @property
+    def store(self) -> Store: ...
+    @property
+    def writers(self) -> Mapping[str, Sink]: ...
+    @property
+    def topics(self) -> Internal: ...
+    def send(self, topic: str, value: bytes, key: str | bytes | None = None) -> None: ...
 
 
 class AlertingStage:
@@ -62,10 +75,10 @@ def _topic(app: faust.App, *names: str) -> Any:
     return app.topic(*names, key_serializer="raw", value_serializer="raw")
 
 
-def register_alerting(app: faust.App, runtime: Runtime) -> AlertingStage:
+def register_alerting(app: faust.App, runtime: StageRuntime, a: AlertingSettings,
+                      partitions: int, database: str) -> AlertingStage:
     """Create the alerting tables, topics, agents and timers on ``app``."""
-    s = runtime.settings
-    a, n = s.alerting, s.kafka.partitions
+    n = partitions
     holder = ConfigHolder(a)
     holder.check(force=True)
     series = _table(app, "series", n)
@@ -135,7 +148,7 @@ def register_alerting(app: faust.App, runtime: Runtime) -> AlertingStage:
     @app.timer(GRAPH_REFRESH_S)  # type: ignore[untyped-decorator]
     async def refresh_graph() -> None:
         try:
-            manager.graph = await asyncio.to_thread(call_graph, runtime)
+            manager.graph = await asyncio.to_thread(call_graph, runtime.store, database)
         except Exception as e:  # the store may be busy or down; inhibition uses the old graph
             log.warning("call_graph_refresh_failed", stage="alerting", error=str(e)[:200])
 
@@ -164,10 +177,9 @@ def canary_event(now: float) -> bytes:
                          "message": "logwarden canary", "event_id": f"canary-{int(now)}"})
 
 
-def call_graph(runtime: Runtime) -> CallGraph:
+def call_graph(store: Store, db: str) -> CallGraph:
     """Who called whom in the last day, from the logs' peer fields (for inhibition)."""
-    db = runtime.settings.clickhouse.database
-    res = runtime.store.query(
+    res = store.query(
         f"SELECT service, peer_service, toUnixTimestamp(max(ts)) FROM {db}.logs "
         "WHERE peer_service != '' AND ts > now() - INTERVAL 1 DAY "
         "GROUP BY service, peer_service")
@@ -175,15 +187,3 @@ def call_graph(runtime: Runtime) -> CallGraph:
     for caller, callee, ts in res.result_rows:
         g.add_call(str(caller), str(callee), float(ts))
     return g
-
-
-def alerts_api(stage: AlertingStage, settings: AlertingSettings) -> AlertsApi:
-    """The alerting endpoints bound to this stage's view and actions topic."""
-
-    def suppressed(now: float) -> dict[str, str]:
-        cfg = stage.holder.config
-        return stage.manager.suppressed(cfg, now) if cfg else {}
-
-    return AlertsApi(view=stage.manager, publish=stage.publish,
-                     config=lambda: stage.holder.config, settings=settings,
-                     suppressed=suppressed)
