@@ -38,7 +38,7 @@ from schemas.common import to_epoch_ms
 from schemas.errors import InvalidEvent
 from schemas.windows import WindowStats
 from sinks.clickhouse import rows
-from sinks.clickhouse.ops_queries import verdict_history
+from sinks.clickhouse.queries.quality import verdict_history
 from streams.consumer import Barrier, BatchConsumer, Partition, always
 from streams.runtime import Runtime
 from streams.state import read_compacted

@@ -19,7 +19,7 @@ from schemas.topics import internal
 from schemas.windows import WindowStats
 from sinks.clickhouse.client import Client
 from sinks.clickhouse.migrate import migrate
-from sinks.clickhouse.ops_queries import detector_quality, verdict_history
+from sinks.clickhouse.queries.quality import detector_quality, verdict_history
 from sinks.clickhouse.settings import ClickHouseSettings
 from streams.agents.score_windows import STATE_CONFIG, DetectStage, ScoreService
 from streams.runtime import Runtime, open_runtime
