@@ -11,6 +11,7 @@ same way: the people paged must hear the alert is over.
 from __future__ import annotations
 
 import random
+from collections.abc import MutableMapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -61,3 +62,17 @@ def failed_again(item: OutboxItem, now: float, policy: OutboxPolicy,
     """The item after one more failed delivery."""
     n = item.failures + 1
     return item.model_copy(update={"failures": n, "next_at": retry_at(n, now, policy, rng)})
+
+
+def put(outbox: MutableMapping[str, bytes], item: OutboxItem,
+        max_items: int) -> list[OutboxItem]:
+    """Write ``item``; the oldest items beyond ``max_items`` are removed and returned."""
+    outbox[item.key] = item.model_dump_json().encode()
+    extra = len(outbox) - max_items
+    if extra <= 0:
+        return []
+    items = sorted((OutboxItem.model_validate_json(v) for v in outbox.values()),
+                   key=lambda i: i.first_failed_at)
+    for old in items[:extra]:
+        del outbox[old.key]
+    return items[:extra]

@@ -9,7 +9,7 @@ and is the only writer; the SMS webhook reads them only to answer the sender at 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Container
+from collections.abc import Container, MutableMapping
 
 from pydantic import BaseModel, ConfigDict
 
@@ -48,3 +48,37 @@ def new_code(taken: Container[str]) -> str:
         code = "".join(secrets.choice(ALPHABET) for _ in range(LENGTH))
         if code not in taken:
             return code
+
+
+def issue(codes: MutableMapping[str, bytes], fingerprint: str, phones: list[str], now: float,
+          ttl_s: float) -> str:
+    """A new code for ``fingerprint``, usable from ``phones`` for ``ttl_s``, written to
+    ``codes`` (code -> ReplyCode JSON)."""
+    code = new_code(codes)
+    rc = ReplyCode(code=code, fingerprint=fingerprint, phones=phones, issued_at=now,
+                   expires_at=now + ttl_s)
+    codes[code] = rc.model_dump_json().encode()
+    return code
+
+
+def spend(codes: MutableMapping[str, bytes], code: str, phone: str,
+          now: float) -> tuple[str | None, str]:
+    """(the alert's fingerprint, "") for a valid reply, and the code is gone; else
+    (None, why)."""
+    raw = codes.get(code.upper())
+    if raw is None:
+        return None, "unknown code"
+    rc = ReplyCode.model_validate_json(raw)
+    why = rc.refusal(phone, now)
+    if why:
+        return None, why
+    del codes[rc.code]
+    return rc.fingerprint, ""
+
+
+def prune(codes: MutableMapping[str, bytes], firing: Container[str], now: float) -> None:
+    """Drop expired codes and those of alerts no longer firing (``firing``: fingerprints)."""
+    for code, raw in list(codes.items()):
+        rc = ReplyCode.model_validate_json(raw)
+        if now >= rc.expires_at or rc.fingerprint not in firing:
+            del codes[code]

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import structlog
 
 from alerting import escalation as esc
+from alerting import outbox, replycodes
 from alerting.config import AlertingConfig, AlertingSettings
 from alerting.deadman import CanaryState, HeartbeatState, heartbeat_due, heartbeat_message
 from alerting.evaluate import on_composites
@@ -64,7 +65,7 @@ from alerting.notifiers.sms import SmsChannel
 from alerting.oncall import on_call_at
 from alerting.outbox import OutboxItem, failed_again, retry_at
 from alerting.reload import ConfigHolder
-from alerting.replycodes import ReplyCode, new_code
+from alerting.replycodes import ReplyCode
 from alerting.routing import match_routes
 from alerting.silences import Matcher, Silence
 from sinks.clickhouse import rows
@@ -222,7 +223,8 @@ class AlertManager:
                 self._write("silences", [rows.silence_row(s.model_dump(mode="json"), _ms(now),
                                                           deleted=True)])
                 del self.t.silences[s.id]
-        self._prune_codes(now)
+        replycodes.prune(self.t.codes, {a.fingerprint for a in self.alerts()
+                                        if a.state is AlertState.FIRING}, now)
         await self._flush_groups(cfg, now)
         await self._escalate(cfg, now)
         await self._redeliver(cfg, now)
@@ -284,32 +286,20 @@ class AlertManager:
 
     def _spend_code(self, msg: SmsReply, now: float) -> str | None:
         """The alert a valid SMS reply acts on; the code is spent. None (logged) if invalid."""
-        rc = self.reply_code(msg.code)
-        why = "unknown code" if rc is None else rc.refusal(msg.phone, now)
-        if rc is None or why:
+        fp, why = replycodes.spend(self.t.codes, msg.code, msg.phone, now)
+        if fp is None:
             log.warning("sms_reply_refused", stage="alerting", phone=msg.phone, by=msg.by,
                         reason=why, message_sid=msg.message_sid)
-            return None
-        del self.t.codes[rc.code]
-        return rc.fingerprint
+        return fp
 
     def _issue_code(self, msg: Message, chain: list[Channel], now: float) -> Message:
         """A firing single-alert message going to phones carries a fresh reply code."""
         phones = [ch.to for ch in chain if isinstance(ch, SmsChannel)]
         if not phones or msg.status != "firing" or not msg.fingerprint or msg.reply_code:
             return msg
-        code = new_code(self.t.codes)
-        rc = ReplyCode(code=code, fingerprint=msg.fingerprint, phones=phones, issued_at=now,
-                       expires_at=now + self.settings.sms_code_ttl_s)
-        self.t.codes[code] = rc.model_dump_json().encode()
+        code = replycodes.issue(self.t.codes, msg.fingerprint, phones, now,
+                                self.settings.sms_code_ttl_s)
         return msg.model_copy(update={"reply_code": code})
-
-    def _prune_codes(self, now: float) -> None:
-        for code, raw in list(self.t.codes.items()):
-            rc = ReplyCode.model_validate_json(raw)
-            a = self._alert(rc.fingerprint)
-            if now >= rc.expires_at or a is None or a.state is not AlertState.FIRING:
-                del self.t.codes[code]
 
     async def _changed(self, cfg: AlertingConfig, before: Alert | None, after: Alert,
                        now: float) -> None:
@@ -440,19 +430,10 @@ class AlertManager:
             item = OutboxItem(message=msg, recipient=recipient or receiver, receiver=receiver,
                               status=status, kind=kind, first_failed_at=now,
                               next_at=retry_at(1, now, self.settings.outbox, self.rng))
-            self._outbox_put(item)
-        return False
-
-    def _outbox_put(self, item: OutboxItem) -> None:
-        self.t.outbox[item.key] = item.model_dump_json().encode()
-        extra = len(self.t.outbox) - self.settings.outbox.max_items
-        if extra > 0:
-            items = sorted((OutboxItem.model_validate_json(v) for v in self.t.outbox.values()),
-                           key=lambda i: i.first_failed_at)
-            for old in items[:extra]:
-                del self.t.outbox[old.key]
+            for old in outbox.put(self.t.outbox, item, self.settings.outbox.max_items):
                 log.error("outbox_full_dropped", stage="alerting", message=old.message.id,
                           receiver=old.recipient)
+        return False
 
     async def _redeliver(self, cfg: AlertingConfig, now: float) -> None:
         for key, raw in list(self.t.outbox.items()):
