@@ -26,9 +26,10 @@ from prometheus_client import Histogram
 from pydantic import ValidationError
 
 from alerting.agents.evaluate_rules import CANARY_SERVICE, evaluate, evaluate_tick
-from alerting.agents.manage_alerts import AlertManager, ManagerTables, Sink, decode
+from alerting.agents.manage_alerts import AlertManager, ManagerTables, Sink
 from alerting.config import AlertingSettings
 from alerting.inhibit import CallGraph
+from alerting.inputs import Action, CanarySent, SignalInput, Tick, decode_input, encode_input
 from alerting.reload import ConfigHolder
 from schemas import topics
 from schemas.topics import Internal
@@ -57,12 +58,13 @@ class AlertingStage:
     def __init__(self, holder: ConfigHolder, manager: AlertManager,
                  actions: faust.TopicT, delay: Histogram) -> None:
         self.holder, self.manager, self.actions, self.delay = holder, manager, actions, delay
-        self.counts = {"inputs": 0, "bad_inputs": 0, "signals": 0, "manager_errors": 0}
+        self.counts = {"inputs": 0, "bad_inputs": 0, "signals": 0, "manager_errors": 0,
+                       "bad_manager_inputs": 0}
 
-    async def publish(self, action: dict[str, Any]) -> None:
+    async def publish(self, action: Action) -> None:
         """Queue a person's action for the manager (the API never writes tables itself)."""
-        key = str(action.get("ref") or action.get("id") or "action").encode()
-        await self.actions.send(key=key, value=orjson.dumps(action),
+        key = action.type.encode()
+        await self.actions.send(key=key, value=encode_input(action),
                                 partition=MANAGER_PARTITION)
 
 
@@ -84,7 +86,8 @@ def register_alerting(app: faust.App, runtime: StageRuntime, a: AlertingSettings
     series = _table(app, "series", n)
     tables = ManagerTables(alerts=_table(app, "alerts", n), groups=_table(app, "groups", n),
                            escalations=_table(app, "escalations", n),
-                           silences=_table(app, "silences", n), meta=_table(app, "meta", n))
+                           silences=_table(app, "silences", n), meta=_table(app, "meta", n),
+                           codes=_table(app, "codes", n), outbox=_table(app, "outbox", n))
     t = runtime.topics
     inputs = _topic(app, t.windows, t.anomalies, t.template_events, t.alert_ticks)
     ticks = _topic(app, t.alert_ticks)
@@ -116,29 +119,34 @@ def register_alerting(app: faust.App, runtime: StageRuntime, a: AlertingSettings
                 continue
             stage.counts["inputs"] += 1
             for m in out:
-                stage.counts["signals"] += m["type"] == "signal"
-                fp = str(m.get("signal", {}).get("rule", m["type"])).encode()
-                await signals.send(key=fp, value=orjson.dumps(m), partition=MANAGER_PARTITION)
+                is_signal = isinstance(m, SignalInput)
+                stage.counts["signals"] += is_signal
+                key = (m.signal.rule if isinstance(m, SignalInput) else m.type).encode()
+                await signals.send(key=key, value=encode_input(m), partition=MANAGER_PARTITION)
 
     @app.agent(manager_in, name="alerting-manage")
     async def manage_agent(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            msg = decode(event.value, "action" if event.message.topic == t.alert_actions
-                         else None)
-            if msg is None:
+            try:  # decoded once, here: the manager sees only typed messages
+                msg = decode_input(event.value)
+            except ValidationError as e:
+                stage.counts["bad_manager_inputs"] += 1
+                log.warning("alerting_message_refused", stage="alerting",
+                            topic=event.message.topic, offset=event.message.offset,
+                            error=str(e)[:300])
                 continue
             try:
                 await manager.handle(msg, time.time())
             except Exception:  # the stage boundary: one bad message must not stop alerting
                 stage.counts["manager_errors"] += 1
                 log.exception("alerting_message_failed", stage="alerting",
-                              kind=msg.get("type"), offset=event.message.offset)
+                              kind=msg.type, offset=event.message.offset)
 
     @app.timer(a.evaluation_interval_s)  # type: ignore[untyped-decorator]
     async def tick() -> None:
         for p in range(n):
             await ticks.send(key=b"tick", value=b'{"type": "tick"}', partition=p)
-        await signals.send(key=b"tick", value=orjson.dumps({"type": "tick", "ts": time.time()}),
+        await signals.send(key=b"tick", value=encode_input(Tick(ts=time.time())),
                            partition=MANAGER_PARTITION)
 
     @app.timer(a.reload_check_s)  # type: ignore[untyped-decorator]
@@ -157,8 +165,7 @@ def register_alerting(app: faust.App, runtime: StageRuntime, a: AlertingSettings
         async def canary() -> None:
             now = time.time()
             runtime.send(topics.LOGS, canary_event(now), key=CANARY_SERVICE)
-            await signals.send(key=b"canary", value=orjson.dumps({"type": "canary_sent",
-                                                                  "ts": now}),
+            await signals.send(key=b"canary", value=encode_input(CanarySent(ts=now)),
                                partition=MANAGER_PARTITION)
 
     @app.task  # type: ignore[untyped-decorator]
