@@ -88,7 +88,7 @@ def health(ingest: IngestService, others: Sequence[BatchConsumer] = ()) -> dict[
         "kafka": rt.settings.kafka.bootstrap_servers(),
         "counts": dict(ingest.processor.counts),
         "batches": ingest.batches,
-        "consumer_lag": dict(ingest.lag),
+        "consumer_lag": {tp: n for c in (ingest, *others) for tp, n in c.lag.items()},
         "writers": {t: vars(w.stats) for t, w in rt.writers.items()},
         "produce_errors": rt.produce_errors,
     }

@@ -42,10 +42,9 @@ from sinks.clickhouse.queries.quality import verdict_history
 from streams.consumer import Barrier, BatchConsumer, Partition, always
 from streams.runtime import Runtime
 from streams.state import read_compacted
-from streams.topics import ensure_topics
+from streams.topics import STATE_TOPIC_CONFIG, ensure_topics
 
 log = structlog.get_logger(__name__)
-STATE_CONFIG = {"cleanup.policy": "compact", "max.message.bytes": str(16 << 20)}
 
 
 class DetectStage:
@@ -278,7 +277,7 @@ class ScoreService(BatchConsumer):
         s = self.rt.settings
         await asyncio.to_thread(ensure_topics, s.kafka.bootstrap_servers(),
                                 {self.detect.state_topic: s.kafka.partitions},
-                                STATE_CONFIG, s.kafka.replication)
+                                STATE_TOPIC_CONFIG, s.kafka.replication)
         await super().on_start()
         await self.add_runtime_dependency(self.side)
 

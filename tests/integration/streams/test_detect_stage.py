@@ -21,11 +21,11 @@ from sinks.clickhouse.client import Client
 from sinks.clickhouse.migrate import migrate
 from sinks.clickhouse.queries.quality import detector_quality, verdict_history
 from sinks.clickhouse.settings import ClickHouseSettings
-from streams.agents.score_windows import STATE_CONFIG, DetectStage, ScoreService
+from streams.agents.score_windows import DetectStage, ScoreService
 from streams.runtime import Runtime, open_runtime
 from streams.settings import KafkaSettings, Settings, StreamSettings
 from streams.state import read_compacted
-from streams.topics import ensure_topics
+from streams.topics import STATE_TOPIC_CONFIG, ensure_topics
 
 pytestmark = pytest.mark.integration
 T0 = int(time.time()) - 3600 * 2  # recent: the anomalies table has a TTL
@@ -67,7 +67,7 @@ def test_windows_in_anomalies_out_and_state_restores(runtime: Runtime,
     state_topic = f"it-detector-state-{uuid.uuid4().hex[:6]}"
     bootstrap = runtime.settings.kafka.bootstrap_servers()
     ensure_topics(bootstrap, {topic: 1})
-    ensure_topics(bootstrap, {state_topic: 2}, STATE_CONFIG)
+    ensure_topics(bootstrap, {state_topic: 2}, STATE_TOPIC_CONFIG)
     calm = [window(svc, i, 0.01 * (i % 2)) for i in range(300)]
     stage = DetectStage(runtime, state_topic)
     assert stage.on_windows(through_broker(runtime, topic, calm)) == []
@@ -144,7 +144,7 @@ def test_handed_over_series_are_not_scored_silent_and_come_back_from_the_topic(
     stay, moved = (f"svc-{uuid.uuid4().hex[:6]}" for _ in range(2))
     state_topic = f"it-detector-state-{uuid.uuid4().hex[:6]}"
     bootstrap = runtime.settings.kafka.bootstrap_servers()
-    ensure_topics(bootstrap, {state_topic: 2}, STATE_CONFIG)
+    ensure_topics(bootstrap, {state_topic: 2}, STATE_TOPIC_CONFIG)
     stage = DetectStage(runtime, state_topic)
     for i in range(300):
         stage.on_windows([window(stay, i, 0.01 * (i % 2)), window(moved, i, 0.01 * (i % 2))],
