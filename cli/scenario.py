@@ -126,8 +126,8 @@ def eval_scenario(
 def eval_scenarios(
     seeds: Annotated[str, typer.Option(help="seeds: 0-4, 1,3,7 or 0-2,9")] = "0-4",
     start: Annotated[list[str] | None, typer.Option(
-        help="demo start time (RFC 3339), repeatable; default: the README's development "
-             "set")] = None,
+        help="demo start time (RFC 3339), repeatable; default: the development "
+             "set of docs/evaluation.md")] = None,
     rate: Annotated[float, typer.Option(help="the demo's base log events per second")] = 200.0,
     duration: Annotated[str, typer.Option(help="event time of each run")] = "1h",
     incident_every: Annotated[str, typer.Option(help="time between incidents")] = "3m",

@@ -82,7 +82,8 @@ def browser() -> Iterator[Any]:
     driver.quit()
 
 
-def wait_js(driver: Any, script: str, timeout: float = 40.0) -> Any:
+def wait_js(driver: Any, script: str, timeout: float = 120.0) -> Any:
+    """The script's first truthy value: waits on a condition (a loaded machine is slow)."""
     deadline = time.monotonic() + timeout
     value = None
     while time.monotonic() < deadline:
