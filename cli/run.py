@@ -22,11 +22,13 @@ def prepare_topics(s: Settings) -> None:
     """Create the contract and internal topics (idempotent)."""
     n, bootstrap = s.kafka.partitions, s.kafka.bootstrap_servers()
     r = s.kafka.replication
-    ensure_topics(bootstrap, dict.fromkeys(topics.INGEST_TOPICS, n), INGEST_TOPIC_CONFIG, r)
+    sec = s.kafka.librdkafka()
+    ensure_topics(bootstrap, dict.fromkeys(topics.INGEST_TOPICS, n), INGEST_TOPIC_CONFIG, r,
+                  security=sec)
     # Template state is a changelog (latest snapshot per service): compacted, created first.
     t = topics.internal(s.stream.app_id)
-    ensure_topics(bootstrap, {t.template_state: n}, STATE_TOPIC_CONFIG, r)
-    ensure_topics(bootstrap, dict.fromkeys(t.all, n), replication=r)
+    ensure_topics(bootstrap, {t.template_state: n}, STATE_TOPIC_CONFIG, r, security=sec)
+    ensure_topics(bootstrap, dict.fromkeys(t.all, n), replication=r, security=sec)
 
 
 def start_worker(s: Settings, loglevel: str) -> None:
@@ -38,7 +40,7 @@ def start_worker(s: Settings, loglevel: str) -> None:
     from streams.runtime import open_runtime
 
     configure(loglevel)
-    wait_for_kafka(s.kafka.bootstrap_servers(), timeout=60)
+    wait_for_kafka(s.kafka.bootstrap_servers(), timeout=60, security=s.kafka.librdkafka())
     prepare_topics(s)
     runtime = open_runtime(s)
     app = create_app(runtime)

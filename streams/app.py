@@ -8,6 +8,7 @@ from typing import Any
 
 import faust
 import structlog
+from faust.auth import Credentials
 from mode import Service
 
 from alerting.agents.service import AlertingStage, register_alerting
@@ -21,6 +22,7 @@ from streams.consumer import BatchConsumer
 from streams.ingest import IngestProcessor
 from streams.metrics import health, registry_for
 from streams.runtime import Runtime
+from streams.settings import KafkaSettings
 from streams.web_config import web_options
 from web.alerts import AlertsApi
 from web.api import create_app as create_api
@@ -67,6 +69,7 @@ def create_app(runtime: Runtime) -> faust.App:
     app = faust.App(
         s.stream.app_id,
         broker=f"kafka://{s.kafka.bootstrap_servers()}",
+        broker_credentials=broker_credentials(s.kafka),
         store="memory://",
         datadir=str(s.data_dir / "faust"),
         web_enabled=False,
@@ -96,6 +99,17 @@ def create_app(runtime: Runtime) -> faust.App:
     app.runtime = runtime  # type: ignore[attr-defined]
     app.ingest = ingest  # type: ignore[attr-defined]
     return app
+
+
+def broker_credentials(k: KafkaSettings) -> Credentials | None:
+    """Faust's form of the TLS and SASL settings (None: plaintext)."""
+    if k.sasl:  # SASL_SSL when a TLS context is given, SASL_PLAINTEXT otherwise
+        return faust.SASLCredentials(username=k.sasl_username,
+                                     password=k.sasl_password.get_secret_value(),
+                                     ssl_context=k.ssl_context(), mechanism=k.sasl_mechanism)
+    if k.tls:
+        return faust.SSLCredentials(k.ssl_context())
+    return None
 
 
 def alerts_api(stage: AlertingStage, settings: AlertingSettings) -> AlertsApi:

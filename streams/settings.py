@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -10,14 +11,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from alerting.config import AlertingSettings
 from categorisation.settings import CategorisationSettings
 from detectors.settings import DetectionSettings
+from schemas.kafka_security import KafkaSecurity
 from sinks.clickhouse.settings import ClickHouseSettings
 from web.settings import WebSettings
 
 
-class KafkaSettings(BaseModel):
-    """Where the broker is. An empty ``bootstrap`` means: start and use the local one."""
-
-    model_config = {"frozen": True}
+class KafkaSettings(KafkaSecurity):
+    """Where the broker is and how to log in (TLS and SASL fields: ``KafkaSecurity``,
+    ``LOGWARDEN_KAFKA_SECURITY_PROTOCOL`` ...). An empty ``bootstrap`` means: start and use
+    the local one."""
 
     bootstrap: str = ""  # LOGWARDEN_KAFKA_BOOTSTRAP
     local_port: int = 19092  # LOGWARDEN_KAFKA_LOCAL_PORT, used when bootstrap is empty
@@ -31,6 +33,14 @@ class KafkaSettings(BaseModel):
 
     def bootstrap_servers(self) -> str:
         return self.bootstrap or f"127.0.0.1:{self.local_port}"
+
+    def client_config(self) -> dict[str, str]:
+        """confluent-kafka properties: the bootstrap servers plus TLS and SASL."""
+        return {"bootstrap.servers": self.bootstrap_servers(), **self.librdkafka()}
+
+    def aiokafka_config(self) -> dict[str, Any]:
+        """aiokafka keyword arguments: the bootstrap servers plus TLS and SASL."""
+        return {"bootstrap_servers": self.bootstrap_servers(), **self.aiokafka()}
 
 
 class StreamSettings(BaseModel):
