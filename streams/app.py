@@ -14,6 +14,7 @@ from mode import Service
 from alerting.agents.service import AlertingStage, register_alerting
 from alerting.config import AlertingSettings
 from categorisation.settings import load_categorisation
+from sinks.clickhouse.client import connect
 from streams.agents.categorise import CategoriseStage
 from streams.agents.ingest import IngestService
 from streams.agents.score_windows import ScoreService
@@ -53,7 +54,9 @@ class ApiService(Service):
                          executor_or_lock=self.executor,
                          health_provider=lambda: health(self.ingest, self.others),
                          metrics_registry=registry, alerts=alerts,
-                         web_options=web_options(s, self.rt.send))
+                         web_options=web_options(s, self.rt.send),
+                         # SQL from /api/query: own clients and threads, not the writers'
+                         query_connect=lambda: connect(s.clickhouse, s.data_dir))
         self.runner = await serve(app, s.stream.web_host, s.stream.web_port)
         log.info("api_listening", url=f"http://{s.stream.web_host}:{s.stream.web_port}")
 

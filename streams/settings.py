@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alerting.config import AlertingSettings
@@ -76,3 +76,19 @@ class Settings(BaseSettings):
     detect: DetectionSettings = DetectionSettings()  # LOGWARDEN_DETECT_*
     alerting: AlertingSettings = AlertingSettings()  # LOGWARDEN_ALERTING_*
     web: WebSettings = WebSettings()  # LOGWARDEN_WEB_*
+    # The CLI's API token (`logwarden query`, reports through the worker): LOGWARDEN_TOKEN,
+    # else the first line of LOGWARDEN_TOKEN_FILE (`logwarden token create --save` writes it).
+    token: SecretStr = SecretStr("")
+    token_file: Path = Path("~/.config/logwarden/token")
+
+    def api_token(self, given: str | None = None) -> str | None:
+        """The token for the worker API: ``given`` (--token), LOGWARDEN_TOKEN, the file."""
+        if given:
+            return given
+        if self.token.get_secret_value():
+            return self.token.get_secret_value()
+        try:
+            lines = self.token_file.expanduser().read_text().split()
+        except OSError:
+            return None
+        return lines[0] if lines else None
