@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli.common import settings
+from cli.common import ensure_cli_token, settings
 from devstack.kafka import LocalKafka
 from schemas import topics
 from schemas.errors import LogwardenError
@@ -61,6 +61,8 @@ def register(cli: typer.Typer) -> None:
         worker running every stage on the embedded ClickHouse (unless LOGWARDEN_CLICKHOUSE_URL
         is set), serving the API on LOGWARDEN_STREAM_WEB_PORT."""
         s = settings()
+        if ensure_cli_token(s):  # SQL through the API needs a token: the local user gets one
+            typer.echo(f"api token for `logwarden query`: {s.cli_token_path()}", err=True)
         try:
             if s.kafka.embedded:
                 status = LocalKafka.from_settings(s).start()

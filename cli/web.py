@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from alerting.config import SmtpSettings
-from cli.common import settings
+from cli.common import save_cli_token, settings
 from cli.query import api_url
 from demo.traffic import parse_duration
 from sinks.clickhouse.client import Store, StoreLockedError, connect, resolve_url
@@ -70,8 +70,8 @@ def register(cli: typer.Typer) -> None:
         name: str = typer.Option("", "--name", help="Who uses it (default: <role>-<time>)."),
         save: bool = typer.Option(False, "--save",
                                   help="Also write it to the CLI's token file "
-                                       "(LOGWARDEN_TOKEN_FILE, mode 0600) for `logwarden "
-                                       "query` and reports."),
+                                       "(LOGWARDEN_TOKEN_FILE, default <data dir>/cli_token, "
+                                       "mode 0600) for `logwarden query` and reports."),
     ) -> None:
         """Create an API token; prints it once (only its SHA-256 is stored)."""
         s = settings()
@@ -81,11 +81,7 @@ def register(cli: typer.Typer) -> None:
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
         if save:
-            path = s.token_file.expanduser()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch(mode=0o600)
-            path.chmod(0o600)
-            path.write_text(token + "\n")
+            save_cli_token(s.cli_token_path(), token)
         print(token)
 
     @cli.command("api")

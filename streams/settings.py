@@ -77,9 +77,14 @@ class Settings(BaseSettings):
     alerting: AlertingSettings = AlertingSettings()  # LOGWARDEN_ALERTING_*
     web: WebSettings = WebSettings()  # LOGWARDEN_WEB_*
     # The CLI's API token (`logwarden query`, reports through the worker): LOGWARDEN_TOKEN,
-    # else the first line of LOGWARDEN_TOKEN_FILE (`logwarden token create --save` writes it).
+    # else the first line of LOGWARDEN_TOKEN_FILE (None: <data dir>/cli_token, which
+    # `logwarden run` and `logwarden token create --save` write, mode 0600).
     token: SecretStr = SecretStr("")
-    token_file: Path = Path("~/.config/logwarden/token")
+    token_file: Path | None = None
+
+    def cli_token_path(self) -> Path:
+        """Where the CLI keeps its API token."""
+        return (self.token_file or self.data_dir / "cli_token").expanduser()
 
     def api_token(self, given: str | None = None) -> str | None:
         """The token for the worker API: ``given`` (--token), LOGWARDEN_TOKEN, the file."""
@@ -88,7 +93,7 @@ class Settings(BaseSettings):
         if self.token.get_secret_value():
             return self.token.get_secret_value()
         try:
-            lines = self.token_file.expanduser().read_text().split()
+            lines = self.cli_token_path().read_text().split()
         except OSError:
             return None
         return lines[0] if lines else None
