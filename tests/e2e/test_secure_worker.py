@@ -75,7 +75,9 @@ def test_worker_ingests_over_sasl_ssl(secure: tuple[LocalKafka, BrokerSecurity],
         w.wait_for(lambda: w.query("SELECT count() FROM logwarden.logs WHERE service = "
                                    "{s:String}", s=service) == [[50]], what="the rows")
         log = w.log.read_text()
-        assert "_AUTHENTICATION" not in log and "SSL handshake failed" not in log
+        assert "invalid credentials" not in log and "certificate verify failed" not in log
+        # the confluent ingest consumer and the scoring stage's aiokafka consumers joined
+        assert '"partitions_assigned"' in log and '"detector_state_loaded"' in log
     finally:
         w.stop()
 
