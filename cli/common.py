@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 import typer
 
 from streams.settings import Settings
+from web.auth import TokenStore
 
 # `logwarden eval ...`: evaluation commands from several modules hang here.
 eval_app = typer.Typer(help="Evaluate categorisation and detection on labelled data.",
@@ -17,3 +19,21 @@ eval_app = typer.Typer(help="Evaluate categorisation and detection on labelled d
 def settings() -> Settings:
     """The settings, read once from the environment."""
     return Settings()
+
+
+def save_cli_token(path: Path, token: str) -> None:
+    """Write the CLI's API token, readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(token + "\n")
+
+
+def ensure_cli_token(s: Settings) -> bool:
+    """Give the local user a responder token for `logwarden query` if it has none (the
+    all-in-one `logwarden run`); True if it made one."""
+    if s.api_token() is not None:
+        return False
+    token = TokenStore(s.web.token_path(s.data_dir)).create("local-cli", "responder")
+    save_cli_token(s.cli_token_path(), token)
+    return True

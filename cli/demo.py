@@ -150,7 +150,7 @@ def register(cli: typer.Typer) -> None:
         else:
             publisher = Publisher(bootstrap or settings().kafka.bootstrap_servers(),
                                   service="logwarden-demo", client_id="logwarden-demo",
-                                  max_buffer=200_000)
+                                  max_buffer=200_000, security=settings().kafka)
             sink = publisher
         found: list[Incident] = []
         counts: Counter[str] = Counter()

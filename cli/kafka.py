@@ -39,7 +39,7 @@ def up(
     if external is not None:
         err.print(f"LOGWARDEN_KAFKA_BOOTSTRAP is set: using the cluster at {external}, "
                   "starting nothing")
-        if not is_healthy(external, timeout=10.0):
+        if not is_healthy(external, 10.0, settings().kafka.librdkafka()):
             raise _fail(f"no broker answered at {external}")
         typer.echo(external)
         return
@@ -80,7 +80,7 @@ def status() -> None:
     """Show whether the broker runs and answers; exit code 1 if it does not answer."""
     external = _external()
     if external is not None:
-        healthy = is_healthy(external, timeout=5.0)
+        healthy = is_healthy(external, 5.0, settings().kafka.librdkafka())
         typer.echo(f"external cluster {external}: {'healthy' if healthy else 'not answering'}")
     else:
         s = LocalKafka.from_settings(settings()).status()

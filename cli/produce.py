@@ -174,7 +174,7 @@ def register(cli: typer.Typer) -> None:
         err = Console(stderr=True, soft_wrap=True)
         server = bootstrap or settings().kafka.bootstrap_servers()
         publisher = Publisher(server, service="logwarden-produce", client_id="logwarden-produce",
-                              max_buffer=200_000,
+                              max_buffer=200_000, security=settings().kafka,
                               config={"message.timeout.ms": int(timeout * 1000)})
 
         shown = [0]

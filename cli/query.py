@@ -134,7 +134,10 @@ def register(cli: typer.Typer) -> None:
         api: str | None = typer.Option(None, "--api",
                                        help="Worker API base URL (default: http://"
                                             "<stream.web_host>:<stream.web_port>)."),
-        token: str | None = typer.Option(None, "--token", help="Bearer token for the API."),
+        token: str | None = typer.Option(None, "--token",
+                                         help="Bearer token for the API (default: "
+                                              "LOGWARDEN_TOKEN, else the token file "
+                                              "~/.config/logwarden/token)."),
     ) -> None:
         """Run a read-only SQL query (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN) and print the
         rows: through the running worker's API in embedded mode, else on the ClickHouse
@@ -151,7 +154,7 @@ def register(cli: typer.Typer) -> None:
         err = Console(stderr=True, soft_wrap=True)
         try:
             answer = (query_direct(s, text, params, limit) if direct
-                      else query_api(api_url(s, api), text, params, limit, token))
+                      else query_api(api_url(s, api), text, params, limit, s.api_token(token)))
         except QueryFailed as exc:
             err.print(f"[red]error:[/] {exc}", highlight=False)
             raise typer.Exit(1) from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli.common import settings
+from cli.common import ensure_cli_token, settings
 from devstack.kafka import LocalKafka
 from schemas.errors import LogwardenError
 from streams.settings import Settings
@@ -20,7 +20,7 @@ def start_worker(s: Settings, loglevel: str) -> None:
     from streams.runtime import open_runtime
 
     configure(loglevel)
-    wait_for_kafka(s.kafka.bootstrap_servers(), timeout=60)
+    wait_for_kafka(s.kafka.bootstrap_servers(), timeout=60, security=s.kafka.librdkafka())
     prepare_topics(s)
     runtime = open_runtime(s)
     app = create_app(runtime)
@@ -41,6 +41,8 @@ def register(cli: typer.Typer) -> None:
         worker running every stage on the embedded ClickHouse (unless LOGWARDEN_CLICKHOUSE_URL
         is set), serving the API on LOGWARDEN_STREAM_WEB_PORT."""
         s = settings()
+        if ensure_cli_token(s):  # SQL through the API needs a token: the local user gets one
+            typer.echo(f"api token for `logwarden query`: {s.cli_token_path()}", err=True)
         try:
             if s.kafka.embedded:
                 status = LocalKafka.from_settings(s).start()

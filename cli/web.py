@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from alerting.config import SmtpSettings
-from cli.common import settings
+from cli.common import save_cli_token, settings
 from cli.query import api_url
 from demo.traffic import parse_duration
 from sinks.clickhouse.client import Store, StoreLockedError, connect, resolve_url
@@ -40,7 +40,7 @@ def report_store(s: Settings, api: str | None, token: str | None) -> Store:
     """A ClickHouse server directly (cluster), else the running worker's API (embedded)."""
     if api is None and s.clickhouse.url.startswith(("http://", "https://")):
         return connect(s.clickhouse, s.data_dir)
-    return ApiStore(api_url(s, api), token)
+    return ApiStore(api_url(s, api), s.api_token(token))
 
 
 def send_report(smtp: SmtpSettings, to: list[str], subject: str, html: str,
@@ -68,6 +68,10 @@ def register(cli: typer.Typer) -> None:
     def token_create(
         role: str = typer.Option("viewer", "--role", help=f"One of {', '.join(ROLES)}."),
         name: str = typer.Option("", "--name", help="Who uses it (default: <role>-<time>)."),
+        save: bool = typer.Option(False, "--save",
+                                  help="Also write it to the CLI's token file "
+                                       "(LOGWARDEN_TOKEN_FILE, default <data dir>/cli_token, "
+                                       "mode 0600) for `logwarden query` and reports."),
     ) -> None:
         """Create an API token; prints it once (only its SHA-256 is stored)."""
         s = settings()
@@ -76,6 +80,8 @@ def register(cli: typer.Typer) -> None:
                 name or f"{role}-{int(time.time())}", role)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
+        if save:
+            save_cli_token(s.cli_token_path(), token)
         print(token)
 
     @cli.command("api")
@@ -100,7 +106,8 @@ def register(cli: typer.Typer) -> None:
             app = create_app(store, database=s.clickhouse.database, executor_or_lock=pool,
                              health_provider=lambda: {"status": "ok", "mode": "api"},
                              metrics_registry=CollectorRegistry(),
-                             web_options=web_options(s))
+                             web_options=web_options(s),
+                             query_connect=lambda: connect(s.clickhouse, s.data_dir))
             await serve(app, s.web.api_host, s.web.api_port)
             err.print(f"API and dashboards on http://{s.web.api_host}:{s.web.api_port}")
             await asyncio.Event().wait()

@@ -31,6 +31,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 import orjson
+import structlog
 
 from detectors.multivariate import ServiceModel
 from detectors.series import SeriesConfig, SeriesDetector
@@ -38,6 +39,7 @@ from detectors.series_batch import SeriesBank
 from schemas.windows import WindowStats
 
 Dir = Literal["up", "down"]
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -184,14 +186,23 @@ class SeriesState:
         for det in self.dets.values():
             raw = det.to_bytes()
             parts += [struct.pack("<I", len(raw)), raw]
-        if self.mv is not None:
-            import pickle  # the small HST model: own internal state topic, trusted bytes
-            parts.append(pickle.dumps(self.mv, protocol=pickle.HIGHEST_PROTOCOL))
+        if self.mv is not None:  # its own format, never pickle (the topic is not trusted)
+            parts.append(self.mv.to_bytes())
         return b"".join(parts)
 
     @classmethod
     def from_bytes(cls, raw: bytes, banks: Banks) -> SeriesState:
-        """Rebuild a state written by ``to_bytes`` (its detectors become rows of ``banks``)."""
+        """Rebuild a state written by ``to_bytes`` (its detectors become rows of ``banks``).
+
+        Malformed bytes raise ValueError. A service model in any other format (an old
+        pickle, a forged one) is refused: logged, and the service starts a fresh model."""
+        try:
+            return cls._from_bytes(raw, banks)
+        except (struct.error, TypeError, KeyError, IndexError, AttributeError) as exc:
+            raise ValueError(f"unreadable series state: {type(exc).__name__}: {exc}") from exc
+
+    @classmethod
+    def _from_bytes(cls, raw: bytes, banks: Banks) -> SeriesState:
         (n,) = struct.unpack_from("<I", raw)
         head = orjson.loads(raw[4:4 + n])
         st = cls(tuple(head["m"]), banks)
@@ -203,15 +214,22 @@ class SeriesState:
         st.runs = {int(k): (int(v[0]), int(v[1]), float(v[2]), float(v[3]), float(v[4]))
                    for k, v in head.get("r", {}).items()}
         at = 4 + n
-        for key in head["d"]:
-            (size,) = struct.unpack_from("<I", raw, at)
-            bank = banks[key]
-            st.rows[key] = bank.add(SeriesDetector.from_bytes(raw[at + 4:at + 4 + size],
-                                                              bank.cfg))
-            at += 4 + size
+        try:
+            for key in head["d"]:
+                (size,) = struct.unpack_from("<I", raw, at)
+                bank = banks[str(key)]
+                st.rows[key] = bank.add(SeriesDetector.from_bytes(raw[at + 4:at + 4 + size],
+                                                                  bank.cfg))
+                at += 4 + size
+        except BaseException:
+            st.release()  # give back the rows already taken
+            raise
         if at < len(raw):
-            import pickle
-            st.mv = pickle.loads(raw[at:])
+            try:
+                st.mv = ServiceModel.from_bytes(raw[at:])
+            except ValueError as exc:
+                log.warning("service_model_refused", stage="detect", service=st.meta[0],
+                            error=str(exc), bytes=len(raw) - at)
         return st
 
 

@@ -19,7 +19,7 @@ spikes) into tail probabilities ``p``; ``score = 1 - min(p)``. An alarm (``p`` b
 not beat the recent peak is damped, so an anomaly gives one sharp score at its onset.
 
 Why not River: ``river.anomaly.GaussianScorer`` assumes Gaussian errors (heavy-tailed
-metrics then alarm all day) and has no seasonality; HalfSpaceTrees pickles to ~170 KB.
+metrics then alarm all day) and has no seasonality; a default HalfSpaceTrees is ~170 KB.
 This model serialises to ~1.6 KB with no randomness (runs repeat exactly), and its state
 is a fixed set of floats, so a numpy version over many series is a direct translation.
 
@@ -37,11 +37,10 @@ True
 from __future__ import annotations
 
 import math
-import pickle
 import struct
 from array import array
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from detectors.calibration import TailHistogram
 
@@ -204,7 +203,11 @@ class SeriesDetector:
 
     @classmethod
     def from_bytes(cls, raw: bytes, cfg: SeriesConfig = DEFAULT) -> SeriesDetector:
-        """Rebuild a detector from ``to_bytes`` output."""
+        """Rebuild a detector from ``to_bytes`` output; ValueError for anything else."""
+        if len(raw) != STATE_BYTES:
+            raise ValueError(f"a SeriesDetector state is {STATE_BYTES} bytes, not {len(raw)}")
+        if _SCALARS.unpack_from(raw)[0] != 1:
+            raise ValueError("unknown SeriesDetector state version")
         det = cls(cfg)
         (_, det.n, det.hold, _, _, _, det.last_ts, det.step, det.level, det.mag, det.e0,
          det.ed, det.ew, det.od, det.ow, det.short, det.peak, *_) = _SCALARS.unpack_from(raw)
@@ -217,14 +220,9 @@ class SeriesDetector:
         det.hshort.load_bytes(raw[at + TailHistogram.size():])
         return det
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        cfg = None if self._cfg == DEFAULT else self._cfg  # keep the default pickle small
-        return (_restore, (self.to_bytes(), cfg))
-
     def state_size(self) -> int:
-        """Bytes of the pickled detector (state plus settings)."""
-        return len(pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL))
+        """Bytes of the detector's snapshot (``to_bytes``; settings travel apart)."""
+        return len(self.to_bytes())
 
 
-def _restore(raw: bytes, cfg: SeriesConfig | None) -> SeriesDetector:
-    return SeriesDetector.from_bytes(raw, cfg or DEFAULT)
+STATE_BYTES = _SCALARS.size + 4 * (DAY_BUCKETS + WEEK_BUCKETS) + 2 * TailHistogram.size()

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from devstack.kafka_tls import BrokerSecurity
 from schemas.errors import SetupError
 from streams.settings import Settings
 from streams.topics import is_healthy, wait_for_kafka
@@ -37,8 +38,10 @@ def default_cache_dir() -> Path:
     return LocalKafka.cache_dir
 
 
-def server_properties(port: int, controller_port: int, data_dir: Path) -> str:
-    """The broker config: one node that is both broker and controller, on loopback."""
+def server_properties(port: int, controller_port: int, data_dir: Path,
+                      security: BrokerSecurity | None = None) -> str:
+    """The broker config: one node that is both broker and controller, on loopback (its
+    client listener SASL_SSL with ``security``)."""
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
@@ -61,6 +64,8 @@ def server_properties(port: int, controller_port: int, data_dir: Path) -> str:
         "log.retention.hours": "24",  # a dev broker: keep a day, not a week
         "log.segment.bytes": str(64 * 1024 * 1024),
     }
+    if security is not None:
+        settings |= security.server_properties(port, controller_port)
     return "".join(f"{k}={v}\n" for k, v in settings.items())
 
 
@@ -163,6 +168,7 @@ class LocalKafka:
     port: int = 19092
     cache_dir: Path = REPO_ROOT / ".cache" / "kafka"
     heap: str = "768m"
+    security: BrokerSecurity | None = None  # a SASL_SSL listener instead of PLAINTEXT
 
     def __post_init__(self) -> None:
         # absolute, so the pid check and the broker's cwd do not depend on ours
@@ -182,6 +188,10 @@ class LocalKafka:
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def client_security(self) -> dict[str, str]:
+        """librdkafka TLS/SASL properties of the first user (empty for plaintext)."""
+        return self.security.client().librdkafka() if self.security else {}
 
     @property
     def libs_dir(self) -> Path:
@@ -226,7 +236,8 @@ class LocalKafka:
     def write_config(self) -> None:
         """Write server.properties and log4j2.properties (ports may change between runs)."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        props = server_properties(self.port, self.controller_port, self.dir / "data")
+        props = server_properties(self.port, self.controller_port, self.dir / "data",
+                                  self.security)
         (self.dir / "server.properties").write_text(props)
         (self.dir / "log4j2.properties").write_text(log4j2_properties(self.log_file))
 
@@ -238,7 +249,8 @@ class LocalKafka:
         # a short-lived tool: the quick JIT tier and serial GC start faster
         cmd = [java, "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",
                "-cp", f"{self.libs_dir}/*", "kafka.tools.StorageTool", "format",
-               "-t", new_cluster_id(), "-c", str(self.dir / "server.properties")]
+               "-t", new_cluster_id(), "-c", str(self.dir / "server.properties"),
+               *(self.security.format_args() if self.security else [])]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if out.returncode != 0:
             raise SetupError(f"formatting {self.dir / 'data'} failed:\n{out.stdout}{out.stderr}")
@@ -255,7 +267,8 @@ class LocalKafka:
     def status(self, timeout: float = 3.0) -> KafkaStatus:
         """Whether the broker process runs and answers metadata requests."""
         pid = self.pid()
-        healthy = port_in_use(self.port) and is_healthy(self.bootstrap, timeout)
+        healthy = port_in_use(self.port) and is_healthy(self.bootstrap, timeout,
+                                                        self.client_security())
         return KafkaStatus(running=pid is not None, pid=pid, port=self.port,
                            bootstrap=self.bootstrap, healthy=healthy)
 
@@ -263,7 +276,7 @@ class LocalKafka:
         """Start the broker detached (it outlives the caller) and wait until it answers."""
         pid = self.pid()
         if pid is None and port_in_use(self.port):
-            if is_healthy(self.bootstrap, 5.0):
+            if is_healthy(self.bootstrap, 5.0, self.client_security()):
                 return self.status()  # a broker we did not start (or lost the pid of)
             raise SetupError(f"port {self.port} is taken by another program: set "
                              "LOGWARDEN_KAFKA_LOCAL_PORT to a free port")
@@ -274,7 +287,8 @@ class LocalKafka:
             self.write_config()
             pid = self._spawn(java)
         try:
-            wait_for_kafka(self.bootstrap, timeout, alive=lambda: _alive(pid))
+            wait_for_kafka(self.bootstrap, timeout, alive=lambda: _alive(pid),
+                           security=self.client_security())
         except Exception as e:
             self.stop()
             raise SetupError(f"the local Kafka did not come up on {self.bootstrap} ({e}); "

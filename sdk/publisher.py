@@ -4,6 +4,9 @@
 is full the message is dropped and counted, not waited for; when the broker is down,
 messages wait at most ``message.timeout.ms`` and are then counted as failed. A background
 thread serves delivery reports; ``stats()`` says what happened to everything published.
+
+A secured cluster: pass ``security=KafkaSecurity(security_protocol="SASL_SSL", ...)``
+(``schemas.kafka_security``), or the librdkafka properties in ``config``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 import orjson
 from confluent_kafka import KafkaError, Message, Producer
@@ -34,6 +37,15 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "delivery.report.only.error": True,  # successes are counted, not reported one by one
     "log.connection.close": False,
 }
+
+
+class Security(Protocol):
+    """TLS/SASL settings as librdkafka properties: ``schemas.kafka_security.KafkaSecurity``
+    (not imported, so the SDK needs only confluent-kafka and orjson at run time)."""
+
+    def librdkafka(self) -> dict[str, str]: ...
+
+
 _JSON_OPTIONS = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
 
 
@@ -78,6 +90,7 @@ class Publisher:
         client_id: str | None = None,
         max_buffer: int = 100_000,
         config: Mapping[str, Any] | None = None,
+        security: Security | None = None,
         poll_interval_s: float = 0.1,
         close_timeout_s: float = 5.0,
     ) -> None:
@@ -87,6 +100,7 @@ class Publisher:
             "bootstrap.servers": bootstrap,
             "client.id": client_id or f"{service}-logwarden-sdk",
             "queue.buffering.max.messages": max_buffer,
+            **(security.librdkafka() if security is not None else {}),
             **(config or {}),
             "error_cb": self._on_error,
             "on_delivery": self._on_delivery,

@@ -8,11 +8,13 @@ from typing import Any
 
 import faust
 import structlog
+from faust.auth import Credentials
 from mode import Service
 
 from alerting.agents.service import AlertingStage, register_alerting
 from alerting.config import AlertingSettings
 from categorisation.settings import load_categorisation
+from sinks.clickhouse.client import connect
 from streams.agents.categorise import CategoriseStage
 from streams.agents.ingest import IngestService
 from streams.agents.score_windows import ScoreService
@@ -21,6 +23,7 @@ from streams.consumer import BatchConsumer
 from streams.ingest import IngestProcessor
 from streams.metrics import health, registry_for
 from streams.runtime import Runtime
+from streams.settings import KafkaSettings
 from streams.web_config import web_options
 from web.alerts import AlertsApi
 from web.api import create_app as create_api
@@ -51,7 +54,9 @@ class ApiService(Service):
                          executor_or_lock=self.executor,
                          health_provider=lambda: health(self.ingest, self.others),
                          metrics_registry=registry, alerts=alerts,
-                         web_options=web_options(s, self.rt.send))
+                         web_options=web_options(s, self.rt.send),
+                         # SQL from /api/query: own clients and threads, not the writers'
+                         query_connect=lambda: connect(s.clickhouse, s.data_dir))
         self.runner = await serve(app, s.stream.web_host, s.stream.web_port)
         log.info("api_listening", url=f"http://{s.stream.web_host}:{s.stream.web_port}")
 
@@ -67,6 +72,7 @@ def create_app(runtime: Runtime) -> faust.App:
     app = faust.App(
         s.stream.app_id,
         broker=f"kafka://{s.kafka.bootstrap_servers()}",
+        broker_credentials=broker_credentials(s.kafka),
         store="memory://",
         datadir=str(s.data_dir / "faust"),
         web_enabled=False,
@@ -96,6 +102,17 @@ def create_app(runtime: Runtime) -> faust.App:
     app.runtime = runtime  # type: ignore[attr-defined]
     app.ingest = ingest  # type: ignore[attr-defined]
     return app
+
+
+def broker_credentials(k: KafkaSettings) -> Credentials | None:
+    """Faust's form of the TLS and SASL settings (None: plaintext)."""
+    if k.sasl:  # SASL_SSL when a TLS context is given, SASL_PLAINTEXT otherwise
+        return faust.SASLCredentials(username=k.sasl_username,
+                                     password=k.sasl_password.get_secret_value(),
+                                     ssl_context=k.ssl_context(), mechanism=k.sasl_mechanism)
+    if k.tls:
+        return faust.SSLCredentials(k.ssl_context())
+    return None
 
 
 def alerts_api(stage: AlertingStage, settings: AlertingSettings) -> AlertsApi:

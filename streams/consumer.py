@@ -79,7 +79,7 @@ class Stage(Protocol):
 
 def kafka_client_config(kafka: KafkaSettings) -> dict[str, Any]:
     """The librdkafka settings every client of ours shares (address, security)."""
-    return {"bootstrap.servers": kafka.bootstrap_servers()}
+    return kafka.client_config()
 
 
 @dataclass(frozen=True)

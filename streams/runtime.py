@@ -88,7 +88,7 @@ def open_runtime(settings: Settings, store: Store | None = None) -> Runtime:
         for table, columns in rows.TABLE_COLUMNS.items()
     }
     producer = Producer({
-        "bootstrap.servers": settings.kafka.bootstrap_servers(),
+        **settings.kafka.client_config(),
         "linger.ms": 20, "compression.type": "lz4", "enable.idempotence": True,
         "queue.buffering.max.messages": 200_000,
     })

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alerting.config import AlertingSettings
 from categorisation.settings import CategorisationSettings
 from detectors.settings import DetectionSettings
+from schemas.kafka_security import KafkaSecurity
 from sinks.clickhouse.settings import ClickHouseSettings
 from web.settings import WebSettings
 
 
-class KafkaSettings(BaseModel):
-    """Where the broker is. An empty ``bootstrap`` means: start and use the local one."""
-
-    model_config = {"frozen": True}
+class KafkaSettings(KafkaSecurity):
+    """Where the broker is and how to log in (TLS and SASL fields: ``KafkaSecurity``,
+    ``LOGWARDEN_KAFKA_SECURITY_PROTOCOL`` ...). An empty ``bootstrap`` means: start and use
+    the local one."""
 
     bootstrap: str = ""  # LOGWARDEN_KAFKA_BOOTSTRAP
     local_port: int = 19092  # LOGWARDEN_KAFKA_LOCAL_PORT, used when bootstrap is empty
@@ -31,6 +33,14 @@ class KafkaSettings(BaseModel):
 
     def bootstrap_servers(self) -> str:
         return self.bootstrap or f"127.0.0.1:{self.local_port}"
+
+    def client_config(self) -> dict[str, str]:
+        """confluent-kafka properties: the bootstrap servers plus TLS and SASL."""
+        return {"bootstrap.servers": self.bootstrap_servers(), **self.librdkafka()}
+
+    def aiokafka_config(self) -> dict[str, Any]:
+        """aiokafka keyword arguments: the bootstrap servers plus TLS and SASL."""
+        return {"bootstrap_servers": self.bootstrap_servers(), **self.aiokafka()}
 
 
 class StreamSettings(BaseModel):
@@ -65,3 +75,24 @@ class Settings(BaseSettings):
     detect: DetectionSettings = DetectionSettings()  # LOGWARDEN_DETECT_*
     alerting: AlertingSettings = AlertingSettings()  # LOGWARDEN_ALERTING_*
     web: WebSettings = WebSettings()  # LOGWARDEN_WEB_*
+    # The CLI's API token (`logwarden query`, reports through the worker): LOGWARDEN_TOKEN,
+    # else the first line of LOGWARDEN_TOKEN_FILE (None: <data dir>/cli_token, which
+    # `logwarden run` and `logwarden token create --save` write, mode 0600).
+    token: SecretStr = SecretStr("")
+    token_file: Path | None = None
+
+    def cli_token_path(self) -> Path:
+        """Where the CLI keeps its API token."""
+        return (self.token_file or self.data_dir / "cli_token").expanduser()
+
+    def api_token(self, given: str | None = None) -> str | None:
+        """The token for the worker API: ``given`` (--token), LOGWARDEN_TOKEN, the file."""
+        if given:
+            return given
+        if self.token.get_secret_value():
+            return self.token.get_secret_value()
+        try:
+            lines = self.cli_token_path().read_text().split()
+        except OSError:
+            return None
+        return lines[0] if lines else None

@@ -2,6 +2,12 @@
 
 In embedded mode chDB lets one process open the data directory, so every other reader
 (``logwarden query``, reports) asks the running worker through ``POST /api/query``.
+
+Trust boundary: every request must name an allowed ``Host`` (loopback names plus
+``LOGWARDEN_WEB_ALLOWED_HOSTS``; else 421, against DNS rebinding), JSON endpoints take
+only ``Content-Type: application/json`` (else 415: no CORS-simple form posts), and SQL
+needs a ``query_role`` token (responder by default) and runs with ClickHouse limits off the
+ingest path (``web.query_runner``).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from sinks.clickhouse.client import Store
 from web.alerts import AlertsApi
 from web.health import HealthProvider, health_handler, metrics_handler
 from web.http import ApiError, dumps, error_response, json_safe
+from web.query_runner import QueryLimits, QueryRunner
+from web.settings import WebSettings
 from web.site import WebOptions, add_web_routes, web_policy
 
 __all__ = ["QueryResult", "check_read_only", "create_app",
@@ -40,6 +48,9 @@ READ_VERBS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN"}
 FORMATS = {"json": "application/json", "csv": "text/csv; charset=utf-8",
            "jsonl": "application/x-ndjson"}
 _TIMEOUT_CODES = {159, 160}  # TIMEOUT_EXCEEDED, TOO_SLOW
+_MEMORY_CODES = {241}  # MEMORY_LIMIT_EXCEEDED
+# Webhooks that carry their own signature and a form or Slack's encoding, not JSON.
+FORM_ENDPOINTS = frozenset({"/api/slack/interactions", "/api/twilio/sms"})
 # What readonly=1 lets through or handles badly: INTO OUTFILE writes a file, and the chDB
 # client runs anything with INSERT INTO (even after WITH) with SET readonly=1 ... SET back,
 # whose restore fails under readonly and leaves the shared session read-only for the writer.
@@ -130,16 +141,17 @@ class QueryResult:
 
 
 def run_read_query(store: Store, sql: str, params: Mapping[str, Any] | None = None, *,
-                   limit: int = DEFAULT_LIMIT, max_execution_s: int = MAX_EXECUTION_S
-                   ) -> QueryResult:
-    """Check and run one read-only query with ClickHouse limits; blocking (run in a thread)."""
+                   limit: int = DEFAULT_LIMIT, max_execution_s: int = MAX_EXECUTION_S,
+                   limits: QueryLimits | None = None) -> QueryResult:
+    """Check and run one read-only query with ClickHouse limits; blocking (run in a thread).
+
+    ``limits`` (time, memory, threads) default to ``QueryLimits`` with ``max_execution_s``."""
     statement = check_read_only(sql)
     if not 1 <= limit <= MAX_LIMIT:
         raise ApiError(400, "bad_limit", f"limit must be between 1 and {MAX_LIMIT}")
-    # readonly=1 goes last: ClickHouse refuses later settings once it is on. "break" stops
-    # reading after about limit+1 rows (whole blocks), we cut the exact count here.
-    settings = {"max_result_rows": limit + 1, "result_overflow_mode": "break",
-                "max_execution_time": max_execution_s, "readonly": 1}
+    # "break" stops reading after about limit+1 rows (whole blocks), we cut the exact count
+    # here; readonly=1 goes last (ClickHouse refuses later settings once it is on).
+    settings = (limits or QueryLimits(max_execution_s=max_execution_s)).settings(limit + 1)
     started = time.perf_counter()
     result = store.query(statement, parameters=dict(params or {}), settings=settings)
     elapsed_ms = (time.perf_counter() - started) * 1000
@@ -170,6 +182,8 @@ def _database_error(exc: DatabaseError) -> ApiError:
     ch_code = getattr(exc, "code", None)
     if ch_code in _TIMEOUT_CODES:
         return ApiError(408, "query_timeout", str(exc))
+    if ch_code in _MEMORY_CODES:
+        return ApiError(400, "query_memory_limit", str(exc))
     return ApiError(400, "clickhouse_error", str(exc))
 
 
@@ -198,7 +212,35 @@ async def _errors(request: web.Request, handler: Callable[[web.Request], Any]
         return error_response(500, "internal_error", f"{type(exc).__name__}: {exc}")
 
 
+def _guard(settings: WebSettings) -> Callable[..., Any]:
+    """Refuse a request for another Host (421) or a JSON endpoint sent as anything but JSON
+    (415) before any handler runs."""
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Callable[[web.Request], Any]
+                    ) -> web.StreamResponse:
+        host = request.headers.get("Host")
+        name = request.url.host if host else None
+        if not name or not settings.host_allowed(name):
+            raise ApiError(421, "host_not_allowed",
+                           f"this API does not answer to Host {host!r}: add it to "
+                           "LOGWARDEN_WEB_ALLOWED_HOSTS")
+        if (request.method in ("POST", "PUT", "PATCH") and request.path.startswith("/api/")
+                and request.path not in FORM_ENDPOINTS and request.body_exists
+                and request.content_type != "application/json"):
+            raise ApiError(415, "unsupported_media_type",
+                           f"send the body as Content-Type: application/json, not "
+                           f"{request.content_type!r}")
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    return guard
+
+
 async def _parse_query_body(request: web.Request) -> tuple[str, dict[str, Any], str, int]:
+    if request.content_type != "application/json":  # also without a body
+        raise ApiError(415, "unsupported_media_type",
+                       "send the query as Content-Type: application/json")
     try:
         body = orjson.loads(await request.read())
     except orjson.JSONDecodeError as exc:
@@ -219,16 +261,27 @@ async def _parse_query_body(request: web.Request) -> tuple[str, dict[str, Any], 
 def create_app(store: Store, *, database: str,
                executor_or_lock: Executor | AbstractContextManager[Any],
                health_provider: HealthProvider, metrics_registry: CollectorRegistry,
-               max_execution_s: int = MAX_EXECUTION_S,
+               max_execution_s: int | None = None,
                alerts: AlertsApi | None = None,
-               web_options: WebOptions | None = None) -> web.Application:
-    """The API application; store calls run one at a time via ``executor_or_lock``.
+               web_options: WebOptions | None = None,
+               query_connect: Callable[[], Store] | None = None) -> web.Application:
+    """The API application; dashboard reads run one at a time via ``executor_or_lock``.
 
     Pass the single-thread executor (or the lock) the ingest writer also uses, since
     chDB's client must not be used from two threads at once. The client's session (and so
     its current database) is shared with the writer and never switched: queries qualify
     tables, and ``database`` only names the pipeline's database in error hints.
+
+    ``POST /api/query`` runs on a ``QueryRunner`` with clients from ``query_connect``
+    (off the writer's store and thread); without it, on ``store`` like the dashboards.
+    Its limits come from ``web_options.settings`` (``max_execution_s`` overrides the time).
     """
+    opts = web_options or WebOptions()
+    limits = QueryLimits.from_settings(opts.settings)
+    if max_execution_s is not None:
+        limits = QueryLimits(max_execution_s, limits.max_memory_bytes, limits.max_threads)
+    runner = (QueryRunner(query_connect, opts.settings.query_concurrency,
+                          opts.settings.query_queue) if query_connect else None)
 
     async def in_store_thread(fn: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -242,13 +295,19 @@ def create_app(store: Store, *, database: str,
 
         return await loop.run_in_executor(None, locked)
 
+    async def run_query(sql: str, params: dict[str, Any], limit: int) -> QueryResult:
+        if runner is not None:
+            return await runner.run(lambda client: run_read_query(
+                client, sql, params, limit=limit, limits=limits))
+        return await in_store_thread(lambda: run_read_query(
+            store, sql, params, limit=limit, limits=limits))
+
     async def query(request: web.Request) -> web.Response:
-        policy.require(request, "viewer")
+        policy.require(request, opts.settings.query_role)
         sql, params, fmt, limit = await _parse_query_body(request)
-        check_read_only(sql)  # refuse before queueing behind the writer
+        check_read_only(sql)  # refuse before queueing
         try:
-            result = await in_store_thread(lambda: run_read_query(
-                store, sql, params, limit=limit, max_execution_s=max_execution_s))
+            result = await run_query(sql, params, limit)
         except DatabaseError as exc:
             hint = (f" (tables live in database {database!r}: write {database}.<table>)"
                     if getattr(exc, "code", None) in (60, 81) else "")
@@ -266,7 +325,13 @@ def create_app(store: Store, *, database: str,
     async def metrics(request: web.Request) -> web.Response:
         return metrics_handler(metrics_registry)
 
-    app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[_errors, _guard(opts.settings)],
+                          client_max_size=MAX_BODY_BYTES)
+    if runner is not None:
+        async def close_runner(_: web.Application) -> None:
+            runner.close()
+
+        app.on_cleanup.append(close_runner)
     app.router.add_post("/api/query", query)
     app.router.add_get("/api/health", health)
     app.router.add_get("/metrics", metrics)

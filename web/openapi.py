@@ -70,7 +70,9 @@ def openapi_document(routes: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
                 "sql": {"type": "string"}, "params": {"type": "object"},
                 "format": {"enum": ["json", "csv", "jsonl"]},
                 "limit": {"type": "integer", "minimum": 1}}}}}},
-        "responses": {"200": {"description": "Rows"}, "400": _ERROR}}}
+        "security": [{"bearer": []}],  # a responder token (LOGWARDEN_WEB_QUERY_ROLE)
+        "responses": {"200": {"description": "Rows"}, "400": _ERROR, "401": _ERROR,
+                      "403": _ERROR, "408": _ERROR, "415": _ERROR, "429": _ERROR}}}
     paths["/api/health"] = {"get": {"summary": "Pipeline health (503 when down)",
                                     "responses": {"200": {"description": "OK"}}}}
     return {

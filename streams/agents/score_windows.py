@@ -277,7 +277,8 @@ class ScoreService(BatchConsumer):
         s = self.rt.settings
         await asyncio.to_thread(ensure_topics, s.kafka.bootstrap_servers(),
                                 {self.detect.state_topic: s.kafka.partitions},
-                                STATE_TOPIC_CONFIG, s.kafka.replication)
+                                STATE_TOPIC_CONFIG, s.kafka.replication,
+                                security=s.kafka.librdkafka())
         await super().on_start()
         await self.add_runtime_dependency(self.side)
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from web.auth import TokenStore
+
 BIN = Path(sys.executable).parent / "logwarden"
 
 
@@ -38,13 +40,19 @@ class Worker:
     log: Path
 
     @property
+    def token(self) -> str:
+        """A responder token (SQL needs one): also in ``env`` for the CLI's subprocesses."""
+        return self.env["LOGWARDEN_TOKEN"]
+
+    @property
     def api(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def query(self, sql: str, **params: Any) -> list[list[Any]]:
         body = json.dumps({"sql": sql, "params": params}).encode()
         req = urllib.request.Request(f"{self.api}/api/query", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": f"Bearer {self.token}"})
         with urllib.request.urlopen(req, timeout=30) as resp:
             return list(json.loads(resp.read())["rows"])
 
@@ -84,6 +92,7 @@ def start_worker(bootstrap: str, data_dir: Path, app_id: str, **extra_env: str) 
            "LOGWARDEN_STREAM_APP_ID": app_id, "LOGWARDEN_STREAM_WINDOW_GRACE_S": "2",
            "LOGWARDEN_CLICKHOUSE_BATCH_SECONDS": "0.3", **extra_env}
     data_dir.mkdir(parents=True, exist_ok=True)
+    env["LOGWARDEN_TOKEN"] = TokenStore(data_dir / "api_tokens.json").create("e2e", "responder")
     log = data_dir / "worker.log"
     proc = subprocess.Popen([str(BIN), "worker"], env=env, stdout=log.open("wb"),
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

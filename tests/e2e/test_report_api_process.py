@@ -64,7 +64,7 @@ def test_report_email_and_api_process(kafka_bootstrap: str, tmp_path: Path) -> N
         ctl = Controller(mails, hostname="127.0.0.1", port=smtp_port)
         ctl.start()
         try:
-            env = {**os.environ,
+            env = {**os.environ, "LOGWARDEN_TOKEN": w.token,
                    "LOGWARDEN_ALERTING_SMTP": f'{{"host": "127.0.0.1", "port": {smtp_port}, '
                                               '"sender": "reports@example.test"}'}
             done = subprocess.run(

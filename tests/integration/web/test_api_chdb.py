@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -20,9 +22,14 @@ from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
 from cli import query as query_cmd
-from sinks.clickhouse.client import Client
+from cli.common import settings
+from sinks.clickhouse.client import Client, connect
+from sinks.clickhouse.settings import ClickHouseSettings
 from web import api
 from web.api import MAX_LIMIT, create_app, serve
+from web.auth import TokenStore
+from web.settings import WebSettings
+from web.site import WebOptions
 
 pytestmark = pytest.mark.integration
 
@@ -48,16 +55,30 @@ def db(chdb_store: Client) -> Iterator[str]:
     chdb_store.command(f"DROP DATABASE IF EXISTS {name}")
 
 
-def make_app(store: Client, pool: ThreadPoolExecutor, db: str) -> web.Application:
+@pytest.fixture(scope="module")
+def token_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    path = tmp_path_factory.mktemp("tokens") / "api_tokens.json"
+    return path, TokenStore(path).create("analyst", "responder")
+
+
+def make_app(store: Client, pool: ThreadPoolExecutor, db: str, tokens: tuple[Path, str],
+             chdb_dir: Path, **settings: Any) -> web.Application:
+    """The API as the worker builds it: SQL on its own chDB clients, a responder token."""
     return create_app(store, database=db, executor_or_lock=pool,
                       health_provider=lambda: {"status": "ok"},
-                      metrics_registry=CollectorRegistry())
+                      metrics_registry=CollectorRegistry(),
+                      web_options=WebOptions(settings=WebSettings(**settings),
+                                             tokens_path=tokens[0]),
+                      query_connect=lambda: connect(ClickHouseSettings(), chdb_dir))
 
 
 @pytest.fixture
-async def client(chdb_store: Client, store_thread: ThreadPoolExecutor, db: str
+async def client(chdb_store: Client, store_thread: ThreadPoolExecutor, db: str,
+                 token_file: tuple[Path, str], chdb_dir: Path
                  ) -> AsyncIterator[TestClient[Any, Any]]:
-    async with TestClient(TestServer(make_app(chdb_store, store_thread, db))) as c:
+    app = make_app(chdb_store, store_thread, db, token_file, chdb_dir)
+    async with TestClient(TestServer(app),
+                          headers={"Authorization": f"Bearer {token_file[1]}"}) as c:
         yield c
 
 
@@ -152,13 +173,13 @@ async def test_limits_cut_rows(client: TestClient[Any, Any]) -> None:
 
 
 @pytest.fixture
-def served_api(chdb_store: Client, store_thread: ThreadPoolExecutor, db: str
-               ) -> Iterator[str]:
+def served_api(chdb_store: Client, store_thread: ThreadPoolExecutor, db: str,
+               token_file: tuple[Path, str], chdb_dir: Path) -> Iterator[str]:
     """The API served from its own thread and loop, as the worker does, on a free port."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    app = make_app(chdb_store, store_thread, db)
+    app = make_app(chdb_store, store_thread, db, token_file, chdb_dir)
     runner = asyncio.run_coroutine_threadsafe(serve(app, "127.0.0.1", 0), loop).result(10)
     host, port = runner.addresses[0][:2]
     yield f"http://{host}:{port}"
@@ -168,16 +189,75 @@ def served_api(chdb_store: Client, store_thread: ThreadPoolExecutor, db: str
     loop.close()
 
 
-def test_query_cli_through_the_worker_api(served_api: str, db: str) -> None:
+def test_query_cli_through_the_worker_api(served_api: str, db: str,
+                                          token_file: tuple[Path, str], tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
     cli = typer.Typer()
     query_cmd.register(cli)
     cli.command("noop")(lambda: None)
     runner = CliRunner()
-    result = runner.invoke(cli, ["query", f"SELECT service, count() AS n FROM {db}.logs "
-                                 "WHERE level = {lvl:String} GROUP BY service ORDER BY service",
-                                 "-p", "lvl=ERROR", "-f", "csv", "--api", served_api])
+    sql = (f"SELECT service, count() AS n FROM {db}.logs WHERE level = {{lvl:String}} "
+           "GROUP BY service ORDER BY service")
+    monkeypatch.setenv("LOGWARDEN_TOKEN_FILE", str(tmp_path / "none"))
+    settings.cache_clear()
+    result = runner.invoke(cli, ["query", sql, "-p", "lvl=ERROR", "--api", served_api])
+    assert result.exit_code == 1
+    assert "needs a responder token" in result.stderr  # no token: a clear refusal
+    # --token, then LOGWARDEN_TOKEN, then the token file
+    result = runner.invoke(cli, ["query", sql, "-p", "lvl=ERROR", "-f", "csv", "--api",
+                                 served_api, "--token", token_file[1]])
     assert result.exit_code == 0, result.output
     assert result.stdout == "service,n\nauth,1\ndb,1\nweb,1\n"
+    (tmp_path / "token").write_text(token_file[1] + "\n")
+    monkeypatch.setenv("LOGWARDEN_TOKEN_FILE", str(tmp_path / "token"))
+    settings.cache_clear()
     result = runner.invoke(cli, ["query", f"DROP TABLE {db}.logs", "--api", served_api])
     assert result.exit_code == 1
-    assert "not allowed" in result.stderr
+    assert "not allowed" in result.stderr  # authenticated: the guard answers, not auth
+    monkeypatch.setenv("LOGWARDEN_TOKEN", token_file[1])
+    monkeypatch.setenv("LOGWARDEN_TOKEN_FILE", str(tmp_path / "none"))
+    settings.cache_clear()
+    result = runner.invoke(cli, ["query", "SELECT 1 AS one", "-f", "csv", "--api", served_api])
+    assert (result.exit_code, result.stdout) == (0, "one\n1\n")
+    settings.cache_clear()
+
+
+async def test_query_limits_hold_in_chdb(chdb_store: Client, store_thread: ThreadPoolExecutor,
+                                         db: str, token_file: tuple[Path, str],
+                                         chdb_dir: Path) -> None:
+    app = make_app(chdb_store, store_thread, db, token_file, chdb_dir, query_timeout_s=1,
+                   query_max_memory_mb=32)
+    async with TestClient(TestServer(app),
+                          headers={"Authorization": f"Bearer {token_file[1]}"}) as c:
+        status, body = await post(c, sql="SELECT count() FROM system.numbers "
+                                         "WHERE sipHash64(number) % 7 = 1")
+        assert (status, body["error"]["code"]) == (408, "query_timeout")
+        status, body = await post(c, sql="SELECT number % 3000000 AS k, groupArray(number) "
+                                         "FROM numbers(6000000) GROUP BY k")
+        assert (status, body["error"]["code"]) == (400, "query_memory_limit"), body
+        status, body = await post(c, sql="SELECT getSetting('max_threads') AS t, "
+                                         "getSetting('readonly') AS r")
+        assert status == 200 and body["rows"] == [[2, 1]]
+
+
+async def test_writer_inserts_while_an_api_query_runs(
+        chdb_store: Client, store_thread: ThreadPoolExecutor, db: str,
+        token_file: tuple[Path, str], chdb_dir: Path) -> None:
+    app = make_app(chdb_store, store_thread, db, token_file, chdb_dir, query_timeout_s=3)
+    async with TestClient(TestServer(app),
+                          headers={"Authorization": f"Bearer {token_file[1]}"}) as c:
+        slow = asyncio.create_task(post(c, sql="SELECT count() FROM system.numbers "
+                                               "WHERE sipHash64(number) % 7 = 1"))
+        await asyncio.sleep(0.5)
+
+        def insert() -> float:  # on the writers' thread and client, as streams.runtime does
+            t0 = time.perf_counter()
+            chdb_store.command(f"INSERT INTO {db}.logs (ts, service, level, latency) "
+                               "VALUES (now64(3), 'web', 'INFO', 1)")
+            return time.perf_counter() - t0
+
+        took = await asyncio.get_running_loop().run_in_executor(store_thread, insert)
+        assert not slow.done()  # the insert did not wait for the query
+        assert took < 1.0
+        assert (await slow)[0] == 408
+    assert row_count(chdb_store, db) == 31

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -128,3 +129,25 @@ def test_server_url_queries_directly_read_only(monkeypatch: pytest.MonkeyPatch) 
 def test_unknown_format_is_a_usage_error() -> None:
     result = CliRunner().invoke(cli(), ["query", "SELECT 1", "-f", "xml"])
     assert result.exit_code == 2
+
+
+def test_api_token_comes_from_option_env_then_file(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from cli.common import ensure_cli_token
+    from streams.settings import Settings
+    from web.auth import TokenStore
+
+    monkeypatch.delenv("LOGWARDEN_TOKEN", raising=False)
+    monkeypatch.delenv("LOGWARDEN_TOKEN_FILE", raising=False)
+    s = Settings(data_dir=tmp_path)
+    assert s.api_token() is None
+    assert ensure_cli_token(s)  # `logwarden run` gives the local user a responder token
+    saved = (tmp_path / "cli_token").read_text().strip()
+    assert (tmp_path / "cli_token").stat().st_mode & 0o777 == 0o600
+    who = TokenStore(s.web.token_path(tmp_path)).lookup(saved)
+    assert who is not None and who.role == "responder"
+    assert not ensure_cli_token(s)  # kept, not replaced
+    assert s.api_token() == saved
+    monkeypatch.setenv("LOGWARDEN_TOKEN", "from-env")
+    assert Settings(data_dir=tmp_path).api_token() == "from-env"
+    assert Settings(data_dir=tmp_path).api_token("from-option") == "from-option"

@@ -60,12 +60,19 @@ class FakeStore:
         raise AssertionError("the API must not insert")
 
 
+JSON = {"Content-Type": "application/json"}
 HEALTH: dict[str, Any] = {"status": "ok", "events_in": 10, "lag": 0.0}
+
+
+# Most tests here are about the query itself: SQL open to anonymous viewers, as
+# LOGWARDEN_WEB_QUERY_ROLE=viewer sets it (the default, responder, is tested below).
+OPEN = WebOptions(settings=WebSettings(query_role="viewer"))
 
 
 def make_app(store: FakeStore, *, executor_or_lock: Any = None,
              health: Callable[[], Any] = lambda: HEALTH,
              registry: CollectorRegistry | None = None, **kw: Any) -> web.Application:
+    kw.setdefault("web_options", OPEN)
     return create_app(store, database="logwarden",
                       executor_or_lock=executor_or_lock or threading.Lock(),
                       health_provider=health, metrics_registry=registry or CollectorRegistry(),
@@ -227,7 +234,7 @@ async def test_unknown_table_error_hints_at_the_database(
 ])
 async def test_malformed_requests_are_400(client: TestClient[Any, Any], body: bytes,
                                           code: str) -> None:
-    resp = await client.post("/api/query", data=body)
+    resp = await client.post("/api/query", data=body, headers=JSON)
     assert resp.status == 400
     assert (await resp.json())["error"]["code"] == code
 
@@ -249,7 +256,7 @@ async def test_http_errors_are_json(client: TestClient[Any, Any]) -> None:
     assert resp.status == 405
     assert "POST" in resp.headers["Allow"]
     assert (await resp.json())["error"]["code"] == "method_not_allowed"
-    resp = await client.post("/api/query", data=b"x" * (2 << 20))
+    resp = await client.post("/api/query", data=b"x" * (2 << 20), headers=JSON)
     assert resp.status == 413
     assert (await resp.json())["error"]["code"] == "request_entity_too_large"
 
@@ -276,7 +283,7 @@ async def test_store_calls_hold_the_given_lock() -> None:
 
 async def test_tokens_guard_queries_but_not_health_or_metrics(
         store: FakeStore, tmp_path: Path) -> None:
-    token = TokenStore(tmp_path / "tokens.json").create("analyst", "viewer")
+    token = TokenStore(tmp_path / "tokens.json").create("analyst", "responder")
     opts = WebOptions(settings=WebSettings(read_requires_token=True),
                       tokens_path=tmp_path / "tokens.json")
     async with TestClient(TestServer(make_app(store, web_options=opts))) as c:
