@@ -15,7 +15,7 @@ from streams.agents.categorise import CategoriseStage
 from streams.agents.ingest import IngestService
 from streams.agents.score_windows import ScoreService
 from streams.categorise import Categoriser
-from streams.ingest import IngestProcessor
+from streams.ingest import ingest_processor
 from streams.metrics import health, registry_for
 from streams.runtime import Runtime
 from streams.web_config import web_options
@@ -72,8 +72,7 @@ def create_app(runtime: Runtime) -> faust.App:
     if s.categorise.enabled:  # a bad categories/teams/masking file stops here, named
         stage = CategoriseStage(runtime, Categoriser(load_categorisation(s.categorise),
                                                      s.categorise))
-    processor = IngestProcessor(grace_s=s.stream.window_grace_s,
-                                categorise=stage.cat if stage else None)
+    processor = ingest_processor(s.stream, s.clickhouse, categorise=stage.cat if stage else None)
     ingest = IngestService(runtime, processor, stage, loop=app.loop, beacon=app.beacon)
     app.service(ingest)  # type: ignore[arg-type]  # an instance is accepted too
     alerting = register_alerting(app, runtime) if s.alerting.enabled else None
