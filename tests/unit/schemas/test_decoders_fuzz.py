@@ -134,7 +134,7 @@ def test_the_1e300_timestamp_is_refused_with_a_reason() -> None:
     for raw in (b'{"ts": 1e300, "service": "api", "level": "INFO", "message": "m"}',
                 b'{"ts": 100000000000000000000000000000, "service": "api", "level": "INFO",'
                 b' "message": "m"}'):
-        with pytest.raises(InvalidEvent, match="ts: .*out of range"):
+        with pytest.raises(InvalidEvent, match=r"ts: .*out of range"):
             decode(LogEvent, raw)
         with pytest.raises(InvalidEvent, match="out of range"):
             decode(MetricPoint, raw.replace(b'"level"', b'"name": "cpu", "value": 1, "x"'))
