@@ -28,6 +28,7 @@ from mode import Service
 from schemas import topics
 from schemas.dead_letters import DeadLetter
 from schemas.errors import LogwardenError
+from sinks.clickhouse.offsets import landed_offsets
 from streams.agents.categorise import CategoriseStage
 from streams.ingest import IngestProcessor, Output
 from streams.runtime import Runtime
@@ -134,8 +135,29 @@ class IngestService(Service):
         self.assigned = frozenset((tp.topic, tp.partition) for tp in partitions)
         log.info("partitions_assigned", stage="ingest",
                  partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in partitions))
+        self._skip_landed(partitions)
         if self.categorise is not None:  # template ids before the first line
             self._on_loop(self.categorise.load())
+
+    def _skip_landed(self, partitions: list[TopicPartition]) -> None:
+        """Rows that landed past the committed offsets before a crash are not written again
+        by the replay (``sinks.clickhouse.offsets``)."""
+        assert self.consumer is not None
+        try:
+            committed = self.consumer.committed(partitions, timeout=10)
+            landed = landed_offsets(self.rt.store, self.rt.settings.clickhouse.database,
+                                    [(tp.topic, tp.partition, tp.offset) for tp in committed])
+        except Exception as exc:  # the replay then writes them again (folded by event id)
+            log.warning("landed_offsets_failed", stage="ingest", error=str(exc)[:300])
+            return
+        skipped = {f"{t}:{p}": len(o) for (t, p), o in landed.items() if o}
+        if skipped:
+            log.info("replay_skips_landed_rows", stage="ingest", offsets=skipped)
+
+        async def hand() -> None:
+            self.processor.skip_landed(landed)
+
+        self._on_loop(hand())
 
     def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.assigned -= {(tp.topic, tp.partition) for tp in partitions}
