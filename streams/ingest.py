@@ -169,7 +169,7 @@ class IngestProcessor:
         self.caps = CardinalityCaps() if caps is None else caps
         # offsets whose rows already landed in ClickHouse, by partition, with their largest:
         # set after a crash (see ``skip_landed``), so a replay does not write them again
-        self.landed: dict[tuple[str, int], tuple[set[int], int]] = {}
+        self.landed: dict[tuple[str, int], tuple[dict[int, str], int]] = {}
         self._now = clock()  # wall clock of the batch being processed
         self.windows: dict[tuple[str, int], WindowAggregator] = {}
         self.seen = SeenIds()
@@ -185,19 +185,19 @@ class IngestProcessor:
             agg.ceiling_ms = int(self._now * 1000)
         return agg
 
-    def skip_landed(self, landed: Mapping[tuple[str, int], Iterable[int]]) -> None:
-        """Remember, by partition, offsets whose rows are in ClickHouse already: replayed
-        after a crash, they are windowed and categorised again but not written twice."""
+    def skip_landed(self, landed: Mapping[tuple[str, int], Mapping[int, str]]) -> None:
+        """Remember, by partition, the {offset: event id} of rows in ClickHouse already:
+        replayed after a crash, they are windowed and categorised again but not written
+        twice (a message whose event id differs from the stored one is written)."""
         for part, offsets in landed.items():
-            found = set(offsets)
-            if found:
-                self.landed[part] = (found, max(found))
+            if offsets:
+                self.landed[part] = (dict(offsets), max(offsets))
             else:
                 self.landed.pop(part, None)
 
-    def _landed(self, topic: str, partition: int, offset: int) -> bool:
+    def _landed(self, topic: str, partition: int, offset: int, event_id: str) -> bool:
         got = self.landed.get((topic, partition))
-        if got is None or offset not in got[0]:
+        if got is None or got[0].get(offset) != event_id:
             return False
         self.counts["replayed_landed"] += 1
         return True
@@ -318,7 +318,7 @@ class IngestProcessor:
             route = caps.route(series_service, route)
         self._agg(topics.LOGS, partition).add_log(series_service, route, ts, level, dur)
         offset = r.offset() or 0
-        if self.landed and self._landed(topics.LOGS, partition, offset):
+        if self.landed and self._landed(topics.LOGS, partition, offset, event_id):
             if self.categorise is not None:  # its template counts go on as before the crash
                 self._categorise(e, service, level, ts, status)
             return

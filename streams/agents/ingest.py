@@ -152,7 +152,9 @@ class IngestService(Service):
             return
         skipped = {f"{t}:{p}": len(o) for (t, p), o in landed.items() if o}
         if skipped:
-            log.info("replay_skips_landed_rows", stage="ingest", offsets=skipped)
+            log.info("replay_skips_landed_rows", stage="ingest", offsets=skipped,
+                     committed={f"{tp.topic}:{tp.partition}": tp.offset for tp in committed
+                                if tp.topic == topics.LOGS})
 
         async def hand() -> None:
             self.processor.skip_landed(landed)
