@@ -67,6 +67,9 @@ def create_app(runtime: Runtime) -> faust.App:
         web_enabled=False,
         topic_partitions=s.kafka.partitions,
         topic_replication_factor=s.kafka.replication,
+        # as the ingest consumer's: a killed worker's partitions move on after 10 s, and a
+        # restarted one does not wait out Faust's default 60 s for its dead predecessor
+        broker_session_timeout=10.0,
     )
     stage = None
     if s.categorise.enabled:  # a bad categories/teams/masking file stops here, named
