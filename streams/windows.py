@@ -163,10 +163,16 @@ class WindowAggregator:
             if acc is None:
                 return None
         if ts_ms > watermark:
-            self.watermarks[service] = min(ts_ms, max(watermark, self.ceiling_ms))
+            self.watermarks[service] = self._raised(watermark, ts_ms)
         self.active[service] = self.now
         acc.version += 1
         return acc
+
+    def _raised(self, watermark: int, ts_ms: int) -> int:
+        """The watermark after an event at ``ts_ms`` (later than it): up to the ceiling."""
+        if ts_ms <= self.ceiling_ms:
+            return ts_ms
+        return watermark if watermark > self.ceiling_ms else self.ceiling_ms
 
     def _open_base(self, sid: SeriesId, start: int, watermark: int) -> Acc | None:
         """A new base window, linked to its rollups; None if it closed already (late)."""
@@ -195,7 +201,7 @@ class WindowAggregator:
                 return
         watermark = self.watermarks.get(service, -1)
         if ts_ms > watermark:
-            self.watermarks[service] = min(ts_ms, max(watermark, self.ceiling_ms))
+            self.watermarks[service] = self._raised(watermark, ts_ms)
         self.active[service] = self.now
         for acc in accs:
             acc.version += 1
