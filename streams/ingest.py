@@ -357,7 +357,10 @@ class IngestProcessor:
             capped = caps.series(service, series)
             name = m.name if capped == series else OTHER
             self._agg(topic, partition).add_metric(capped, service, name, ts_ms, m.value)
-            out.metrics.append(rows.metric_row(m, event_id, now_ms))
+            offset = r.offset() or 0
+            if self.landed and self._landed(topic, partition, offset, event_id):
+                return
+            out.metrics.append(rows.metric_row(m, event_id, now_ms, partition, offset))
         elif topic == topics.CHANGES:
             c = decode(Change, value, stage="ingest.changes")
             out.changes.append(rows.change_row(c, c.event_id or _source_id(r)))

@@ -5,8 +5,9 @@ commit), so a crash replays the rows that landed after the last commit. Insert d
 cannot catch those: a token names one insert block, and the writer forms blocks from the
 rows that happened to be buffered together, which a replay after a restart forms
 differently (that is how 7 % of the logs were stored twice after a ``kill -9``). The
-``logs`` rows carry their Kafka partition and offset, so on assignment the stage asks which
-offsets at or past the committed one are stored, and the replay skips writing them.
+``logs`` and ``metric_points`` rows carry their Kafka partition and offset, so on assignment
+the stage asks which offsets at or past the committed one are stored, and the replay skips
+writing them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from schemas import topics
 from sinks.clickhouse.client import Store
 
 # Source topic -> table whose rows carry (kafka_partition, kafka_offset) of their message.
-OFFSET_TABLES = {topics.LOGS: "logs"}
+OFFSET_TABLES = {topics.LOGS: "logs", topics.METRICS: "metric_points"}
 MAX_LANDED = 2_000_000  # offsets read back per partition: more than a writer ever buffers
 # A partition without a committed offset (a crash before its first commit) is read from
 # its start: its rows ingested this recently are looked up.

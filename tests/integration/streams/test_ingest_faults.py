@@ -294,3 +294,31 @@ async def test_clickhouse_outage_bounds_memory_loses_nothing_and_catches_up(
     # plus the batches in hand (one processed, one fetched), not by the backlog
     assert worst_in_flight <= logs.max_pending_rows + 3 * settings.stream.batch_size < n
     assert count(chdb_store, db, service) == (n, n)
+
+
+async def test_metric_points_land_with_their_source_offsets(
+        settings: Settings, chdb_store: Client, kafka_bootstrap: str) -> None:
+    """The crash read-back finds metric points by (kafka_partition, kafka_offset)."""
+    service = f"mp-{uuid.uuid4().hex[:8]}"
+    db = settings.clickhouse.database
+    svc, rt = await run_service(settings, chdb_store)
+    try:
+        p = Producer({"bootstrap.servers": kafka_bootstrap})
+        now_ms = int(time.time() * 1000)
+        for i in range(100):
+            p.produce(topics.METRICS, orjson.dumps({
+                "ts": now_ms - 10_000 + i, "service": service, "name": "cpu", "value": i}),
+                key=service)
+        assert p.flush(30) == 0
+
+        def landed() -> tuple[int, int]:
+            r = chdb_store.query(f"SELECT count(), uniqExact(kafka_partition, kafka_offset) "
+                                 f"FROM {db}.metric_points WHERE service = {{s:String}}",
+                                 parameters={"s": service}).result_rows[0]
+            return int(r[0]), int(r[1])
+
+        await wait_until(lambda: landed()[0] >= 100)
+    finally:
+        await svc.stop()
+        rt.close()
+    assert landed() == (100, 100)

@@ -173,3 +173,13 @@ def test_fuzz_every_record_is_accepted_or_dead_lettered_with_a_reason(
     assert proc.counts["error.internal"] == 0  # no input reaches an unexpected error
     for agg in proc.windows.values():
         assert all(w <= NOW_MS for w in agg.watermarks.values())
+
+
+def test_metric_points_landed_before_a_crash_are_not_written_again() -> None:
+    proc = processor()
+    values = [orjson.dumps({"ts": NOW_MS - 1000 + i, "service": "api", "name": "cpu",
+                            "value": float(i)}) for i in range(4)]
+    proc.skip_landed({(topics.METRICS, 0): {1: f"api/cpu@{NOW_MS - 999}"}})
+    out = proc.process(records(values, topic=topics.METRICS))
+    assert [r[-1] for r in out.metrics] == [0, 2, 3]  # kafka_offset, the last column
+    assert proc.counts["replayed_landed"] == 1
