@@ -167,6 +167,10 @@ class IngestProcessor:
         self.retention_s = dict(retention_s or {})
         self._retention_ms = {t: int(v * 1000) for t, v in self.retention_s.items()}
         self.caps = CardinalityCaps() if caps is None else caps
+        # (service, route) -> their series names, for pairs under every cap (so bounded)
+        self._series: dict[tuple[str, str], tuple[str, str]] = {}
+        self._ts_hi = 1 << 62  # per batch: the latest and earliest event time accepted
+        self._ts_lo: dict[str, int] = {}
         # offsets whose rows already landed in ClickHouse, by partition, with their largest:
         # set after a crash (see ``skip_landed``), so a replay does not write them again
         self.landed: dict[tuple[str, int], tuple[dict[int, str], int]] = {}
@@ -213,6 +217,9 @@ class IngestProcessor:
         for agg in self.windows.values():
             agg.now = now
             agg.ceiling_ms = now_ms  # no watermark passes the arrival clock
+        self._ts_hi = now_ms + self._future_ms if self._future_ms >= 0 else 1 << 62
+        self._ts_lo = {t: now_ms - ms for t, ms in self._retention_ms.items()}
+        logs_lo = self._ts_lo.get(topics.LOGS, -(1 << 62))
         part: tuple[str, int] | None = None  # records come in runs of one partition
         last: Message | None = None
         logs = 0
@@ -227,7 +234,7 @@ class IngestProcessor:
             try:
                 if topic == topics.LOGS:
                     logs += 1
-                    self._log(r, partition, out, now_ms)
+                    self._log(r, partition, out, now_ms, logs_lo)
                 else:
                     counts["in." + topic] += 1
                     self._other(r, topic, partition, out, now_ms)
@@ -237,10 +244,9 @@ class IngestProcessor:
                 counts["error.internal"] += 1
                 self._dead_letter(out, r, now_ms, "ingest.internal",
                                   f"{type(exc).__name__}: {str(exc)[:500]}")
-            sample = self.caps.sample
-            if sample is not None:
+            if self.caps.sample is not None:  # set by a fold: a sample of the folded input
+                self._dead_letter(out, r, now_ms, "ingest.cardinality", self.caps.sample)
                 self.caps.sample = None
-                self._dead_letter(out, r, now_ms, "ingest.cardinality", sample)
         if last is not None:
             self._next_offset(out, part, last)
         if self.landed:
@@ -267,14 +273,12 @@ class IngestProcessor:
 
     def _check_time(self, ts_ms: int, topic: str, now_ms: int, stage: str) -> None:
         """Refuse an event time too far ahead of arrival, or older than the retention."""
-        future = self._future_ms
-        if future >= 0 and ts_ms > now_ms + future:
+        if ts_ms > self._ts_hi:
             raise InvalidEvent(
                 f"ts is {(ts_ms - now_ms) / 1000:.0f} s ahead of arrival, over the "
                 f"{self.max_future_s:g} s bound (stream.max_future_s): producer clock?",
                 stage=stage)
-        oldest = self._retention_ms.get(topic)
-        if oldest is not None and ts_ms < now_ms - oldest:
+        if ts_ms < self._ts_lo.get(topic, -(1 << 62)):
             raise InvalidEvent(
                 f"ts is {(now_ms - ts_ms) / 86_400_000:.1f} days old, past the "
                 f"{self.retention_s[topic] / 86_400:g}-day retention of its table", stage=stage)
@@ -294,10 +298,12 @@ class IngestProcessor:
             if offset > out.offsets.get(part, -1):
                 out.offsets[part] = offset
 
-    def _log(self, r: Message, partition: int, out: Output, now_ms: int) -> None:
+    def _log(self, r: Message, partition: int, out: Output, now_ms: int, lo_ms: int) -> None:
         """One log event: validate, drop if a duplicate, window, categorise, row."""
         e = self._decode_log(r.value(), now_ms)
-        self._check_time(e["ts"], topics.LOGS, now_ms, "ingest.logs")
+        ts = e["ts"]
+        if ts > self._ts_hi or ts < lo_ms:
+            self._check_time(ts, topics.LOGS, now_ms, "ingest.logs")  # raises with the bound
         event_id = e.get("event_id") or _source_id(r)
         if self.seen.seen(event_id):
             self.counts["duplicate"] += 1
@@ -311,12 +317,9 @@ class IngestProcessor:
             if path:
                 method = h.get("method")
                 route = self._routes.get((method, path)) or self._route(method, path)
-        service, ts, level = e["service"], e["ts"], e["level"]
-        caps = self.caps
-        series_service = caps.service(service)
-        if route:
-            route = caps.route(series_service, route)
-        self._agg(topics.LOGS, partition).add_log(series_service, route, ts, level, dur)
+        service, level = e["service"], e["level"]
+        names = self._series.get((service, route)) or self._capped(service, route)
+        self._agg(topics.LOGS, partition).add_log(names[0], names[1], ts, level, dur)
         offset = r.offset() or 0
         if self.landed and self._landed(topics.LOGS, partition, offset, event_id):
             if self.categorise is not None:  # its template counts go on as before the crash
@@ -327,6 +330,18 @@ class IngestProcessor:
             return
         out.logs.append(rows.log_row(e, event_id, partition, offset, now_ms,
                                      *self._categorise(e, service, level, ts, status)))
+
+    def _capped(self, service: str, route: str) -> tuple[str, str]:
+        """The series names of a (service, route) under the caps; remembered when admitted."""
+        caps = self.caps
+        series_service = caps.service(service)
+        capped = caps.route(series_service, route) if route else route
+        names = (series_service, capped)
+        if series_service == service and capped == route:
+            if len(self._series) >= 2 * (caps.max_routes + caps.max_services):
+                self._series.clear()  # a bound of its own; admitted pairs come back at once
+            self._series[service, route] = names
+        return names
 
     def _categorise(self, e: dict[str, Any], service: str, level: str, ts: int,
                     status: int | None) -> tuple[str, str, str]:
