@@ -35,7 +35,12 @@ def parse_ts(value: Any) -> datetime:
     if isinstance(value, bool):
         raise ValueError("timestamp must be an RFC 3339 string or epoch milliseconds")
     if isinstance(value, int | float):
-        ts = datetime.fromtimestamp(value / 1000.0, tz=UTC)
+        # 1e300, inf, nan or a huge int overflow the float or the datetime range: the
+        # value is refused with a reason, never raised as OverflowError (a poison message)
+        try:
+            ts = datetime.fromtimestamp(value / 1000.0, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(f"timestamp {str(value)[:40]} ms is out of range") from None
     elif isinstance(value, str):
         text = value.strip()
         if text.endswith(("Z", "z")):

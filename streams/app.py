@@ -20,7 +20,7 @@ from streams.agents.ingest import IngestService
 from streams.agents.score_windows import ScoreService
 from streams.categorise import Categoriser
 from streams.consumer import BatchConsumer
-from streams.ingest import IngestProcessor
+from streams.ingest import ingest_processor
 from streams.metrics import health, registry_for
 from streams.runtime import Runtime
 from streams.settings import KafkaSettings
@@ -78,13 +78,15 @@ def create_app(runtime: Runtime) -> faust.App:
         web_enabled=False,
         topic_partitions=s.kafka.partitions,
         topic_replication_factor=s.kafka.replication,
+        # as the ingest consumer's: a killed worker's partitions move on after 10 s, and a
+        # restarted one does not wait out Faust's default 60 s for its dead predecessor
+        broker_session_timeout=10.0,
     )
     stage = None
     if s.categorise.enabled:  # a bad categories/teams/masking file stops here, named
         stage = CategoriseStage(runtime, Categoriser(load_categorisation(s.categorise),
                                                      s.categorise))
-    processor = IngestProcessor(grace_s=s.stream.window_grace_s,
-                                categorise=stage.cat if stage else None)
+    processor = ingest_processor(s.stream, s.clickhouse, categorise=stage.cat if stage else None)
     ingest = IngestService(runtime, processor, stage, loop=app.loop, beacon=app.beacon)
     app.service(ingest)  # type: ignore[arg-type]  # an instance is accepted too
     alerting = register_alerting(

@@ -67,8 +67,10 @@ class Stage(Protocol):
     async def process(self, batch: list[Message]) -> Barrier:
         """Handle one batch; the returned barrier holds once its results are durable."""
 
-    async def assigned(self, partitions: list[Partition]) -> None:
-        """New partitions: restore their state before their first message."""
+    async def assigned(self, partitions: list[Partition],
+                       committed: dict[Partition, int]) -> None:
+        """New partitions (and the group's committed offset of each, -1 for none): restore
+        their state before their first message."""
 
     async def revoked(self, partitions: list[Partition]) -> None:
         """Partitions leave (or the worker stops): make every result durable."""
@@ -190,12 +192,19 @@ class BatchConsumer(Service):
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         new = [(tp.topic, tp.partition) for tp in partitions]
         self.assigned = frozenset(new)
         log.info("partitions_assigned", stage=self.stage.name,
                  partitions=sorted(f"{t}:{p}" for t, p in new))
-        self._on_loop(self.stage.assigned(new))
+        committed: dict[Partition, int] = {}
+        if self.group is not None and partitions:
+            try:
+                committed = {(tp.topic, tp.partition): tp.offset
+                             for tp in consumer.committed(partitions, timeout=10)}
+            except KafkaException as exc:  # the stage then treats them as never committed
+                log.warning("committed_offsets_unknown", stage=self.stage.name, error=str(exc))
+        self._on_loop(self.stage.assigned(new, committed))
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         gone = [(tp.topic, tp.partition) for tp in partitions]

@@ -3,13 +3,21 @@
 No Kafka client here: ``streams/agents/ingest.py`` feeds it batches from the consumer and
 writes what it returns. Each input partition has its own window state (the key is the
 service, so a service's events stay on one partition and one worker).
+
+Bad input never stops a batch: whatever fails to decode, validate or process (including an
+unexpected error of this stage) becomes a dead-letter row with its original bytes, the
+error, the stage and its source offset. Event time is bounded by arrival time: a log line
+or metric point more than ``max_future_s`` ahead of the clock, or older than its table's
+retention, is dead-lettered (it would blind its service's windows, or be dropped by the TTL
+at the next merge), and no event moves a watermark past the clock. Series a producer
+creates are capped (``streams.cardinality``).
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -22,9 +30,11 @@ from schemas.common import MAX_MESSAGE_BYTES
 from schemas.errors import InvalidEvent
 from schemas.fastpath import fast_log, normalise_log
 from schemas.logs import LogEvent
-from schemas.metrics import MetricPoint
+from schemas.metrics import MetricPoint, series_key
 from schemas.windows import WindowStats
 from sinks.clickhouse import rows
+from sinks.clickhouse.settings import ClickHouseSettings
+from streams.cardinality import OTHER, CardinalityCaps
 from streams.windows import WindowAggregator
 
 # (service, message, level, ts_ms, http_status, peer_ok, user_outcome, label)
@@ -42,6 +52,25 @@ class Message(Protocol):
     def offset(self) -> int | None: ...
     def key(self) -> bytes | None: ...
     def value(self) -> bytes | None: ...
+
+
+class StreamBounds(Protocol):
+    """What the processor reads of ``streams.settings.StreamSettings`` (no import cycle)."""
+
+    @property
+    def window_grace_s(self) -> float: ...
+    @property
+    def max_future_s(self) -> float: ...
+    @property
+    def max_services(self) -> int: ...
+    @property
+    def max_routes_per_service(self) -> int: ...
+    @property
+    def max_routes(self) -> int: ...
+    @property
+    def max_series_per_service(self) -> int: ...
+    @property
+    def max_series(self) -> int: ...
 
 
 class Record:
@@ -122,11 +151,29 @@ class IngestProcessor:
     def __init__(self, *, grace_s: float = 30.0, base_s: int = 10,
                  rollups_s: Iterable[int] = (60,), idle_s: float | None = None,
                  categorise: Categoriser | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 max_future_s: float | None = None,
+                 retention_s: Mapping[str, float] | None = None,
+                 caps: CardinalityCaps | None = None) -> None:
+        """``max_future_s``: how far ahead of ``clock`` an event time may be (None: only the
+        contract's one day; offline replays drive ``clock`` from the data). ``retention_s``:
+        by topic, how old an event may be (None: no bound)."""
         self.grace_s, self.base_s, self.rollups_s = grace_s, base_s, tuple(rollups_s)
         self.idle_s = grace_s if idle_s is None else idle_s
         self.categorise = categorise
         self.clock = clock
+        self.max_future_s = max_future_s
+        self._future_ms = -1 if max_future_s is None else int(max_future_s * 1000)
+        self.retention_s = dict(retention_s or {})
+        self._retention_ms = {t: int(v * 1000) for t, v in self.retention_s.items()}
+        self.caps = CardinalityCaps() if caps is None else caps
+        # (service, route) -> their series names, for pairs under every cap (so bounded)
+        self._series: dict[tuple[str, str], tuple[str, str]] = {}
+        self._ts_hi = 1 << 62  # per batch: the latest and earliest event time accepted
+        self._ts_lo: dict[str, int] = {}
+        # offsets whose rows already landed in ClickHouse, by partition, with their largest:
+        # set after a crash (see ``skip_landed``), so a replay does not write them again
+        self.landed: dict[tuple[str, int], tuple[dict[int, str], int]] = {}
         self._now = clock()  # wall clock of the batch being processed
         self.windows: dict[tuple[str, int], WindowAggregator] = {}
         self.seen = SeenIds()
@@ -139,7 +186,25 @@ class IngestProcessor:
         if agg is None:
             agg = self.windows[key] = WindowAggregator(self.base_s, self.rollups_s, self.grace_s)
             agg.now = self._now
+            agg.ceiling_ms = int(self._now * 1000)
         return agg
+
+    def skip_landed(self, landed: Mapping[tuple[str, int], Mapping[int, str]]) -> None:
+        """Remember, by partition, the {offset: event id} of rows in ClickHouse already:
+        replayed after a crash, they are windowed and categorised again but not written
+        twice (a message whose event id differs from the stored one is written)."""
+        for part, offsets in landed.items():
+            if offsets:
+                self.landed[part] = (dict(offsets), max(offsets))
+            else:
+                self.landed.pop(part, None)
+
+    def _landed(self, topic: str, partition: int, offset: int, event_id: str) -> bool:
+        got = self.landed.get((topic, partition))
+        if got is None or got[0].get(offset) != event_id:
+            return False
+        self.counts["replayed_landed"] += 1
+        return True
 
     def process(self, records: Iterable[Message]) -> Output:
         """Turn a batch of records into rows and the windows it closed."""
@@ -151,6 +216,10 @@ class IngestProcessor:
         self._now = now
         for agg in self.windows.values():
             agg.now = now
+            agg.ceiling_ms = now_ms  # no watermark passes the arrival clock
+        self._ts_hi = now_ms + self._future_ms if self._future_ms >= 0 else 1 << 62
+        self._ts_lo = {t: now_ms - ms for t, ms in self._retention_ms.items()}
+        logs_lo = self._ts_lo.get(topics.LOGS, -(1 << 62))
         part: tuple[str, int] | None = None  # records come in runs of one partition
         last: Message | None = None
         logs = 0
@@ -165,17 +234,26 @@ class IngestProcessor:
             try:
                 if topic == topics.LOGS:
                     logs += 1
-                    self._log(r, partition, out, now_ms)
+                    self._log(r, partition, out, now_ms, logs_lo)
                 else:
                     counts["in." + topic] += 1
                     self._other(r, topic, partition, out, now_ms)
             except InvalidEvent as exc:
-                counts["dead_letter." + exc.stage] += 1
-                out.dead_letters.append(rows.dead_letter_row(
-                    now_ms, topic, partition, r.offset() or 0, exc.stage, exc.reason,
-                    r.value() or b"", r.key()))
+                self._dead_letter(out, r, now_ms, exc.stage, exc.reason)
+            except Exception as exc:  # the stage boundary: one message never stops a batch
+                counts["error.internal"] += 1
+                self._dead_letter(out, r, now_ms, "ingest.internal",
+                                  f"{type(exc).__name__}: {str(exc)[:500]}")
+            if self.caps.sample is not None:  # set by a fold: a sample of the folded input
+                self._dead_letter(out, r, now_ms, "ingest.cardinality", self.caps.sample)
+                self.caps.sample = None
         if last is not None:
             self._next_offset(out, part, last)
+        if self.landed:
+            for key, next_offset in out.offsets.items():
+                got = self.landed.get(key)
+                if got is not None and next_offset > got[1]:
+                    del self.landed[key]  # the replay is past every landed offset
         counts["in." + topics.LOGS] += logs
         for key in touched:
             touched_agg = self.windows.get(key)
@@ -185,6 +263,25 @@ class IngestProcessor:
                 touched_agg.late_dropped = 0
         counts["windows"] += len(out.windows)
         return out
+
+    def _dead_letter(self, out: Output, r: Message, now_ms: int, stage: str,
+                     reason: str) -> None:
+        self.counts["dead_letter." + stage] += 1
+        out.dead_letters.append(rows.dead_letter_row(
+            now_ms, r.topic() or "", r.partition() or 0, r.offset() or 0, stage, reason,
+            r.value() or b"", r.key()))
+
+    def _check_time(self, ts_ms: int, topic: str, now_ms: int, stage: str) -> None:
+        """Refuse an event time too far ahead of arrival, or older than the retention."""
+        if ts_ms > self._ts_hi:
+            raise InvalidEvent(
+                f"ts is {(ts_ms - now_ms) / 1000:.0f} s ahead of arrival, over the "
+                f"{self.max_future_s:g} s bound (stream.max_future_s): producer clock?",
+                stage=stage)
+        if ts_ms < self._ts_lo.get(topic, -(1 << 62)):
+            raise InvalidEvent(
+                f"ts is {(now_ms - ts_ms) / 86_400_000:.1f} days old, past the "
+                f"{self.retention_s[topic] / 86_400:g}-day retention of its table", stage=stage)
 
     def _route(self, method: str | None, path: str) -> str:
         """The route series name of a request ("GET /items/{id}"), remembered: one string
@@ -201,9 +298,12 @@ class IngestProcessor:
             if offset > out.offsets.get(part, -1):
                 out.offsets[part] = offset
 
-    def _log(self, r: Message, partition: int, out: Output, now_ms: int) -> None:
+    def _log(self, r: Message, partition: int, out: Output, now_ms: int, lo_ms: int) -> None:
         """One log event: validate, drop if a duplicate, window, categorise, row."""
         e = self._decode_log(r.value(), now_ms)
+        ts = e["ts"]
+        if ts > self._ts_hi or ts < lo_ms:
+            self._check_time(ts, topics.LOGS, now_ms, "ingest.logs")  # raises with the bound
         event_id = e.get("event_id") or _source_id(r)
         if self.seen.seen(event_id):
             self.counts["duplicate"] += 1
@@ -217,16 +317,39 @@ class IngestProcessor:
             if path:
                 method = h.get("method")
                 route = self._routes.get((method, path)) or self._route(method, path)
-        service, ts, level = e["service"], e["ts"], e["level"]
-        self._agg(topics.LOGS, partition).add_log(service, route, ts, level, dur)
+        service, level = e["service"], e["level"]
+        names = self._series.get((service, route)) or self._capped(service, route)
+        self._agg(topics.LOGS, partition).add_log(names[0], names[1], ts, level, dur)
         offset = r.offset() or 0
+        if self.landed and self._landed(topics.LOGS, partition, offset, event_id):
+            if self.categorise is not None:  # its template counts go on as before the crash
+                self._categorise(e, service, level, ts, status)
+            return
         if self.categorise is None:
             out.logs.append(rows.log_row(e, event_id, partition, offset, now_ms))
             return
+        out.logs.append(rows.log_row(e, event_id, partition, offset, now_ms,
+                                     *self._categorise(e, service, level, ts, status)))
+
+    def _capped(self, service: str, route: str) -> tuple[str, str]:
+        """The series names of a (service, route) under the caps; remembered when admitted."""
+        caps = self.caps
+        series_service = caps.service(service)
+        capped = caps.route(series_service, route) if route else route
+        names = (series_service, capped)
+        if series_service == service and capped == route:
+            if len(self._series) >= 2 * (caps.max_routes + caps.max_services):
+                self._series.clear()  # a bound of its own; admitted pairs come back at once
+            self._series[service, route] = names
+        return names
+
+    def _categorise(self, e: dict[str, Any], service: str, level: str, ts: int,
+                    status: int | None) -> tuple[str, str, str]:
+        assert self.categorise is not None
         p, u, label = e.get("peer"), e.get("user"), e["attrs"].get("label")
-        out.logs.append(rows.log_row(e, event_id, partition, offset, now_ms, *self.categorise(
+        return self.categorise(
             service, e["message"], level, ts, status, p.get("ok") if p else None,
-            u.get("outcome") if u else None, label if type(label) is dict else None)))
+            u.get("outcome") if u else None, label if type(label) is dict else None)
 
     def _other(self, r: Message, topic: str, partition: int, out: Output,
                now_ms: int) -> None:
@@ -237,12 +360,22 @@ class IngestProcessor:
             m = decode(MetricPoint, value, stage="ingest.metrics")
             series = m.series
             ts_ms = int(m.ts.timestamp() * 1000)
+            self._check_time(ts_ms, topic, now_ms, "ingest.metrics")
             event_id = f"{series}@{ts_ms}"  # one point per series and instant
             if self.seen.seen(event_id):
                 self.counts["duplicate"] += 1
                 return
-            self._agg(topic, partition).add_metric(series, m.service, m.name, ts_ms, m.value)
-            out.metrics.append(rows.metric_row(m, event_id, now_ms))
+            caps = self.caps
+            service = caps.service(m.service)
+            if service != m.service:  # the folded service's series
+                series = series_key(service, m.name, m.labels)
+            capped = caps.series(service, series)
+            name = m.name if capped == series else OTHER
+            self._agg(topic, partition).add_metric(capped, service, name, ts_ms, m.value)
+            offset = r.offset() or 0
+            if self.landed and self._landed(topic, partition, offset, event_id):
+                return
+            out.metrics.append(rows.metric_row(m, event_id, now_ms, partition, offset))
         elif topic == topics.CHANGES:
             c = decode(Change, value, stage="ingest.changes")
             out.changes.append(rows.change_row(c, c.event_id or _source_id(r)))
@@ -290,3 +423,18 @@ class IngestProcessor:
             if agg is not None:
                 out.extend(agg.flush())
         return out
+
+
+def ingest_processor(stream: StreamBounds, clickhouse: ClickHouseSettings,
+                     categorise: Categoriser | None = None) -> IngestProcessor:
+    """The processor a worker runs: grace, time bounds and caps from its settings."""
+    return IngestProcessor(
+        grace_s=stream.window_grace_s, categorise=categorise,
+        max_future_s=stream.max_future_s,
+        retention_s={topics.LOGS: clickhouse.ttl_logs_days * 86_400.0,
+                     topics.METRICS: clickhouse.ttl_metrics_days * 86_400.0},
+        caps=CardinalityCaps(
+            max_services=stream.max_services,
+            max_routes_per_service=stream.max_routes_per_service,
+            max_routes=stream.max_routes, max_series_per_service=stream.max_series_per_service,
+            max_series=stream.max_series))

@@ -35,9 +35,15 @@ class PipelineCollector(Collector):
                 events_in.add_metric([rest], n)
             elif kind == "dead_letter":
                 dead.add_metric([rest], n)
-            elif key in ("duplicate", "late_dropped"):
-                dropped.add_metric([key], n)
+            elif key in ("duplicate", "late_dropped", "replayed_landed"):
+                dropped.add_metric([key], n)  # replayed_landed: stored before a crash
         yield from (events_in, dead, dropped)
+        folded = CounterMetricFamily(
+            "logwarden_series_folded", "Events counted in an 'other' series past a cap",
+            labels=["kind"])
+        for kind, n in self.ingest.processor.caps.folded.items():
+            folded.add_metric([kind], n)
+        yield folded
         yield CounterMetricFamily("logwarden_windows_emitted", "Windows emitted",
                                   value=counts.get("windows", 0))
         out = CounterMetricFamily("logwarden_rows_written", "Rows written to ClickHouse",
@@ -87,6 +93,7 @@ def health(ingest: IngestService, others: Sequence[BatchConsumer] = ()) -> dict[
         "uptime_s": round(time.time() - rt.started_at, 1),
         "kafka": rt.settings.kafka.bootstrap_servers(),
         "counts": dict(ingest.processor.counts),
+        "series_folded": dict(ingest.processor.caps.folded),
         "batches": ingest.batches,
         "consumer_lag": {tp: n for c in (ingest, *others) for tp, n in c.lag.items()},
         "writers": {t: vars(w.stats) for t, w in rt.writers.items()},

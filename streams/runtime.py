@@ -16,6 +16,7 @@ from sinks.clickhouse import rows
 from sinks.clickhouse.client import SerializedStore, Store, connect
 from sinks.clickhouse.migrate import migrate
 from sinks.clickhouse.writer import TABLE_KEYS, BatchWriter
+from streams.rejected import dead_letter_refused
 from streams.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -80,17 +81,26 @@ def open_runtime(settings: Settings, store: Store | None = None) -> Runtime:
     """Open the store (migrating it), a writer per core table and an internal producer."""
     shared = SerializedStore(store if store is not None else open_store(settings))
     ch = settings.clickhouse
-    writers = {
-        table: BatchWriter(shared, ch.database, table, columns, batch_rows=ch.batch_rows,
-                           batch_seconds=ch.batch_seconds,
-                           key_columns=TABLE_KEYS.get(table, ("event_id",)),
-                           json_rows=table in rows.JSON_TABLES)
-        for table, columns in rows.TABLE_COLUMNS.items()
-    }
     producer = Producer({
         **settings.kafka.client_config(),
         "linger.ms": 20, "compression.type": "lz4", "enable.idempotence": True,
         "queue.buffering.max.messages": 200_000,
     })
-    return Runtime(settings=settings, store=shared, writers=writers, producer=producer,
-                   topics=internal(settings.stream.app_id))
+    names = internal(settings.stream.app_id)
+    writers: dict[str, BatchWriter] = {}
+    holder: list[Runtime] = []  # the callbacks send through the runtime built below
+
+    def send(value: bytes, key: str) -> None:
+        holder[0].send(names.dead_letters, value, key=key)
+
+    for table, columns in rows.TABLE_COLUMNS.items():
+        # rows ClickHouse refuses are dead-lettered (not those of dead_letters: no loop)
+        refused = None if table == "dead_letters" else dead_letter_refused(table, writers, send)
+        writers[table] = BatchWriter(shared, ch.database, table, columns,
+                                     batch_rows=ch.batch_rows, batch_seconds=ch.batch_seconds,
+                                     key_columns=TABLE_KEYS.get(table, ("event_id",)),
+                                     json_rows=table in rows.JSON_TABLES, on_rejected=refused)
+    rt = Runtime(settings=settings, store=shared, writers=writers, producer=producer,
+                 topics=names)
+    holder.append(rt)
+    return rt

@@ -54,6 +54,15 @@ class StreamSettings(BaseModel):
     window_grace_s: float = Field(default=30.0, ge=0)  # how late an event may be
     batch_size: int = Field(default=2000, ge=1)  # messages per consumer batch
     max_dead_letter_ratio: float = Field(default=0.9, gt=0, le=1)
+    # An event time this far ahead of its arrival is dead-lettered (a producer's clock is
+    # wrong); closer ones are kept, and no watermark passes the arrival clock anyway.
+    max_future_s: float = Field(default=300.0, ge=0)  # LOGWARDEN_STREAM_MAX_FUTURE_S
+    # Series caps (streams/cardinality.py): past them new names fold into ``other``.
+    max_services: int = Field(default=10_000, ge=1)
+    max_routes_per_service: int = Field(default=500, ge=1)
+    max_routes: int = Field(default=50_000, ge=1)
+    max_series_per_service: int = Field(default=2_000, ge=1)  # metric label series
+    max_series: int = Field(default=200_000, ge=1)
 
 
 class Settings(BaseSettings):

@@ -5,8 +5,10 @@ and its route); latencies go into DDSketch log-buckets (a dict increment). Longe
 (60 s by default) are built by merging their closed 10 s children, so they cost nothing
 per event. A window closes when its service's watermark (the largest event time that
 service sent) passes its end plus the grace period: services sharing a partition do not
-push each other's windows shut, so one whose clock lags keeps its windows. An event later
-than that is counted in ``late_dropped`` and left
+push each other's windows shut, so one whose clock lags keeps its windows. A watermark never
+passes ``ceiling_ms`` (the caller sets it to the arrival clock): one event stamped in the
+future is counted in its own window but does not close the windows of the events that
+follow it. An event later than that is counted in ``late_dropped`` and left
 out of the aggregates (its raw row is still stored by the caller).
 
 >>> agg = WindowAggregator(base_s=10, rollups_s=(60,), grace_s=5)
@@ -147,6 +149,7 @@ class WindowAggregator:
         self.watermarks: dict[str, int] = {}  # per service: the largest event time seen (ms)
         self.active: dict[str, float] = {}  # per service: ``now`` when it last sent an event
         self.now = 0.0  # wall-clock seconds, set by the caller once per batch
+        self.ceiling_ms = 1 << 62  # no watermark passes this (the caller: the arrival clock)
         self.late_dropped = 0
         self._recent: dict[tuple[str, str], _Recent] = {}  # by (service, route)
 
@@ -160,10 +163,16 @@ class WindowAggregator:
             if acc is None:
                 return None
         if ts_ms > watermark:
-            self.watermarks[service] = ts_ms
+            self.watermarks[service] = self._raised(watermark, ts_ms)
         self.active[service] = self.now
         acc.version += 1
         return acc
+
+    def _raised(self, watermark: int, ts_ms: int) -> int:
+        """The watermark after an event at ``ts_ms`` (later than it): up to the ceiling."""
+        if ts_ms <= self.ceiling_ms:
+            return ts_ms
+        return watermark if watermark > self.ceiling_ms else self.ceiling_ms
 
     def _open_base(self, sid: SeriesId, start: int, watermark: int) -> Acc | None:
         """A new base window, linked to its rollups; None if it closed already (late)."""
@@ -190,8 +199,9 @@ class WindowAggregator:
             accs = self._accs(recent, service, start)
             if not accs:
                 return
-        if ts_ms > self.watermarks.get(service, -1):
-            self.watermarks[service] = ts_ms
+        watermark = self.watermarks.get(service, -1)
+        if ts_ms > watermark:
+            self.watermarks[service] = self._raised(watermark, ts_ms)
         self.active[service] = self.now
         for acc in accs:
             acc.version += 1

@@ -28,7 +28,7 @@ LOGS_COLUMNS = (
     "kafka_partition", "kafka_offset", "ingested_at",
 )
 METRIC_COLUMNS = ("ts", "service", "name", "value", "kind", "unit", "labels", "series",
-                  "event_id", "ingested_at")
+                  "event_id", "ingested_at", "kafka_partition", "kafka_offset")
 WINDOW_COLUMNS = (
     "series", "service", "scope", "route", "name", "window_s", "start", "end", "count",
     "error_count", "level_counts", "error_rate", "rate_per_s", "p50", "p95", "p99", "min",
@@ -115,10 +115,11 @@ def log_row(e: dict[str, Any], event_id: str, partition: int, offset: int, now_m
     )
 
 
-def metric_row(m: MetricPoint, event_id: str, now_ms: int) -> tuple[Any, ...]:
-    """A ``metric_points`` row."""
+def metric_row(m: MetricPoint, event_id: str, now_ms: int, partition: int = 0,
+               offset: int = 0) -> tuple[Any, ...]:
+    """A ``metric_points`` row (with the Kafka partition and offset it came from)."""
     return (m.ts.timestamp(), m.service, m.name, m.value, m.kind, m.unit or "", m.labels,
-            m.series, event_id, now_ms / 1000)
+            m.series, event_id, now_ms / 1000, partition, offset)
 
 
 def change_row(c: Change, event_id: str) -> tuple[Any, ...]:

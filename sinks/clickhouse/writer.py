@@ -41,6 +41,11 @@ RETRY_CODES = frozenset(
     {16, 47, 60, 81, 159, 164, 202, 209, 210, 236, 241, 242, 252, 285, 319, 394, 425, 497, 516, 999}
 )
 _CODE = re.compile(r"Code: (\d+)")
+# Code 252 (TOO_MANY_PARTS) has two causes. "Too many parts" is the server's merges falling
+# behind: wait it out. "Too many partitions for single INSERT block" is the rows of one block
+# spanning more table partitions (days) than max_partitions_per_insert_block (100): the same
+# block fails again forever, so it is bad-data-shaped, and halving it (bisection) passes.
+_BLOCK_PARTITIONS = re.compile(r"partitions for (a )?single INSERT block", re.IGNORECASE)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -48,8 +53,10 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, OperationalError | OSError | TimeoutError | ConnectionError):
         return True
     if isinstance(exc, DatabaseError) and not isinstance(exc.__cause__, ValueError | TypeError):
-        match = _CODE.search(str(exc))
-        return match is not None and int(match.group(1)) in RETRY_CODES
+        text = str(exc)
+        match = _CODE.search(text)
+        return (match is not None and int(match.group(1)) in RETRY_CODES
+                and _BLOCK_PARTITIONS.search(text) is None)
     return False
 
 

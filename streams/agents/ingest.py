@@ -18,6 +18,7 @@ from confluent_kafka import Message
 from schemas import topics
 from schemas.dead_letters import DeadLetter
 from schemas.errors import LogwardenError
+from sinks.clickhouse.offsets import landed_offsets
 from streams.agents.categorise import CategoriseStage
 from streams.consumer import Barrier, BatchConsumer, Partition
 from streams.ingest import IngestProcessor, Output
@@ -55,9 +56,29 @@ class IngestStage:
         self._check_dead_letters(len(batch), len(out.dead_letters))
         return lambda: all(writers[name].landed >= n for name, n in targets.items())
 
-    async def assigned(self, partitions: list[Partition]) -> None:
+    async def assigned(self, partitions: list[Partition],
+                       committed: dict[Partition, int]) -> None:
+        await self._skip_landed(committed)
         if self.categorise is not None:  # template ids before the first line
             await self.categorise.load()
+
+    async def _skip_landed(self, committed: dict[Partition, int]) -> None:
+        """Rows that landed past the committed offsets before a crash are not written again
+        by the replay (``sinks.clickhouse.offsets``)."""
+        db = self.rt.settings.clickhouse.database
+        try:
+            landed = await asyncio.to_thread(
+                landed_offsets, self.rt.store, db,
+                [(t, p, o) for (t, p), o in committed.items()])
+        except Exception as exc:  # the replay then writes them again (folded by event id)
+            log.warning("landed_offsets_failed", stage="ingest", error=str(exc)[:300])
+            return
+        skipped = {f"{t}:{p}": len(o) for (t, p), o in landed.items() if o}
+        if skipped:
+            log.info("replay_skips_landed_rows", stage="ingest", offsets=skipped,
+                     committed={f"{t}:{p}": o for (t, p), o in committed.items()
+                                if t == topics.LOGS})
+        self.processor.skip_landed(landed)
 
     async def revoked(self, partitions: list[Partition]) -> None:
         """Emit the partitions' windows, snapshot the template state, land every row."""

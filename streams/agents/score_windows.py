@@ -210,7 +210,8 @@ class ScoreStage:
         if saved:
             log.info("detector_state_saved", stage="detect", series=saved)
 
-    async def assigned(self, partitions: list[Partition]) -> None:
+    async def assigned(self, partitions: list[Partition],
+                       committed: dict[Partition, int]) -> None:
         """Read the state of the assigned partitions back before scoring them. The state
         topic has the windows topic's partitions and keys, so a series' state is on the
         partition number its windows are on."""
@@ -246,7 +247,8 @@ class SideStage:
                 self.stage.on_side(m.topic() or "", v)
         return always
 
-    async def assigned(self, partitions: list[Partition]) -> None:
+    async def assigned(self, partitions: list[Partition],
+                       committed: dict[Partition, int]) -> None:
         return None
 
     async def revoked(self, partitions: list[Partition]) -> None:

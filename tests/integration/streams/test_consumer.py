@@ -34,7 +34,8 @@ class Recorder:
         self.seen += [m.value() or b"" for m in batch]
         return lambda: self.durable
 
-    async def assigned(self, partitions: list[Partition]) -> None:
+    async def assigned(self, partitions: list[Partition],
+                       committed: dict[Partition, int]) -> None:
         self.calls.append("assigned")
 
     async def revoked(self, partitions: list[Partition]) -> None:

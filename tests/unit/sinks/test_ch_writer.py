@@ -15,6 +15,7 @@ from sinks.clickhouse.writer import (
     as_tuple,
     batch_due,
     dedup_token,
+    is_bad_data,
     is_transient,
     truncate_raw,
 )
@@ -65,6 +66,10 @@ def test_dedup_token_is_deterministic_and_content_sensitive() -> None:
 def test_errors_are_classified_outage_versus_bad_data() -> None:
     assert is_transient(OperationalError("connection reset"))
     assert is_transient(DatabaseError("Code: 252. Too many parts (TOO_MANY_PARTS)"))
+    # the same code for a block spanning > 100 table partitions: the rows' shape, not load
+    too_wide = DatabaseError("Code: 252. DB::Exception: Too many partitions for single INSERT "
+                             "block (more than 100). The limit is controlled by 'max_…")
+    assert not is_transient(too_wide) and is_bad_data(too_wide)
     assert is_transient(DatabaseError("Code: 60. Table lw.logs does not exist (UNKNOWN_TABLE)"))
     assert not is_transient(DatabaseError("Code: 27. Cannot parse input"))
     assert not is_transient(ValueError("invalid literal for int()"))
@@ -181,3 +186,20 @@ async def test_async_side_waits_for_rows_to_land_without_blocking_the_loop() -> 
         assert await w.wait_flushed_async(timeout=0.01)
         assert store.rows == rows(5)
     assert w.stats.retries == 2
+
+
+def test_a_block_over_too_many_table_partitions_is_split_not_retried_forever() -> None:
+    """Code 252 "too many partitions for single INSERT block" (rows of 150 days in one
+    block) is the rows' shape: the block is halved until each half fits, nothing retried."""
+
+    def at_most_40_days(batch: list[tuple[Any, ...]]) -> None:
+        if len({r[1] // 86_400 for r in batch}) > 40:
+            raise DatabaseError("Code: 252. DB::Exception: Too many partitions for single "
+                                "INSERT block (more than 40).")
+
+    store = FakeStore(fail_insert=at_most_40_days)
+    ins = TableInserter(store, "lw", "t", COLUMNS, sleep=lambda s: pytest.fail("retried"))
+    batch = [(f"ev{i}", 1_700_000_000 - i * 86_400) for i in range(150)]
+    assert ins.write(batch) == 150
+    assert sorted(store.rows) == sorted(batch) and ins.stats.retries == 0
+    assert len(store.inserts) == 4  # 150 -> 75 -> 38 days each
