@@ -28,7 +28,6 @@ import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from cli.run import INGEST_TOPIC_CONFIG
 from schemas import topics
 from sinks.clickhouse.client import Client
 from streams.settings import Settings
@@ -141,7 +140,7 @@ def test_kill_9_during_ingest_loses_and_duplicates_nothing(
     prefix = f"k9{uuid.uuid4().hex[:6]}"
     group = f"{worker_env['LOGWARDEN_STREAM_APP_ID']}-ingest"
     log = tmp_path / "worker.log"
-    ensure_topics(kafka_bootstrap, dict.fromkeys(topics.INGEST_TOPICS, 4), INGEST_TOPIC_CONFIG)
+    ensure_topics(kafka_bootstrap, dict.fromkeys(topics.INGEST_TOPICS, 4))  # small messages
     before = sum(tp.offset for tp in end_offsets(kafka_bootstrap, topics.LOGS))  # others'
     started = time.monotonic()
     p = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True,
