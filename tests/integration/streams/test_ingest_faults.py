@@ -13,6 +13,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -28,12 +29,10 @@ import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from cli.run import INGEST_TOPIC_CONFIG
 from schemas import topics
 from sinks.clickhouse.client import Client
 from streams.settings import Settings
 from streams.topics import ensure_topics
-from tests.conftest import free_port_pair
 from tests.integration.streams.test_ingest_service import (
     OutageStore,
     count,
@@ -46,6 +45,12 @@ from tests.integration.streams.test_ingest_service import settings as settings  
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
 EVENTS = 200_000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 @contextmanager
@@ -102,7 +107,7 @@ def worker_env(kafka_bootstrap: str, tmp_path: Path) -> Iterator[dict[str, str]]
         "PYTHONPATH": str(ROOT), "LOGWARDEN_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "LOGWARDEN_DATA_DIR": str(tmp_path / "data"),
         "LOGWARDEN_STREAM_APP_ID": f"k9-{uuid.uuid4().hex[:8]}",
-        "LOGWARDEN_STREAM_WEB_PORT": str(free_port_pair()),
+        "LOGWARDEN_STREAM_WEB_PORT": str(free_port()),
         "LOGWARDEN_CATEGORISE_ENABLED": "false", "LOGWARDEN_DETECT_ENABLED": "false",
         "LOGWARDEN_ALERTING_ENABLED": "false",
         # small blocks: many inserts land between two commits, as under a real load
@@ -141,7 +146,7 @@ def test_kill_9_during_ingest_loses_and_duplicates_nothing(
     prefix = f"k9{uuid.uuid4().hex[:6]}"
     group = f"{worker_env['LOGWARDEN_STREAM_APP_ID']}-ingest"
     log = tmp_path / "worker.log"
-    ensure_topics(kafka_bootstrap, dict.fromkeys(topics.INGEST_TOPICS, 4), INGEST_TOPIC_CONFIG)
+    ensure_topics(kafka_bootstrap, dict.fromkeys(topics.INGEST_TOPICS, 4))  # small messages
     before = sum(tp.offset for tp in end_offsets(kafka_bootstrap, topics.LOGS))  # others'
     started = time.monotonic()
     p = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True,
