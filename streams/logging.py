@@ -36,5 +36,7 @@ def configure(level: str = "INFO", *, json: bool | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aiokafka", "faust", "mode"):
+    # third-party loggers that narrate every request or rebalance at INFO (twilio logs each
+    # HTTP request and its headers)
+    for noisy in ("aiokafka", "faust", "mode", "twilio"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
