@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from pydantic import BaseModel
@@ -38,3 +39,11 @@ class DeadLetter(BaseModel):
         d = orjson.loads(data)
         d["raw"] = base64.b64decode(d["raw"])
         return cls.model_validate(d)
+
+
+def dead_letter_message(row: tuple[Any, ...]) -> bytes:
+    """The dead-letter topic message for a ``dead_letters`` row (raw bytes in base64)."""
+    received_ms, topic, partition, offset, stage, error, raw, size, key = row
+    return DeadLetter(received_at=datetime.fromtimestamp(received_ms / 1000, tz=UTC),
+                      topic=topic, partition=partition, offset=offset, stage=stage,
+                      error=error, raw=raw, raw_size=size, key=key).to_json()

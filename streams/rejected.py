@@ -17,6 +17,7 @@ import orjson
 import structlog
 
 from schemas import topics
+from schemas.dead_letters import dead_letter_message
 from sinks.clickhouse import rows
 from sinks.clickhouse.writer import BatchWriter, RejectedCallback
 
@@ -48,7 +49,6 @@ def dead_letter_refused(table: str, writers: Mapping[str, BatchWriter],
                         send: Send) -> RejectedCallback:
     """The ``on_rejected`` of ``table``'s writer: refused rows to the dead-letter table and
     topic (``writers`` is read at call time: it may be filled after this is built)."""
-    from streams.agents.ingest import dead_letter_message  # the topic message format
 
     def on_rejected(row_list: list[tuple[Any, ...]], exc: BaseException) -> None:
         letters = rejected_dead_letters(table, row_list, exc, int(time.time() * 1000))

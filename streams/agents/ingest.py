@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 from confluent_kafka import Message
 
 from schemas import topics
-from schemas.dead_letters import DeadLetter
+from schemas.dead_letters import dead_letter_message
 from schemas.errors import LogwardenError
 from sinks.clickhouse.offsets import landed_offsets
 from streams.agents.categorise import CategoriseStage
@@ -127,11 +126,3 @@ class IngestService(BatchConsumer):
         super().__init__(IngestStage(runtime, processor, categorise), topics.INGEST_TOPICS,
                          s.kafka, group=f"{s.stream.app_id}-ingest",
                          batch_size=s.stream.batch_size, **kwargs)
-
-
-def dead_letter_message(row: tuple[Any, ...]) -> bytes:
-    """The dead-letter topic message for a ``dead_letters`` row (raw bytes in base64)."""
-    received_ms, topic, partition, offset, stage, error, raw, size, key = row
-    return DeadLetter(received_at=datetime.fromtimestamp(received_ms / 1000, tz=UTC),
-                      topic=topic, partition=partition, offset=offset, stage=stage,
-                      error=error, raw=raw, raw_size=size, key=key).to_json()
