@@ -48,9 +48,10 @@ class MaskingConfig(BaseModel):
 class MinerConfig(BaseModel):
     """Knobs of the miner; one configuration serves every system.
 
-    The four accuracy knobs (``sim_threshold``, ``prefix_tokens``, ``max_constant_values``,
-    ``value_vocabulary``) were chosen leave-one-system-out on the Loghub development systems
-    (``logwarden eval loghub``, docs/categorisation.md): every held-out system chose the same.
+    The five accuracy knobs (``sim_threshold``, ``prefix_tokens``, ``max_constant_values``,
+    ``value_vocabulary``, ``shared_values``) are the grid point chosen on the six Loghub
+    development systems; each held-out system's choice is reported by ``logwarden eval
+    loghub`` (docs/categorisation.md).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -62,9 +63,8 @@ class MinerConfig(BaseModel):
     max_constant_values: int = Field(default=4, ge=1)
     # a slot all of whose values were seen filling variables elsewhere is a variable
     value_vocabulary: bool = True
-    # with n > 0, tokens seen once at a position meeting one seen at most n times there do
-    # not count as a difference in Drain's similarity (Brain: template words repeat)
-    rare_tokens: int = Field(default=0, ge=0)
+    # a pair of values held by slots of two different clusters makes both slots variables
+    shared_values: bool = True
     collapse_variables: bool = True  # a run of <*> is one variable (lengths meet)
     first_line_only: bool = True  # a multi-line message (stack trace): its first line + <*>
     max_clusters: int = Field(default=20_000, ge=1)  # live templates per service, LRU beyond

@@ -61,6 +61,7 @@ Change = Literal["new", "changed", "same"]
 _SNAPSHOT_VERSION = 2
 _KV_WILDCARD = "=" + WILDCARD
 _MAX_ALIAS_HOPS = 64  # alias chains are short (each merge points at a live template)
+_MAX_PAIR_HOLDERS = 8  # slots remembered per pair of values
 
 
 class Match(NamedTuple):  # a tuple: one per line, much cheaper to make than a dataclass
@@ -141,14 +142,23 @@ class TemplateMiner:
         self._by_text: dict[str, _Template] = {}  # live templates by text
         self._aliases: OrderedDict[str, str] = OrderedDict()  # absorbed id -> id, oldest first
         self._merges: list[tuple[str, str]] = []  # (absorbed, survivor) since `pop_merges`
-        self._freq: dict[tuple[int, int, str], int] = {}  # (length, position, token) -> lines
         self._vocab: set[str] = set()  # words seen as values of variable slots
+        # pairs of values held by a slot -> (miner, cluster, slot) holding them; shared by the
+        # miners of one registry (`share_values_with`): a fleet's services share value types
+        self._pairs: dict[tuple[str, str], list[tuple[TemplateMiner, _Cluster, int]]] = {}
+        self._flip_later: list[tuple[TemplateMiner, _Cluster, int]] = []
+        self._touched: list[TemplateMiner] = []  # other miners whose slots this one flipped
         self._tick = 0
         self._seq = 0
         self._next_key = 0
 
     def __len__(self) -> int:
         return len(self._templates)
+
+    def share_values_with(self, other: TemplateMiner) -> None:
+        """Use ``other``'s index of slot values (``shared_values``): the services of one
+        fleet share value types (HTTP methods, peer and provider names)."""
+        self._pairs = other._pairs
 
     def add(self, content: str) -> Match:
         """Mine one message: find or create its template and return the match."""
@@ -203,19 +213,16 @@ class TemplateMiner:
         out, self._merges = self._merges, []
         return out
 
+    def pop_touched(self) -> list[TemplateMiner]:
+        """Miners sharing the value index whose templates this one merged since the last call
+        (their `pop_merges` has news)."""
+        out, self._touched = self._touched, []
+        return out
+
     # -- routing and similarity (Drain) -------------------------------------------------------
 
     def _route(self, tokens: tuple[str, ...]) -> _Cluster:
         """The cluster of a masked line: the most similar of its leaf, or a new one."""
-        cfg = self.config
-        n = len(tokens)
-        if cfg.rare_tokens:
-            f = self._freq
-            for p, u in enumerate(tokens):
-                k = (n, p, u)
-                f[k] = f.get(k, 0) + 1
-            if len(f) > cfg.cache_size * 2 + 1000:
-                f.clear()  # cheap bound: counts restart, as after a restart
         leaf = self._leaf_key(tokens)
         candidates = self._leaves.get(leaf)
         best = self._best(candidates, tokens) if candidates else None
@@ -242,33 +249,24 @@ class TemplateMiner:
 
         Similar means: at most ``max(1, (1 - sim_threshold) * n)`` of the n positions differ.
         A slot or a variable of the cluster never differs (the split by values comes after),
-        nor does ``key=value`` meeting ``key=<*>``. With ``rare_tokens`` on, two tokens each
-        seen at most that often at this position (lines of this length) do not differ either
-        (Brain's frequency idea: template words repeat, values do not), provided at least half
-        of the other positions are equal.
+        nor does ``key=value`` meeting ``key=<*>``.
         """
         n = len(tokens)
         allowed = max(1, int((1.0 - self.config.sim_threshold) * n + 1e-9))
-        rare = self.config.rare_tokens
-        freq = self._freq
         best: _Cluster | None = None
         best_diff, best_params = n + 1, -1
         for c in candidates:
-            diff = params = same = 0
+            diff = params = 0
             slots = c.slots
             for i, (t, u) in enumerate(zip(c.tokens, tokens, strict=True)):
                 if t == u:
-                    same += 1
-                elif t == WILDCARD or i in slots:
+                    continue
+                if t == WILDCARD or i in slots:
                     params += 1
                 elif t[-4:] == _KV_WILDCARD and len(u) > len(t) - 3 and u.startswith(t[:-3]):
-                    same += 1
-                elif rare and freq.get((n, i, u), 0) <= 1 and freq.get((n, i, t), 0) <= rare:
-                    params += 1
+                    continue
                 else:
                     diff += 1
-            if rare and 2 * same < n - params:
-                continue
             if diff < best_diff or (diff == best_diff and params > best_params):
                 best, best_diff, best_params = c, diff, params
         return best if best_diff <= allowed else None
@@ -288,13 +286,24 @@ class TemplateMiner:
         flips = []
         for i, values in c.slots.items():
             u = tokens[i]
-            values.add(u)
+            if u not in values:
+                values.add(u)
+                if cfg.shared_values and self._shared(c, i, u, values):
+                    flips.append(i)
+                    continue
             if (len(values) > cfg.max_constant_values or WILDCARD in u
                     or (WILDCARD in c.tokens[i] and len(values) > 1)
                     or (cfg.value_vocabulary and all(v in self._vocab for v in values))):
                 flips.append(i)
         for i in flips:
             self._flip(c, i)
+        if self._flip_later:
+            for miner, other, j in self._flip_later:
+                if other.alive and j in other.slots:
+                    miner._flip(other, j)
+                    if miner is not self:
+                        self._touched.append(miner)
+            self._flip_later.clear()
         if cfg.value_vocabulary and len(self._vocab) < cfg.cache_size:
             for i, tok in enumerate(c.tokens):
                 if tok == WILDCARD and WILDCARD not in tokens[i]:
@@ -311,6 +320,30 @@ class TemplateMiner:
         t.size += 1
         self._evict()
         return t, change
+
+    def _shared(self, c: _Cluster, i: int, u: str, values: set[str]) -> bool:
+        """Whether slot ``i`` of ``c``, which just took value ``u``, shares a pair of values
+        with a slot of another cluster: a set of values that recurs across templates is a
+        type of variable (HTTP methods, peer names), not words of one template. The other
+        slot flips too (queued in ``_flip_later``)."""
+        shared = False
+        pairs = self._pairs
+        for v in values:
+            if v == u or WILDCARD in v:
+                continue
+            key = (u, v) if u < v else (v, u)
+            holders = pairs.get(key)
+            if holders is None:
+                if len(pairs) >= self.config.cache_size:
+                    pairs.clear()  # cheap bound: pairs are learnt again
+                holders = pairs[key] = []
+            for miner, other, j in holders:
+                if other is not c and other.alive and j in other.slots:
+                    shared = True
+                    self._flip_later.append((miner, other, j))
+            if len(holders) < _MAX_PAIR_HOLDERS:
+                holders.append((self, c, i))
+        return shared
 
     def _reorder(self, c: _Cluster) -> None:
         """Re-key a cluster's templates after new slots appeared (their values: the old

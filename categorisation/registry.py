@@ -101,6 +101,8 @@ class TemplateRegistry:
             self._services.move_to_end(service)
             return st
         st = _Service(TemplateMiner(service, self.miner_config(service)))
+        if self._services:  # one index of slot values for the fleet (shared_values)
+            st.miner.share_values_with(next(iter(self._services.values())).miner)
         self._services[service] = st
         while len(self._services) > self.config.max_services:
             self._services.popitem(last=False)
@@ -123,14 +125,21 @@ class TemplateRegistry:
             if len(st.samples) >= 3:
                 del st.samples[0]
             st.samples.append(m.template)
-        if m.change == "changed":
-            merges = st.miner.pop_merges()
-            if merges:
-                st.merged += len(merges)
-                self._merges.extend((service, old, new) for old, new in merges)
+        if m.change != "same":  # a merge here can flip a slot in another service too
+            self._collect(st)
+            for miner in st.miner.pop_touched():
+                other = self._services.get(miner.service)
+                if other is not None and other.miner is miner:
+                    self._collect(other)
         if st.window_lines >= self.config.window_lines:
             self._check(service, st)
         return m
+
+    def _collect(self, st: _Service) -> None:
+        merges = st.miner.pop_merges()
+        if merges:
+            st.merged += len(merges)
+            self._merges.extend((st.miner.service, old, new) for old, new in merges)
 
     def pop_merges(self) -> list[tuple[str, str, str]]:
         """(service, absorbed id, surviving id) of the templates merged since the last call:

@@ -24,7 +24,17 @@ def test_ties_go_to_the_earlier_grid_point() -> None:
 def test_grid_starts_with_the_shipped_configuration() -> None:
     label, cfg = loghub.grid_points()[0]
     assert cfg == MinerConfig()
-    assert len(loghub.grid_points()) == 72 and "max_constant_values=4" in label
+    assert len(loghub.grid_points()) == 108 and "max_constant_values=4" in label
+
+
+def test_tiebreak_system_only_breaks_ties_and_gets_its_own_fold() -> None:
+    scores = {"a": {"A": 0.9, "B": 0.9, "demo": 0.1},
+              "b": {"A": 0.9, "B": 0.9, "demo": 0.8},
+              "c": {"A": 0.95, "B": 0.95, "demo": 0.0}}
+    assert loghub.choose(scores, "demo") == "c"  # the mean decides
+    assert loghub.choose({k: v for k, v in scores.items() if k != "c"}, "demo") == "b"
+    folds = {f.held_out: f for f in loghub.leave_one_out(scores, "demo")}
+    assert folds["demo"].config == "c" and folds["demo"].ga == 0.0
 
 
 def test_mine_scores_lines_by_their_final_template() -> None:
