@@ -47,7 +47,9 @@ True
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
@@ -109,6 +111,23 @@ def _generalise(t: str, u: str) -> str:
     if eq > 0 and t[: eq + 1] == u[: eq + 1] and not (t[-1] == u[-1] == "="):
         return t[: eq + 1] + WILDCARD
     return WILDCARD
+
+
+def _covered(values: set[str]) -> bool:
+    """Whether a masked value covers another value of the slot (``(<*>)`` covers ``()`` and
+    ``(10.0.0.1)``, ``<*>`` covers anything): the slot holds a variable. ``LOGIN(uid=<*>)``
+    and ``(uid=<*>)`` cover neither other: two constants, each holding a variable."""
+    for w in values:
+        if WILDCARD in w:
+            rx = _cover_regex(w)
+            if any(v != w and rx.fullmatch(v) for v in values):
+                return True
+    return False
+
+
+@functools.lru_cache(maxsize=4096)
+def _cover_regex(value: str) -> re.Pattern[str]:
+    return re.compile(".*".join(re.escape(part) for part in value.split(WILDCARD)), re.S)
 
 
 def _collapse(tokens: list[str]) -> str:
@@ -288,12 +307,11 @@ class TemplateMiner:
             u = tokens[i]
             if u not in values:
                 values.add(u)
-                if cfg.shared_values and self._shared(c, i, u, values):
+                if (len(values) > cfg.max_constant_values or _covered(values)
+                        or (cfg.shared_values and self._shared(c, i, u, values))):
                     flips.append(i)
                     continue
-            if (len(values) > cfg.max_constant_values or WILDCARD in u
-                    or (WILDCARD in c.tokens[i] and len(values) > 1)
-                    or (cfg.value_vocabulary and all(v in self._vocab for v in values))):
+            if cfg.value_vocabulary and all(v in self._vocab for v in values):
                 flips.append(i)
         for i in flips:
             self._flip(c, i)
