@@ -18,7 +18,7 @@ from rich.table import Table
 
 from categorisation.config import MinerConfig
 from categorisation.miner import TemplateMiner
-from evaluation import loghub, template_counts
+from evaluation import loghub, synthetic, template_counts
 from evaluation.loghub import LOGHUB_FORMATS, PUBLISHED_DRAIN, header_regex, split_header
 
 __all__ = ["LOGHUB_FORMATS", "categorize_lines", "header_regex", "split_header"]
@@ -95,6 +95,9 @@ def _eval_loghub(
     demo_lines: Annotated[int, typer.Option(
         help="Labelled demo log lines scored as one more development system (0: none).")]
     = 20_000,
+    synthetic_sets: Annotated[int, typer.Option(
+        help="Synthetic labelled sets (evaluation/synthetic.py) scored as a sanity check.")]
+    = 6,
 ) -> None:
     """Score `categorize` on the labelled Loghub 2k samples: per system, and leave one out."""
     from cli.common import settings
@@ -124,6 +127,13 @@ def _eval_loghub(
                            "ga_worst": min((r["GA"] for r in results.values()), default=0.0),
                            "lines_per_s": round(lines / seconds) if seconds else 0,
                            "systems": results, "demo_fleet": demo}
+    if synthetic_sets > 0:
+        ga = [float(loghub.score(synthetic.generate(seed), MinerConfig(), scorer)["GA"])
+              for seed in range(synthetic_sets)]
+        print(f"synthetic sets (generic printf templates, never Loghub): GA "
+              f"{' '.join(f'{g:.3f}' for g in ga)}; average {sum(ga) / len(ga):.3f}")
+        doc["synthetic"] = {"ga": [round(g, 4) for g in ga],
+                            "ga_avg": round(sum(ga) / len(ga), 4)}
     if loso and len(data) > 1:
         points = loghub.grid_points()
         scores: dict[str, dict[str, float]] = {}

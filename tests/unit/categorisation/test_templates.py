@@ -68,6 +68,15 @@ def test_a_slot_holding_a_masked_value_is_a_variable() -> None:
     assert len(m) == 1
 
 
+def test_a_masked_value_generalises_only_the_values_it_covers() -> None:
+    m = TemplateMiner("su")
+    a = [m.add(f"session opened for user root by (uid={i})") for i in range(3)]
+    b = m.add("session opened for user root by LOGIN(uid=0)")
+    assert a[-1].template == "session opened for user root by (uid=<*>)"
+    assert b.template == "session opened for user root by LOGIN(uid=<*>)"
+    assert m.resolve(a[0].template_id) != m.resolve(b.template_id)
+
+
 def test_enumerations_stay_apart() -> None:
     m = TemplateMiner("svc")
     for i in range(50):
