@@ -13,6 +13,7 @@ from alerting.inhibit import DependencyInhibit, InhibitRule
 from alerting.lifecycle import FlapConfig
 from alerting.notifiers.base import RetryPolicy
 from alerting.oncall import Schedule
+from alerting.outbox import OutboxPolicy
 from alerting.routing import Route, receivers_used
 from alerting.rules import RuleSet
 from alerting.yamlfile import Duration, load_yaml_model
@@ -71,6 +72,8 @@ class AlertingSettings(BaseModel):
     reload_check_s: float = 5.0  # how often the config file's mtime is checked
     canary_interval_s: float = 300.0  # a synthetic canary log event this often (0: off)
     canary_grace_s: float = 120.0  # the canary's window must reach alerting within this
+    outbox: OutboxPolicy = OutboxPolicy()  # retries of notifications no channel delivered
+    sms_code_ttl_s: float = 12 * 3600.0  # an SMS reply code works this long (and once)
 
 
 class User(BaseModel):

@@ -1,7 +1,14 @@
 """Inbound acknowledgements, verified without I/O: Slack interactions (signature v0,
-HMAC-SHA256 over ``v0:{timestamp}:{body}``, 5-minute tolerance against replay) and Twilio
-inbound SMS (``X-Twilio-Signature`` through twilio's RequestValidator), parsed into actions.
-``web/`` serves the endpoints and calls these."""
+HMAC-SHA256 over ``v0:{timestamp}:{body}``, 5-minute tolerance) and Twilio inbound SMS
+(``X-Twilio-Signature`` through twilio's RequestValidator), parsed into manager inputs.
+``web/`` serves the endpoints and calls these.
+
+A valid signature is not enough: a captured request could be sent again. ``ReplayGuard``
+remembers what was accepted (a Slack signature until its timestamp leaves the tolerance
+window, a Twilio ``MessageSid`` for a day) and refuses a second copy. SMS replies carry a
+one-time code (``alerting/replycodes.py``), so a replay that outlives the guard (a restart,
+another API process) still acts at most once.
+"""
 
 from __future__ import annotations
 
@@ -10,27 +17,54 @@ import hmac
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import parse_qs
 
 from pydantic import BaseModel, ConfigDict
 from twilio.request_validator import RequestValidator
 
+from alerting.inputs import Ack, Resolve, SilenceAlert
+
 SLACK_TOLERANCE_S = 300.0
+TWILIO_REPLAY_WINDOW_S = 86400.0  # MessageSids remembered this long
+REPLAY_MEMORY = 100_000  # entries at most; the oldest are forgotten first
 _SMS = re.compile(r"^\s*(ACK|RESOLVE|ACKNOWLEDGE)\s+([A-Z2-7]{6})\b", re.IGNORECASE)
 
 
-class Action(BaseModel):
-    """A person acting on an alert from a channel."""
+@dataclass
+class ReplayGuard:
+    """Remembers accepted request ids until they expire; a second copy is a replay."""
+
+    max_entries: int = REPLAY_MEMORY
+    _until: dict[str, float] = field(default_factory=dict)
+
+    def first_time(self, key: str, until: float, now: float) -> bool:
+        """True (and remember ``key`` until ``until``) unless ``key`` was seen before."""
+        if len(self._until) >= self.max_entries:
+            self._forget(now)
+        seen = self._until.get(key)
+        if seen is not None and seen > now:
+            return False
+        self._until[key] = until
+        return True
+
+    def _forget(self, now: float) -> None:
+        for k in [k for k, t in self._until.items() if t <= now]:
+            del self._until[k]
+        while len(self._until) >= self.max_entries:  # still full: drop the oldest
+            del self._until[next(iter(self._until))]
+
+
+class SmsCommand(BaseModel):
+    """``ACK K3F7QZ`` from an inbound SMS: what, which code, from which phone."""
 
     model_config = ConfigDict(frozen=True)
 
-    kind: Literal["ack", "resolve", "silence"]
-    ref: str  # fingerprint (Slack buttons) or alert code (SMS)
-    by: str
-    via: Literal["slack", "sms"]
-    channel: str = ""  # Slack channel id of the message, for chat.update
-    message_ts: str = ""
+    kind: Literal["ack", "resolve"]
+    code: str
+    phone: str
+    message_sid: str = ""
 
 
 def sign_slack(body: bytes, timestamp: str, secret: str) -> str:
@@ -53,7 +87,7 @@ def verify_slack(body: bytes, timestamp: str | None, signature: str | None, secr
     return hmac.compare_digest(sign_slack(body, timestamp, secret), signature)
 
 
-def parse_slack_action(body: bytes) -> Action | None:
+def parse_slack_action(body: bytes) -> Ack | Resolve | SilenceAlert | None:
     """The button a person pressed, from a ``block_actions`` interaction payload."""
     try:
         payload = json.loads(parse_qs(body.decode())["payload"][0])
@@ -68,11 +102,14 @@ def parse_slack_action(body: bytes) -> Action | None:
     user = payload.get("user") or {}
     container = payload.get("container") or {}
     channel = (payload.get("channel") or {}).get("id") or container.get("channel_id", "")
-    return Action(kind=kind, ref=str(act.get("value", "")),
-                  by=str(user.get("username") or user.get("name") or user.get("id", "")),
-                  via="slack", channel=str(channel),
-                  message_ts=str(container.get("message_ts")
-                                 or (payload.get("message") or {}).get("ts", "")))
+    by = str(user.get("username") or user.get("name") or user.get("id", ""))
+    ts = str(container.get("message_ts") or (payload.get("message") or {}).get("ts", ""))
+    ref, channel = str(act.get("value", "")), str(channel)
+    if kind == "ack":
+        return Ack(ref=ref, by=by, via="slack", channel=channel, message_ts=ts)
+    if kind == "resolve":
+        return Resolve(ref=ref, by=by, via="slack", channel=channel, message_ts=ts)
+    return SilenceAlert(ref=ref, by=by, via="slack", channel=channel, message_ts=ts)
 
 
 def verify_twilio(url: str, params: Mapping[str, str], signature: str | None,
@@ -83,10 +120,11 @@ def verify_twilio(url: str, params: Mapping[str, str], signature: str | None,
     return bool(RequestValidator(auth_token).validate(url, dict(params), signature))
 
 
-def parse_sms_reply(params: Mapping[str, str]) -> Action | None:
+def parse_sms_reply(params: Mapping[str, str]) -> SmsCommand | None:
     """``ACK K3F7QZ`` (or ``RESOLVE K3F7QZ``) from an inbound SMS's ``Body``."""
     m = _SMS.match(params.get("Body", ""))
     if not m:
         return None
     kind: Literal["ack", "resolve"] = "resolve" if m.group(1).upper() == "RESOLVE" else "ack"
-    return Action(kind=kind, ref=m.group(2).upper(), by=params.get("From", ""), via="sms")
+    return SmsCommand(kind=kind, code=m.group(2).upper(), phone=params.get("From", ""),
+                      message_sid=params.get("MessageSid", ""))

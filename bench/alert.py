@@ -17,7 +17,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from devstack.kafka import LocalKafka
+from devstack.kafka import throwaway_kafka
 from devstack.peers import PeerThread, free_port
 from schemas import topics
 from streams.settings import Settings
@@ -88,11 +88,9 @@ def _quantile(xs: list[float], q: float) -> float:
 def run(incidents: int = INCIDENTS) -> dict[str, Any]:
     """Inject ``incidents`` critical incidents; p50 / p99 / max alert latency in seconds."""
     s = Settings()
-    if s.kafka.embedded:
-        LocalKafka.from_settings(s).start()
-    bootstrap = s.kafka.bootstrap_servers()
-    wait_for_kafka(bootstrap, timeout=60)
-    with tempfile.TemporaryDirectory() as tmp, PeerThread() as peers:
+    with tempfile.TemporaryDirectory() as tmp, PeerThread() as peers, \
+            throwaway_kafka(s.kafka.bootstrap, Path(tmp)) as bootstrap:
+        wait_for_kafka(bootstrap, timeout=60)
         cfg = Path(tmp) / "alerting.yaml"
         cfg.write_text(CONFIG)
         env = {**peers.alerting_env(), "LOGWARDEN_ALERTING_CONFIG_FILE": str(cfg),

@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaConsumer
 from confluent_kafka import Producer
 from rich.progress import Progress
 
-from devstack.kafka import LocalKafka
+from devstack.kafka import throwaway_kafka
 from schemas import topics
 from streams.topics import ensure_topics
 
@@ -205,15 +205,9 @@ def main() -> None:
     given = os.environ.get("LOGWARDEN_KAFKA_BOOTSTRAP")
     with tempfile.TemporaryDirectory(prefix="logwarden-bench-") as d:
         tmp = Path(d)
-        kafka = None
-        if given:
-            bootstrap = given
-        else:
-            kafka = LocalKafka(tmp / "kafka", port=free_port())
+        if not given:
             print("starting a local Kafka for the benchmark…", file=sys.stderr)
-            kafka.start(timeout=180)
-            bootstrap = kafka.bootstrap
-        try:
+        with throwaway_kafka(given, tmp) as bootstrap:
             ensure_topics(bootstrap, dict.fromkeys(topics.INGEST_TOPICS, 4))
             payloads = events(N_EVENTS)
             print(f"producing {N_EVENTS:,} log events…", file=sys.stderr)
@@ -224,9 +218,6 @@ def main() -> None:
             cat_rate = processor_rate(payloads[:200_000], categorised=True)
             print("worker pass (Kafka → ClickHouse)…", file=sys.stderr)
             result = run_worker_bench(bootstrap, tmp, N_EVENTS)
-        finally:
-            if kafka is not None:
-                kafka.stop()
     figures = {"bench": "ingest", "events": N_EVENTS, "span_s": SPAN_MS / 1000, **result,
                "raw_consumer_per_s": round(raw),
                "ratio_to_raw_consumer": round(result["events_per_s"] / raw, 3),

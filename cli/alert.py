@@ -1,9 +1,15 @@
 """``logwarden alert list|ack|resolve|silence|test-receiver``, ``logwarden oncall`` and
-``logwarden rules test``: talk to the running worker's alerting API, or work locally."""
+``logwarden rules test``: talk to the running worker's alerting API, or work locally.
+
+The API knows who acts from the token: ``--token`` / ``LOGWARDEN_TOKEN``, else the local CLI
+token (``<data dir>/cli_token``, mode 0600), created on first use as a responder token named
+``cli:<user>`` in the worker's token file, which the worker re-reads while it runs."""
 
 from __future__ import annotations
 
 import asyncio
+import getpass
+import os
 import sys
 import time
 import urllib.error
@@ -26,19 +32,43 @@ from cli.query import QueryFailed, api_url, query_api, query_direct
 from schemas.errors import ConfigError
 from schemas.windows import WindowStats
 from sinks.clickhouse import rows
+from streams.settings import Settings
+from web.auth import TokenStore
 
 alert_app = typer.Typer(help="List and act on alerts of the running worker.",
                         no_args_is_help=True)
 rules_app = typer.Typer(help="Check alert rules against history.", no_args_is_help=True)
 API_OPT = typer.Option(None, "--api", help="Worker API base URL (default: the local worker).")
+TOKEN_OPT = typer.Option(None, "--token", envvar="LOGWARDEN_TOKEN",
+                         help="API token (default: the local CLI token, created on first use).")
 err = Console(stderr=True, soft_wrap=True)
+CLI_TOKEN_FILE = "cli_token"
 
 
-def call(base: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+def cli_token(s: Settings, given: str | None) -> str:
+    """The token to send: ``given``, else the local CLI token (created once, 0600)."""
+    if given:
+        return given
+    path = s.data_dir / CLI_TOKEN_FILE
+    if path.exists():
+        return path.read_text().strip()
+    token = TokenStore(s.web.token_path(s.data_dir)).create(f"cli:{getpass.getuser()}",
+                                                              "responder")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
+def call(base: str, method: str, path: str, body: dict[str, Any] | None = None,
+         token: str | None = None) -> Any:
     """One JSON request to the worker API; exits with its error message on failure."""
     data = orjson.dumps(body) if body is not None else None
-    req = urllib.request.Request(f"{base}{path}", data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(f"{base}{path}", data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return orjson.loads(resp.read())
@@ -58,9 +88,10 @@ def call(base: str, method: str, path: str, body: dict[str, Any] | None = None) 
 @alert_app.command("list")
 def list_alerts(state: str = typer.Option("active", help="active, firing, acknowledged, "
                                                           "resolved or all."),
-                api: str | None = API_OPT) -> None:
+                api: str | None = API_OPT, token: str | None = TOKEN_OPT) -> None:
     """Print the alerts (code, state, severity, rule, service, since, summary)."""
-    doc = call(api_url(settings(), api), "GET", f"/api/alerts?state={state}")
+    s = settings()
+    doc = call(api_url(s, api), "GET", f"/api/alerts?state={state}", None, cli_token(s, token))
     t = Table("code", "state", "severity", "rule", "service", "since", "summary", "suppressed")
     for a in doc["alerts"]:
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(a["starts_at"]))
@@ -70,33 +101,34 @@ def list_alerts(state: str = typer.Option("active", help="active, firing, acknow
 
 
 @alert_app.command("ack")
-def ack(ref: str = typer.Argument(..., help="Alert code (from SMS/list) or fingerprint."),
-        by: str = typer.Option("cli", help="Who acknowledges."), api: str | None = API_OPT
-        ) -> None:
-    """Acknowledge an alert: stops its escalation and repeats."""
-    doc = call(api_url(settings(), api), "POST", f"/api/alerts/{ref}/ack", {"by": by})
-    typer.echo(f"acknowledge queued for {doc['fingerprint']}")
+def ack(ref: str = typer.Argument(..., help="Alert code (from list) or fingerprint."),
+        api: str | None = API_OPT, token: str | None = TOKEN_OPT) -> None:
+    """Acknowledge an alert (as the token's name): stops its escalation and repeats."""
+    s = settings()
+    doc = call(api_url(s, api), "POST", f"/api/alerts/{ref}/ack", {}, cli_token(s, token))
+    typer.echo(f"acknowledge queued for {doc['fingerprint']} by {doc.get('by', '?')}")
 
 
 @alert_app.command("resolve")
 def resolve(ref: str = typer.Argument(..., help="Alert code or fingerprint."),
-            by: str = typer.Option("cli", help="Who resolves."), api: str | None = API_OPT
-            ) -> None:
+            api: str | None = API_OPT, token: str | None = TOKEN_OPT) -> None:
     """Resolve an alert by hand; everyone paged hears it is resolved."""
-    doc = call(api_url(settings(), api), "POST", f"/api/alerts/{ref}/resolve", {"by": by})
-    typer.echo(f"resolve queued for {doc['fingerprint']}")
+    s = settings()
+    doc = call(api_url(s, api), "POST", f"/api/alerts/{ref}/resolve", {}, cli_token(s, token))
+    typer.echo(f"resolve queued for {doc['fingerprint']} by {doc.get('by', '?')}")
 
 
 @alert_app.command("silence")
 def silence(matchers: list[str] = typer.Argument(..., help='Label matchers: service="api" '
                                                            'alertname=~"High.*"'),
             duration: str = typer.Option("1h", help="How long (30m, 2h, 1d)."),
-            by: str = typer.Option("cli", help="Who silences."),
-            comment: str = typer.Option("", help="Why."), api: str | None = API_OPT) -> None:
-    """Mute alerts matching every matcher for a while."""
-    doc = call(api_url(settings(), api), "POST", "/api/silences",
-               {"matchers": matchers, "duration": duration, "created_by": by,
-                "comment": comment})
+            comment: str = typer.Option("", help="Why."), api: str | None = API_OPT,
+            token: str | None = TOKEN_OPT) -> None:
+    """Mute alerts matching every matcher for a while (created by the token's name)."""
+    s = settings()
+    doc = call(api_url(s, api), "POST", "/api/silences",
+               {"matchers": matchers, "duration": duration, "comment": comment},
+               cli_token(s, token))
     typer.echo(f"silence {doc['id']} until "
                f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(doc['silence']['ends_at']))}")
 

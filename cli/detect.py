@@ -169,8 +169,9 @@ def compare(
 ) -> None:
     """Champion vs challenger: precision, recall, false-alert rate, time-to-detect."""
     from cli.query import QueryFailed, api_url, query_api
-    from cli.scenario import ANOMALY_SQL, _hours, read_labels
+    from cli.scenario import ANOMALY_SQL
     from evaluation.incidents import evaluate
+    from evaluation.scenarios import read_labels, span_hours
 
     s = settings()
     verdicts: dict[str, str] = {}
@@ -186,7 +187,7 @@ def compare(
     except QueryFailed as exc:
         raise typer.BadParameter(str(exc)) from None
     incidents = read_labels(labels) if labels is not None else []
-    result = evaluate(rows, incidents, _hours(rows, incidents), verdicts)
+    result = evaluate(rows, incidents, span_hours(rows, incidents), verdicts)
     table = Table(title="detector variants")
     cols = ("variant", "anomalies", "precision", "recall", "false-alert rate", "false/h",
             "ttd mean s", "judged")

@@ -23,7 +23,8 @@ from rich.table import Table
 from cli.common import settings
 from sinks.clickhouse.client import connect
 from streams.settings import Settings
-from web.api import DEFAULT_LIMIT, MAX_EXECUTION_S, ApiError, run_read_query, to_jsonl
+from web.api import DEFAULT_LIMIT, MAX_EXECUTION_S, run_read_query, to_jsonl
+from web.http import ApiError
 
 FORMATS = ("table", "csv", "jsonl")
 

@@ -6,27 +6,9 @@ import typer
 
 from cli.common import settings
 from devstack.kafka import LocalKafka
-from schemas import topics
 from schemas.errors import LogwardenError
 from streams.settings import Settings
-from streams.topics import ensure_topics, wait_for_kafka
-
-# Ingest topics accept messages up to 16 MiB so an oversized event reaches the pipeline
-# and is dead-lettered with its reason instead of vanishing at the producer.
-INGEST_TOPIC_CONFIG = {"max.message.bytes": str(16 << 20)}
-# A service's miner snapshot may reach a few MiB (10k templates).
-STATE_TOPIC_CONFIG = {"cleanup.policy": "compact", "max.message.bytes": str(16 << 20)}
-
-
-def prepare_topics(s: Settings) -> None:
-    """Create the contract and internal topics (idempotent)."""
-    n, bootstrap = s.kafka.partitions, s.kafka.bootstrap_servers()
-    r = s.kafka.replication
-    ensure_topics(bootstrap, dict.fromkeys(topics.INGEST_TOPICS, n), INGEST_TOPIC_CONFIG, r)
-    # Template state is a changelog (latest snapshot per service): compacted, created first.
-    t = topics.internal(s.stream.app_id)
-    ensure_topics(bootstrap, {t.template_state: n}, STATE_TOPIC_CONFIG, r)
-    ensure_topics(bootstrap, dict.fromkeys(t.all, n), replication=r)
+from streams.topics import prepare_topics, wait_for_kafka
 
 
 def start_worker(s: Settings, loglevel: str) -> None:

@@ -22,7 +22,7 @@ from cli.common import settings
 from cli.query import api_url
 from demo.traffic import parse_duration
 from sinks.clickhouse.client import Store, StoreLockedError, connect, resolve_url
-from sinks.clickhouse.web_queries import Span
+from sinks.clickhouse.queries.base import Span
 from streams.settings import Settings
 from streams.web_config import web_options
 from web import reports

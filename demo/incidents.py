@@ -7,19 +7,46 @@ brute-force attack) and says, in ``signals``, what a monitor should see.
 
 from __future__ import annotations
 
+import random
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from demo.fleet import CALLERS, DEMO_TEMPLATES, FLEET, SERVICES, daily_shape, rfc3339
+from demo.fleet import (
+    CALLERS,
+    DEMO_TEMPLATES,
+    FLEET,
+    SERVICES,
+    Service,
+    Slots,
+    daily_shape,
+    rfc3339,
+)
 from schemas.topics import METRICS
-
-if TYPE_CHECKING:
-    from demo.traffic import Demo
 
 KINDS = ("error_burst", "latency_regression", "dependency_outage", "disk_full",
          "resource_exhaustion", "brute_force")
 _LABELS = {"env": "prod", "region": "eu-west-1"}
 _POOL_MAX = 200
+
+
+class Demo(Protocol):
+    """What an incident uses of the generator (``demo.traffic.Demo``)."""
+
+    rng: random.Random
+    slots: Slots
+    active: list[Incident]
+    tally: Counter[str]
+    totals: Counter[str]
+
+    def log(self, svc: Service, at: float, level: str, template: str,
+            ctx: dict[str, str], **fields: Any) -> None: ...
+    def change(self, t: int, service: str, kind: str, description: str,
+               attrs: dict[str, Any]) -> str: ...
+    def deploy(self, t: int, service: str) -> str: ...
+    def emit(self, topic: str, at: float, event: dict[str, Any]) -> None: ...
+    def effects(self, service: str, route: str) -> tuple[float, float, Incident | None]: ...
+    def down(self, service: str) -> bool: ...
 
 
 @dataclass

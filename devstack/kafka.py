@@ -16,6 +16,8 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -316,3 +318,33 @@ class LocalKafka:
         except OSError:
             return True  # no /proc (macOS): trust the pid file
         return "kafka.Kafka" in cmdline and str(self.dir / "server.properties") in cmdline
+
+
+def free_port_pair() -> int:
+    """A free loopback port whose successor is free too (broker + controller)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        with socket.socket() as s2:
+            try:
+                s2.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise SetupError("no free pair of loopback ports for a local Kafka")
+
+
+@contextmanager
+def throwaway_kafka(given: str | None, work: Path, timeout: float = 180.0) -> Iterator[str]:
+    """The bootstrap address ``given``, or a local broker started under ``work`` on free
+    ports and stopped when the block ends, also when it fails (benchmarks, tests)."""
+    if given:
+        yield given
+        return
+    kafka = LocalKafka(work / "kafka", port=free_port_pair())
+    kafka.start(timeout=timeout)
+    try:
+        yield kafka.bootstrap
+    finally:
+        kafka.stop()

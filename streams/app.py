@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -9,16 +10,19 @@ import faust
 import structlog
 from mode import Service
 
-from alerting.agents.service import AlertingStage, alerts_api, register_alerting
+from alerting.agents.service import AlertingStage, register_alerting
+from alerting.config import AlertingSettings
 from categorisation.settings import load_categorisation
 from streams.agents.categorise import CategoriseStage
 from streams.agents.ingest import IngestService
 from streams.agents.score_windows import ScoreService
 from streams.categorise import Categoriser
+from streams.consumer import BatchConsumer
 from streams.ingest import IngestProcessor
 from streams.metrics import health, registry_for
 from streams.runtime import Runtime
 from streams.web_config import web_options
+from web.alerts import AlertsApi
 from web.api import create_app as create_api
 from web.api import serve
 
@@ -29,9 +33,10 @@ class ApiService(Service):
     """Serves the HTTP API, dashboards and /metrics inside the worker's event loop."""
 
     def __init__(self, runtime: Runtime, ingest: IngestService,
-                 alerting: AlertingStage | None = None, **kwargs: Any) -> None:
+                 alerting: AlertingStage | None = None,
+                 others: Sequence[BatchConsumer] = (), **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.rt, self.ingest, self.alerting = runtime, ingest, alerting
+        self.rt, self.ingest, self.alerting, self.others = runtime, ingest, alerting, others
         self.runner: Any = None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-store")
 
@@ -44,7 +49,7 @@ class ApiService(Service):
             alerts = alerts_api(self.alerting, s.alerting)
         app = create_api(self.rt.store, database=s.clickhouse.database,
                          executor_or_lock=self.executor,
-                         health_provider=lambda: health(self.ingest),
+                         health_provider=lambda: health(self.ingest, self.others),
                          metrics_registry=registry, alerts=alerts,
                          web_options=web_options(s, self.rt.send))
         self.runner = await serve(app, s.stream.web_host, s.stream.web_port)
@@ -76,12 +81,30 @@ def create_app(runtime: Runtime) -> faust.App:
                                 categorise=stage.cat if stage else None)
     ingest = IngestService(runtime, processor, stage, loop=app.loop, beacon=app.beacon)
     app.service(ingest)  # type: ignore[arg-type]  # an instance is accepted too
-    alerting = register_alerting(app, runtime) if s.alerting.enabled else None
+    alerting = register_alerting(
+        app, runtime, s.alerting, s.kafka.partitions, s.clickhouse.database,
+    ) if s.alerting.enabled else None
     app.alerting = alerting  # type: ignore[attr-defined]
-    app.service(ApiService(runtime, ingest, alerting, loop=app.loop, beacon=app.beacon))  # type: ignore[arg-type]
-    if s.detect.enabled:
-        app.detect = ScoreService(runtime, loop=app.loop, beacon=app.beacon)  # type: ignore[attr-defined]
-        app.service(app.detect)  # type: ignore[attr-defined]
+    detect = ScoreService(runtime, loop=app.loop, beacon=app.beacon) \
+        if s.detect.enabled else None
+    others = [detect] if detect is not None else []
+    app.service(ApiService(runtime, ingest, alerting, others,  # type: ignore[arg-type]
+                           loop=app.loop, beacon=app.beacon))
+    if detect is not None:
+        app.service(detect)  # type: ignore[arg-type]
+    app.detect = detect  # type: ignore[attr-defined]
     app.runtime = runtime  # type: ignore[attr-defined]
     app.ingest = ingest  # type: ignore[attr-defined]
     return app
+
+
+def alerts_api(stage: AlertingStage, settings: AlertingSettings) -> AlertsApi:
+    """The alerting endpoints bound to this stage's view and actions topic."""
+
+    def suppressed(now: float) -> dict[str, str]:
+        cfg = stage.holder.config
+        return stage.manager.suppressed(cfg, now) if cfg else {}
+
+    return AlertsApi(view=stage.manager, publish=stage.publish,
+                     config=lambda: stage.holder.config, settings=settings,
+                     suppressed=suppressed)

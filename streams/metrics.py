@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
@@ -12,6 +12,7 @@ from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from streams.agents.ingest import IngestService
+from streams.consumer import BatchConsumer
 
 
 class PipelineCollector(Collector):
@@ -75,16 +76,19 @@ def registry_for(ingest: IngestService) -> CollectorRegistry:
     return reg
 
 
-def health(ingest: IngestService) -> dict[str, Any]:
-    """The JSON health document served at /api/health."""
+def health(ingest: IngestService, others: Sequence[BatchConsumer] = ()) -> dict[str, Any]:
+    """The JSON health document served at /api/health: ``stalled`` (a 503) when a stage
+    has stopped making progress (`BatchConsumer.progress`)."""
     rt = ingest.rt
+    stuck = [p.reason for c in (ingest, *others) if not (p := c.progress()).ok]
     return {
-        "status": "ok",
+        "status": "stalled" if stuck else "ok",
+        "problems": stuck,
         "uptime_s": round(time.time() - rt.started_at, 1),
         "kafka": rt.settings.kafka.bootstrap_servers(),
         "counts": dict(ingest.processor.counts),
         "batches": ingest.batches,
-        "consumer_lag": dict(ingest.lag),
+        "consumer_lag": {tp: n for c in (ingest, *others) for tp, n in c.lag.items()},
         "writers": {t: vars(w.stats) for t, w in rt.writers.items()},
         "produce_errors": rt.produce_errors,
     }

@@ -42,8 +42,7 @@ class StreamSettings(BaseModel):
     web_port: int = 6066  # worker HTTP API, dashboards and /metrics
     web_host: str = "127.0.0.1"
     window_grace_s: float = Field(default=30.0, ge=0)  # how late an event may be
-    batch_size: int = Field(default=2000, ge=1)  # events per stream.take batch
-    batch_within_s: float = Field(default=0.5, gt=0)
+    batch_size: int = Field(default=2000, ge=1)  # messages per consumer batch
     max_dead_letter_ratio: float = Field(default=0.9, gt=0, le=1)
 
 

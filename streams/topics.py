@@ -12,7 +12,13 @@ from collections.abc import Callable, Mapping
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from schemas import topics
 from schemas.errors import LogwardenError
+from streams.settings import Settings
+
+# State topics (template miners, detector models) keep the latest snapshot per key; a
+# service's miner snapshot may reach a few MiB (10k templates).
+STATE_TOPIC_CONFIG = {"cleanup.policy": "compact", "max.message.bytes": str(16 << 20)}
 
 
 class KafkaUnavailable(LogwardenError):
@@ -67,3 +73,18 @@ def ensure_topics(bootstrap: str, topics: Mapping[str, int],
         else:
             created.append(name)
     return created
+
+
+# Ingest topics accept messages up to 16 MiB so an oversized event reaches the pipeline
+# and is dead-lettered with its reason instead of vanishing at the producer.
+INGEST_TOPIC_CONFIG = {"max.message.bytes": str(16 << 20)}
+def prepare_topics(s: Settings) -> None:
+    """Create the contract and internal topics (idempotent)."""
+    n, bootstrap = s.kafka.partitions, s.kafka.bootstrap_servers()
+    r = s.kafka.replication
+    ensure_topics(bootstrap, dict.fromkeys(topics.INGEST_TOPICS, n), INGEST_TOPIC_CONFIG, r)
+    # Template and detector state are changelogs (latest snapshot per key): compacted,
+    # created before the plain internal topics.
+    t = topics.internal(s.stream.app_id)
+    ensure_topics(bootstrap, {t.template_state: n, t.detector_state: n}, STATE_TOPIC_CONFIG, r)
+    ensure_topics(bootstrap, dict.fromkeys(t.all, n), replication=r)

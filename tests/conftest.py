@@ -9,46 +9,22 @@ each uses its own database.
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from devstack.kafka import throwaway_kafka
 from sinks.clickhouse.client import Client, connect
 from sinks.clickhouse.settings import ClickHouseSettings
-
-
-def free_port_pair() -> int:
-    """A free port whose successor is free too (broker + controller)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        with socket.socket() as s2:
-            try:
-                s2.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return int(port)
-    raise RuntimeError("no free port pair")
 
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Bootstrap address of a real Kafka broker for this test session."""
-    given = os.environ.get("LOGWARDEN_TEST_KAFKA_BOOTSTRAP")
-    if given:
-        yield given
-        return
-    from devstack.kafka import LocalKafka
-
-    kafka = LocalKafka(tmp_path_factory.mktemp("kafka"), port=free_port_pair())
-    kafka.start(timeout=180)
-    try:
-        yield kafka.bootstrap
-    finally:
-        kafka.stop()
+    with throwaway_kafka(os.environ.get("LOGWARDEN_TEST_KAFKA_BOOTSTRAP"),
+                         tmp_path_factory.mktemp("kafka")) as bootstrap:
+        yield bootstrap
 
 
 @pytest.fixture(scope="session")

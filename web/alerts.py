@@ -1,9 +1,15 @@
 """Alerting endpoints: list alerts, ack / resolve, silences, who is on call, and the Slack and
-Twilio webhooks (signatures verified). Writes go to the alert-actions topic through
-``publish``; the alerting stage applies them. Reads come from its in-memory view."""
+Twilio webhooks (signatures verified, replays refused). Writes go to the alert-actions topic
+through ``publish`` as typed manager inputs; the alerting stage applies them. Reads come
+from its in-memory view.
+
+Who acted is the authenticated principal: the API token's name for the JSON endpoints (a
+``by`` / ``created_by`` / ``id`` in the body is ignored), the Slack user of a signed
+interaction, the configured user whose phone sent an SMS reply."""
 
 from __future__ import annotations
 
+import html
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -16,17 +22,30 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from alerting.config import AlertingConfig, AlertingSettings
+from alerting.inputs import Ack, Action, AddSilence, ExpireSilence, Resolve, SmsReply
 from alerting.lifecycle import Alert
 from alerting.oncall import who_is_on_call
+from alerting.replycodes import ReplyCode, normalise_phone
 from alerting.silences import Silence, suppressing
-from alerting.webhooks import parse_slack_action, parse_sms_reply, verify_slack, verify_twilio
+from alerting.webhooks import (
+    SLACK_TOLERANCE_S,
+    TWILIO_REPLAY_WINDOW_S,
+    ReplayGuard,
+    parse_slack_action,
+    parse_sms_reply,
+    verify_slack,
+    verify_twilio,
+)
 from alerting.yamlfile import parse_duration
+from web.auth import Principal, require
+from web.http import ApiError
 
 
 class AlertView(Protocol):
     def alerts(self) -> list[Alert]: ...
     def silences(self) -> list[Silence]: ...
     def find(self, ref: str) -> Alert | None: ...
+    def reply_code(self, code: str) -> ReplyCode | None: ...
 
 
 class ApiRefusal(Exception):
@@ -37,6 +56,22 @@ class ApiRefusal(Exception):
 
 def _json(body: Any, status: int = 200) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+
+
+def _twiml(reply: str) -> web.Response:
+    xml = ('<?xml version="1.0" encoding="UTF-8"?>'
+           f"<Response><Message>{html.escape(reply)}</Message></Response>")
+    return web.Response(status=200, text=xml, content_type="application/xml")
+
+
+def phone_owners(cfg: AlertingConfig | None) -> dict[str, str]:
+    """Normalised phone number -> who it is: configured users, and receivers' SMS numbers."""
+    if cfg is None:
+        return {}
+    out = {normalise_phone(c.to): f"receiver:{r.name}" for r in cfg.receivers
+           for c in r.channels if c.type == "sms"}
+    out |= {normalise_phone(u.phone): u.name for u in cfg.users if u.phone}
+    return out
 
 
 def alert_doc(a: Alert, reason: str = "") -> dict[str, Any]:
@@ -63,10 +98,12 @@ def parse_at(text: str | None, now: float) -> float:
     return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
 
 
-def silence_from(body: dict[str, Any], now: float) -> Silence:
-    """A new silence from a POST body: matchers plus ``duration`` or ``ends_at``."""
-    doc = {k: v for k, v in body.items() if k != "duration"}
-    doc.setdefault("id", f"s-{uuid.uuid4().hex[:12]}")
+def silence_from(body: dict[str, Any], now: float, by: str) -> Silence:
+    """A new silence from a POST body: matchers plus ``duration`` or ``ends_at``. Its id is
+    new and its creator is ``by`` (the principal), whatever the body says."""
+    doc = {k: v for k, v in body.items() if k not in ("duration", "id", "created_by", "by")}
+    doc["id"] = f"s-{uuid.uuid4().hex[:12]}"
+    doc["created_by"] = by
     doc.setdefault("starts_at", now)
     if "duration" in body:
         doc["ends_at"] = float(doc["starts_at"]) + parse_duration(body["duration"])
@@ -80,15 +117,17 @@ class AlertsApi:
     """What the endpoints need from the worker."""
 
     view: AlertView
-    publish: Callable[[dict[str, Any]], Awaitable[None]]
+    publish: Callable[[Action], Awaitable[None]]
     config: Callable[[], AlertingConfig | None]
     settings: AlertingSettings
     suppressed: Callable[[float], dict[str, str]] = lambda now: {}
     clock: Callable[[], float] = field(default=time.time)
+    replays: ReplayGuard = field(default_factory=ReplayGuard)
 
     def register(self, app: web.Application,
                  guard: Callable[[web.Request], None] = lambda r: None) -> None:
-        """Add the routes; ``guard`` checks API tokens (not used by the signed webhooks)."""
+        """Add the routes; ``guard`` checks API tokens (not used by the signed webhooks).
+        Writes also take their principal from the app's auth policy (``web.auth.require``)."""
 
         def guarded(fn: Callable[[web.Request], Awaitable[web.Response]]
                     ) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -96,7 +135,7 @@ class AlertsApi:
                 guard(request)
                 try:
                     return await fn(request)
-                except ApiRefusal as e:
+                except (ApiRefusal, ApiError) as e:
                     return _json({"error": {"code": e.code, "message": e.message}}, e.status)
             return handler
 
@@ -130,14 +169,15 @@ class AlertsApi:
         return body
 
     async def act(self, request: web.Request) -> web.Response:
+        who = _responder(request)
         ref, action = request.match_info["ref"], request.match_info["action"]
-        body = await self._body(request)
+        await self._body(request)  # still has to be JSON; who acts comes from the token
         a = self.view.find(ref)
         if a is None:
             raise ApiRefusal(404, "unknown_alert", f"no alert {ref!r}")
-        await self.publish({"kind": action, "ref": a.fingerprint,
-                            "by": str(body.get("by", "api")), "via": "api"})
-        return _json({"queued": action, "fingerprint": a.fingerprint}, 202)
+        model = Ack if action == "ack" else Resolve
+        await self.publish(model(ref=a.fingerprint, by=who.name, via="api"))
+        return _json({"queued": action, "fingerprint": a.fingerprint, "by": who.name}, 202)
 
     async def list_silences(self, request: web.Request) -> web.Response:
         now, alerts = self.clock(), self.view.alerts()
@@ -147,18 +187,19 @@ class AlertsApi:
         return _json({"silences": out})
 
     async def add_silence(self, request: web.Request) -> web.Response:
+        who = _responder(request)
         body = await self._body(request)
         try:
-            s = silence_from(body, self.clock())
+            s = silence_from(body, self.clock(), who.name)
         except (ValidationError, ValueError, TypeError) as e:
             raise ApiRefusal(400, "bad_silence", str(e)[:500]) from None
-        await self.publish({"kind": "silence", "id": s.id, "by": s.created_by,
-                            "silence": s.model_dump(mode="json"), "via": "api"})
+        await self.publish(AddSilence(silence=s, via="api"))
         return _json({"id": s.id, "silence": s.model_dump(mode="json")}, 201)
 
     async def expire_silence(self, request: web.Request) -> web.Response:
+        who = _responder(request)
         sid = request.match_info["id"]
-        await self.publish({"kind": "expire", "id": sid, "via": "api"})
+        await self.publish(ExpireSilence(id=sid, by=who.name, via="api"))
         return _json({"queued": "expire", "id": sid}, 202)
 
     async def oncall(self, request: web.Request) -> web.Response:
@@ -169,17 +210,21 @@ class AlertsApi:
         return _json({"at": when.isoformat(), "schedules": out})
 
     async def slack(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        ok = verify_slack(body, request.headers.get("X-Slack-Request-Timestamp"),
-                          request.headers.get("X-Slack-Signature"),
-                          self.settings.slack.signing_secret.get_secret_value(), self.clock())
-        if not ok:
+        body, now = await request.read(), self.clock()
+        ts = request.headers.get("X-Slack-Request-Timestamp")
+        sig = request.headers.get("X-Slack-Signature")
+        ok = verify_slack(body, ts, sig, self.settings.slack.signing_secret.get_secret_value(),
+                          now)
+        if not ok or ts is None or sig is None:
             return _json({"error": {"code": "bad_signature",
                                     "message": "Slack signature check failed"}}, 401)
+        if not self.replays.first_time(f"slack:{sig}", float(ts) + SLACK_TOLERANCE_S, now):
+            return _json({"error": {"code": "replayed",
+                                    "message": "this Slack request was already handled"}}, 401)
         action = parse_slack_action(body)
         if action is None:
             return _json({"error": {"code": "bad_payload", "message": "no alert action"}}, 400)
-        await self.publish({**action.model_dump(), "via": "slack"})
+        await self.publish(action)
         return web.Response(status=200, text="")
 
     async def twilio(self, request: web.Request) -> web.Response:
@@ -190,16 +235,26 @@ class AlertsApi:
         if not ok:
             return _json({"error": {"code": "bad_signature",
                                     "message": "Twilio signature check failed"}}, 403)
-        action = parse_sms_reply(form)
-        if action is None:
-            reply = "Reply ACK <code> or RESOLVE <code>."
-        else:
-            a = self.view.find(action.ref)
-            if a is None:
-                reply = f"No alert with code {action.ref}."
-            else:
-                await self.publish({**action.model_dump(), "ref": a.fingerprint})
-                reply = f"{'Acknowledged' if action.kind == 'ack' else 'Resolved'} {action.ref}."
-        xml = ('<?xml version="1.0" encoding="UTF-8"?>'
-               f"<Response><Message>{reply}</Message></Response>")
-        return web.Response(status=200, text=xml, content_type="application/xml")
+        now, sid = self.clock(), form.get("MessageSid", "")
+        if not sid:
+            return _json({"error": {"code": "bad_payload", "message": "no MessageSid"}}, 400)
+        if not self.replays.first_time(f"twilio:{sid}", now + TWILIO_REPLAY_WINDOW_S, now):
+            return _json({"error": {"code": "replayed",
+                                    "message": f"message {sid} was already handled"}}, 409)
+        cmd = parse_sms_reply(form)
+        if cmd is None:
+            return _twiml("Reply ACK <code> or RESOLVE <code>.")
+        owner = phone_owners(self.config()).get(normalise_phone(cmd.phone))
+        if owner is None:  # not a number we page: say nothing about codes
+            return _twiml("This number is not registered with logwarden.")
+        rc = self.view.reply_code(cmd.code)
+        if rc is None or rc.refusal(cmd.phone, now):
+            return _twiml(f"Code {cmd.code} is unknown, used or expired.")
+        await self.publish(SmsReply(kind=cmd.kind, code=cmd.code, phone=cmd.phone, by=owner,
+                                    message_sid=sid))
+        return _twiml(f"{'Acknowledged' if cmd.kind == 'ack' else 'Resolved'} {cmd.code}.")
+
+
+def _responder(request: web.Request) -> Principal:
+    """The principal of a write: a responder token (401/403 otherwise)."""
+    return require(request, "responder")

@@ -7,20 +7,15 @@ In embedded mode chDB lets one process open the data directory, so every other r
 from __future__ import annotations
 
 import asyncio
-import base64
 import csv
-import hmac
 import io
-import math
 import re
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import date, datetime
-from datetime import time as dtime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 import structlog
@@ -31,11 +26,10 @@ from prometheus_client import CollectorRegistry
 from sinks.clickhouse.client import Store
 from web.alerts import AlertsApi
 from web.health import HealthProvider, health_handler, metrics_handler
+from web.http import ApiError, dumps, error_response, json_safe
+from web.site import WebOptions, add_web_routes, web_policy
 
-if TYPE_CHECKING:
-    from web.site import WebOptions
-
-__all__ = ["ApiError", "QueryResult", "check_read_only", "create_app", "dumps", "json_safe",
+__all__ = ["QueryResult", "check_read_only", "create_app",
            "run_read_query", "serve", "to_csv", "to_jsonl"]
 
 DEFAULT_LIMIT = 10_000
@@ -52,14 +46,6 @@ _TIMEOUT_CODES = {159, 160}  # TIMEOUT_EXCEEDED, TOO_SLOW
 _WRITE_CLAUSE = re.compile(r"\b(INTO\s+OUTFILE|INSERT\s+INTO)\b", re.IGNORECASE)
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
-
-
-class ApiError(Exception):
-    """A request the API refuses: HTTP status, a stable code, a message for people."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 def _blank_quotes_and_comments(sql: str) -> str:
@@ -116,43 +102,6 @@ def check_read_only(sql: str) -> str:
         raise ApiError(400, "not_read_only", f"{' '.join(found[1].upper().split())} is not "
                        "allowed")
     return sql.rstrip()
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` as plain JSON: ISO datetimes, NaN/inf as null, text for bytes and the rest."""
-    if value is None or isinstance(value, bool | str):
-        return value
-    if isinstance(value, int):
-        return value if -(2**63) <= value < 2**64 else str(value)
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, datetime | date | dtime):
-        return value.isoformat()
-    if isinstance(value, bytes | bytearray | memoryview):
-        raw = bytes(value)
-        try:
-            return raw.decode()
-        except UnicodeDecodeError:
-            return "base64:" + base64.b64encode(raw).decode()
-    if isinstance(value, Mapping):
-        return {str(json_safe(k)): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [json_safe(v) for v in value]
-    return str(value)  # Decimal (exact), UUID, IP addresses, enums
-
-
-def _default(value: Any) -> Any:
-    """What orjson cannot write itself: bytes as text, the rest (Decimal, IPs) as str."""
-    return json_safe(value) if isinstance(value, bytes | bytearray | memoryview | set) \
-        else str(value)
-
-
-def dumps(value: Any) -> bytes:
-    """JSON bytes of ``value`` the way ``json_safe`` would write it, fast (orjson in C)."""
-    try:
-        return orjson.dumps(value, default=_default, option=orjson.OPT_NON_STR_KEYS)
-    except orjson.JSONEncodeError:  # an integer beyond 64 bits (UInt128, Int256)
-        return orjson.dumps(json_safe(value))
 
 
 @dataclass(frozen=True)
@@ -214,12 +163,6 @@ def to_jsonl(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "".join(dumps(dict(zip(columns, row, strict=True))).decode() + "\n" for row in rows)
 
 
-def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
-    """The JSON error body every endpoint uses: ``{"error": {"code", "message"}}``."""
-    body = {"error": {"code": code, "message": message, **extra}}
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
-
-
 def _database_error(exc: DatabaseError) -> ApiError:
     """A ClickHouse error as an HTTP error: the query's fault is a 400 with CH's message."""
     if isinstance(exc, OperationalError):
@@ -255,14 +198,6 @@ async def _errors(request: web.Request, handler: Callable[[web.Request], Any]
         return error_response(500, "internal_error", f"{type(exc).__name__}: {exc}")
 
 
-def _check_token(request: web.Request, tokens: Collection[str] | None) -> None:
-    if not tokens:
-        return
-    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    if not any(hmac.compare_digest(given, t) for t in tokens):
-        raise ApiError(401, "unauthorized", "send Authorization: Bearer <token>")
-
-
 async def _parse_query_body(request: web.Request) -> tuple[str, dict[str, Any], str, int]:
     try:
         body = orjson.loads(await request.read())
@@ -284,7 +219,6 @@ async def _parse_query_body(request: web.Request) -> tuple[str, dict[str, Any], 
 def create_app(store: Store, *, database: str,
                executor_or_lock: Executor | AbstractContextManager[Any],
                health_provider: HealthProvider, metrics_registry: CollectorRegistry,
-               tokens: Collection[str] | None = None,
                max_execution_s: int = MAX_EXECUTION_S,
                alerts: AlertsApi | None = None,
                web_options: WebOptions | None = None) -> web.Application:
@@ -293,8 +227,7 @@ def create_app(store: Store, *, database: str,
     Pass the single-thread executor (or the lock) the ingest writer also uses, since
     chDB's client must not be used from two threads at once. The client's session (and so
     its current database) is shared with the writer and never switched: queries qualify
-    tables, and ``database`` only names the pipeline's database in error hints. ``tokens``,
-    when given, guard ``/api/*`` with ``Authorization: Bearer``; ``/metrics`` stays open.
+    tables, and ``database`` only names the pipeline's database in error hints.
     """
 
     async def in_store_thread(fn: Callable[[], T]) -> T:
@@ -310,9 +243,7 @@ def create_app(store: Store, *, database: str,
         return await loop.run_in_executor(None, locked)
 
     async def query(request: web.Request) -> web.Response:
-        _check_token(request, tokens)
-        if not tokens:  # static tokens replace the role policy; reads need any role
-            policy.require(request, "viewer")
+        policy.require(request, "viewer")
         sql, params, fmt, limit = await _parse_query_body(request)
         check_read_only(sql)  # refuse before queueing behind the writer
         try:
@@ -330,7 +261,6 @@ def create_app(store: Store, *, database: str,
         return web.Response(body=body, headers=headers)
 
     async def health(request: web.Request) -> web.Response:
-        _check_token(request, tokens)
         return await health_handler(health_provider)
 
     async def metrics(request: web.Request) -> web.Response:
@@ -340,14 +270,10 @@ def create_app(store: Store, *, database: str,
     app.router.add_post("/api/query", query)
     app.router.add_get("/api/health", health)
     app.router.add_get("/metrics", metrics)
-    from web.site import add_web_routes, web_policy  # web.site imports this module
-
     policy = web_policy(web_options)
     if alerts is not None:
         def guard(request: web.Request) -> None:
-            _check_token(request, tokens)
-            if not tokens:
-                policy.require(request, "viewer" if request.method == "GET" else "responder")
+            policy.require(request, "viewer" if request.method == "GET" else "responder")
 
         alerts.register(app, guard)
     add_web_routes(app, store, database, in_store_thread, health_provider, web_options, policy)

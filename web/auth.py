@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from web.api import ApiError
+from web.http import ApiError
 
 ROLES = ("viewer", "responder", "admin")
 _RANK = {role: i for i, role in enumerate(ROLES)}

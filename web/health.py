@@ -15,7 +15,7 @@ HealthProvider = Callable[[], Mapping[str, Any] | Awaitable[Mapping[str, Any]]]
 
 # A provider reporting one of these as "status" turns the answer into a 503, so a load
 # balancer or an orchestrator's probe sees a failing pipeline without parsing the body.
-FAILING_STATUSES = frozenset({"down", "failing", "stopped"})
+FAILING_STATUSES = frozenset({"down", "failing", "stopped", "stalled"})
 
 
 async def health_handler(provider: HealthProvider) -> web.Response:

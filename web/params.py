@@ -6,8 +6,8 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
-from sinks.clickhouse.web_queries import MAX_LIMIT, MAX_OFFSET, Page, Span
-from web.api import ApiError
+from sinks.clickhouse.queries.base import MAX_LIMIT, MAX_OFFSET, Page, Span
+from web.http import ApiError
 
 MAX_TEXT = 200  # longest filter value we accept
 DEFAULT_RANGE_S = 3600

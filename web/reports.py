@@ -10,9 +10,12 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from sinks.clickhouse import ops_queries as oq
-from sinks.clickhouse import web_queries as wq
 from sinks.clickhouse.client import Store
+from sinks.clickhouse.queries import alerts as alerts_q
+from sinks.clickhouse.queries import base as base_q
+from sinks.clickhouse.queries import pipeline as pipeline_q
+from sinks.clickhouse.queries import quality as quality_q
+from sinks.clickhouse.queries import telemetry as telemetry_q
 from web.svgchart import bar_chart, line_chart
 
 KINDS = ("daily", "weekly", "incident", "compliance")
@@ -104,7 +107,7 @@ class Report:
     """A report's title, period and rendered sections (HTML fragments)."""
 
     kind: str
-    span: wq.Span
+    span: base_q.Span
     sections: list[tuple[str, str]] = field(default_factory=list)
 
     def html(self) -> str:
@@ -139,15 +142,15 @@ def _fmt_s(v: float | None) -> str:
     return "-" if v is None else f"{v / 60:.1f} min" if v >= 120 else f"{v:.0f} s"
 
 
-def build(kind: str, store: Store, db: str, span: wq.Span, *, rate_limit_per_s: float = 1000.0,
+def build(kind: str, store: Store, db: str, span: base_q.Span, *, rate_limit_per_s: float = 1000.0,
           step: Callable[[str], None] = lambda s: None) -> Report:
     """Gather the figures of a ``kind`` report over ``span``; ``step`` reports progress."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}")
-    rep, big = Report(kind, span), wq.Page(1000)
+    rep, big = Report(kind, span), base_q.Page(1000)
     step("alerts and KPIs")
-    history = oq.alert_history(store, db, span)
-    fb = wq.feedback(store, db, span, big)["items"]
+    history = alerts_q.alert_history(store, db, span)
+    fb = quality_q.feedback(store, db, span, big)["items"]
     k = kpis(history, fb)
     rep.sections.append(("KPIs", "<table class='kpi'>" + "".join(
         f"<tr><td>{name}</td><td>{val}</td></tr>" for name, val in [
@@ -156,7 +159,7 @@ def build(kind: str, store: Store, db: str, span: wq.Span, *, rate_limit_per_s: 
             ("Noise ratio (never acked or flapping)", _pct(k["noise_ratio"])),
             ("False-alert rate (feedback)", _pct(k["false_alert_rate"]))]) + "</table>"))
     step("error templates")
-    top = wq.top_error_templates(store, db, span)
+    top = telemetry_q.top_error_templates(store, db, span)
     for t in top:
         t["trend"] = f"{t['first_half']} → {t['second_half']}"
     rep.sections.append(("Top error templates", bar_chart(
@@ -164,8 +167,8 @@ def build(kind: str, store: Store, db: str, span: wq.Span, *, rate_limit_per_s: 
                                      for t in top]) + _table(
         top, ["service", "template_id", "lines", "trend", "example"])))
     step("latency")
-    routes = wq.route_latency(store, db, span)
-    chg = wq.changes(store, db, span, big)["items"]
+    routes = telemetry_q.route_latency(store, db, span)
+    chg = telemetry_q.changes(store, db, span, big)["items"]
     regs = regressions(routes, chg)
     advice = "".join(f"<li>{escape(r['advice'])}</li>" for r in regs[:10])
     rep.sections.append(("Slowest routes and latency regressions", _table(
@@ -174,7 +177,7 @@ def build(kind: str, store: Store, db: str, span: wq.Span, *, rate_limit_per_s: 
            '<p class="nodata">no route got 20% slower in this period</p>')))
     step("capacity and usage")
     bucket = "hour" if (span.until - span.since).days < 3 else "day"
-    use = oq.usage(store, db, span, bucket)
+    use = pipeline_q.usage(store, db, span, bucket)
     fc = forecast(use, rate_limit_per_s)
     series: dict[str, list[tuple[float, float]]] = {}
     for u in use:
@@ -188,7 +191,7 @@ def build(kind: str, store: Store, db: str, span: wq.Span, *, rate_limit_per_s: 
     rep.sections.append(("Usage growth per service", _table(fc, ["service", "growth_pct"])))
     if kind == "incident":
         step("incident timeline")
-        an = wq.anomalies(store, db, span, wq.Page(200))["items"]
+        an = telemetry_q.anomalies(store, db, span, base_q.Page(200))["items"]
         rep.sections.append(("Timeline: changes", _table(chg, ["ts", "service", "kind",
                                                                 "description"])))
         rep.sections.append(("Timeline: anomalies", _table(an, [
@@ -197,7 +200,7 @@ def build(kind: str, store: Store, db: str, span: wq.Span, *, rate_limit_per_s: 
                                                          "acked_at", "resolved_at"])))
     if kind == "compliance":
         step("compliance")
-        dl = oq.dead_letter_counts(store, db, span)
+        dl = pipeline_q.dead_letter_counts(store, db, span)
         rep.sections.append(("Data handling", _table(dl, ["minute", "stage", "n"])
                              + "<p>Retention follows LOGWARDEN_CLICKHOUSE_TTL_*_DAYS; raw "
                              "inputs that failed validation are kept as dead letters.</p>"))

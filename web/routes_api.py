@@ -22,13 +22,16 @@ from pydantic import ValidationError
 from alerting.oncall import Schedule, who_is_on_call
 from schemas.changes import FEEDBACK_TARGETS, Feedback
 from schemas.topics import FEEDBACK
-from sinks.clickhouse import ops_queries as oq
-from sinks.clickhouse import web_queries as wq
 from sinks.clickhouse.client import Store
+from sinks.clickhouse.queries import alerts as alerts_q
+from sinks.clickhouse.queries import base as base_q
+from sinks.clickhouse.queries import pipeline as pipeline_q
+from sinks.clickhouse.queries import quality as quality_q
+from sinks.clickhouse.queries import telemetry as telemetry_q
 from web import params as p
-from web.api import ApiError, dumps
 from web.auth import POLICY_KEY, AuthPolicy, require
 from web.health import HealthProvider
+from web.http import ApiError, dumps
 
 T = TypeVar("T")
 RunInStore = Callable[[Callable[[], T]], Awaitable[T]]
@@ -53,10 +56,10 @@ class WebContext:
         result: T = await self.run(lambda: fn(self.store, self.db))
         return result
 
-    async def span(self, request: web.Request) -> wq.Span:
+    async def span(self, request: web.Request) -> base_q.Span:
         """The request's time range, defaulting to the hour before the newest data."""
         q = request.query
-        latest = None if q.get("until") else await self.read(wq.latest_time)
+        latest = None if q.get("until") else await self.read(telemetry_q.latest_time)
         return p.span(q, latest)
 
     async def health_report(self) -> dict[str, Any]:
@@ -83,8 +86,8 @@ def _ctx(request: web.Request) -> WebContext:
 
 async def list_services(request: web.Request) -> web.Response:
     ctx, span = _ctx(request), await _ctx(request).span(request)
-    rows = await ctx.read(lambda s, db: wq.services(s, db, span))
-    open_alerts = await ctx.read(oq.open_alert_counts)
+    rows = await ctx.read(lambda s, db: telemetry_q.services(s, db, span))
+    open_alerts = await ctx.read(alerts_q.open_alert_counts)
     for r in rows:
         r["open_alerts"] = open_alerts.get(r["service"], 0)
     return json_response({"items": rows, "since": span.since, "until": span.until})
@@ -93,17 +96,17 @@ async def list_services(request: web.Request) -> web.Response:
 async def service_detail(request: web.Request) -> web.Response:
     ctx, span = _ctx(request), await _ctx(request).span(request)
     name = p.text(request.match_info, "service") or ""
-    first = wq.Page(50)
+    first = base_q.Page(50)
     body = {
         "service": name, "since": span.since, "until": span.until,
-        "routes": await ctx.read(lambda s, db: wq.routes(s, db, span, name)),
-        "dependencies": await ctx.read(lambda s, db: wq.dependencies(s, db, span, name)),
-        "changes": (await ctx.read(lambda s, db: wq.changes(s, db, span, first,
+        "routes": await ctx.read(lambda s, db: telemetry_q.routes(s, db, span, name)),
+        "dependencies": await ctx.read(lambda s, db: telemetry_q.dependencies(s, db, span, name)),
+        "changes": (await ctx.read(lambda s, db: telemetry_q.changes(s, db, span, first,
                                                               service=name)))["items"],
-        "template_events": (await ctx.read(lambda s, db: wq.template_events(
+        "template_events": (await ctx.read(lambda s, db: telemetry_q.template_events(
             s, db, span, first, service=name)))["items"],
-        "top_templates": (await ctx.read(lambda s, db: wq.logs_by_template(
-            s, db, span, wq.Page(20), service=name)))["items"],
+        "top_templates": (await ctx.read(lambda s, db: telemetry_q.logs_by_template(
+            s, db, span, base_q.Page(20), service=name)))["items"],
     }
     return json_response(body)
 
@@ -111,7 +114,7 @@ async def service_detail(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     ctx, span = _ctx(request), await _ctx(request).span(request)
     service = p.text(request.query, "service")
-    rows = await ctx.read(lambda s, db: wq.service_series(s, db, span, service))
+    rows = await ctx.read(lambda s, db: telemetry_q.service_series(s, db, span, service))
     return json_response({"items": rows, "window_s": 60, "since": span.since,
                           "until": span.until})
 
@@ -121,40 +124,40 @@ async def logs(request: web.Request) -> web.Response:
     page = p.page(q)
     service, level, text = p.text(q, "service"), p.choice(q, "level", p.LEVELS), p.text(q, "q")
     if q.get("group") == "template":
-        return json_response(await ctx.read(lambda s, db: wq.logs_by_template(
+        return json_response(await ctx.read(lambda s, db: telemetry_q.logs_by_template(
             s, db, span, page, service=service, level=level, text=text)))
     if q.get("group") not in (None, ""):
         raise ApiError(400, "bad_parameter", "group must be 'template' or absent")
     template_id = p.text(q, "template_id")
-    return json_response(await ctx.read(lambda s, db: wq.search_logs(
+    return json_response(await ctx.read(lambda s, db: telemetry_q.search_logs(
         s, db, span, page, service=service, level=level, template_id=template_id, text=text)))
 
 
 async def templates(request: web.Request) -> web.Response:
     ctx, q = _ctx(request), request.query
     page, service = p.page(q), p.text(q, "service")
-    return json_response(await ctx.read(lambda s, db: wq.templates(s, db, page,
+    return json_response(await ctx.read(lambda s, db: telemetry_q.templates(s, db, page,
                                                                      service=service)))
 
 
 async def template_events(request: web.Request) -> web.Response:
     ctx, span, q = _ctx(request), await _ctx(request).span(request), request.query
     page, service, kind = p.page(q), p.text(q, "service"), p.text(q, "kind")
-    return json_response(await ctx.read(lambda s, db: wq.template_events(
+    return json_response(await ctx.read(lambda s, db: telemetry_q.template_events(
         s, db, span, page, service=service, kind=kind)))
 
 
 async def anomalies(request: web.Request) -> web.Response:
     ctx, span, q = _ctx(request), await _ctx(request).span(request), request.query
     page, service, variant = p.page(q), p.text(q, "service"), p.text(q, "variant")
-    return json_response(await ctx.read(lambda s, db: wq.anomalies(
+    return json_response(await ctx.read(lambda s, db: telemetry_q.anomalies(
         s, db, span, page, service=service, variant=variant)))
 
 
 async def changes(request: web.Request) -> web.Response:
     ctx, span, q = _ctx(request), await _ctx(request).span(request), request.query
     page, service = p.page(q), p.text(q, "service")
-    return json_response(await ctx.read(lambda s, db: wq.changes(s, db, span, page,
+    return json_response(await ctx.read(lambda s, db: telemetry_q.changes(s, db, span, page,
                                                                    service=service)))
 
 
@@ -163,21 +166,21 @@ async def alerts(request: web.Request) -> web.Response:
     page = p.page(q)
     state = p.choice(q, "state", ("firing", "acknowledged", "resolved"))
     service = p.text(q, "service")
-    return json_response(await ctx.read(lambda s, db: oq.alerts(s, db, page, state=state,
+    return json_response(await ctx.read(lambda s, db: alerts_q.alerts(s, db, page, state=state,
                                                                   service=service)))
 
 
 async def silences(request: web.Request) -> web.Response:
     ctx, page = _ctx(request), p.page(request.query)
     active = request.query.get("all") not in ("1", "true")
-    return json_response(await ctx.read(lambda s, db: oq.silences(s, db, page,
+    return json_response(await ctx.read(lambda s, db: alerts_q.silences(s, db, page,
                                                                     active_only=active)))
 
 
 async def notifications(request: web.Request) -> web.Response:
     ctx, span, q = _ctx(request), await _ctx(request).span(request), request.query
     page, fp = p.page(q), p.text(q, "fingerprint")
-    return json_response(await ctx.read(lambda s, db: oq.notifications(s, db, span, page,
+    return json_response(await ctx.read(lambda s, db: alerts_q.notifications(s, db, span, page,
                                                                          fingerprint=fp)))
 
 
@@ -193,7 +196,7 @@ async def list_feedback(request: web.Request) -> web.Response:
     ctx, span, q = _ctx(request), await _ctx(request).span(request), request.query
     page = p.page(q)
     kind = p.choice(q, "target_kind", FEEDBACK_TARGETS)
-    return json_response(await ctx.read(lambda s, db: wq.feedback(s, db, span, page,
+    return json_response(await ctx.read(lambda s, db: quality_q.feedback(s, db, span, page,
                                                                     target_kind=kind)))
 
 
@@ -220,12 +223,12 @@ async def post_feedback(request: web.Request) -> web.Response:
 async def intelligence(request: web.Request) -> web.Response:
     ctx, span = _ctx(request), await _ctx(request).span(request)
     return json_response({
-        "categorisation": await ctx.read(lambda s, db: oq.categorisation_accuracy(s, db,
+        "categorisation": await ctx.read(lambda s, db: quality_q.categorisation_accuracy(s, db,
                                                                                    span)),
-        "detectors": await ctx.read(oq.detector_quality),
-        "detectors_by_day": await ctx.read(lambda s, db: oq.detector_quality_by_day(s, db,
+        "detectors": await ctx.read(quality_q.detector_quality),
+        "detectors_by_day": await ctx.read(lambda s, db: quality_q.detector_quality_by_day(s, db,
                                                                                     span)),
-        "feedback_volume": await ctx.read(lambda s, db: wq.feedback_volume(s, db, span)),
+        "feedback_volume": await ctx.read(lambda s, db: quality_q.feedback_volume(s, db, span)),
     })
 
 
@@ -235,8 +238,8 @@ async def pipeline(request: web.Request) -> web.Response:
     span = p.span(q, now)  # ingest time is wall-clock time
     return json_response({
         "health": await ctx.health_report(),
-        "throughput": await ctx.read(lambda s, db: oq.throughput(s, db, span)),
-        "dead_letters": await ctx.read(lambda s, db: oq.dead_letter_counts(s, db, span)),
+        "throughput": await ctx.read(lambda s, db: pipeline_q.throughput(s, db, span)),
+        "dead_letters": await ctx.read(lambda s, db: pipeline_q.dead_letter_counts(s, db, span)),
     })
 
 

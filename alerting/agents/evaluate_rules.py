@@ -23,6 +23,7 @@ from alerting.evaluate import (
     on_tick,
     on_window,
 )
+from alerting.inputs import CanarySeen, ManagerInput, SignalInput
 from alerting.lifecycle import Signal
 from alerting.rules import RuleSet
 from schemas.topics import Internal
@@ -43,24 +44,24 @@ def unwrap(raw: bytes) -> tuple[SeriesState, int]:
     return SeriesState.model_validate(doc["st"]), int(doc["p"])
 
 
-def _seconds(ts: Any) -> float:
-    """Epoch seconds from seconds, milliseconds or an ISO string."""
-    if isinstance(ts, str):
-        from datetime import datetime
-        return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
-    v = float(ts)
-    return v / 1000 if v > 1e11 else v
+def _seconds_from_ms(ts_ms: Any) -> float:
+    """Epoch seconds from the epoch milliseconds the anomalies and template-events topics
+    carry in ``ts`` (``schemas.anomalies.AnomalyEvent.ts``, ``rows.template_event_row``)."""
+    if isinstance(ts_ms, bool) or not isinstance(ts_ms, int | float):
+        raise ValueError(f"ts must be epoch milliseconds, not {ts_ms!r}")
+    return float(ts_ms) / 1000
 
 
 def anomaly_input(doc: dict[str, Any]) -> dict[str, Any] | None:
-    """An anomalies-topic message as ``on_anomaly`` wants it; None for challengers/garbage."""
+    """An anomalies-topic message as ``on_anomaly`` wants it (``ts`` in epoch s); None for
+    challengers/garbage."""
     if doc.get("variant", "champion") != "champion" or "series" not in doc:
         return None
     observed = doc.get("observed", doc.get("value", math.nan))
     return {"series": str(doc["series"]), "service": str(doc.get("service", "")),
             "scope": str(doc.get("scope", "service")), "route": str(doc.get("route", "")),
             "name": str(doc.get("name") or doc.get("feature", "")),
-            "ts": _seconds(doc["ts"]), "score": float(doc["score"]),
+            "ts": _seconds_from_ms(doc["ts"]), "score": float(doc["score"]),
             "value": float(observed) if observed is not None else math.nan,
             "expected": doc.get("expected", "?"), "id": str(doc.get("id", ""))}
 
@@ -79,19 +80,19 @@ def template_input(doc: dict[str, Any]) -> TemplateSignal:
     return TemplateSignal(
         kind=str(merged.get("kind", "")), service=str(merged["service"]),
         template_id=str(merged["template_id"]), template=str(merged.get("template", "")),
-        ts=_seconds(merged["ts"]), level=str(merged.get("level", "")),
+        ts=_seconds_from_ms(doc["ts"]), level=str(merged.get("level", "")),
         category=str(merged.get("category", "")),
         count=int(float(merged.get("count", merged.get("value", 0)) or 0)),
         baseline=float(merged.get("baseline", 0.0) or 0.0),
         sample_lines=[str(x) for x in merged.get("sample_lines", merged.get("samples", []))][:10])
 
 
-def _signals(sigs: list[Signal]) -> list[dict[str, Any]]:
-    return [{"type": "signal", "signal": s.model_dump(mode="json")} for s in sigs]
+def _signals(sigs: list[Signal]) -> list[ManagerInput]:
+    return [SignalInput(signal=s) for s in sigs]
 
 
 def evaluate(rules: RuleSet, table: Table, names: Internal, topic: str, partition: int,
-             raw: bytes, now: float) -> list[dict[str, Any]]:
+             raw: bytes, now: float) -> list[ManagerInput]:
     """One input message -> messages for the alert manager (signals, canary sightings).
 
     Raises ValueError / ValidationError / KeyError on a message it cannot read.
@@ -99,8 +100,7 @@ def evaluate(rules: RuleSet, table: Table, names: Internal, topic: str, partitio
     if topic == names.windows:
         w = WindowStats.from_json(raw)
         if w.service == CANARY_SERVICE:
-            return [{"type": "canary_seen", "ts": w.end.timestamp(),
-                     "start": w.start.timestamp()}]
+            return [CanarySeen(start=w.start.timestamp(), end=w.end.timestamp())]
         key = w.series
         st, sigs = on_window(rules, _get(table, key), w, now)
     elif topic == names.anomalies:
@@ -127,9 +127,9 @@ def _get(table: Table, key: str) -> SeriesState | None:
 
 
 def evaluate_tick(rules: RuleSet, table: Table, partition: int,
-                  now: float) -> list[dict[str, Any]]:
+                  now: float) -> list[ManagerInput]:
     """Time-based checks for the series of one partition; only changed states are written."""
-    out: list[dict[str, Any]] = []
+    out: list[ManagerInput] = []
     for key, raw in list(table.items()):
         try:
             st, p = unwrap(raw)

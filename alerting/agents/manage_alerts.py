@@ -3,26 +3,44 @@ silences kept in tables; notifications and pages out.
 
 Pure of Faust: the tables are any ``MutableMapping[str, bytes]`` (Faust changelog tables in
 the worker, dicts in tests), written only from ``handle``, which the manager agent calls
-inside its stream iteration. Every outgoing page or notification is SENT before the state
-that records it is WRITTEN: a crash in between re-sends that step once, never loses it.
+inside its stream iteration with a message already decoded (``alerting.inputs``). Every
+outgoing page or notification is SENT before the state that records it is WRITTEN: a crash
+in between re-sends that step once, never loses it. A message no channel delivered goes to
+the outbox and is retried (``alerting/outbox.py``). On a tick each group, escalation and
+outbox item is its own failure boundary: one that raises is logged and counted, the others
+go on.
 """
 
 from __future__ import annotations
 
+import random
 import uuid
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import orjson
 import structlog
 
 from alerting import escalation as esc
+from alerting import outbox, replycodes
 from alerting.config import AlertingConfig, AlertingSettings
-from alerting.deadman import heartbeat_due, heartbeat_message
+from alerting.deadman import CanaryState, HeartbeatState, heartbeat_due, heartbeat_message
 from alerting.evaluate import on_composites
 from alerting.grouping import GroupState, Notification, add_alert, due, flush
 from alerting.inhibit import CallGraph, suppression_reasons
+from alerting.inputs import (
+    Ack,
+    AddSilence,
+    CanarySeen,
+    CanarySent,
+    ExpireSilence,
+    ManagerInput,
+    Resolve,
+    SignalInput,
+    SilenceAlert,
+    SmsReply,
+    Tick,
+)
 from alerting.lifecycle import (
     Alert,
     AlertState,
@@ -43,8 +61,11 @@ from alerting.messages import (
 )
 from alerting.notifiers.base import Channel, Deliverer, DeliveryRecord, Message
 from alerting.notifiers.slack import SlackChannel
+from alerting.notifiers.sms import SmsChannel
 from alerting.oncall import on_call_at
+from alerting.outbox import OutboxItem, failed_again, retry_at
 from alerting.reload import ConfigHolder
+from alerting.replycodes import ReplyCode
 from alerting.routing import match_routes
 from alerting.silences import Matcher, Silence
 from sinks.clickhouse import rows
@@ -65,7 +86,9 @@ class ManagerTables:
     groups: Table  # group key -> GroupState
     escalations: Table  # fingerprint|policy -> EscalationState
     silences: Table  # silence id -> Silence
-    meta: Table  # "deadman", "canary" -> small JSON documents
+    meta: Table  # "deadman" -> HeartbeatState, "canary" -> CanaryState
+    codes: Table = field(default_factory=dict)  # SMS reply code -> ReplyCode
+    outbox: Table = field(default_factory=dict)  # message id|recipient -> OutboxItem
 
 
 class AlertManager:
@@ -73,11 +96,14 @@ class AlertManager:
 
     def __init__(self, holder: ConfigHolder, settings: AlertingSettings, tables: ManagerTables,
                  writers: Mapping[str, Sink], deliverer: Deliverer | None = None,
-                 observe_delay: Callable[[float], None] | None = None) -> None:
+                 observe_delay: Callable[[float], None] | None = None,
+                 rng: random.Random | None = None) -> None:
         self.holder, self.settings, self.t, self.writers = holder, settings, tables, writers
         self.deliverer = deliverer or Deliverer(policy=settings.retry)
         self.observe_delay = observe_delay
         self.graph = CallGraph()
+        self.rng = rng or random.Random()
+        self.errors = 0  # tick parts (a group, an escalation, an outbox item) that raised
         self._limits_version = -1
 
     # -- reads (API view; never writes) --
@@ -98,28 +124,29 @@ class AlertManager:
         return next((a for a in self.alerts() if alert_code(a.fingerprint) == ref.upper()),
                     None)
 
+    def reply_code(self, code: str) -> ReplyCode | None:
+        """An SMS reply code issued and not yet spent (it may have expired)."""
+        raw = self.t.codes.get(code.upper())
+        return ReplyCode.model_validate_json(raw) if raw is not None else None
+
     # -- the one entry point --
 
-    async def handle(self, msg: Mapping[str, Any], now: float) -> None:
-        """Apply one message: signal, action, tick, canary_sent or canary_seen."""
+    async def handle(self, msg: ManagerInput, now: float) -> None:
+        """Apply one message: a signal, a person's action, a tick or a canary report."""
         cfg = self.holder.config
-        kind = msg.get("type")
         if cfg is None:
             return
-        if kind == "signal":
-            await self.apply(cfg, Signal.model_validate(msg["signal"]), now)
-        elif kind == "action":
-            await self.act(cfg, msg, now)
-        elif kind == "tick":
-            await self.tick(cfg, now)
-        elif kind == "canary_sent":
-            doc = self._meta("canary")
-            sends = [x for x in doc.get("sends", []) if x > doc.get("seen_sent", 0.0)]
-            ts = float(msg["ts"])
-            doc.update(sent=ts, sends=[*sends, ts][-MAX_PENDING_CANARIES:], alarmed=False)
-            self.t.meta["canary"] = orjson.dumps(doc)
-        elif kind == "canary_seen":
-            self._canary_seen(msg, now)
+        match msg:
+            case SignalInput():
+                await self.apply(cfg, msg.signal, now)
+            case Tick():
+                await self.tick(cfg, now)
+            case CanarySent():
+                self._put_canary(self._canary().on_sent(msg.ts))
+            case CanarySeen():
+                self._canary_seen(msg, now)
+            case _:
+                await self.act(cfg, msg, now)
 
     async def apply(self, cfg: AlertingConfig, sig: Signal, now: float) -> None:
         """A rule's verdict: dedup into the alert, route state changes to their groups."""
@@ -132,42 +159,49 @@ class AlertManager:
             return
         await self._changed(cfg, before, after, now)
 
-    async def act(self, cfg: AlertingConfig, msg: Mapping[str, Any], now: float) -> None:
+    async def act(self, cfg: AlertingConfig,
+                  msg: Ack | Resolve | SilenceAlert | AddSilence | ExpireSilence | SmsReply,
+                  now: float) -> None:
         """A person's ack / resolve / silence / expire (API, Slack button, SMS reply)."""
-        kind, by = msg.get("kind"), str(msg.get("by", ""))
-        if kind == "silence" and msg.get("silence"):
-            self._silence(Silence.model_validate(msg["silence"]), now)
-            return
-        if kind == "expire":
-            raw = self.t.silences.get(str(msg.get("id", "")))
-            if raw is not None:
-                s = Silence.model_validate_json(raw).model_copy(update={"ends_at": now})
-                self._write("silences", [rows.silence_row(s.model_dump(mode="json"),
-                                                          _ms(now), deleted=True)])
-                del self.t.silences[s.id]
-            return
-        a = self.find(str(msg.get("ref", "")))
+        kind: str
+        match msg:
+            case AddSilence():
+                self._silence(msg.silence, now)
+                return
+            case ExpireSilence():
+                self._expire(msg.id, msg.by, now)
+                return
+            case SmsReply():
+                spent = self._spend_code(msg, now)
+                if spent is None:
+                    return
+                kind, ref, by, via, channel, message_ts = msg.kind, spent, msg.by, "sms", "", ""
+            case _:
+                kind, ref, by, via = msg.type, msg.ref, msg.by, msg.via
+                channel, message_ts = msg.channel, msg.message_ts
+        a = self.find(ref)
         if a is None:
-            log.warning("alert_action_unknown_alert", stage="alerting", ref=msg.get("ref"))
+            log.warning("alert_action_unknown_alert", stage="alerting", ref=ref, by=by)
             return
-        if kind == "silence":  # a Slack button: mute this alert's rule on its service for 1h
+        if isinstance(msg, SilenceAlert):  # mute this alert's rule on its service
             ms = [Matcher(name="alertname", value=a.rule)]
             if "service" in a.labels:
                 ms.append(Matcher(name="service", value=a.labels["service"]))
             self._silence(Silence(id=f"s-{uuid.uuid4().hex[:12]}", matchers=ms, starts_at=now,
-                                  ends_at=now + 3600, created_by=by, comment="from Slack"), now)
+                                  ends_at=now + msg.duration_s, created_by=by,
+                                  comment=f"from {via}"), now)
             return
         new = acknowledge(a, by, now) if kind == "ack" else resolve(a, now, cfg.flapping)
         if new != a:
             await self._changed(cfg, a, new, now)
-        log.info("alert_action", stage="alerting", kind=kind, by=by, via=msg.get("via"),
+        log.info("alert_action", stage="alerting", kind=kind, by=by, via=via,
                  fingerprint=a.fingerprint, state=new.state.value)
-        if msg.get("channel") and msg.get("message_ts"):
-            await self._update_slack(str(msg["channel"]), str(msg["message_ts"]), new, by)
+        if channel and message_ts:
+            await self._update_slack(channel, message_ts, new, by)
 
     async def tick(self, cfg: AlertingConfig, now: float) -> None:
         """Timers: composites, removed rules, flapping, pruning, group flushes, escalations,
-        dead-man heartbeat and canary."""
+        retries of undelivered messages, dead-man heartbeat and canary."""
         if self._limits_version != self.holder.version:
             self.deliverer.limits = rate_limiters(cfg)
             self._limits_version = self.holder.version
@@ -189,19 +223,35 @@ class AlertManager:
                 self._write("silences", [rows.silence_row(s.model_dump(mode="json"), _ms(now),
                                                           deleted=True)])
                 del self.t.silences[s.id]
+        replycodes.prune(self.t.codes, {a.fingerprint for a in self.alerts()
+                                        if a.state is AlertState.FIRING}, now)
         await self._flush_groups(cfg, now)
         await self._escalate(cfg, now)
-        await self._deadman(cfg, now)
+        await self._redeliver(cfg, now)
+        await self._guarded("deadman", "", self._deadman(cfg, now))
 
     # -- internals --
+
+    async def _guarded(self, part: str, key: str, work: Awaitable[None]) -> bool:
+        """Run one part of a tick as its own failure boundary; False when it raised."""
+        try:
+            await work
+        except Exception:  # one group / escalation / item must not stop the others
+            self.errors += 1
+            log.exception("alerting_tick_part_failed", stage="alerting", part=part, key=key)
+            return False
+        return True
 
     def _alert(self, fp: str) -> Alert | None:
         raw = self.t.alerts.get(fp)
         return Alert.model_validate_json(raw) if raw is not None else None
 
-    def _meta(self, key: str) -> dict[str, Any]:
-        raw = self.t.meta.get(key)
-        return dict(orjson.loads(raw)) if raw else {}
+    def _canary(self) -> CanaryState:
+        raw = self.t.meta.get("canary")
+        return CanaryState.model_validate_json(raw) if raw else CanaryState()
+
+    def _put_canary(self, st: CanaryState) -> None:
+        self.t.meta["canary"] = st.model_dump_json().encode()
 
     def _write(self, table: str, batch: list[tuple[Any, ...]]) -> None:
         w = self.writers.get(table)
@@ -216,10 +266,40 @@ class AlertManager:
                                    cfg.dependency_inhibit, self.graph)
 
     def _silence(self, s: Silence, now: float) -> None:
+        if s.id in self.t.silences:  # ids are the server's: a second add is a replay
+            log.warning("silence_exists", stage="alerting", id=s.id, by=s.created_by)
+            return
         self.t.silences[s.id] = s.model_dump_json().encode()
         self._write("silences", [rows.silence_row(s.model_dump(mode="json"), _ms(now))])
         log.info("silence_added", stage="alerting", id=s.id, by=s.created_by,
                  matchers=[str(m) for m in s.matchers])
+
+    def _expire(self, sid: str, by: str, now: float) -> None:
+        raw = self.t.silences.get(sid)
+        if raw is None:
+            return
+        s = Silence.model_validate_json(raw).model_copy(update={"ends_at": now})
+        self._write("silences", [rows.silence_row(s.model_dump(mode="json"), _ms(now),
+                                                  deleted=True)])
+        del self.t.silences[s.id]
+        log.info("silence_expired", stage="alerting", id=sid, by=by)
+
+    def _spend_code(self, msg: SmsReply, now: float) -> str | None:
+        """The alert a valid SMS reply acts on; the code is spent. None (logged) if invalid."""
+        fp, why = replycodes.spend(self.t.codes, msg.code, msg.phone, now)
+        if fp is None:
+            log.warning("sms_reply_refused", stage="alerting", phone=msg.phone, by=msg.by,
+                        reason=why, message_sid=msg.message_sid)
+        return fp
+
+    def _issue_code(self, msg: Message, chain: list[Channel], now: float) -> Message:
+        """A firing single-alert message going to phones carries a fresh reply code."""
+        phones = [ch.to for ch in chain if isinstance(ch, SmsChannel)]
+        if not phones or msg.status != "firing" or not msg.fingerprint or msg.reply_code:
+            return msg
+        code = replycodes.issue(self.t.codes, msg.fingerprint, phones, now,
+                                self.settings.sms_code_ttl_s)
+        return msg.model_copy(update={"reply_code": code})
 
     async def _changed(self, cfg: AlertingConfig, before: Alert | None, after: Alert,
                        now: float) -> None:
@@ -243,7 +323,7 @@ class AlertManager:
                     .model_dump_json().encode()
             elif not after.active:
                 st, pages = esc.resolve(st, now)
-                await self._page(cfg, pages)
+                await self._page(cfg, pages, now)
                 del self.t.escalations[key]
 
     def _escalations_of(self, fp: str) -> list[tuple[str, esc.EscalationState]]:
@@ -251,20 +331,28 @@ class AlertManager:
                 for k, v in list(self.t.escalations.items()) if k.startswith(fp + "|")]
 
     async def _flush_groups(self, cfg: AlertingConfig, now: float) -> None:
-        suppressed = None
+        cache: list[dict[str, str]] = []
+
+        def reasons() -> dict[str, str]:  # once per tick, when the first group is due
+            if not cache:
+                cache.append(self.suppressed(cfg, now))
+            return cache[0]
+
         for key, raw in list(self.t.groups.items()):
-            g = GroupState.model_validate_json(raw)
-            if not due(g, now):
-                continue
-            if suppressed is None:
-                suppressed = self.suppressed(cfg, now)
-            new, note = flush(g, now, suppressed)
-            if note is not None:
-                await self._notify(cfg, note, now)  # send, then write
-            if new is None:
-                del self.t.groups[key]
-            else:
-                self.t.groups[key] = new.model_dump_json().encode()
+            await self._guarded("group", key, self._flush_group(cfg, key, raw, reasons, now))
+
+    async def _flush_group(self, cfg: AlertingConfig, key: str, raw: bytes,
+                           reasons: Callable[[], dict[str, str]], now: float) -> None:
+        g = GroupState.model_validate_json(raw)
+        if not due(g, now):
+            return
+        new, note = flush(g, now, reasons())
+        if note is not None:
+            await self._notify(cfg, note, now)  # send, then write
+        if new is None:
+            del self.t.groups[key]
+        else:
+            self.t.groups[key] = new.model_dump_json().encode()
 
     async def _notify(self, cfg: AlertingConfig, note: Notification, now: float) -> None:
         r = next((x for x in cfg.receivers if x.name == note.receiver), None)
@@ -272,7 +360,8 @@ class AlertManager:
             return
         if r.channels:
             msg = notification_message(note, self.settings.public_url)
-            await self._send(msg, receiver_chain(r, self.settings), r.name, note.status)
+            await self._send(msg, receiver_chain(r, self.settings), r.name, note.status,
+                             "notification", now, recipient=f"channel:{r.name}")
         if r.escalation and r.escalation in {p.name for p in cfg.escalation_policies}:
             policy = cfg.policy(r.escalation)
             for a in note.firing:
@@ -280,7 +369,7 @@ class AlertManager:
                 if key in self.t.escalations:
                     continue
                 st, pages = esc.start(policy, a.fingerprint, now, self._resolver(cfg))
-                await self._page(cfg, pages)
+                await self._page(cfg, pages, now)
                 self.t.escalations[key] = st.model_dump_json().encode()
 
     def _resolver(self, cfg: AlertingConfig) -> esc.Resolver:
@@ -290,38 +379,106 @@ class AlertManager:
     async def _escalate(self, cfg: AlertingConfig, now: float) -> None:
         policies = {p.name: p for p in cfg.escalation_policies}
         for key, raw in list(self.t.escalations.items()):
-            st = esc.EscalationState.model_validate_json(raw)
-            policy = policies.get(st.policy)
-            if policy is None or st.status != "active":
-                continue
-            new, pages = esc.tick(st, policy, now, self._resolver(cfg))
-            await self._page(cfg, pages)  # send first ...
-            if new != st:
-                self.t.escalations[key] = new.model_dump_json().encode()  # ... then write
+            await self._guarded("escalation", key, self._escalate_one(cfg, key, raw, policies,
+                                                                      now))
 
-    async def _page(self, cfg: AlertingConfig, pages: list[esc.Page]) -> None:
+    async def _escalate_one(self, cfg: AlertingConfig, key: str, raw: bytes,
+                            policies: Mapping[str, esc.EscalationPolicy], now: float) -> None:
+        st = esc.EscalationState.model_validate_json(raw)
+        policy = policies.get(st.policy)
+        if policy is None or st.status != "active":
+            return
+        new, pages = esc.tick(st, policy, now, self._resolver(cfg))
+        await self._page(cfg, pages, now)  # send first ...
+        if new != st:
+            self.t.escalations[key] = new.model_dump_json().encode()  # ... then write
+
+    def _chain(self, cfg: AlertingConfig, recipient: str) -> list[Channel]:
+        try:
+            return recipient_chain(recipient, cfg, self.settings)
+        except StopIteration:  # a receiver removed by a reload
+            return []
+
+    async def _page(self, cfg: AlertingConfig, pages: list[esc.Page], now: float) -> None:
         for p in pages:
             a = self._alert(p.fingerprint)
             if a is None:
                 continue
-            try:
-                chain = recipient_chain(p.recipient, cfg, self.settings)
-            except StopIteration:  # a receiver removed by a reload
-                chain = []
             log.info("page", stage="alerting", key=p.key, recipient=p.recipient,
                      step=p.step, cycle=p.cycle, kind=p.kind)
-            await self._send(page_message(p, a, self.settings.public_url), chain,
-                             p.recipient, "resolved" if p.kind == "resolved" else "firing")
+            resolved = p.kind == "resolved"
+            await self._send(page_message(p, a, self.settings.public_url),
+                             self._chain(cfg, p.recipient), p.recipient,
+                             "resolved" if resolved else "firing",
+                             "resolved" if resolved else "page", now)
 
-    async def _send(self, msg: Message, chain: list[Channel], receiver: str,
-                    status: str) -> None:
+    async def _send(self, msg: Message, chain: list[Channel], receiver: str, status: str,
+                    kind: str, now: float, recipient: str = "") -> bool:
+        """Deliver over ``chain``; an undeliverable message (not a heartbeat) is kept in the
+        outbox for retries. ``receiver`` names it in the notifications table, ``recipient``
+        (default: the receiver) is the address the chain is rebuilt from. True: delivered."""
         if not chain:
             log.warning("no_channel", stage="alerting", receiver=receiver, message=msg.id)
-            return
+            return False
+        msg = self._issue_code(msg, chain, now)
         d = await self.deliverer.deliver(msg, chain)
         self._records(d.records, receiver, status)
-        if d.delivered_via is None:
-            log.error("delivery_failed", stage="alerting", receiver=receiver, message=msg.id)
+        if d.delivered_via is not None:
+            return True
+        log.error("delivery_failed", stage="alerting", receiver=receiver, message=msg.id)
+        if kind != "heartbeat":
+            item = OutboxItem(message=msg, recipient=recipient or receiver, receiver=receiver,
+                              status=status, kind=kind, first_failed_at=now,
+                              next_at=retry_at(1, now, self.settings.outbox, self.rng))
+            for old in outbox.put(self.t.outbox, item, self.settings.outbox.max_items):
+                log.error("outbox_full_dropped", stage="alerting", message=old.message.id,
+                          receiver=old.recipient)
+        return False
+
+    async def _redeliver(self, cfg: AlertingConfig, now: float) -> None:
+        for key, raw in list(self.t.outbox.items()):
+            await self._guarded("outbox", key, self._redeliver_one(cfg, key, raw, now))
+
+    async def _redeliver_one(self, cfg: AlertingConfig, key: str, raw: bytes,
+                             now: float) -> None:
+        item = OutboxItem.model_validate_json(raw)
+        if now < item.next_at:
+            return
+        pol = self.settings.outbox
+        fp = item.message.fingerprint
+        a = self._alert(fp) if fp else None
+        if item.kind in ("notification", "page") and fp and \
+                (a is None or a.state is not AlertState.FIRING):
+            del self.t.outbox[key]  # acknowledged or resolved since: its resolve says so
+            return
+        chain = self._chain(cfg, item.recipient)
+        d = await self.deliverer.deliver(item.message, chain) if chain else None
+        if d is not None:
+            self._records(d.records, item.receiver, item.status)
+        if d is not None and d.delivered_via is not None:
+            del self.t.outbox[key]
+            log.info("redelivered", stage="alerting", message=item.message.id,
+                     receiver=item.recipient, failures=item.failures)
+            return
+        item = failed_again(item, now, pol, self.rng)
+        if item.kind == "page" and not item.handed_off and item.failures > pol.handoff_after:
+            self._hand_off(fp, now)
+            item = item.model_copy(update={"handed_off": True})
+        if now - item.first_failed_at > pol.give_up_after_s:
+            del self.t.outbox[key]
+            log.error("delivery_abandoned", stage="alerting", message=item.message.id,
+                      receiver=item.recipient, failures=item.failures)
+            return
+        self.t.outbox[key] = item.model_dump_json().encode()
+
+    def _hand_off(self, fp: str, now: float) -> None:
+        """A page that keeps failing: the escalation's next step is due now."""
+        for key, st in self._escalations_of(fp):
+            if st.status == "active" and st.next_at > now:
+                self.t.escalations[key] = st.model_copy(update={"next_at": now}) \
+                    .model_dump_json().encode()
+                log.warning("page_handed_off", stage="alerting", fingerprint=fp,
+                            escalation=key, step=st.step + 1)
 
     def _records(self, records: list[DeliveryRecord], receiver: str, status: str) -> None:
         self._write("notifications", [rows.notification_row(r.model_dump(), receiver, status)
@@ -339,23 +496,14 @@ class AlertManager:
         except Exception as e:  # the ack itself is done; a stale Slack message is cosmetic
             log.warning("slack_update_failed", stage="alerting", error=str(e))
 
-    def _canary_seen(self, msg: Mapping[str, Any], now: float) -> None:
-        """A window of the canary service reached alerting. It proves the canaries sent
-        within it, once it is closed (``end <= now``): a window flushed early (an idle
-        service's open window or rollup) may predate a canary's arrival. Any outstanding
-        canary counts, not only the latest: the next canary is often sent before the window
-        of the previous one closes."""
-        doc = self._meta("canary")
-        end = float(msg["ts"])
-        start = float(msg.get("start", end))
-        covered = [x for x in doc.get("sends", []) if start <= x < end]
-        if not covered or end > now:
+    def _canary_seen(self, msg: CanarySeen, now: float) -> None:
+        """A window of the canary service reached alerting (``CanaryState.on_seen``)."""
+        st, proved = self._canary().on_seen(msg.start, msg.end, now)
+        if proved is None:
             return
-        doc["seen"] = max(float(doc.get("seen", 0.0)), end)
-        doc["seen_sent"] = max(float(doc.get("seen_sent", 0.0)), max(covered))
-        self.t.meta["canary"] = orjson.dumps(doc)
-        log.info("canary_seen", stage="alerting", sent=max(covered), seen=end,
-                 round_trip_s=round(now - max(covered), 1))
+        self._put_canary(st)
+        log.info("canary_seen", stage="alerting", sent=proved, seen=msg.end,
+                 round_trip_s=round(now - proved, 1))
 
     async def _deadman(self, cfg: AlertingConfig, now: float) -> None:
         receiver = cfg.deadman.receiver if cfg.deadman else cfg.route.receiver
@@ -363,44 +511,26 @@ class AlertManager:
         if r is None:
             return
         if cfg.deadman is not None:
-            doc = self._meta("deadman")
-            if heartbeat_due(doc.get("last"), now, cfg.deadman.interval):
+            raw = self.t.meta.get("deadman")
+            beat = HeartbeatState.model_validate_json(raw) if raw else HeartbeatState()
+            if heartbeat_due(beat.last, now, cfg.deadman.interval):
                 await self._send(heartbeat_message(now), receiver_chain(r, self.settings),
-                                 r.name, "test")
-                self.t.meta["deadman"] = orjson.dumps({"last": now})
-        can = self._meta("canary")
+                                 r.name, "test", "heartbeat", now)
+                self.t.meta["deadman"] = HeartbeatState(last=now).model_dump_json().encode()
+        can = self._canary()
         # the oldest canary not proven by a closed window, once it is older than the grace
-        pending = [x for x in can.get("sends", []) if x > can.get("seen_sent", 0.0)]
-        sent = min(pending) if pending else None
-        if sent is not None and can.get("alarmed_for") != sent \
-                and now - sent > self.settings.canary_grace_s:
+        sent = can.missing(now, self.settings.canary_grace_s)
+        if sent is not None:
             msg = Message(id=f"canary@{int(sent)}", status="firing", severity="critical",
                           title="logwarden canary missing: the pipeline is not alerting",
                           text=f"A canary log sent at {sent:.0f} did not reach alerting "
                                f"within {self.settings.canary_grace_s:.0f} s.",
                           trigger_ts=sent)
-            await self._send(msg, receiver_chain(r, self.settings), r.name, "firing")
-            self.t.meta["canary"] = orjson.dumps({**can, "alarmed": True, "alarmed_for": sent})
+            await self._send(msg, receiver_chain(r, self.settings), r.name, "firing",
+                             "canary", now, recipient=f"channel:{r.name}")
+            self._put_canary(can.model_copy(update={"alarmed": True, "alarmed_for": sent}))
             log.error("canary_missing", stage="alerting", sent=sent)
-
-
-MAX_PENDING_CANARIES = 100  # canaries remembered while none of them is proven
 
 
 def _ms(ts: float) -> int:
     return int(ts * 1000)
-
-
-def decode(raw: bytes, kind: str | None = None) -> dict[str, Any] | None:
-    """A manager message, or None when it is not one. ``kind`` is the type of everything on
-    the topic it came from: people's actions (from the API, Slack, SMS) carry no ``type``."""
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(doc, dict):
-        return None
-    if kind is not None:
-        return {**doc, "type": kind}
-    return doc if "type" in doc else None
-

@@ -15,8 +15,9 @@ import asyncio
 import contextlib
 import signal
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import faust
 import orjson
@@ -25,17 +26,30 @@ from prometheus_client import Histogram
 from pydantic import ValidationError
 
 from alerting.agents.evaluate_rules import CANARY_SERVICE, evaluate, evaluate_tick
-from alerting.agents.manage_alerts import AlertManager, ManagerTables, decode
+from alerting.agents.manage_alerts import AlertManager, ManagerTables, Sink
 from alerting.config import AlertingSettings
 from alerting.inhibit import CallGraph
+from alerting.inputs import Action, CanarySent, SignalInput, Tick, decode_input, encode_input
 from alerting.reload import ConfigHolder
 from schemas import topics
-from streams.runtime import Runtime
-from web.alerts import AlertsApi
+from schemas.topics import Internal
+from sinks.clickhouse.client import Store
 
 log = structlog.get_logger(__name__)
 MANAGER_PARTITION = 0
 GRAPH_REFRESH_S = 60.0
+
+
+class StageRuntime(Protocol):
+    """What the alerting stage uses of the worker's runtime (``streams.runtime.Runtime``)."""
+
+    @property
+    def store(self) -> Store: ...
+    @property
+    def writers(self) -> Mapping[str, Sink]: ...
+    @property
+    def topics(self) -> Internal: ...
+    def send(self, topic: str, value: bytes, key: str | bytes | None = None) -> None: ...
 
 
 class AlertingStage:
@@ -44,12 +58,13 @@ class AlertingStage:
     def __init__(self, holder: ConfigHolder, manager: AlertManager,
                  actions: faust.TopicT, delay: Histogram) -> None:
         self.holder, self.manager, self.actions, self.delay = holder, manager, actions, delay
-        self.counts = {"inputs": 0, "bad_inputs": 0, "signals": 0, "manager_errors": 0}
+        self.counts = {"inputs": 0, "bad_inputs": 0, "signals": 0, "manager_errors": 0,
+                       "bad_manager_inputs": 0}
 
-    async def publish(self, action: dict[str, Any]) -> None:
+    async def publish(self, action: Action) -> None:
         """Queue a person's action for the manager (the API never writes tables itself)."""
-        key = str(action.get("ref") or action.get("id") or "action").encode()
-        await self.actions.send(key=key, value=orjson.dumps(action),
+        key = action.type.encode()
+        await self.actions.send(key=key, value=encode_input(action),
                                 partition=MANAGER_PARTITION)
 
 
@@ -62,16 +77,17 @@ def _topic(app: faust.App, *names: str) -> Any:
     return app.topic(*names, key_serializer="raw", value_serializer="raw")
 
 
-def register_alerting(app: faust.App, runtime: Runtime) -> AlertingStage:
+def register_alerting(app: faust.App, runtime: StageRuntime, a: AlertingSettings,
+                      partitions: int, database: str) -> AlertingStage:
     """Create the alerting tables, topics, agents and timers on ``app``."""
-    s = runtime.settings
-    a, n = s.alerting, s.kafka.partitions
+    n = partitions
     holder = ConfigHolder(a)
     holder.check(force=True)
     series = _table(app, "series", n)
     tables = ManagerTables(alerts=_table(app, "alerts", n), groups=_table(app, "groups", n),
                            escalations=_table(app, "escalations", n),
-                           silences=_table(app, "silences", n), meta=_table(app, "meta", n))
+                           silences=_table(app, "silences", n), meta=_table(app, "meta", n),
+                           codes=_table(app, "codes", n), outbox=_table(app, "outbox", n))
     t = runtime.topics
     inputs = _topic(app, t.windows, t.anomalies, t.template_events, t.alert_ticks)
     ticks = _topic(app, t.alert_ticks)
@@ -103,29 +119,34 @@ def register_alerting(app: faust.App, runtime: Runtime) -> AlertingStage:
                 continue
             stage.counts["inputs"] += 1
             for m in out:
-                stage.counts["signals"] += m["type"] == "signal"
-                fp = str(m.get("signal", {}).get("rule", m["type"])).encode()
-                await signals.send(key=fp, value=orjson.dumps(m), partition=MANAGER_PARTITION)
+                is_signal = isinstance(m, SignalInput)
+                stage.counts["signals"] += is_signal
+                key = (m.signal.rule if isinstance(m, SignalInput) else m.type).encode()
+                await signals.send(key=key, value=encode_input(m), partition=MANAGER_PARTITION)
 
     @app.agent(manager_in, name="alerting-manage")
     async def manage_agent(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            msg = decode(event.value, "action" if event.message.topic == t.alert_actions
-                         else None)
-            if msg is None:
+            try:  # decoded once, here: the manager sees only typed messages
+                msg = decode_input(event.value)
+            except ValidationError as e:
+                stage.counts["bad_manager_inputs"] += 1
+                log.warning("alerting_message_refused", stage="alerting",
+                            topic=event.message.topic, offset=event.message.offset,
+                            error=str(e)[:300])
                 continue
             try:
                 await manager.handle(msg, time.time())
             except Exception:  # the stage boundary: one bad message must not stop alerting
                 stage.counts["manager_errors"] += 1
                 log.exception("alerting_message_failed", stage="alerting",
-                              kind=msg.get("type"), offset=event.message.offset)
+                              kind=msg.type, offset=event.message.offset)
 
     @app.timer(a.evaluation_interval_s)  # type: ignore[untyped-decorator]
     async def tick() -> None:
         for p in range(n):
             await ticks.send(key=b"tick", value=b'{"type": "tick"}', partition=p)
-        await signals.send(key=b"tick", value=orjson.dumps({"type": "tick", "ts": time.time()}),
+        await signals.send(key=b"tick", value=encode_input(Tick(ts=time.time())),
                            partition=MANAGER_PARTITION)
 
     @app.timer(a.reload_check_s)  # type: ignore[untyped-decorator]
@@ -135,7 +156,7 @@ def register_alerting(app: faust.App, runtime: Runtime) -> AlertingStage:
     @app.timer(GRAPH_REFRESH_S)  # type: ignore[untyped-decorator]
     async def refresh_graph() -> None:
         try:
-            manager.graph = await asyncio.to_thread(call_graph, runtime)
+            manager.graph = await asyncio.to_thread(call_graph, runtime.store, database)
         except Exception as e:  # the store may be busy or down; inhibition uses the old graph
             log.warning("call_graph_refresh_failed", stage="alerting", error=str(e)[:200])
 
@@ -144,8 +165,7 @@ def register_alerting(app: faust.App, runtime: Runtime) -> AlertingStage:
         async def canary() -> None:
             now = time.time()
             runtime.send(topics.LOGS, canary_event(now), key=CANARY_SERVICE)
-            await signals.send(key=b"canary", value=orjson.dumps({"type": "canary_sent",
-                                                                  "ts": now}),
+            await signals.send(key=b"canary", value=encode_input(CanarySent(ts=now)),
                                partition=MANAGER_PARTITION)
 
     @app.task  # type: ignore[untyped-decorator]
@@ -164,10 +184,9 @@ def canary_event(now: float) -> bytes:
                          "message": "logwarden canary", "event_id": f"canary-{int(now)}"})
 
 
-def call_graph(runtime: Runtime) -> CallGraph:
+def call_graph(store: Store, db: str) -> CallGraph:
     """Who called whom in the last day, from the logs' peer fields (for inhibition)."""
-    db = runtime.settings.clickhouse.database
-    res = runtime.store.query(
+    res = store.query(
         f"SELECT service, peer_service, toUnixTimestamp(max(ts)) FROM {db}.logs "
         "WHERE peer_service != '' AND ts > now() - INTERVAL 1 DAY "
         "GROUP BY service, peer_service")
@@ -175,15 +194,3 @@ def call_graph(runtime: Runtime) -> CallGraph:
     for caller, callee, ts in res.result_rows:
         g.add_call(str(caller), str(callee), float(ts))
     return g
-
-
-def alerts_api(stage: AlertingStage, settings: AlertingSettings) -> AlertsApi:
-    """The alerting endpoints bound to this stage's view and actions topic."""
-
-    def suppressed(now: float) -> dict[str, str]:
-        cfg = stage.holder.config
-        return stage.manager.suppressed(cfg, now) if cfg else {}
-
-    return AlertsApi(view=stage.manager, publish=stage.publish,
-                     config=lambda: stage.holder.config, settings=settings,
-                     suppressed=suppressed)

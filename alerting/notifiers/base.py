@@ -3,7 +3,9 @@ the next channel when one keeps failing, and one record per attempt for the noti
 table (outcome, latency, delay from the triggering event).
 
 A channel raises ``TransientError`` (timeouts, connection refused, 5xx, 429: retry) or
-``PermanentError`` (4xx, bad address: record, no retry, fail over). Time and sleep are
+``PermanentError`` (4xx, bad address: record, no retry, fail over); anything else it raises is
+a bug in that channel, logged and treated as permanent, so the next channel still gets the
+message. Time and sleep are
 injected so tests run on a fake clock.
 """
 
@@ -16,7 +18,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+import structlog
 from pydantic import BaseModel, ConfigDict, Field
+
+log = structlog.get_logger(__name__)
 
 
 class TransientError(Exception):
@@ -34,7 +39,8 @@ class Message(BaseModel):
 
     id: str  # idempotency key (notification id or page key)
     fingerprint: str = ""
-    code: str = ""  # short alert code for SMS replies
+    code: str = ""  # the alert's short code (``logwarden alert ack <code>``)
+    reply_code: str = ""  # one-time code an SMS reply must carry (``alerting/replycodes.py``)
     status: Literal["firing", "resolved", "acknowledged", "test"] = "firing"
     severity: str = "warning"
     title: str
@@ -187,6 +193,12 @@ class Deliverer:
                     await self.sleep(backoff(attempt, self.policy, self.rng))
                 continue
             except PermanentError as e:
+                records.append(self._rec(msg, ch, attempt, "failed", t0,
+                                         (time.perf_counter() - p0) * 1000, _short(e)))
+                return False
+            except Exception as e:  # a channel's bug (say, rendering): fail over, don't raise
+                log.exception("channel_send_bug", stage="alerting", channel=ch.name,
+                              message=msg.id)
                 records.append(self._rec(msg, ch, attempt, "failed", t0,
                                          (time.perf_counter() - p0) * 1000, _short(e)))
                 return False

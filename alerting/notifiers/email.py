@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import unicodedata
 from email.message import EmailMessage
 from email.utils import make_msgid
 
@@ -14,14 +15,26 @@ from alerting.notifiers.base import Message, PermanentError, TransientError
 _COLOURS = {"critical": "#b00020", "high": "#d35400", "warning": "#b7950b", "info": "#2e86c1"}
 
 
+def header_value(text: str, limit: int = 900) -> str:
+    r"""A header value from anything (a route, a log line): CR, LF and other control
+    characters become spaces, so it can neither fail to render nor add a header.
+
+    >>> header_value("GET /a\r\nBcc: x@evil.test")
+    'GET /a Bcc: x@evil.test'
+    """
+    flat = "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c
+                   for c in text)
+    return " ".join(flat.split())[:limit]
+
+
 def render_email(msg: Message, sender: str, to: list[str]) -> EmailMessage:
     """The MIME message: subject with status and severity, text and HTML parts."""
     em = EmailMessage()
-    em["Subject"] = f"[{msg.status.upper()}][{msg.severity}] {msg.title}"
-    em["From"] = sender
-    em["To"] = ", ".join(to)
+    em["Subject"] = header_value(f"[{msg.status.upper()}][{msg.severity}] {msg.title}")
+    em["From"] = header_value(sender)
+    em["To"] = header_value(", ".join(to))
     em["Message-ID"] = make_msgid(domain="logwarden")
-    em["X-Logwarden-Id"] = msg.id
+    em["X-Logwarden-Id"] = header_value(msg.id)
     lines = [msg.title, "", msg.text, ""]
     lines += [f"{k}: {v}" for k, v in msg.fields.items()]
     if msg.evidence:

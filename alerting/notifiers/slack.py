@@ -1,5 +1,10 @@
 """Slack through slack-sdk: a Block Kit message with Acknowledge / Resolve / Silence buttons,
-updated in place (chat.update) when someone acts on it."""
+updated in place (chat.update) when someone acts on it.
+
+Everything we put in ``mrkdwn`` text (and the message's ``text``) comes from logs, labels and
+people, so it is escaped as Slack's formatting rules ask (``&``, ``<``, ``>``): a log line
+holding ``<!channel>`` or ``<http://x|y>`` shows as that text, it notifies nobody and links
+nowhere. ``plain_text`` objects (the header) are shown as they are and need no escaping."""
 
 from __future__ import annotations
 
@@ -16,23 +21,43 @@ _EMOJI = {"firing": ":rotating_light:", "resolved": ":white_check_mark:",
           "acknowledged": ":eyes:", "test": ":bird:"}
 
 
+def escape(text: str) -> str:
+    """Text for Slack ``mrkdwn``: ``&``, ``<`` and ``>`` as entities, nothing else.
+
+    >>> escape("<!channel> see <http://x|y> & more")
+    '&lt;!channel&gt; see &lt;http://x|y&gt; &amp; more'
+    """
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cut(text: str, limit: int) -> str:
+    """Escape, then cut to ``limit`` without splitting an entity."""
+    out = escape(text)
+    if len(out) <= limit:
+        return out
+    out = out[:limit]
+    amp = out.rfind("&")
+    return out[:amp] if amp >= 0 and ";" not in out[amp:] else out
+
+
 def blocks(msg: Message, note: str = "") -> list[dict[str, Any]]:
     """Block Kit layout: header, text, fields, evidence, and buttons while it is open."""
     out: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "emoji": True,
                                     "text": f"{_EMOJI.get(msg.status, '')} {msg.title}"[:150]}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": msg.text[:2900] or " "}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": _cut(msg.text, 2900) or " "}},
     ]
     if msg.fields:
         out.append({"type": "section", "fields": [
-            {"type": "mrkdwn", "text": f"*{k}*\n{v}"[:1900]}
+            {"type": "mrkdwn", "text": f"*{_cut(k, 100)}*\n{_cut(v, 1790)}"}
             for k, v in list(msg.fields.items())[:10]]})
     if msg.evidence:
         ev = "\n".join(msg.evidence[:8])
         out.append({"type": "section", "text": {"type": "mrkdwn",
-                                                "text": f"```{ev[:2800]}```"}})
+                                                "text": f"```{_cut(ev, 2800)}```"}})
     if note:
-        out.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
+        out.append({"type": "context", "elements": [{"type": "mrkdwn",
+                                                     "text": _cut(note, 2900)}]})
     if msg.status == "firing":
         value = msg.fingerprint or msg.id
         out.append({"type": "actions", "block_id": "alert_actions", "elements": [
@@ -66,13 +91,14 @@ class SlackChannel:
         """chat.postMessage; returns ``channel:ts``."""
         # ``text`` is what notifications and screen readers show: lead with the status
         resp = await self._call("chat_postMessage", channel=self.channel,
-                                text=f"[{msg.status}] {msg.title}", blocks=blocks(msg))
+                                text=escape(f"[{msg.status}] {msg.title}"),
+                                blocks=blocks(msg))
         return f"{resp['channel']}:{resp['ts']}"
 
     async def update(self, provider_id: str, msg: Message, note: str = "") -> None:
         """chat.update the posted message (acknowledged / resolved, buttons removed)."""
         channel, ts = provider_id.split(":", 1)
-        await self._call("chat_update", channel=channel, ts=ts, text=msg.title,
+        await self._call("chat_update", channel=channel, ts=ts, text=escape(msg.title),
                          blocks=blocks(msg, note))
 
     async def _call(self, method: str, **kw: Any) -> Any:

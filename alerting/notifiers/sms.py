@@ -1,5 +1,6 @@
-"""SMS through the twilio client: a short text carrying the alert code; replies ``ACK <code>``
-come back through the inbound webhook (``alerting/webhooks.py``)."""
+"""SMS through the twilio client: a short text carrying the alert code and, when the manager
+issued one, a one-time reply code; replies ``ACK <reply code>`` come back through the inbound
+webhook (``alerting/webhooks.py``, ``alerting/replycodes.py``)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ MAX_LEN = 160
 
 def sms_text(msg: Message) -> str:
     """One SMS segment: status, severity, title, and how to acknowledge."""
-    tail = f" Reply ACK {msg.code}" if msg.code and msg.status == "firing" else ""
-    head = f"{msg.status.upper()} {msg.severity} {msg.code}: ".replace("  ", " ")
+    tail = f" Reply ACK {msg.reply_code}" if msg.reply_code and msg.status == "firing" else ""
+    head = f"{msg.status.upper()} {msg.severity}: "
     room = MAX_LEN - len(head) - len(tail)
     title = msg.title if len(msg.title) <= room else msg.title[: max(0, room - 1)] + "…"
     return head + title + tail

@@ -27,7 +27,7 @@ import structlog
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
 from sinks.clickhouse.client import Store
-from sinks.clickhouse.queries import column_defaults, table_columns
+from sinks.clickhouse.queries.base import column_defaults, table_columns
 from sinks.clickhouse.settings import ClickHouseSettings
 
 Row = Sequence[Any] | Mapping[str, Any]

@@ -16,17 +16,16 @@ from __future__ import annotations
 import asyncio
 import time
 import zlib
-from collections.abc import Collection
 from typing import Any
 
 import orjson
 import structlog
-from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from schemas.changes import Feedback
 from sinks.clickhouse import rows
 from streams.categorise import Categoriser
 from streams.runtime import Runtime
+from streams.state import read_compacted
 
 log = structlog.get_logger(__name__)
 
@@ -63,8 +62,9 @@ class TemplateState:
 
     def read(self, timeout: float = 60.0) -> dict[str, bytes]:
         """The latest value of every key of the state topic (blocking: run it in a thread)."""
-        return read_compacted(self.rt.settings.kafka.bootstrap_servers(), self.topic,
-                              f"{self.rt.settings.stream.app_id}-template-state", timeout)
+        return read_compacted(self.rt.settings.kafka, self.topic,
+                              f"{self.rt.settings.stream.app_id}-template-state", timeout,
+                              stage="categorise")
 
     def restore(self, latest: dict[str, bytes]) -> int:
         """Restore every service and correction of a `read`; returns the keys seen."""
@@ -83,58 +83,6 @@ class TemplateState:
         log.info("template_state_loaded", stage="categorise", services=self.loaded,
                  corrections=len(fixes))
         return len(latest)
-
-
-def read_compacted(bootstrap: str, topic: str, group: str, timeout: float = 60.0,
-                   partitions: Collection[int] | None = None) -> dict[str, bytes]:
-    """The latest value of every key of ``topic`` (of its ``partitions`` only, if given),
-    read from the start to the high watermark."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                         "enable.partition.eof": True})
-    try:
-        meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-        if meta is None or meta.error is not None:
-            return {}
-        remaining: dict[int, int] = {}
-        for p in meta.partitions:
-            if partitions is not None and p not in partitions:
-                continue
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p),
-                                                       timeout=timeout)
-            if high > low:
-                remaining[p] = high
-        if not remaining:
-            return {}
-        consumer.assign([TopicPartition(topic, p, 0) for p in remaining])
-        latest: dict[str, bytes] = {}
-        deadline = time.monotonic() + timeout
-        while remaining and time.monotonic() < deadline:
-            for msg in consumer.consume(1000, 0.5):
-                _take(msg, latest, remaining)
-        if remaining:
-            log.warning("template_state_incomplete", stage="categorise", partitions=remaining)
-        return latest
-    finally:
-        consumer.close()
-
-
-def _take(msg: Any, latest: dict[str, bytes], remaining: dict[int, int]) -> None:
-    p = msg.partition()
-    err = msg.error()
-    if err is not None:
-        if err.code() == KafkaError._PARTITION_EOF:
-            remaining.pop(p, None)
-        return
-    key = msg.key()
-    if key is not None:
-        k = key.decode("utf-8", "replace")
-        if msg.value() is None:
-            latest.pop(k, None)  # a tombstone
-        else:
-            latest[k] = msg.value()
-    if msg.offset() + 1 >= remaining.get(p, 0):
-        remaining.pop(p, None)
 
 
 class CategoriseStage:

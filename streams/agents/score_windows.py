@@ -1,13 +1,13 @@
 """The scoring stage: windows in, anomalies out; model state on a compacted topic.
 
 Windows arrive about once per series per 10 s; at 100k series that is 10k messages/s, too
-many for Faust's per-event machinery, so this stage follows the ingest pattern: a
-``mode.Service`` reading ``logwarden.windows.v1`` with aiokafka ``getmany`` (group
-``<app_id>-detect``) and handing whole batches to the pure ``WindowScorer``. Model state
+many for Faust's per-event machinery, so this stage runs on `streams.consumer.BatchConsumer`
+(group ``<app_id>-detect``) and hands whole batches to the pure ``WindowScorer``. Model state
 works like a Faust table's changelog, kept by hand: every ``snapshot_s`` the changed series
-are written to ``logwarden.detector-state.v1`` (compacted, keyed by series like the windows),
-then the windows' offsets are committed; on assignment the topic is read back, so a
-restarted or rebalanced worker resumes without a new warm-up. Changes and feedback are read
+are written to ``logwarden.detector-state.v1`` (compacted, keyed by series like the windows);
+a batch's offsets are committed once a snapshot taken after it is acknowledged; on
+assignment the topic is read back, so a restarted or rebalanced worker resumes without a
+new warm-up. Changes and feedback are read
 by every worker (no group): changes feed the ``ChangeLog``, anomaly feedback moves the
 threshold of the series it names if this worker owns it, and writes ``detector_quality``.
 Every ``budget.every_s`` each worker reads the verdict history back from ClickHouse and
@@ -23,7 +23,7 @@ from collections import OrderedDict
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from confluent_kafka import Message
 from mode import Service
 from pydantic import ValidationError
 
@@ -38,13 +38,13 @@ from schemas.common import to_epoch_ms
 from schemas.errors import InvalidEvent
 from schemas.windows import WindowStats
 from sinks.clickhouse import rows
-from sinks.clickhouse.ops_queries import verdict_history
-from streams.agents.categorise import read_compacted
+from sinks.clickhouse.queries.quality import verdict_history
+from streams.consumer import Barrier, BatchConsumer, Partition, always
 from streams.runtime import Runtime
-from streams.topics import ensure_topics
+from streams.state import read_compacted
+from streams.topics import STATE_TOPIC_CONFIG, ensure_topics
 
 log = structlog.get_logger(__name__)
-STATE_CONFIG = {"cleanup.policy": "compact", "max.message.bytes": str(16 << 20)}
 
 
 class DetectStage:
@@ -175,77 +175,111 @@ class DetectStage:
         return n
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, service: ScoreService) -> None:
-        self.service = service
+class ScoreStage:
+    """Windows in batches: scored; model state snapshotted every ``snapshot_s``. A batch is
+    durable once a snapshot taken after it is acknowledged by the broker."""
 
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self.service.checkpoint()
-        self.service.hand_over(revoked)
+    name = "detect"
 
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self.service.restore(assigned)
+    def __init__(self, runtime: Runtime, stage: DetectStage, group: str) -> None:
+        self.rt, self.stage, self.group = runtime, stage, group
+        self.windows_topic = runtime.topics.windows
+        self.mine: set[int] = set()  # windows partitions owned here
+        self.next_checkpoint = 1  # the id of the next snapshot to start
+        self.checkpointed = 0  # the id of the last snapshot acknowledged
+        self.last_save = time.monotonic()
+
+    async def process(self, batch: list[Message]) -> Barrier:
+        raws = [(m.partition() or 0, v) for m in batch if (v := m.value())]
+        if raws:
+            self.stage.on_windows([v for _, v in raws], [p for p, _ in raws])
+        target = self.next_checkpoint
+        return lambda: self.checkpointed >= target
+
+    async def idle(self) -> None:
+        if time.monotonic() - self.last_save >= self.rt.settings.detect.snapshot_s:
+            await self.checkpoint()
+
+    async def checkpoint(self) -> None:
+        """Snapshot changed series and wait for the broker to acknowledge them."""
+        self.last_save = time.monotonic()
+        ident, self.next_checkpoint = self.next_checkpoint, self.next_checkpoint + 1
+        saved = self.stage.save()
+        await asyncio.to_thread(self.rt.producer.flush, 30.0)
+        self.checkpointed = ident
+        if saved:
+            log.info("detector_state_saved", stage="detect", series=saved)
+
+    async def assigned(self, partitions: list[Partition]) -> None:
+        """Read the state of the assigned partitions back before scoring them. The state
+        topic has the windows topic's partitions and keys, so a series' state is on the
+        partition number its windows are on."""
+        self.mine = {p for t, p in partitions if t == self.windows_topic}
+        latest = await asyncio.to_thread(read_compacted, self.rt.settings.kafka,
+                                         self.stage.state_topic, f"{self.group}-state",
+                                         60.0, self.mine, stage="detect")
+        n = self.stage.load(latest)
+        log.info("detector_state_loaded", stage="detect", series=n,
+                 partitions=sorted(self.mine))
+
+    async def revoked(self, partitions: list[Partition]) -> None:
+        """Save, then forget the series of the revoked windows partitions."""
+        await self.checkpoint()
+        gone = {p for t, p in partitions if t == self.windows_topic}
+        self.mine -= gone
+        n = self.stage.hand_over(self.mine)
+        log.info("detector_state_handed_over", stage="detect", series=n,
+                 partitions=sorted(gone))
 
 
-class ScoreService(Service):
-    """Consumes windows (group ``<app_id>-detect``) plus changes and feedback (every worker)."""
+class SideStage:
+    """Changes and feedback, read by every scoring worker from the end (no group)."""
+
+    name = "detect-side"
+
+    def __init__(self, stage: DetectStage) -> None:
+        self.stage = stage
+
+    async def process(self, batch: list[Message]) -> Barrier:
+        for m in batch:
+            if v := m.value():
+                self.stage.on_side(m.topic() or "", v)
+        return always
+
+    async def assigned(self, partitions: list[Partition]) -> None:
+        return None
+
+    async def revoked(self, partitions: list[Partition]) -> None:
+        return None
+
+    async def idle(self) -> None:
+        return None
+
+
+class ScoreService(BatchConsumer):
+    """Consumes windows (group ``<app_id>-detect``) plus changes and feedback (every worker);
+    steers the thresholds to the false-alert budget."""
 
     def __init__(self, runtime: Runtime, state_topic: str | None = None,
                  **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        s = runtime.settings
         self.rt = runtime
-        self.stage = DetectStage(runtime, state_topic)
-        self.group = f"{runtime.settings.stream.app_id}-detect"
-        self.consumer: AIOKafkaConsumer | None = None
-        self.side: AIOKafkaConsumer | None = None
-        self.last_save = time.monotonic()
+        self.detect = DetectStage(runtime, state_topic)
+        group = f"{s.stream.app_id}-detect"
+        self.score = ScoreStage(runtime, self.detect, group)
+        super().__init__(self.score, [runtime.topics.windows], s.kafka, group=group,
+                         batch_size=s.stream.batch_size, **kwargs)
+        self.side = BatchConsumer(SideStage(self.detect), [topics.CHANGES, topics.FEEDBACK],
+                                  s.kafka, group=None, batch_size=s.stream.batch_size,
+                                  **kwargs)
 
     async def on_start(self) -> None:
         s = self.rt.settings
-        bootstrap = s.kafka.bootstrap_servers()
-        await asyncio.to_thread(ensure_topics, bootstrap, {self.stage.state_topic:
-                                                           s.kafka.partitions},
-                                STATE_CONFIG, s.kafka.replication)
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=self.group, enable_auto_commit=False,
-            auto_offset_reset="earliest", max_poll_records=s.stream.batch_size)
-        self.consumer.subscribe([self.rt.topics.windows], listener=_Rebalance(self))
-        self.side = AIOKafkaConsumer(topics.CHANGES, topics.FEEDBACK,
-                                     bootstrap_servers=bootstrap, group_id=None,
-                                     auto_offset_reset="latest")
-        await self.side.start()
-        await self.consumer.start()
-        log.info("detect_started", stage="detect", group=self.group)
-
-    async def on_stop(self) -> None:
-        if self.consumer is not None:
-            await self.checkpoint()
-            await self.consumer.stop()
-        if self.side is not None:
-            await self.side.stop()
-        log.info("detect_stopped", stage="detect", **self.stage.counts)
-
-    @Service.task
-    async def _consume(self) -> None:
-        assert self.consumer is not None
-        while not self.should_stop:
-            batch = await self.consumer.getmany(timeout_ms=200)
-            raws = [(tp.partition, m.value) for tp, msgs in batch.items() for m in msgs
-                    if m.value]
-            if raws:
-                self.stage.on_windows([v for _, v in raws], [p for p, _ in raws])
-            if time.monotonic() - self.last_save >= self.rt.settings.detect.snapshot_s:
-                await self.checkpoint()
-
-    @Service.task
-    async def _side(self) -> None:
-        assert self.side is not None
-        while not self.should_stop:
-            batch = await self.side.getmany(timeout_ms=500)
-            for tp, msgs in batch.items():
-                for m in msgs:
-                    if m.value:
-                        self.stage.on_side(tp.topic, m.value)
+        await asyncio.to_thread(ensure_topics, s.kafka.bootstrap_servers(),
+                                {self.detect.state_topic: s.kafka.partitions},
+                                STATE_TOPIC_CONFIG, s.kafka.replication)
+        await super().on_start()
+        await self.add_runtime_dependency(self.side)
 
     @Service.task
     async def _calibrate(self) -> None:
@@ -254,39 +288,7 @@ class ScoreService(Service):
             try:
                 history = await asyncio.to_thread(verdict_history, self.rt.store, db,
                                                   budget.history)
-                self.stage.calibrate(history)
+                self.detect.calibrate(history)
             except Exception as exc:  # the store is down: keep the thresholds, try again
                 log.warning("threshold_steering_failed", stage="detect", error=str(exc))
             await self.sleep(budget.every_s)
-
-    async def checkpoint(self) -> None:
-        """Snapshot changed series, wait for the state to land, then commit the windows."""
-        self.last_save = time.monotonic()
-        saved = self.stage.save()
-        await asyncio.to_thread(self.rt.producer.flush, 30.0)
-        if self.consumer is not None and self.consumer.assignment():
-            await self.consumer.commit()
-        if saved:
-            log.info("detector_state_saved", stage="detect", series=saved)
-
-    def hand_over(self, revoked: list[TopicPartition]) -> None:
-        """Forget the series of the revoked windows partitions (their state is saved)."""
-        assert self.consumer is not None
-        gone = {tp.partition for tp in revoked if tp.topic == self.rt.topics.windows}
-        kept = {tp.partition for tp in self.consumer.assignment()
-                if tp.topic == self.rt.topics.windows} - gone
-        n = self.stage.hand_over(kept)
-        log.info("detector_state_handed_over", stage="detect", series=n,
-                 partitions=sorted(gone))
-
-    async def restore(self, assigned: list[TopicPartition]) -> None:
-        """Read the state of the assigned partitions back before scoring them. The state
-        topic has the windows topic's partitions and keys, so a series' state is on the
-        partition number its windows are on."""
-        s = self.rt.settings
-        mine = {tp.partition for tp in assigned if tp.topic == self.rt.topics.windows}
-        latest = await asyncio.to_thread(read_compacted, s.kafka.bootstrap_servers(),
-                                         self.stage.state_topic, f"{self.group}-state",
-                                         60.0, mine)
-        n = self.stage.load(latest)
-        log.info("detector_state_loaded", stage="detect", series=n, partitions=sorted(mine))

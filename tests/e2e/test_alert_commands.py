@@ -73,3 +73,25 @@ def test_rules_test_backtests_stored_windows(worker: Worker, kafka_bootstrap: st
     assert rule["rule"] == "HighErrorRate"
     assert rule["fired"] >= 1
     assert all(e["labels"]["service"] == service for e in rule["first"])
+
+
+def test_alert_commands_send_a_token_and_act_as_its_principal(worker: Worker) -> None:
+    """``logwarden alert silence`` used to send no token and always got 401. It now sends
+    the local CLI token (created on first use), and the silence is the token's, whatever
+    it asks for; a token the worker does not know is refused with the API's message."""
+    service = f"quiet-{uuid.uuid4().hex[:8]}"
+    done = run(["alert", "silence", f'service="{service}"', "--duration", "10m",
+                "--api", worker.api], worker.env)
+    assert done.returncode == 0, done.stderr
+    data_dir = Path(worker.env["LOGWARDEN_DATA_DIR"])
+    assert (data_dir / "cli_token").stat().st_mode & 0o777 == 0o600
+
+    def ours() -> list[dict[str, object]]:
+        doc = json.loads(worker.get("/api/silences"))
+        return [s for s in doc["silences"] if service in json.dumps(s["matchers"])]
+
+    worker.wait_for(lambda: bool(ours()), what="the silence to be applied")
+    assert str(ours()[0]["created_by"]).startswith("cli:")
+    bogus = run(["alert", "silence", f'service="{service}"', "--api", worker.api,
+                 "--token", "lw_not-a-token"], worker.env)
+    assert bogus.returncode == 1 and "unknown or revoked" in bogus.stderr

@@ -20,7 +20,8 @@ from alerting.notifiers.sms import SmsChannel
 pytestmark = pytest.mark.integration
 
 SECRET = "xoxb-secret-token-123"
-MSG = Message(id="n1", fingerprint="0123456789abcdef", code="AERUMV", severity="high",
+MSG = Message(id="n1", fingerprint="0123456789abcdef", code="AERUMV", reply_code="QZ7K3F",
+              severity="high",
               title="checkout: error rate 12.0%", text="errors above 5% for 3 min",
               fields={"service": "checkout"}, evidence=["GET /cart 500 timeout"],
               trigger_ts=1.0)
@@ -83,7 +84,7 @@ async def test_sms_via_twilio_messages_endpoint(peer: Peer) -> None:
     assert res.delivered_via == "sms" and res.records[0].provider_id.startswith("SM")
     _, form, headers = peer.requests[0]
     assert form["To"] == "+15550100001" and form["From"] == "+15550000000"
-    assert form["Body"].endswith("Reply ACK AERUMV") and len(form["Body"]) <= 160
+    assert form["Body"].endswith("Reply ACK QZ7K3F") and len(form["Body"]) <= 160
     assert headers["Authorization"].startswith("Basic ")
 
 

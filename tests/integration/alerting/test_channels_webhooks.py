@@ -1,5 +1,5 @@
-"""Signed Slack interactions and Twilio inbound SMS over real HTTP on loopback, valid and forged;
-a verified Slack click updates the posted message through chat.update."""
+"""Signed Slack interactions and Twilio inbound SMS over real HTTP on loopback, valid, forged
+and replayed; a verified Slack click updates the posted message through chat.update."""
 
 from __future__ import annotations
 
@@ -17,10 +17,13 @@ from slack_sdk.signature import SignatureVerifier
 from twilio.request_validator import RequestValidator
 
 from alerting.config import SlackSettings
+from alerting.inputs import Ack
 from alerting.notifiers.base import Message
 from alerting.notifiers.slack import SlackChannel
 from alerting.webhooks import (
-    Action,
+    SLACK_TOLERANCE_S,
+    ReplayGuard,
+    SmsCommand,
     parse_slack_action,
     parse_sms_reply,
     sign_slack,
@@ -35,9 +38,11 @@ TW_TOKEN = "twilio-auth-token"
 
 
 @pytest.fixture
-async def hooks(peer: Peer) -> AsyncIterator[tuple[str, list[Action]]]:
-    """A tiny endpoint doing what web/ will do: verify, parse, act (update the message)."""
-    actions: list[Action] = []
+async def hooks(peer: Peer) -> AsyncIterator[tuple[str, list[Ack | SmsCommand]]]:
+    """A tiny endpoint doing what web/alerts.py does: verify, refuse replays, parse, act
+    (update the message)."""
+    actions: list[Ack | SmsCommand] = []
+    replays = ReplayGuard()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     slack = SlackChannel("slack", SlackSettings(token=SecretStr("xoxb-t"),
@@ -48,8 +53,12 @@ async def hooks(peer: Peer) -> AsyncIterator[tuple[str, list[Action]]]:
         if not verify_slack(body, request.headers.get("X-Slack-Request-Timestamp"),
                             request.headers.get("X-Slack-Signature"), SIGNING, time.time()):
             return web.Response(status=401)
+        ts = float(request.headers["X-Slack-Request-Timestamp"])
+        if not replays.first_time(request.headers["X-Slack-Signature"],
+                                  ts + SLACK_TOLERANCE_S, time.time()):
+            return web.Response(status=401)
         act = parse_slack_action(body)
-        if act is None:
+        if not isinstance(act, Ack):
             return web.Response(status=400)
         actions.append(act)
         msg = Message(id="n1", fingerprint=act.ref, status="acknowledged", title="acked")
@@ -61,6 +70,8 @@ async def hooks(peer: Peer) -> AsyncIterator[tuple[str, list[Action]]]:
         if not verify_twilio(f"{base}/hooks/sms", params,
                              request.headers.get("X-Twilio-Signature"), TW_TOKEN):
             return web.Response(status=403)
+        if not replays.first_time(params["MessageSid"], time.time() + 86400, time.time()):
+            return web.Response(status=409)
         act = parse_sms_reply(params)
         if act is not None:
             actions.append(act)
@@ -86,8 +97,8 @@ def slack_body(action_id: str = "ack") -> bytes:
     return urlencode({"payload": json.dumps(payload)}).encode()
 
 
-async def test_signed_slack_click_acks_and_updates_message(hooks: tuple[str, list[Action]],
-                                                          peer: Peer) -> None:
+async def test_signed_slack_click_acks_and_updates_message(
+        hooks: tuple[str, list[Ack | SmsCommand]], peer: Peer) -> None:
     base, actions = hooks
     body, ts = slack_body(), str(int(time.time()))
     sig = sign_slack(body, ts, SIGNING)
@@ -106,15 +117,17 @@ async def test_signed_slack_click_acks_and_updates_message(hooks: tuple[str, lis
         replay = {**headers, "X-Slack-Request-Timestamp": old,
                   "X-Slack-Signature": sign_slack(body, old, SIGNING)}
         assert (await s.post(f"{base}/hooks/slack", data=body, headers=replay)).status == 401
-    assert actions == [Action(kind="ack", ref="0123456789abcdef", by="alice", via="slack",
-                              channel="C0", message_ts="1700000000.000001")]
+        # the same signed request again, well within the 5 min tolerance
+        assert (await s.post(f"{base}/hooks/slack", data=body, headers=headers)).status == 401
+    assert actions == [Ack(ref="0123456789abcdef", by="alice", via="slack",
+                           channel="C0", message_ts="1700000000.000001")]
     method, sent, _ = peer.requests[-1]
     assert method == "chat.update" and sent["ts"] == "1700000000.000001"
     assert "acknowledged by alice" in json.dumps(sent)
 
 
 async def test_twilio_reply_ack_with_valid_and_forged_signature(
-        hooks: tuple[str, list[Action]]) -> None:
+        hooks: tuple[str, list[Ack | SmsCommand]]) -> None:
     base, actions = hooks
     params = {"From": "+15550100001", "To": "+15550000000", "Body": "ack aerumv",
               "MessageSid": "SM1", "AccountSid": "AC1"}
@@ -128,4 +141,7 @@ async def test_twilio_reply_ack_with_valid_and_forged_signature(
         r = await s.post(f"{base}/hooks/sms", data={**params, "Body": "ACK ZZZZZZ"},
                          headers={"X-Twilio-Signature": good})
         assert r.status == 403  # body changed after signing
-    assert actions == [Action(kind="ack", ref="AERUMV", by="+15550100001", via="sms")]
+        r = await s.post(f"{base}/hooks/sms", data=params, headers={"X-Twilio-Signature": good})
+        assert r.status == 409  # the same MessageSid again: a replay
+    assert actions == [SmsCommand(kind="ack", code="AERUMV", phone="+15550100001",
+                                  message_sid="SM1")]

@@ -17,13 +17,9 @@ from clickhouse_connect.driver.exceptions import OperationalError
 
 from sinks.clickhouse.client import Client
 from sinks.clickhouse.migrate import load_migrations, migrate
-from sinks.clickhouse.queries import (
-    count_logs,
-    query_rows,
-    recent_dead_letters,
-    table_columns,
-    windows_for,
-)
+from sinks.clickhouse.queries.base import query_rows, table_columns
+from sinks.clickhouse.queries.pipeline import recent_dead_letters
+from sinks.clickhouse.queries.telemetry import count_logs, windows_for
 from sinks.clickhouse.settings import ClickHouseSettings
 from sinks.clickhouse.writer import RetryPolicy, TableInserter, open_writer, truncate_raw
 
@@ -62,7 +58,7 @@ def raw_count(client: Client, db: str, table: str = "logs") -> int:
 
 def logs_inserter(client: Any, s: ClickHouseSettings, **kw: Any) -> tuple[TableInserter, Any]:
     described = table_columns(client, s.database, "logs")
-    from sinks.clickhouse.queries import column_defaults
+    from sinks.clickhouse.queries.base import column_defaults
 
     defaults = column_defaults(described)
     names = [n for n, _ in described]

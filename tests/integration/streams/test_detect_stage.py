@@ -19,13 +19,13 @@ from schemas.topics import internal
 from schemas.windows import WindowStats
 from sinks.clickhouse.client import Client
 from sinks.clickhouse.migrate import migrate
-from sinks.clickhouse.ops_queries import detector_quality, verdict_history
+from sinks.clickhouse.queries.quality import detector_quality, verdict_history
 from sinks.clickhouse.settings import ClickHouseSettings
-from streams.agents.categorise import read_compacted
-from streams.agents.score_windows import STATE_CONFIG, DetectStage, ScoreService
+from streams.agents.score_windows import DetectStage, ScoreService
 from streams.runtime import Runtime, open_runtime
 from streams.settings import KafkaSettings, Settings, StreamSettings
-from streams.topics import ensure_topics
+from streams.state import read_compacted
+from streams.topics import STATE_TOPIC_CONFIG, ensure_topics
 
 pytestmark = pytest.mark.integration
 T0 = int(time.time()) - 3600 * 2  # recent: the anomalies table has a TTL
@@ -67,7 +67,7 @@ def test_windows_in_anomalies_out_and_state_restores(runtime: Runtime,
     state_topic = f"it-detector-state-{uuid.uuid4().hex[:6]}"
     bootstrap = runtime.settings.kafka.bootstrap_servers()
     ensure_topics(bootstrap, {topic: 1})
-    ensure_topics(bootstrap, {state_topic: 2}, STATE_CONFIG)
+    ensure_topics(bootstrap, {state_topic: 2}, STATE_TOPIC_CONFIG)
     calm = [window(svc, i, 0.01 * (i % 2)) for i in range(300)]
     stage = DetectStage(runtime, state_topic)
     assert stage.on_windows(through_broker(runtime, topic, calm)) == []
@@ -75,7 +75,8 @@ def test_windows_in_anomalies_out_and_state_restores(runtime: Runtime,
     runtime.producer.flush(30)
 
     restarted = DetectStage(runtime, state_topic)  # a new worker: state from the topic only
-    assert restarted.load(read_compacted(bootstrap, state_topic, f"it-{svc}", 30)) == 1
+    kafka = KafkaSettings(bootstrap=bootstrap)
+    assert restarted.load(read_compacted(kafka, state_topic, f"it-{svc}", 30)) == 1
     burst = [window(svc, 300, 0.4)]
     first = [a for a in stage.on_windows(burst) if a.detector == "series"]
     again = [a for a in restarted.on_windows(burst) if a.detector == "series"]
@@ -143,7 +144,7 @@ def test_handed_over_series_are_not_scored_silent_and_come_back_from_the_topic(
     stay, moved = (f"svc-{uuid.uuid4().hex[:6]}" for _ in range(2))
     state_topic = f"it-detector-state-{uuid.uuid4().hex[:6]}"
     bootstrap = runtime.settings.kafka.bootstrap_servers()
-    ensure_topics(bootstrap, {state_topic: 2}, STATE_CONFIG)
+    ensure_topics(bootstrap, {state_topic: 2}, STATE_TOPIC_CONFIG)
     stage = DetectStage(runtime, state_topic)
     for i in range(300):
         stage.on_windows([window(stay, i, 0.01 * (i % 2)), window(moved, i, 0.01 * (i % 2))],
@@ -156,8 +157,9 @@ def test_handed_over_series_are_not_scored_silent_and_come_back_from_the_topic(
     later = [a for i in range(300, 330) for a in stage.on_windows([window(stay, i, 0.0)], [0])]
     assert later == []  # without the hand-over: its traffic "collapsed" to zero
 
-    every = read_compacted(bootstrap, state_topic, f"it-{stay}", 30)
-    parts = [read_compacted(bootstrap, state_topic, f"it-{stay}-{p}", 30, {p}) for p in (0, 1)]
+    kafka = KafkaSettings(bootstrap=bootstrap)
+    every = read_compacted(kafka, state_topic, f"it-{stay}", 30)
+    parts = [read_compacted(kafka, state_topic, f"it-{stay}-{p}", 30, {p}) for p in (0, 1)]
     assert set(every) == {stay, moved} and not set(parts[0]) & set(parts[1])
     assert set(parts[0]) | set(parts[1]) == {stay, moved}
     home = next(p for p in parts if moved in p)
@@ -204,20 +206,21 @@ async def test_a_rebalance_hands_series_over_with_their_state(
     b = ScoreService(rt_b)
     try:
         send(rt_a, services, range(300))  # calm, learnt by the first worker alone
-        await wait_until(lambda: a.stage.counts["windows"] == 300 * len(services))
+        await wait_until(lambda: a.detect.counts["windows"] == 300 * len(services))
         await b.start()  # same group: a rebalance
-        await wait_until(lambda: bool(a.consumer and a.consumer.assignment())
-                         and bool(b.consumer and b.consumer.assignment())
-                         and bool(a.stage.scorer.states) and bool(b.stage.scorer.states)
-                         and len(a.stage.scorer.states) + len(b.stage.scorer.states) == 12)
-        moved = set(b.stage.scorer.states)
+        # the consumer's own record (calling the Kafka consumer from the loop would wait
+        # on its thread, which waits on the loop for the hand-over)
+        await wait_until(lambda: bool(a.assigned) and bool(b.assigned)
+                         and bool(a.detect.scorer.states) and bool(b.detect.scorer.states)
+                         and len(a.detect.scorer.states) + len(b.detect.scorer.states) == 12)
+        moved = set(b.detect.scorer.states)
         assert moved and moved < set(services)  # b read the state of its partitions back
-        assert set(a.stage.scorer.states) == set(services) - moved  # a forgot them
+        assert set(a.detect.scorer.states) == set(services) - moved  # a forgot them
         # an error burst on every service right after the hand-over, then calm again
         send(rt_a, services, range(300, 301), error_rate=0.4)
         send(rt_a, services, range(301, 330))
         total = 330 * len(services)
-        await wait_until(lambda: a.stage.counts["windows"] + b.stage.counts["windows"] == total)
+        await wait_until(lambda: a.detect.counts["windows"] + b.detect.counts["windows"] == total)
     finally:
         await b.stop()
         await a.stop()

@@ -14,7 +14,6 @@ import pytest
 from clickhouse_connect.driver.exceptions import OperationalError
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from cli.run import prepare_topics
 from schemas import topics
 from sinks.clickhouse.client import Client
 from sinks.clickhouse.migrate import migrate
@@ -23,6 +22,7 @@ from streams.agents.ingest import IngestService
 from streams.ingest import IngestProcessor
 from streams.runtime import open_runtime
 from streams.settings import KafkaSettings, Settings, StreamSettings
+from streams.topics import prepare_topics
 
 pytestmark = pytest.mark.integration
 

@@ -8,13 +8,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from cli.run import STATE_TOPIC_CONFIG
 from schemas.changes import Feedback
 from sinks.clickhouse.client import Client
 from streams.agents.categorise import CategoriseStage, TemplateState
 from streams.categorise import Categoriser
 from streams.runtime import Runtime
-from streams.topics import ensure_topics
+from streams.topics import STATE_TOPIC_CONFIG, ensure_topics
 
 pytestmark = pytest.mark.integration
 T0 = 1_700_000_000_000

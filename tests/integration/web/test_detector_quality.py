@@ -13,9 +13,9 @@ from clickhouse_connect.driver.client import Client
 from prometheus_client import CollectorRegistry
 
 from sinks.clickhouse.migrate import migrate
-from sinks.clickhouse.ops_queries import detector_quality_by_day, verdict_history
+from sinks.clickhouse.queries.base import Span
+from sinks.clickhouse.queries.quality import detector_quality_by_day, verdict_history
 from sinks.clickhouse.settings import ClickHouseSettings
-from sinks.clickhouse.web_queries import Span
 from web.api import create_app
 from web.auth import TokenStore
 from web.settings import WebSettings

@@ -155,3 +155,31 @@ def test_composite_needs_all_parts_for_same_service() -> None:
     firing = [s for s in sigs if s.status == "firing"]
     assert len(firing) == 1 and firing[0].labels["service"] == "api"
     assert set(firing[0].evidence.related) == {a_err.fingerprint, a_drop.fingerprint}
+
+
+def test_anomaly_and_template_times_are_read_as_the_milliseconds_their_topics_carry() -> None:
+    """No unit guessing from magnitudes: ``ts`` is epoch ms on both topics, converted once;
+    what is not a number is refused (the evaluate agent counts and logs it)."""
+    from alerting.agents.evaluate_rules import anomaly_input, template_input
+
+    doc = {"series": "api/cpu", "service": "api", "ts": 1_700_000_000_123, "score": 0.9}
+    a = anomaly_input(doc)
+    assert a is not None and a["ts"] == pytest.approx(1_700_000_000.123)
+    assert anomaly_input({**doc, "ts": 5_000})["ts"] == 5.0  # type: ignore[index]
+    with pytest.raises(ValueError, match="epoch milliseconds"):
+        anomaly_input({**doc, "ts": "2026-01-01T00:00:00Z"})
+    t = template_input({"ts": 1_700_000_060_000, "service": "api", "template_id": "t1",
+                        "kind": "new", "details": '{"ts": 1}'})
+    assert t.ts == 1_700_000_060.0
+
+
+def test_replay_guard_refuses_a_second_copy_until_it_expires() -> None:
+    from alerting.webhooks import ReplayGuard
+
+    g = ReplayGuard(max_entries=3)
+    assert g.first_time("a", until=100.0, now=0.0)
+    assert not g.first_time("a", until=100.0, now=50.0)
+    assert g.first_time("a", until=300.0, now=100.0)  # expired: a new request may reuse it
+    for k in "bcd":
+        assert g.first_time(k, until=1000.0, now=200.0)
+    assert len(g._until) <= 3  # bounded: the oldest are forgotten first

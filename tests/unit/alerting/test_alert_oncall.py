@@ -114,8 +114,9 @@ def test_slack_signature_and_sms_reply_parsing() -> None:
     assert not verify_slack(body + b"x", "1000", sig, "s3cret", now=1100)
     assert not verify_slack(body, "1000", sig, "other", now=1100)
     assert not verify_slack(body, None, sig, "s3cret", now=1100)
-    a = parse_sms_reply({"Body": " ack k3f7qz please", "From": "+1555"})
-    assert a is not None and (a.kind, a.ref, a.by) == ("ack", "K3F7QZ", "+1555")
+    a = parse_sms_reply({"Body": " ack k3f7qz please", "From": "+1555", "MessageSid": "SM1"})
+    assert a is not None and (a.kind, a.code, a.phone, a.message_sid) == (
+        "ack", "K3F7QZ", "+1555", "SM1")
     assert parse_sms_reply({"Body": "RESOLVE K3F7QZ"}).kind == "resolve"  # type: ignore[union-attr]
     assert parse_sms_reply({"Body": "hello"}) is None
 
@@ -130,8 +131,10 @@ def test_backoff_rate_limit_and_sms_length() -> None:
     assert [lim.wait_s(0.0), lim.wait_s(0.0)] == [0.0, 0.0]
     assert lim.wait_s(0.0) == pytest.approx(1.0)
     assert lim.wait_s(1.0) == 0.0
-    text = sms_text(Message(id="1", code="ABCDEF", title="x" * 300, severity="critical"))
-    assert len(text) <= 160 and text.endswith("Reply ACK ABCDEF")
+    text = sms_text(Message(id="1", code="ABCDEF", reply_code="QZ7K3F", title="x" * 300,
+                            severity="critical"))
+    assert len(text) <= 160 and text.endswith("Reply ACK QZ7K3F")
+    assert "ABCDEF" not in text  # the derived alert code is no SMS reply code
 
 
 def test_example_config_loads_and_bad_reference_is_refused(tmp_path: Path) -> None:

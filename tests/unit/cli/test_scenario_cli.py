@@ -9,9 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import cli
-from cli.scenario import parse_seeds, sweep
 from demo.traffic import DemoConfig
 from detectors.settings import DetectionSettings
+from evaluation.scenarios import parse_seeds, sweep
 
 START = "2026-11-20T03:17:00Z"
 

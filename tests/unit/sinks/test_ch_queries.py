@@ -5,7 +5,8 @@ from datetime import UTC, datetime
 import pytest
 from ch_fakes import FakeResult, FakeStore
 
-from sinks.clickhouse.queries import column_defaults, count_logs, ident
+from sinks.clickhouse.queries.base import column_defaults, ident
+from sinks.clickhouse.queries.telemetry import count_logs
 
 
 def test_user_values_are_bound_not_formatted() -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from ipaddress import IPv4Address
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -20,15 +21,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from prometheus_client import CollectorRegistry, Counter
 
-from web.api import (
-    DEFAULT_LIMIT,
-    MAX_LIMIT,
-    ApiError,
-    check_read_only,
-    create_app,
-    json_safe,
-    serve,
-)
+from web.api import DEFAULT_LIMIT, MAX_LIMIT, check_read_only, create_app, serve
+from web.auth import TokenStore
+from web.http import ApiError, json_safe
+from web.settings import WebSettings
+from web.site import WebOptions
 
 
 @dataclass
@@ -277,14 +274,21 @@ async def test_store_calls_hold_the_given_lock() -> None:
     assert not lock.locked()
 
 
-async def test_tokens_guard_the_api_but_not_metrics(store: FakeStore) -> None:
-    async with TestClient(TestServer(make_app(store, tokens={"s3cret"}))) as c:
+async def test_tokens_guard_queries_but_not_health_or_metrics(
+        store: FakeStore, tmp_path: Path) -> None:
+    token = TokenStore(tmp_path / "tokens.json").create("analyst", "viewer")
+    opts = WebOptions(settings=WebSettings(read_requires_token=True),
+                      tokens_path=tmp_path / "tokens.json")
+    async with TestClient(TestServer(make_app(store, web_options=opts))) as c:
         resp = await c.post("/api/query", json={"sql": "SELECT 1"})
         assert (resp.status, (await resp.json())["error"]["code"]) == (401, "unauthorized")
-        assert (await c.get("/api/health", headers={"Authorization": "Bearer nope"})).status == 401
+        nope = await c.post("/api/query", json={"sql": "SELECT 1"},
+                            headers={"Authorization": "Bearer nope"})
+        assert nope.status == 401
         ok = await c.post("/api/query", json={"sql": "SELECT 1"},
-                          headers={"Authorization": "Bearer s3cret"})
+                          headers={"Authorization": f"Bearer {token}"})
         assert ok.status == 200
+        assert (await c.get("/api/health")).status == 200  # probes carry no token
         assert (await c.get("/metrics")).status == 200
     assert len(store.calls) == 1
 

@@ -1,6 +1,5 @@
-"""Typed reads of alerting, detector quality and pipeline tables for the API and reports.
-
-Same rules as ``web_queries``: bound parameters only, missing tables read as no rows.
+"""Reads of how well detection and triage do: verdicts, detector quality, categorisation
+accuracy and feedback.
 """
 
 from __future__ import annotations
@@ -8,74 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from sinks.clickhouse.client import Store
-from sinks.clickhouse.queries import ident
-from sinks.clickhouse.web_queries import TS, Page, Span, _filters, paged, select
-
-# The alerts table keeps every state change; an alert is its newest row.
-_CURRENT_ALERTS = (
-    "SELECT fingerprint, argMax(rule, (ts, version)) AS rule, "
-    "argMax(state, (ts, version)) AS state, argMax(severity, (ts, version)) AS severity, "
-    "argMax(service, (ts, version)) AS service, argMax(summary, (ts, version)) AS summary, "
-    "argMax(value, (ts, version)) AS value, argMax(starts_at, (ts, version)) AS starts_at, "
-    "argMax(ends_at, (ts, version)) AS ends_at, argMax(acked_by, (ts, version)) AS acked_by, "
-    "argMax(suppressed, (ts, version)) AS suppressed, "
-    "argMax(flapping, (ts, version)) AS flapping, argMax(labels, (ts, version)) AS labels, "
-    "max(ts) AS updated_at FROM {db}.alerts FINAL GROUP BY fingerprint"
-)
-
-
-def alerts(store: Store, db: str, page: Page, *, state: str | None = None,
-           service: str | None = None) -> dict[str, Any]:
-    """Alerts in their current state (firing, acknowledged, resolved), newest change first."""
-    where, extra = _filters({"state": ("state = {state:String}", state),
-                             "service": ("service = {service:String}", service)})
-    sql = (f"SELECT * FROM ({_CURRENT_ALERTS.format(db=ident(db))}) WHERE 1{where} "
-           "ORDER BY updated_at DESC")
-    return paged(store, sql, extra, page)
-
-
-def open_alert_counts(store: Store, db: str) -> dict[str, int]:
-    """Firing or acknowledged alerts per service."""
-    sql = (f"SELECT service, count() AS n FROM ({_CURRENT_ALERTS.format(db=ident(db))}) "
-           "WHERE state IN ('firing', 'acknowledged') GROUP BY service")
-    return {r["service"]: int(r["n"]) for r in select(store, sql, {})}
-
-
-def alert_history(store: Store, db: str, span: Span) -> list[dict[str, Any]]:
-    """Per fingerprint in ``span``: first firing, first ack, resolution and noise facts."""
-    sql = ("SELECT fingerprint, any(rule) AS rule, any(service) AS service, "
-           "minIf(ts, state = 'firing') AS fired_at, min(trigger_ts) AS trigger_at, "
-           "minIf(ts, state = 'acknowledged') AS acked_at, "
-           "minIf(ts, state = 'resolved') AS resolved_at, "
-           "countIf(state = 'acknowledged') > 0 AS acked, max(flapping) AS flapping, "
-           "max(suppressed) AS suppressed "
-           f"FROM {ident(db)}.alerts FINAL WHERE ts >= {{since:{TS}}} AND ts < {{until:{TS}}} "
-           "GROUP BY fingerprint ORDER BY fired_at LIMIT 10000")
-    return select(store, sql, span.params())
-
-
-def silences(store: Store, db: str, page: Page, *, active_only: bool = True
-             ) -> dict[str, Any]:
-    """Silences at their latest version (not deleted), newest first."""
-    now = "(ends_at IS NULL OR ends_at > now64(3))" if active_only else "1"
-    sql = ("SELECT id, argMax(matchers, ts) AS matchers, argMax(starts_at, ts) AS starts_at, "
-           "argMax(ends_at, ts) AS ends_at, argMax(created_by, ts) AS created_by, "
-           "argMax(comment, ts) AS comment, argMax(deleted, ts) AS deleted "
-           f"FROM {ident(db)}.silences FINAL GROUP BY id HAVING NOT deleted AND {now} "
-           "ORDER BY starts_at DESC")
-    return paged(store, sql, {}, page)
-
-
-def notifications(store: Store, db: str, span: Span, page: Page, *,
-                  fingerprint: str | None = None) -> dict[str, Any]:
-    """Notification attempts (email, Slack, SMS; escalations), newest first."""
-    where, extra = _filters({"fp": ("fingerprint = {fp:String}", fingerprint)})
-    sql = ("SELECT ts, fingerprint, receiver, channel, kind, status, outcome, attempt, "
-           "latency_ms, error "
-           f"FROM {ident(db)}.notifications FINAL WHERE ts >= {{since:{TS}}} "
-           f"AND ts < {{until:{TS}}}{where} ORDER BY ts DESC")
-    return paged(store, sql, {**span.params(), **extra}, page)
-
+from sinks.clickhouse.queries.base import TS, Page, Span, filters, ident, paged, select
 
 # Each judged anomaly once: a person's last verdict on it, when it was given, and the
 # detector and variant that raised it. A verdict on an alert that an anomaly rule fired
@@ -90,6 +22,8 @@ _ALERT_VERDICTS = (
     "WHERE anomaly_id != '') AS al ON al.fingerprint = f.target_id "
     "WHERE al.alert_ts <= f.ts GROUP BY f.target_id, f.verdict, f.ts"
 )
+
+
 _JUDGED_ANOMALIES = (
     "SELECT v.judged_at AS ts, a.detector AS detector, a.variant AS variant, "
     "v.last_verdict AS verdict "
@@ -99,6 +33,8 @@ _JUDGED_ANOMALIES = (
     "INNER JOIN (SELECT event_id, any(detector) AS detector, any(variant) AS variant "
     "FROM {db}.anomalies GROUP BY event_id) AS a ON a.event_id = v.target_id"
 )
+
+
 # Each incident reported missed once, when it was first reported.
 _MISSED_INCIDENTS = (
     "SELECT min(ts) AS reported_at, target_id FROM {db}.feedback FINAL "
@@ -182,29 +118,19 @@ def categorisation_accuracy(store: Store, db: str, span: Span) -> list[dict[str,
     return select(store, sql, span.params())
 
 
-def throughput(store: Store, db: str, span: Span) -> list[dict[str, Any]]:
-    """Per minute of ingest time: log lines stored and mean sink latency (ingested - ts)."""
-    sql = ("SELECT toStartOfMinute(ingested_at) AS minute, count() AS lines, "
-           "avg(dateDiff('millisecond', ts, ingested_at)) AS sink_latency_ms "
-           f"FROM {ident(db)}.logs WHERE ingested_at >= {{since:{TS}}} "
-           f"AND ingested_at < {{until:{TS}}} GROUP BY minute ORDER BY minute")
-    return select(store, sql, span.params())
+def feedback(store: Store, db: str, span: Span, page: Page, *,
+             target_kind: str | None = None) -> dict[str, Any]:
+    """Verdicts people gave on alerts, anomalies and categories, newest first."""
+    where, extra = filters({"kind": ("target_kind = {kind:String}", target_kind)})
+    sql = ("SELECT ts, target_kind, target_id, verdict, user, comment "
+           f"FROM {ident(db)}.feedback FINAL WHERE ts >= {{since:{TS}}} "
+           f"AND ts < {{until:{TS}}}{where} ORDER BY ts DESC")
+    return paged(store, sql, {**span.params(), **extra}, page)
 
 
-def dead_letter_counts(store: Store, db: str, span: Span) -> list[dict[str, Any]]:
-    """Dead letters per minute and stage."""
-    sql = ("SELECT toStartOfMinute(received_at) AS minute, stage, count() AS n "
-           f"FROM {ident(db)}.dead_letters WHERE received_at >= {{since:{TS}}} "
-           f"AND received_at < {{until:{TS}}} GROUP BY minute, stage ORDER BY minute")
-    return select(store, sql, span.params())
-
-
-def usage(store: Store, db: str, span: Span, bucket: str = "day") -> list[dict[str, Any]]:
-    """Events per service per hour or day (usage growth, capacity trend)."""
-    fn = {"hour": "toStartOfHour", "day": "toStartOfDay"}[bucket]
-    sql = (f"SELECT service, {fn}(start) AS bucket, sum(count) AS events, "
-           "max(rate_per_s) AS peak_rate_per_s "
-           f"FROM {ident(db)}.windows FINAL WHERE scope = 'service' AND window_s = 60 "
-           f"AND start >= {{since:{TS}}} AND start < {{until:{TS}}} "
-           "GROUP BY service, bucket ORDER BY service, bucket")
+def feedback_volume(store: Store, db: str, span: Span) -> list[dict[str, Any]]:
+    """Feedback per hour and verdict."""
+    sql = ("SELECT toStartOfHour(ts) AS hour, verdict, count() AS n "
+           f"FROM {ident(db)}.feedback FINAL WHERE ts >= {{since:{TS}}} "
+           f"AND ts < {{until:{TS}}} GROUP BY hour, verdict ORDER BY hour")
     return select(store, sql, span.params())

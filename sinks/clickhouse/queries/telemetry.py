@@ -1,99 +1,65 @@
-"""Typed reads behind the API, dashboards and reports (split from ``queries.py`` for size).
-
-Every value is bound as a ClickHouse parameter (``{name:Type}``); only the database name,
-checked by ``ident``, is formatted in. Tables that other stages create later (alerts,
-anomalies, ...) may be missing: a read of one returns no rows instead of failing, so a
-page shows "no data yet" rather than an error.
+"""Reads of what the fleet sent: logs, windows, services, routes, dependencies, templates,
+anomalies and changes.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from clickhouse_connect.driver.exceptions import DatabaseError
-
 from sinks.clickhouse.client import Store
-from sinks.clickhouse.queries import ident, query_rows
-
-MAX_LIMIT = 1000
-MAX_OFFSET = 100_000
-TS = "DateTime64(3, 'UTC')"
-# Divisions convert to Float64 first: chDB 4 returned no rows at all for an aggregate
-# divided by an integer (``sum(count) / 60``).
-# Unknown table/database/column: a stage that has not run (or migrated) yet.
-_MISSING = re.compile(r"UNKNOWN_TABLE|UNKNOWN_DATABASE|UNKNOWN_IDENTIFIER|NO_SUCH_COLUMN|"
-                      r"Code: (60|81|47|16)\b")
-
-
-@dataclass(frozen=True)
-class Page:
-    """A slice of a list: at most ``limit`` (1..1000) rows after skipping ``offset``."""
-
-    limit: int = 100
-    offset: int = 0
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.limit <= MAX_LIMIT:
-            raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
-        if not 0 <= self.offset <= MAX_OFFSET:
-            raise ValueError(f"offset must be between 0 and {MAX_OFFSET}")
-
-    def params(self) -> dict[str, int]:
-        """Bound values for ``LIMIT {limit:UInt32} OFFSET {offset:UInt32}`` (one row extra)."""
-        return {"limit": self.limit + 1, "offset": self.offset}
+from sinks.clickhouse.queries.base import (
+    MAX_LIMIT,
+    TS,
+    Page,
+    Span,
+    filters,
+    ident,
+    paged,
+    query_rows,
+    select,
+)
 
 
-PAGE_SQL = " LIMIT {limit:UInt32} OFFSET {offset:UInt32}"
+def count_logs(
+    store: Store,
+    since: datetime,
+    until: datetime | None = None,
+    *,
+    service: str | None = None,
+    level: str | None = None,
+    database: str = "logwarden",
+) -> int:
+    """Number of distinct log events in [since, until), optionally for one service or level."""
+    where = ["ts >= {since:DateTime64(3, 'UTC')}"]
+    params: dict[str, Any] = {"since": since}
+    if until is not None:
+        where.append("ts < {until:DateTime64(3, 'UTC')}")
+        params["until"] = until
+    if service is not None:
+        where.append("service = {service:String}")
+        params["service"] = service
+    if level is not None:
+        where.append("level = {level:String}")
+        params["level"] = level
+    sql = f"SELECT count() FROM {ident(database)}.logs FINAL WHERE " + " AND ".join(where)
+    _, rows = query_rows(store, sql, params)
+    return int(rows[0][0])
 
 
-@dataclass(frozen=True)
-class Span:
-    """A time range [since, until) in UTC."""
-
-    since: datetime
-    until: datetime
-
-    def params(self) -> dict[str, datetime]:
-        """Bound values for the ``{since:...}`` / ``{until:...}`` placeholders."""
-        return {"since": self.since, "until": self.until}
-
-
-def missing_table(exc: Exception) -> bool:
-    """True when ``exc`` says a table, database or column does not exist (yet)."""
-    return isinstance(exc, DatabaseError) and bool(_MISSING.search(str(exc)))
-
-
-def select(store: Store, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Rows of ``sql`` as dicts; ``[]`` when a table it reads does not exist yet."""
-    try:
-        columns, rows = query_rows(store, sql, params)
-    except DatabaseError as exc:
-        if missing_table(exc):
-            return []
-        raise
+def windows_for(
+    store: Store, series: str, window_s: int, since: datetime, *, database: str = "logwarden"
+) -> list[dict[str, Any]]:
+    """The latest revision of each window of a series starting at or after ``since``, by start."""
+    sql = (
+        f"SELECT * FROM {ident(database)}.windows FINAL WHERE series = {{series:String}} "
+        "AND window_s = {window_s:UInt32} AND start >= {since:DateTime64(3, 'UTC')} "
+        "ORDER BY start"
+    )
+    columns, rows = query_rows(
+        store, sql, {"series": series, "window_s": window_s, "since": since}
+    )
     return [dict(zip(columns, row, strict=True)) for row in rows]
-
-
-def paged(store: Store, sql: str, params: Mapping[str, Any], page: Page) -> dict[str, Any]:
-    """``{"items", "limit", "offset", "next_offset"}``: one page of ``sql`` (no LIMIT in it)."""
-    rows = select(store, sql + PAGE_SQL, {**params, **page.params()})
-    more = len(rows) > page.limit
-    return {"items": rows[:page.limit], "limit": page.limit, "offset": page.offset,
-            "next_offset": page.offset + page.limit if more else None}
-
-
-def _filters(conds: dict[str, tuple[str, Any]]) -> tuple[str, dict[str, Any]]:
-    """`` AND col = {name:Type}`` for each given (not None/empty) filter value."""
-    sql, params = "", {}
-    for name, (clause, value) in conds.items():
-        if value not in (None, ""):
-            sql += f" AND {clause}"
-            params[name] = value
-    return sql, params
 
 
 def latest_time(store: Store, db: str) -> datetime | None:
@@ -118,7 +84,7 @@ def services(store: Store, db: str, span: Span) -> list[dict[str, Any]]:
 def service_series(store: Store, db: str, span: Span, service: str | None = None
                    ) -> list[dict[str, Any]]:
     """60 s windows of every service (or one): start, count, error rate, rate/s, p95."""
-    where, extra = _filters({"service": ("service = {service:String}", service)})
+    where, extra = filters({"service": ("service = {service:String}", service)})
     sql = ("SELECT service, start, count, error_count, error_rate, rate_per_s, p95 "
            f"FROM {ident(db)}.windows FINAL WHERE scope = 'service' AND window_s = 60 "
            f"AND start >= {{since:{TS}}} AND start < {{until:{TS}}}{where} "
@@ -140,7 +106,7 @@ def route_latency(store: Store, db: str, span: Span, service: str | None = None
                   ) -> list[dict[str, Any]]:
     """Per route: p95 in the first and the second half of ``span`` (latency regressions)."""
     mid = span.since + (span.until - span.since) / 2
-    where, extra = _filters({"service": ("service = {service:String}", service)})
+    where, extra = filters({"service": ("service = {service:String}", service)})
     sql = ("SELECT service, route, sum(count) AS requests, "
            f"quantileIf(0.5)(p95, start < {{mid:{TS}}}) AS p95_before, "
            f"quantileIf(0.5)(p95, start >= {{mid:{TS}}}) AS p95_after "
@@ -153,7 +119,7 @@ def route_latency(store: Store, db: str, span: Span, service: str | None = None
 def dependencies(store: Store, db: str, span: Span, service: str | None = None
                  ) -> list[dict[str, Any]]:
     """Call graph edges (caller -> callee) with calls, error rate and p95 latency."""
-    where, extra = _filters({"service": ("(service = {service:String} OR "
+    where, extra = filters({"service": ("(service = {service:String} OR "
                                          "peer_service = {service:String})", service)})
     sql = ("SELECT service AS caller, peer_service AS callee, count() AS calls, "
            "toFloat64(countIf(peer_ok = 0)) / calls AS error_rate, "
@@ -172,7 +138,7 @@ def search_logs(store: Store, db: str, span: Span, page: Page, *, service: str |
                 level: str | None = None, template_id: str | None = None,
                 text: str | None = None) -> dict[str, Any]:
     """Log lines in ``span``, newest first, filtered by service, level, template and text."""
-    where, extra = _filters({
+    where, extra = filters({
         "service": ("service = {service:String}", service),
         "level": ("level = {level:String}", level.upper() if level else level),
         "template_id": ("template_id = {template_id:String}", template_id),
@@ -187,7 +153,7 @@ def logs_by_template(store: Store, db: str, span: Span, page: Page, *,
                      service: str | None = None, level: str | None = None,
                      text: str | None = None) -> dict[str, Any]:
     """The search grouped by template: count, levels, first/last seen, one example."""
-    where, extra = _filters({
+    where, extra = filters({
         "service": ("service = {service:String}", service),
         "level": ("level = {level:String}", level.upper() if level else level),
         "text": ("positionCaseInsensitive(message, {text:String}) > 0", text),
@@ -202,7 +168,7 @@ def logs_by_template(store: Store, db: str, span: Span, page: Page, *,
 def templates(store: Store, db: str, page: Page, *, service: str | None = None
               ) -> dict[str, Any]:
     """Known templates (latest revision), most frequent first."""
-    where, extra = _filters({"service": ("service = {service:String}", service)})
+    where, extra = filters({"service": ("service = {service:String}", service)})
     sql = ("SELECT service, template_id, template, category, priority, team, first_seen, "
            f"last_seen, count FROM {ident(db)}.templates FINAL WHERE 1{where} "
            "ORDER BY count DESC, template_id")
@@ -212,7 +178,7 @@ def templates(store: Store, db: str, page: Page, *, service: str | None = None
 def template_events(store: Store, db: str, span: Span, page: Page, *,
                     service: str | None = None, kind: str | None = None) -> dict[str, Any]:
     """New / spiking / vanished templates and explosions in ``span``, newest first."""
-    where, extra = _filters({"service": ("service = {service:String}", service),
+    where, extra = filters({"service": ("service = {service:String}", service),
                              "kind": ("kind = {kind:String}", kind)})
     sql = ("SELECT ts, service, template_id, kind, template, value, baseline "
            f"FROM {ident(db)}.template_events FINAL WHERE ts >= {{since:{TS}}} "
@@ -235,7 +201,7 @@ def top_error_templates(store: Store, db: str, span: Span, limit: int = 10
 def anomalies(store: Store, db: str, span: Span, page: Page, *, service: str | None = None,
               variant: str | None = None) -> dict[str, Any]:
     """Anomalies in ``span``, newest first, with the expected value and band."""
-    where, extra = _filters({"service": ("service = {service:String}", service),
+    where, extra = filters({"service": ("service = {service:String}", service),
                              "variant": ("variant = {variant:String}", variant)})
     sql = ("SELECT event_id, ts, series, service, route, scope, feature, observed, expected, "
            "lo, hi, score, severity, detector, variant "
@@ -247,25 +213,7 @@ def anomalies(store: Store, db: str, span: Span, page: Page, *, service: str | N
 def changes(store: Store, db: str, span: Span, page: Page, *, service: str | None = None
             ) -> dict[str, Any]:
     """Deploys, config changes and the like in ``span``, newest first."""
-    where, extra = _filters({"service": ("service = {service:String}", service)})
+    where, extra = filters({"service": ("service = {service:String}", service)})
     sql = (f"SELECT ts, service, kind, description, event_id FROM {ident(db)}.changes FINAL "
            f"WHERE ts >= {{since:{TS}}} AND ts < {{until:{TS}}}{where} ORDER BY ts DESC")
     return paged(store, sql, {**span.params(), **extra}, page)
-
-
-def feedback(store: Store, db: str, span: Span, page: Page, *,
-             target_kind: str | None = None) -> dict[str, Any]:
-    """Verdicts people gave on alerts, anomalies and categories, newest first."""
-    where, extra = _filters({"kind": ("target_kind = {kind:String}", target_kind)})
-    sql = ("SELECT ts, target_kind, target_id, verdict, user, comment "
-           f"FROM {ident(db)}.feedback FINAL WHERE ts >= {{since:{TS}}} "
-           f"AND ts < {{until:{TS}}}{where} ORDER BY ts DESC")
-    return paged(store, sql, {**span.params(), **extra}, page)
-
-
-def feedback_volume(store: Store, db: str, span: Span) -> list[dict[str, Any]]:
-    """Feedback per hour and verdict."""
-    sql = ("SELECT toStartOfHour(ts) AS hour, verdict, count() AS n "
-           f"FROM {ident(db)}.feedback FINAL WHERE ts >= {{since:{TS}}} "
-           f"AND ts < {{until:{TS}}} GROUP BY hour, verdict ORDER BY hour")
-    return select(store, sql, span.params())
