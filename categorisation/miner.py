@@ -331,8 +331,10 @@ class TemplateMiner:
         self._clusters.move_to_end(c.key)
         key = tuple(tokens[i] for i in c.order)
         t = c.templates.get(key)
+        while t is not None and t.into is not None:  # merged via a cluster sharing its text
+            t = c.templates[key] = t.into
         created = False
-        if t is None:
+        if t is None or not t.alive:
             t, created = self._template(c, key)
         change: Change = "new" if created else "changed" if flips else "same"
         t.size += 1
@@ -387,10 +389,12 @@ class TemplateMiner:
         created = t is None
         if t is None:
             self._seq += 1
-            t = _Template(template_id(self.service, text), text, 0, self._seq)
-            old = self._templates.pop(t.id, None)
-            if old is not None:  # the same first text seen again after an eviction
-                old.alive = False
+            tid = template_id(self.service, text)
+            clash = 0
+            while tid in self._templates:  # a live template began with this text, and changed
+                clash += 1
+                tid = template_id(self.service, f"{text}\x1f{clash}")
+            t = _Template(tid, text, 0, self._seq)
             self._templates[t.id] = t
             self._by_text[text] = t
             self._aliases.pop(t.id, None)

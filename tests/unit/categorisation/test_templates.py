@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 import string
 
+import pytest
+
 from categorisation.config import MinerConfig
 from categorisation.miner import TemplateMiner, template_id
 
@@ -191,3 +193,31 @@ def test_hostile_inputs_do_not_crash() -> None:
     restored = TemplateMiner("svc")
     restored.restore(m.snapshot())
     assert restored.templates() == m.templates()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_invariants_hold_under_merges_evictions_and_restores(seed: int) -> None:
+    rng = random.Random(seed)
+    words = ["alpha", "beta", "gamma", "delta", "eps", "zeta", "u1x", "u2x"]
+    names = ["ann", "bob", "cid", "dan", "eve", "fay", "gus", "hal"]
+    cfg = MinerConfig(max_clusters=rng.choice([5, 20, 200]),
+                      max_leaf_clusters=rng.choice([3, 50]),
+                      max_constant_values=rng.choice([1, 2, 4]),
+                      prefix_tokens=rng.choice([0, 1, 2]), sim_threshold=rng.choice([0.5, 0.8]),
+                      max_aliases=rng.choice([0, 5, 100]), cache_size=rng.choice([0, 10, 1000]))
+    m = TemplateMiner("s", cfg)
+    for i in range(1500):
+        toks = [rng.choice(words) if rng.random() < 0.6 else rng.choice(names)
+                if rng.random() < 0.5 else str(rng.randint(0, 99))
+                for _ in range(rng.randint(1, 6))]
+        r = m.add(" ".join(toks) + ("\n  at trace" if rng.random() < 0.02 else ""))
+        live = m.templates()
+        assert live.get(r.template_id) == r.template  # what a line gets is live
+        assert len(live) <= cfg.max_clusters + 1
+        if i % 300 == 0:
+            twin = TemplateMiner("s", cfg)
+            twin.restore(m.snapshot())
+            assert twin.templates() == live and twin.aliases() == m.aliases()
+    live = m.templates()
+    assert len(set(live.values())) == len(live)  # one template per text
+    assert all(m.resolve(tid) == tid for tid in live)
