@@ -48,10 +48,10 @@ class MaskingConfig(BaseModel):
 class MinerConfig(BaseModel):
     """Knobs of the miner; one configuration serves every system.
 
-    The five accuracy knobs (``sim_threshold``, ``prefix_tokens``, ``max_constant_values``,
-    ``value_vocabulary``, ``shared_values``) are the grid point chosen on the six Loghub
-    development systems; each held-out system's choice is reported by ``logwarden eval
-    loghub`` (docs/categorisation.md).
+    The six accuracy knobs (``sim_threshold``, ``prefix_tokens``, ``max_constant_values``,
+    ``value_vocabulary``, ``shared_values``, ``diff_runs``) are the grid point chosen on the
+    six Loghub development systems; each held-out system's choice is reported by ``logwarden
+    eval loghub`` (docs/categorisation.md).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -65,6 +65,8 @@ class MinerConfig(BaseModel):
     value_vocabulary: bool = True
     # a pair of values held by slots of two different clusters makes both slots variables
     shared_values: bool = True
+    # adjacent differing tokens count as one difference (a variable of several words)
+    diff_runs: bool = True
     collapse_variables: bool = True  # a run of <*> is one variable (lengths meet)
     first_line_only: bool = True  # a multi-line message (stack trace): its first line + <*>
     max_clusters: int = Field(default=20_000, ge=1)  # live templates per service, LRU beyond

@@ -274,18 +274,24 @@ class TemplateMiner:
         allowed = max(1, int((1.0 - self.config.sim_threshold) * n + 1e-9))
         best: _Cluster | None = None
         best_diff, best_params = n + 1, -1
+        runs = self.config.diff_runs
         for c in candidates:
             diff = params = 0
             slots = c.slots
+            last = -2  # position of the previous difference
             for i, (t, u) in enumerate(zip(c.tokens, tokens, strict=True)):
                 if t == u:
                     continue
                 if t == WILDCARD or i in slots:
                     params += 1
+                    if runs and last == i - 1:
+                        last = i  # a slot extends a run of differences
                 elif t[-4:] == _KV_WILDCARD and len(u) > len(t) - 3 and u.startswith(t[:-3]):
                     continue
                 else:
-                    diff += 1
+                    if not (runs and last == i - 1):
+                        diff += 1
+                    last = i
             if diff < best_diff or (diff == best_diff and params > best_params):
                 best, best_diff, best_params = c, diff, params
         return best if best_diff <= allowed else None

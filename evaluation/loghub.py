@@ -66,11 +66,12 @@ PUBLISHED_DRAIN = {
 # The knobs chosen leave-one-system-out, and their candidate values. The shipped
 # configuration (MinerConfig's defaults) is one of the points, and the first.
 GRID: dict[str, tuple[Any, ...]] = {
-    "sim_threshold": (0.8, 0.7, 0.6),
+    "sim_threshold": (0.8, 0.7),
     "prefix_tokens": (1, 0, 2),
     "max_constant_values": (4, 3, 2),
     "value_vocabulary": (True, False),
     "shared_values": (True, False),
+    "diff_runs": (True, False),
 }
 DEMO = "demo-fleet"  # the labelled demo traffic, scored as one more development system
 

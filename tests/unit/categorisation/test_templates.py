@@ -88,7 +88,7 @@ def test_enumerations_stay_apart() -> None:
 
 
 def test_variables_of_several_words_meet_across_lengths() -> None:
-    m = TemplateMiner("search", MinerConfig(sim_threshold=0.5))
+    m = TemplateMiner("search")
     words = ["red", "shoes", "café", "東京", "lamp", "tent", "mug"]
     seen = []
     for i in range(60):

@@ -24,7 +24,7 @@ def test_ties_go_to_the_earlier_grid_point() -> None:
 def test_grid_starts_with_the_shipped_configuration() -> None:
     label, cfg = loghub.grid_points()[0]
     assert cfg == MinerConfig()
-    assert len(loghub.grid_points()) == 108 and "max_constant_values=4" in label
+    assert len(loghub.grid_points()) == 144 and "max_constant_values=4" in label
 
 
 def test_tiebreak_system_only_breaks_ties_and_gets_its_own_fold() -> None:
