@@ -109,8 +109,9 @@ bench: install kafka-jars  ## throughput, memory and latency benchmarks (one JSO
 	$(BIN)/python -m bench.detect
 	$(BIN)/python -m bench.alert
 
-eval: install  ## categorisation (Loghub), detection (NAB) and the demo scenario (20 replays)
+eval: install  ## categorisation (Loghub, leave one out; demo template counts), detection (NAB), demo scenario
 	$(BIN)/logwarden eval loghub
+	$(BIN)/logwarden eval templates
 	$(BIN)/logwarden eval nab --transfer
 	$(BIN)/logwarden eval scenarios
 

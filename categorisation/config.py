@@ -46,16 +46,33 @@ class MaskingConfig(BaseModel):
 
 
 class MinerConfig(BaseModel):
-    """Knobs of the miner; one configuration serves every system."""
+    """Knobs of the miner; one configuration serves every system.
+
+    The six accuracy knobs (``sim_threshold``, ``prefix_tokens``, ``max_constant_values``,
+    ``value_vocabulary``, ``shared_values``, ``diff_runs``) are the grid point chosen on the
+    six Loghub development systems; each held-out system's choice is reported by ``logwarden
+    eval loghub`` (docs/categorisation.md).
+    """
 
     model_config = ConfigDict(frozen=True)
 
-    sim_threshold: float = Field(default=0.85, gt=0, le=1)  # flat optimum 0.8-0.9 on Loghub
-    prefix_tokens: int = Field(default=2, ge=0, le=8)  # tree depth below the token count
+    sim_threshold: float = Field(default=0.8, gt=0, le=1)  # Drain: share of equal tokens
+    prefix_tokens: int = Field(default=1, ge=0, le=8)  # tree depth below the token count
     max_children: int = Field(default=100, ge=2)  # per tree node; more go to a <*> child
-    max_clusters: int = Field(default=20_000, ge=1)  # per service, LRU eviction beyond
+    # Brain's column rule: a slot with more distinct values than this is a variable
+    max_constant_values: int = Field(default=4, ge=1)
+    # a slot all of whose values were seen filling variables elsewhere is a variable
+    value_vocabulary: bool = True
+    # a pair of values held by slots of two different clusters makes both slots variables
+    shared_values: bool = True
+    # adjacent differing tokens count as one difference (a variable of several words)
+    diff_runs: bool = True
+    collapse_variables: bool = True  # a run of <*> is one variable (lengths meet)
+    first_line_only: bool = True  # a multi-line message (stack trace): its first line + <*>
+    max_clusters: int = Field(default=20_000, ge=1)  # live templates per service, LRU beyond
     max_leaf_clusters: int = Field(default=300, ge=1)  # per leaf, LRU eviction beyond
-    cache_size: int = Field(default=100_000, ge=0)  # masked line -> cluster, 0 disables
+    max_aliases: int = Field(default=20_000, ge=0)  # merged ids remembered, oldest dropped
+    cache_size: int = Field(default=100_000, ge=0)  # masked line -> template, 0 disables
     masking: MaskingConfig = Field(default_factory=MaskingConfig)
 
 

@@ -1,32 +1,58 @@
-"""Online log template mining, Drain family (He et al., ICWS 2017), one miner per service.
+"""Online log template mining: Drain clusters split by value cardinality, one miner per service.
 
-A line is masked (`categorisation.masking`), split into tokens and routed through a fixed-depth
-prefix tree: token count, then the first tokens that hold no variable. The leaf holds
-clusters; the line joins the most similar one (share of equal constant tokens at equal
-positions) if that share reaches ``sim_threshold``, generalising its template (differing
-positions become ``<*>``), or starts a new cluster.
+Two published ideas, each doing what it is good at:
 
-Template ids are stable across restarts and workers: a hash of the service and the cluster's
-*first* template, kept when the template later generalises. Clusters are capped per service
-(least recently matched evicted first), and so is the number of clusters scanned per leaf.
+1. **Drain** (He et al., ICWS 2017) groups lines cheaply. A line is masked
+   (`categorisation.masking`: only unambiguous variables such as numbers, IPs, UUIDs, hex),
+   split into tokens and routed through a fixed-depth prefix tree (token count, then the first
+   tokens). The leaf holds clusters; the line joins the most similar one (share of equal tokens
+   at equal positions) if that share reaches ``sim_threshold``. Positions where a cluster's
+   lines differ become *slots*.
+2. **Brain** (Yu et al., IEEE TSC 2023) decides which slots are variables from the data: in
+   its bidirectional tree a column is a variable when it holds more than a threshold of
+   distinct values, and otherwise splits the group. Here a slot is a variable once it has held
+   more than ``max_constant_values`` distinct values, or any masked value (a slot that ever
+   holds a number or an IP is a parameter slot). Until then its value is part of the template:
+   "Connection closed by <*>" and "Connection reset by <*>" share a Drain cluster but are two
+   templates.
+
+A slot only ever turns from constant to variable, never back. When it does, the templates of
+its cluster that differed only there merge into the oldest one, which keeps its id; each
+absorbed id becomes an *alias* of it (`resolve`, `pop_merges`), so rows, alerts and
+corrections stored under the old id still find their template. Ids are stable across restarts
+and workers: a hash of the service and the template's *first* text.
+
+Assumptions, stated: a line's template does not depend on its length beyond adjacent variables
+(runs of ``<*>`` print as one, so a two-word and a three-word search query meet); a slot that
+takes few distinct values over a service's life is a constant (an enumeration such as a state
+name is kept apart, as the corrected Loghub ground truth mostly does); only the first line of a
+multi-line message (a stack trace) is mined, the rest is one ``<*>``.
 
 >>> miner = TemplateMiner("sshd")
 >>> a = miner.add("Accepted password for alice from 10.0.0.7 port 22")
 >>> b = miner.add("Accepted password for bob from 10.0.0.9 port 2222")
->>> (a.change, b.change, b.template, b.size, a.template_id == b.template_id)
-('new', 'changed', 'Accepted password for <*> from <*> port <*>', 2, True)
+>>> (a.change, b.change, b.template, a.template_id == b.template_id)
+('new', 'new', 'Accepted password for bob from <*> port <*>', False)
+>>> for user in ("carol", "dave", "erin"):
+...     m = miner.add(f"Accepted password for {user} from 10.0.0.1 port 22")
+>>> (m.change, m.template, m.size, m.template_id == a.template_id)
+('changed', 'Accepted password for <*> from <*> port <*>', 5, True)
+>>> miner.resolve(b.template_id) == a.template_id
+True
 >>> twin = TemplateMiner("sshd")
 >>> twin.restore(miner.snapshot())
->>> twin.add("Accepted password for carol from 10.0.0.1 port 22").template_id == a.template_id
+>>> twin.add("Accepted password for zoe from 10.0.0.1 port 22").template_id == a.template_id
 True
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import re
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
 
 import orjson
 
@@ -34,34 +60,47 @@ from categorisation.config import MinerConfig
 from categorisation.masking import WILDCARD, Masker
 
 Change = Literal["new", "changed", "same"]
-_SNAPSHOT_VERSION = 1
+_SNAPSHOT_VERSION = 2
+_KV_WILDCARD = "=" + WILDCARD
+_MAX_ALIAS_HOPS = 64  # alias chains are short (each merge points at a live template)
+_MAX_PAIR_HOLDERS = 8  # slots remembered per pair of values
 
 
 class Match(NamedTuple):  # a tuple: one per line, much cheaper to make than a dataclass
-    """Where one line went: its template, the cluster size, and what the line changed."""
+    """Where one line went: its template, the template's size, and what the line changed."""
 
     template_id: str
     template: str
     size: int
-    change: Change  # "new" cluster, template "changed" (generalised), or "same"
+    change: Change  # "new" template, template "changed" (generalised or merged), or "same"
 
     @property
     def is_new(self) -> bool:
         return self.change == "new"
 
 
-@dataclass(slots=True)
-class _Cluster:
+@dataclass(slots=True, eq=False)
+class _Template:
     id: str
-    tokens: list[str]
+    text: str
+    size: int
+    seq: int  # creation order: on a merge the oldest survives
+    refs: int = 0  # clusters holding it (a text can be reached from clusters of two lengths)
+    into: _Template | None = None  # set when merged into another template
+    alive: bool = True
+
+
+@dataclass(slots=True, eq=False)
+class _Cluster:
+    key: int
+    tokens: list[str]  # WILDCARD at variable positions; slot positions keep their first value
     size: int
     leaf: tuple[str, ...]
+    slots: dict[int, set[str]] = field(default_factory=dict)  # constant so far: values seen
+    order: list[int] = field(default_factory=list)  # slot positions, sorted
+    templates: dict[tuple[str, ...], _Template] = field(default_factory=dict)  # slot values
     last: int = 0  # tick of the last line that joined
     alive: bool = True
-    text: str = ""  # the template: the tokens joined (kept in step with them)
-
-
-_KV_WILDCARD = "=" + WILDCARD
 
 
 def _generalise(t: str, u: str) -> str:
@@ -74,68 +113,141 @@ def _generalise(t: str, u: str) -> str:
     return WILDCARD
 
 
+def _covered(values: set[str]) -> bool:
+    """Whether a masked value covers another value of the slot (``(<*>)`` covers ``()`` and
+    ``(10.0.0.1)``, ``<*>`` covers anything): the slot holds a variable. ``LOGIN(uid=<*>)``
+    and ``(uid=<*>)`` cover neither other: two constants, each holding a variable."""
+    for w in values:
+        if WILDCARD in w:
+            rx = _cover_regex(w)
+            if any(v != w and rx.fullmatch(v) for v in values):
+                return True
+    return False
+
+
+@functools.lru_cache(maxsize=4096)
+def _cover_regex(value: str) -> re.Pattern[str]:
+    return re.compile(".*".join(re.escape(part) for part in value.split(WILDCARD)), re.S)
+
+
+def _collapse(tokens: list[str]) -> str:
+    """Tokens joined by spaces, a run of standalone ``<*>`` written once."""
+    out: list[str] = []
+    for t in tokens:
+        if t == WILDCARD and out and out[-1] == WILDCARD:
+            continue
+        out.append(t)
+    return " ".join(out)
+
+
 def template_id(service: str, template: str) -> str:
-    """The stable id of a cluster: a hash of its service and first template."""
+    """The stable id of a template: a hash of its service and first text."""
     raw = f"{service}\x1f{template}".encode("utf-8", "surrogatepass")
     return hashlib.blake2b(raw, digest_size=8).hexdigest()
 
 
 class TemplateMiner:
-    """Drain-style online template miner for the messages of one service."""
+    """Online template miner for the messages of one service (see the module docstring)."""
 
     def __init__(self, service: str = "", config: MinerConfig | None = None) -> None:
         self.service = service
         self.config = cfg = config or MinerConfig()
         self.masker = Masker(cfg.masking)
-        self._clusters: OrderedDict[str, _Cluster] = OrderedDict()  # LRU order, oldest first
+        self._clusters: OrderedDict[int, _Cluster] = OrderedDict()  # LRU order, oldest first
         self._leaves: dict[tuple[str, ...], list[_Cluster]] = {}
         self._children: dict[tuple[str, ...], set[str]] = {}
-        self._cache: dict[tuple[str, ...], _Cluster] = {}
+        self._cache: dict[tuple[str, ...], tuple[_Cluster, _Template]] = {}
+        self._templates: dict[str, _Template] = {}  # live templates by id
+        self._by_text: dict[str, _Template] = {}  # live templates by text
+        self._aliases: OrderedDict[str, str] = OrderedDict()  # absorbed id -> id, oldest first
+        self._merges: list[tuple[str, str]] = []  # (absorbed, survivor) since `pop_merges`
+        self._vocab: set[str] = set()  # words seen as values of variable slots
+        # pairs of values held by a slot -> (miner, cluster, slot) holding them; shared by the
+        # miners of one registry (`share_values_with`): a fleet's services share value types
+        self._pairs: dict[tuple[str, str], list[tuple[TemplateMiner, _Cluster, int]]] = {}
+        self._flip_later: list[tuple[TemplateMiner, _Cluster, int]] = []
+        self._touched: list[TemplateMiner] = []  # other miners whose slots this one flipped
         self._tick = 0
+        self._seq = 0
+        self._next_key = 0
 
     def __len__(self) -> int:
-        return len(self._clusters)
+        return len(self._templates)
+
+    def share_values_with(self, other: TemplateMiner) -> None:
+        """Use ``other``'s index of slot values (``shared_values``): the services of one
+        fleet share value types (HTTP methods, peer and provider names)."""
+        self._pairs = other._pairs
 
     def add(self, content: str) -> Match:
-        """Mine one message: find or create its cluster and return the match."""
+        """Mine one message: find or create its template and return the match."""
+        if self.config.first_line_only and "\n" in content:
+            first = content.split("\n", 1)[0]
+            content = f"{first} {WILDCARD}" if first.strip() else content.strip()
         key = self.masker.mask_line(content)
         self._tick += 1
-        cluster = self._cache.get(key)
-        if cluster is not None and cluster.alive:
-            cluster.size += 1
-            cluster.last = self._tick
-            self._clusters.move_to_end(cluster.id)
-            return Match(cluster.id, cluster.text, cluster.size, "same")
-        tokens = list(key)
-        leaf = self._leaf_key(tokens)
-        candidates = self._leaves.get(leaf)
-        best = self._best(candidates, tokens) if candidates else None
-        if best is None:
-            change: Change = "new"
-            cluster = self._create(tokens, leaf)
-        else:
-            cluster = best
-            cluster.size += 1
-            change = "same"
-            if cluster.tokens != tokens:
-                merged = [t if t == u else _generalise(t, u)
-                          for t, u in zip(cluster.tokens, tokens, strict=True)]
-                if merged != cluster.tokens:
-                    cluster.tokens, change = merged, "changed"
-                    cluster.text = " ".join(merged)
-            cluster.last = self._tick
-            self._clusters.move_to_end(cluster.id)
+        hit = self._cache.get(key)
+        if hit is not None:
+            cluster, t = hit
+            while t.into is not None:
+                t = t.into
+            if cluster.alive and t.alive:
+                t.size += 1
+                cluster.size += 1
+                cluster.last = self._tick
+                self._clusters.move_to_end(cluster.key)
+                return Match(t.id, t.text, t.size, "same")
+        cluster = self._route(key)
+        t, change = self._join(cluster, key)
         if self.config.cache_size:
             if len(self._cache) >= self.config.cache_size:
                 self._cache.clear()
-            self._cache[key] = cluster
-        return Match(cluster.id, cluster.text, cluster.size, change)
+            self._cache[key] = (cluster, t)
+        return Match(t.id, t.text, t.size, change)
 
     def templates(self) -> dict[str, str]:
-        """Every live cluster's id and template."""
-        return {c.id: c.text for c in self._clusters.values()}
+        """Every live template's id and text."""
+        return {t.id: t.text for t in self._templates.values()}
 
-    def _leaf_key(self, tokens: list[str]) -> tuple[str, ...]:
+    def resolve(self, tid: str) -> str:
+        """The live id an id now stands for: itself, or the template it was merged into."""
+        for _ in range(_MAX_ALIAS_HOPS):
+            nxt = self._aliases.get(tid)
+            if nxt is None:
+                break
+            tid = nxt
+        return tid
+
+    def text(self, tid: str) -> str | None:
+        """The current text of a template (an absorbed id gives its survivor's)."""
+        t = self._templates.get(self.resolve(tid))
+        return None if t is None else t.text
+
+    def aliases(self) -> dict[str, str]:
+        """Every remembered absorbed id and the live id it resolves to."""
+        return {old: self.resolve(old) for old in self._aliases}
+
+    def pop_merges(self) -> list[tuple[str, str]]:
+        """The (absorbed id, surviving id) merges since the last call."""
+        out, self._merges = self._merges, []
+        return out
+
+    def pop_touched(self) -> list[TemplateMiner]:
+        """Miners sharing the value index whose templates this one merged since the last call
+        (their `pop_merges` has news)."""
+        out, self._touched = self._touched, []
+        return out
+
+    # -- routing and similarity (Drain) -------------------------------------------------------
+
+    def _route(self, tokens: tuple[str, ...]) -> _Cluster:
+        """The cluster of a masked line: the most similar of its leaf, or a new one."""
+        leaf = self._leaf_key(tokens)
+        candidates = self._leaves.get(leaf)
+        best = self._best(candidates, tokens) if candidates else None
+        return best if best is not None else self._create(list(tokens), leaf)
+
+    def _leaf_key(self, tokens: tuple[str, ...]) -> tuple[str, ...]:
         """The tree path of a line: its token count, then up to `prefix_tokens` tokens."""
         path: tuple[str, ...] = (str(len(tokens)),)
         for tok in tokens[: self.config.prefix_tokens]:
@@ -151,78 +263,296 @@ class TemplateMiner:
             path = (*path, tok)
         return path
 
-    def _best(self, candidates: list[_Cluster], tokens: list[str]) -> _Cluster | None:
+    def _best(self, candidates: list[_Cluster], tokens: tuple[str, ...]) -> _Cluster | None:
         """The most similar cluster of a leaf, if similar enough (Drain's fast match).
 
-        Similar means: at most ``max(1, (1 - sim_threshold) * n)`` of the n positions differ,
-        where a variable meeting a variable, and ``key=value`` meeting a template's
-        ``key=<*>``, do not differ. Allowing one difference whatever the length keeps short
-        messages with one unmasked variable together.
+        Similar means: at most ``max(1, (1 - sim_threshold) * n)`` of the n positions differ.
+        A slot or a variable of the cluster never differs (the split by values comes after),
+        nor does ``key=value`` meeting ``key=<*>``.
         """
         n = len(tokens)
         allowed = max(1, int((1.0 - self.config.sim_threshold) * n + 1e-9))
         best: _Cluster | None = None
         best_diff, best_params = n + 1, -1
+        runs = self.config.diff_runs
         for c in candidates:
             diff = params = 0
-            for t, u in zip(c.tokens, tokens, strict=True):
+            slots = c.slots
+            last = -2  # position of the previous difference
+            for i, (t, u) in enumerate(zip(c.tokens, tokens, strict=True)):
                 if t == u:
                     continue
-                if t == WILDCARD:
+                if t == WILDCARD or i in slots:
                     params += 1
+                    if runs and last == i - 1:
+                        last = i  # a slot extends a run of differences
                 elif t[-4:] == _KV_WILDCARD and len(u) > len(t) - 3 and u.startswith(t[:-3]):
                     continue
                 else:
-                    diff += 1
+                    if not (runs and last == i - 1):
+                        diff += 1
+                    last = i
             if diff < best_diff or (diff == best_diff and params > best_params):
                 best, best_diff, best_params = c, diff, params
         return best if best_diff <= allowed else None
 
-    def _create(self, tokens: list[str], leaf: tuple[str, ...], size: int = 1,
-                cid: str | None = None) -> _Cluster:
-        text = " ".join(tokens)
-        cluster = _Cluster(cid or template_id(self.service, text), list(tokens), size, leaf,
-                           self._tick, text=text)
-        old = self._clusters.pop(cluster.id, None)
-        if old is not None:  # same first template seen again after an eviction
-            self._drop(old)
-        self._clusters[cluster.id] = cluster
+    # -- slots and templates (Brain's column rule) -------------------------------------------
+
+    def _join(self, c: _Cluster, tokens: tuple[str, ...]) -> tuple[_Template, Change]:
+        """Add a line to its cluster: new slots, values, flips to variable; its template."""
+        cfg = self.config
+        new_slots = False
+        for i, (was, u) in enumerate(zip(c.tokens, tokens, strict=True)):
+            if was != u and was != WILDCARD and i not in c.slots:
+                c.slots[i] = {was}
+                new_slots = True
+        if new_slots:
+            self._reorder(c)
+        flips = []
+        for i, values in c.slots.items():
+            u = tokens[i]
+            if u not in values:
+                values.add(u)
+                if (len(values) > cfg.max_constant_values or _covered(values)
+                        or (cfg.shared_values and self._shared(c, i, u, values))):
+                    flips.append(i)
+                    continue
+            if cfg.value_vocabulary and all(v in self._vocab for v in values):
+                flips.append(i)
+        for i in flips:
+            self._flip(c, i)
+        if self._flip_later:
+            for miner, other, j in self._flip_later:
+                if other.alive and j in other.slots:
+                    miner._flip(other, j)
+                    if miner is not self:
+                        self._touched.append(miner)
+            self._flip_later.clear()
+        if cfg.value_vocabulary and len(self._vocab) < cfg.cache_size:
+            for i, tok in enumerate(c.tokens):
+                if tok == WILDCARD and WILDCARD not in tokens[i]:
+                    self._vocab.add(tokens[i])
+        c.size += 1
+        c.last = self._tick
+        self._clusters.move_to_end(c.key)
+        key = tuple(tokens[i] for i in c.order)
+        t = c.templates.get(key)
+        while t is not None and t.into is not None:  # merged via a cluster sharing its text
+            t = c.templates[key] = t.into
+        created = False
+        if t is None or not t.alive:
+            t, created = self._template(c, key)
+        change: Change = "new" if created else "changed" if flips else "same"
+        t.size += 1
+        self._evict()
+        return t, change
+
+    def _shared(self, c: _Cluster, i: int, u: str, values: set[str]) -> bool:
+        """Whether slot ``i`` of ``c``, which just took value ``u``, shares a pair of values
+        with a slot of another cluster: a set of values that recurs across templates is a
+        type of variable (HTTP methods, peer names), not words of one template. The other
+        slot flips too (queued in ``_flip_later``)."""
+        shared = False
+        pairs = self._pairs
+        for v in values:
+            if v == u or WILDCARD in v:
+                continue
+            key = (u, v) if u < v else (v, u)
+            holders = pairs.get(key)
+            if holders is None:
+                if len(pairs) >= self.config.cache_size:
+                    pairs.clear()  # cheap bound: pairs are learnt again
+                holders = pairs[key] = []
+            for miner, other, j in holders:
+                if other is not c and other.alive and j in other.slots:
+                    shared = True
+                    self._flip_later.append((miner, other, j))
+            if len(holders) < _MAX_PAIR_HOLDERS:
+                holders.append((self, c, i))
+        return shared
+
+    def _reorder(self, c: _Cluster) -> None:
+        """Re-key a cluster's templates after new slots appeared (their values: the old
+        constant, which every template so far had there)."""
+        old_order = c.order
+        c.order = sorted(c.slots)
+        rekeyed = {}
+        for key, t in c.templates.items():
+            vals = dict(zip(old_order, key, strict=True))
+            rekeyed[tuple(vals.get(i, c.tokens[i]) for i in c.order)] = t
+        c.templates = rekeyed
+
+    def _text(self, c: _Cluster, key: tuple[str, ...]) -> str:
+        toks = list(c.tokens)
+        for i, v in zip(c.order, key, strict=True):
+            toks[i] = v
+        return _collapse(toks) if self.config.collapse_variables else " ".join(toks)
+
+    def _template(self, c: _Cluster, key: tuple[str, ...]) -> tuple[_Template, bool]:
+        """The template of ``key`` in ``c``: an existing one with the same text, or a new one."""
+        text = self._text(c, key)
+        t = self._by_text.get(text)
+        created = t is None
+        if t is None:
+            self._seq += 1
+            tid = template_id(self.service, text)
+            clash = 0
+            while tid in self._templates:  # a live template began with this text, and changed
+                clash += 1
+                tid = template_id(self.service, f"{text}\x1f{clash}")
+            t = _Template(tid, text, 0, self._seq)
+            self._templates[t.id] = t
+            self._by_text[text] = t
+            self._aliases.pop(t.id, None)
+        t.refs += 1
+        c.templates[key] = t
+        return t, created
+
+    def _flip(self, c: _Cluster, i: int) -> None:
+        """Slot ``i`` of ``c`` is a variable from now on: merge the templates it told apart."""
+        values = c.slots.pop(i)
+        shown = c.tokens[i]
+        for v in values:
+            shown = _generalise(shown, v)
+        c.tokens[i] = shown
+        if self.config.value_vocabulary:
+            self._vocab.update(v for v in values if WILDCARD not in v)
+        at = c.order.index(i)
+        c.order.pop(at)
+        old, c.templates = c.templates, {}
+        for key, t in sorted(old.items(), key=lambda kv: kv[1].seq):
+            nkey = key[:at] + key[at + 1:]
+            text = self._text(c, nkey)
+            keep = c.templates.get(nkey)
+            shared = keep is not None
+            keep = keep or self._by_text.get(text)
+            if keep is None or keep is t:
+                self._retext(t, text)
+                c.templates[nkey] = t
+            else:
+                survivor = self._merge(keep, t, shared)
+                self._retext(survivor, text)
+                c.templates[nkey] = survivor
+
+    def _retext(self, t: _Template, text: str) -> None:
+        if t.text != text:
+            if self._by_text.get(t.text) is t:
+                del self._by_text[t.text]
+            t.text = text
+            self._by_text[text] = t
+
+    def _merge(self, a: _Template, b: _Template, shared: bool) -> _Template:
+        """Merge two templates; the older keeps its id, the other becomes its alias.
+        ``shared``: both were templates of the cluster being merged (it counted in both)."""
+        keep, gone = (a, b) if a.seq <= b.seq else (b, a)
+        keep.size += gone.size
+        keep.refs += gone.refs - shared
+        gone.into = keep
+        gone.alive = False
+        if self._by_text.get(gone.text) is gone:
+            del self._by_text[gone.text]
+        self._templates.pop(gone.id, None)
+        for cl in self._clusters.values():  # rare: only clusters sharing the text (collapse)
+            if gone.refs > 1 and any(x is gone for x in cl.templates.values()):
+                cl.templates = {k: keep if x is gone else x for k, x in cl.templates.items()}
+        self._alias(gone.id, keep.id)
+        return keep
+
+    def _alias(self, old: str, new: str) -> None:
+        self._aliases[old] = new
+        self._aliases.move_to_end(old)
+        self._merges.append((old, new))
+        while len(self._aliases) > self.config.max_aliases:
+            self._aliases.popitem(last=False)
+
+    # -- bounds ---------------------------------------------------------------------------------
+
+    def _create(self, tokens: list[str], leaf: tuple[str, ...], size: int = 0) -> _Cluster:
+        self._next_key += 1
+        cluster = _Cluster(self._next_key, tokens, size, leaf, last=self._tick)
+        self._clusters[cluster.key] = cluster
         members = self._leaves.setdefault(leaf, [])
         members.append(cluster)
         if len(members) > self.config.max_leaf_clusters:
             victim = min(members[:-1], key=lambda c: c.last)
-            self._clusters.pop(victim.id, None)
+            self._clusters.pop(victim.key, None)
             self._drop(victim)
-        while len(self._clusters) > self.config.max_clusters:
-            self._drop(self._clusters.popitem(last=False)[1])
         return cluster
+
+    def _evict(self) -> None:
+        """Drop least recently used clusters while more than ``max_clusters`` templates live."""
+        while len(self._templates) > self.config.max_clusters and len(self._clusters) > 1:
+            self._drop(self._clusters.popitem(last=False)[1])
 
     def _drop(self, c: _Cluster) -> None:
         c.alive = False
         members = self._leaves.get(c.leaf)
-        if members is not None:
+        if members is not None and c in members:
             members.remove(c)
             if not members:
                 del self._leaves[c.leaf]
+        for t in c.templates.values():
+            t.refs -= 1
+            if t.refs <= 0 and t.alive:
+                t.alive = False
+                if self._templates.get(t.id) is t:
+                    del self._templates[t.id]
+                if self._by_text.get(t.text) is t:
+                    del self._by_text[t.text]
+        c.templates = {}
+
+    # -- state ----------------------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
         """The state as compact JSON (for a changelog table); `restore` reads it back."""
+        temps = sorted(self._templates.values(), key=lambda t: t.seq)
         return orjson.dumps({
             "v": _SNAPSHOT_VERSION,
             "service": self.service,
-            "clusters": [[c.id, c.tokens, c.size, c.leaf] for c in self._clusters.values()],
+            "templates": [[t.id, t.text, t.size] for t in temps],
+            "clusters": [[c.tokens, c.size, c.leaf, [[i, sorted(c.slots[i])] for i in c.order],
+                          [[list(k), t.id] for k, t in c.templates.items()]]
+                         for c in self._clusters.values()],
+            "aliases": list(self._aliases.items()),
         })
 
     def restore(self, data: bytes) -> None:
-        """Replace the state with a `snapshot`; ids and templates come back unchanged."""
+        """Replace the state with a `snapshot` (this version's or the first); ids, templates
+        and aliases come back unchanged."""
         doc = orjson.loads(data)
-        if doc.get("v") != _SNAPSHOT_VERSION:
-            raise ValueError(f"unknown template snapshot version {doc.get('v')!r}")
+        version = doc.get("v")
+        if version not in (1, _SNAPSHOT_VERSION):
+            raise ValueError(f"unknown template snapshot version {version!r}")
         self.__init__(str(doc["service"]), self.config)  # type: ignore[misc]
-        for cid, tokens, size, leaf in doc["clusters"]:
-            leaf = tuple(leaf)
-            for depth in range(1, len(leaf)):
-                if leaf[depth] != WILDCARD:
-                    self._children.setdefault(leaf[:depth], set()).add(leaf[depth])
-            self._tick += 1
-            self._create(list(tokens), leaf, int(size), str(cid))
+        if version == 1:  # one Drain cluster per template, no slots
+            doc = {"templates": [[cid, " ".join(toks), size] for cid, toks, size, _ in
+                                 doc["clusters"]],
+                   "clusters": [[toks, size, leaf, [], [[[], cid]]] for cid, toks, size, leaf in
+                                doc["clusters"]],
+                   "aliases": []}
+        by_id: dict[str, _Template] = {}
+        for tid, text, size in doc["templates"]:
+            self._seq += 1
+            t = _Template(str(tid), str(text), int(size), self._seq)
+            by_id[t.id] = self._templates[t.id] = self._by_text[t.text] = t
+        for tokens, size, leaf, slots, temps in doc["clusters"]:
+            self._restore_cluster(tokens, int(size), tuple(leaf), slots, temps, by_id)
+        for old, new in doc["aliases"]:
+            self._aliases[str(old)] = str(new)
+
+    def _restore_cluster(self, tokens: list[str], size: int, leaf: tuple[str, ...],
+                         slots: list[Any], temps: list[Any], by_id: dict[str, _Template]
+                         ) -> None:
+        for depth in range(1, len(leaf)):
+            if leaf[depth] != WILDCARD:
+                self._children.setdefault(leaf[:depth], set()).add(leaf[depth])
+        self._tick += 1
+        c = self._create(list(tokens), leaf, size)
+        for i, values in slots:
+            c.slots[int(i)] = set(values)
+        c.order = sorted(c.slots)
+        for key, tid in temps:
+            t = by_id.get(str(tid))
+            if t is not None:
+                t.refs += 1
+                c.templates[tuple(key)] = t

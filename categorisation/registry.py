@@ -58,6 +58,7 @@ class _Service:
     miner: TemplateMiner
     lines: int = 0
     created: int = 0
+    merged: int = 0  # templates merged into another (their ids are aliases)
     window_lines: int = 0
     window_new: int = 0
     exploding: bool = False
@@ -71,6 +72,7 @@ class TemplateRegistry:
         self.config = config or RegistryConfig()
         self._services: OrderedDict[str, _Service] = OrderedDict()  # LRU order, oldest first
         self._events: list[TemplateExplosion] = []
+        self._merges: list[tuple[str, str, str]] = []
         self._exact = {k: v for k, v in self.config.masking.items() if "*" not in k
                        and "?" not in k and "[" not in k}
         self._globs = [(k, v) for k, v in self.config.masking.items() if k not in self._exact]
@@ -99,6 +101,8 @@ class TemplateRegistry:
             self._services.move_to_end(service)
             return st
         st = _Service(TemplateMiner(service, self.miner_config(service)))
+        if self._services:  # one index of slot values for the fleet (shared_values)
+            st.miner.share_values_with(next(iter(self._services.values())).miner)
         self._services[service] = st
         while len(self._services) > self.config.max_services:
             self._services.popitem(last=False)
@@ -121,16 +125,48 @@ class TemplateRegistry:
             if len(st.samples) >= 3:
                 del st.samples[0]
             st.samples.append(m.template)
+        if m.change != "same":  # a merge here can flip a slot in another service too
+            self._collect(st)
+            for miner in st.miner.pop_touched():
+                other = self._services.get(miner.service)
+                if other is not None and other.miner is miner:
+                    self._collect(other)
         if st.window_lines >= self.config.window_lines:
             self._check(service, st)
         return m
+
+    def _collect(self, st: _Service) -> None:
+        merges = st.miner.pop_merges()
+        if merges:
+            st.merged += len(merges)
+            self._merges.extend((st.miner.service, old, new) for old, new in merges)
+
+    def pop_merges(self) -> list[tuple[str, str, str]]:
+        """(service, absorbed id, surviving id) of the templates merged since the last call:
+        a slot of the survivor turned out to be a variable (`TemplateMiner.resolve`)."""
+        merges, self._merges = self._merges, []
+        return merges
+
+    def find(self, template_id: str) -> tuple[str, str] | None:
+        """(service, live id) of an id merged into another, searching every service (for
+        feedback that names no service; rare, so a scan is fine)."""
+        for name, st in self._services.items():
+            live = st.miner.resolve(template_id)
+            if live != template_id:
+                return name, live
+        return None
+
+    def resolve(self, service: str, template_id: str) -> str:
+        """The live id ``template_id`` of ``service`` stands for (itself if not merged)."""
+        st = self._services.get(service)
+        return template_id if st is None else st.miner.resolve(template_id)
 
     def _check(self, service: str, st: _Service) -> None:
         """Close one window of a service: raise or re-arm its explosion flag."""
         cfg = self.config
         if st.lines > cfg.warmup_lines:
             hot = (st.window_new > cfg.max_new_per_window
-                   or st.created > cfg.max_templates_per_line * st.lines)
+                   or st.created - st.merged > cfg.max_templates_per_line * st.lines)
             if hot and not st.exploding:
                 self._events.append(TemplateExplosion(
                     service, st.lines, len(st.miner), st.created, st.window_new,
@@ -146,7 +182,7 @@ class TemplateRegistry:
     def evicted_templates(self, service: str) -> int:
         """How many templates of ``service`` the miner's LRU has dropped."""
         st = self._services.get(service)
-        return 0 if st is None else max(0, st.created - len(st.miner))
+        return 0 if st is None else max(0, st.created - st.merged - len(st.miner))
 
     def stats(self) -> dict[str, int]:
         """Counters for metrics: services, templates, evictions."""
@@ -172,6 +208,7 @@ class TemplateRegistry:
     @staticmethod
     def _doc(st: _Service) -> dict[str, object]:
         return {"v": _SNAPSHOT_VERSION, "lines": st.lines, "created": st.created,
+                "merged": st.merged,
                 "exploding": st.exploding, "miner": orjson.Fragment(st.miner.snapshot())}
 
     def _load(self, service: str, doc: dict[str, object]) -> None:
@@ -181,6 +218,7 @@ class TemplateRegistry:
         st.miner.restore(orjson.dumps(doc["miner"]))
         st.lines = int(doc["lines"])  # type: ignore[call-overload]
         st.created = max(int(doc["created"]), len(st.miner))  # type: ignore[call-overload]
+        st.merged = int(doc.get("merged", 0))  # type: ignore[call-overload]
         st.exploding = bool(doc["exploding"])
         st.window_lines = st.window_new = 0
         st.samples.clear()

@@ -225,6 +225,14 @@ class Triage:
         self._cache.clear()  # every template looks again at the corrections, lazily
         self._memo.clear()
 
+    def alias(self, old_id: str, new_id: str, template_text: str) -> None:
+        """Template ``old_id`` was merged into ``new_id``: a correction of the old one carries
+        over unless the survivor has its own (the old one stays for rows keyed by it)."""
+        c = self._corrections.get(old_id)
+        if c is not None and new_id not in self._corrections:
+            self.apply_feedback(new_id, template_text, category=c.category,
+                                priority=c.priority)
+
     def _unindex(self, c: Correction) -> None:
         for w in c.words:
             ids = self._index.get(w)

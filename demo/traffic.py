@@ -78,22 +78,23 @@ def event_time_ms(event: Event) -> int:
 def template_matches(pattern: str, template: str) -> bool:
     """Whether a mined ``template`` recovers a ``DEMO_TEMPLATES`` pattern (same or narrower).
 
+    A run of variables may be mined as one (a miner that writes adjacent variables once).
+
     >>> template_matches("login failed for <*> from <*>", "login failed for <*> from <*>")
     True
     >>> template_matches("<*> <*> completed <*>", "GET <*> completed <*>")
     True
+    >>> template_matches("call to <*> <*> ok", "call to <*> ok")
+    True
     >>> template_matches("call to <*> ok", "call <*> <*> ok")
     False
     """
-    ps, ts = pattern.split(), template.split()
-    if len(ps) != len(ts):
-        return False
-    for p, t in zip(ps, ts, strict=True):
-        if p != t and p != "<*>":
-            rx = re.escape(p).replace(re.escape("<*>"), ".+")
-            if not re.fullmatch(rx, t):
-                return False
-    return True
+    runs = _VARIABLE_RUN.sub("<*>", " ".join(pattern.split()))
+    rx = ".+".join(re.escape(part) for part in runs.split("<*>"))
+    return re.fullmatch(rx, " ".join(template.split())) is not None
+
+
+_VARIABLE_RUN = re.compile(r"<\*>(?:\s+<\*>)+")
 
 
 @dataclass(frozen=True)

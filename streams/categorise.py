@@ -100,6 +100,8 @@ class Categoriser:
         ``template``, ``category``, ``priority``): it feeds the labelled accuracy."""
         m = self.registry.add(service, message)
         tid, template = m.template_id, m.template
+        if m.change == "changed":
+            self._merged(ts_ms)
         t = self.triage.triage(service, tid, template, level, http_status, peer_ok,
                                user_outcome)
         if ts_ms is None:
@@ -150,6 +152,21 @@ class Categoriser:
                 self._events.append(rows.template_event_row(
                     ts, e.service, e.template_id, "vanished", e.template, 0.0, e.baseline,
                     {**details, "last_seen": e.last_seen}))
+
+    def _merged(self, ts_ms: int | None) -> None:
+        """Fold templates the miner merged into their survivor: counts, first seen and
+        corrections carry over; a ``merged`` event keeps the old id resolvable in storage."""
+        for service, old, new in self.registry.pop_merges():
+            template = self.registry.miner(service).text(new) or ""
+            gone = self._templates.pop(old, None)
+            self._dirty.discard(old)
+            self.triage.alias(old, new, template)
+            keep = self._templates.get(new)
+            if gone is not None and keep is not None:
+                keep.first_seen = min(keep.first_seen, gone.first_seen)
+            self._events.append(rows.template_event_row(
+                ts_ms or self._last_ts or int(self.clock() * 1000), service, old, "merged",
+                template, 0.0, 0.0, {"into": new}))
 
     def tick(self, now: float) -> None:
         """Close rate windows when lines stop: event time advances with the wall clock."""
@@ -214,6 +231,12 @@ class Categoriser:
         tid = f.target_id
         info = self._templates.get(tid)
         service = info.service if info else str(f.attrs.get("service") or "")
+        if info is None:  # an id merged since: its survivor
+            found = ((service, self.registry.resolve(service, tid)) if service
+                     else self.registry.find(tid))
+            if found is not None:
+                service, tid = found
+                info = self._templates.get(tid)
         template = info.template if info else str(f.attrs.get("template") or "")
         try:
             prio = parse_priority(f.priority) if f.priority else None

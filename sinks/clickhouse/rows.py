@@ -166,7 +166,8 @@ def template_row(service: str, template_id: str, template: str, category: str, p
 
 def template_event_row(ts_ms: int, service: str, template_id: str, kind: str, template: str,
                        value: float, baseline: float, details: dict[str, Any]) -> tuple[Any, ...]:
-    """A ``template_events`` row: new, spike, vanished or explosion."""
+    """A ``template_events`` row: new, spike, vanished, explosion or merged (``template_id``
+    absorbed into ``details.into``)."""
     return (ts_ms, service, template_id, kind, template, value, baseline, _json(details))
 
 
