@@ -61,6 +61,8 @@ MASK_FACTOR = 1.5  # points (in windows) masked after an anomaly: 1.5 windows
 LB_GAIN = 0.19  # how fast the lower vigilance rises toward the worst recent match
 DIFF_MIN, DIFF_MAX = 0.05, 0.37  # shortfalls below the upper vigilance that lower it
 UB_CAP = 0.97  # the upper vigilance never exceeds this
+_SQRT2 = math.sqrt(2)
+_U16_MAX = 65535
 _VERSION = 1
 _HEAD = struct.Struct("<BBHHHQQQqqQIIIIQdddddddddd")
 
@@ -105,6 +107,7 @@ class ARTimeDetector:
                              "probation hold four windows")
         self.cfg = cfg
         self._trend = cfg.pairs
+        self._step = cfg.step
         self._mask = int(cfg.window * MASK_FACTOR)
         self.i = 1  # 1-based index of the next point (as ARTime)
         self.dsi = 1  # 1-based index of the next downsampled value
@@ -118,7 +121,7 @@ class ARTimeDetector:
         self.ub_sum, self.ub_n = 0.0, 0  # running mean of the matches: the upper vigilance
         self.an_sum, self.an_n, self.an_last = 0.0, 0, 0.0  # matches of past anomalies
         self.lb = self.ub = 0.0  # the vigilances
-        self.block = np.zeros(cfg.step)  # the points of the current downsampling block
+        self.block = [0.0] * cfg.step  # the points of the current downsampling block
         self.levels = bytearray(cfg.window)  # the last downsampled values, as levels
         self.medbin = np.zeros(cfg.levels + 1, np.uint16)  # counts per level (running median)
         self.sims = bytearray([int(RING_Q)]) * (self._trend + 1)  # last matches, 1/250
@@ -135,7 +138,7 @@ class ARTimeDetector:
         x = float(value)
         if not math.isfinite(x):
             return 0.0
-        step = self.cfg.step
+        step = self._step
         at = (self.i - 1) % step
         self.block[at] = x
         out = 0.0
@@ -144,9 +147,9 @@ class ARTimeDetector:
         self.i += 1
         return out
 
-    def _pick(self, w: F64) -> float:
+    def _pick(self, w: list[float]) -> float:
         """The block's value: its extreme furthest from the running average, or its mean."""
-        mean, hi, lo = float(w.mean()), float(w.max()), float(w.min())
+        mean, hi, lo = sum(w) / len(w), max(w), min(w)
         if self.dsi == 1:
             self.dma = mean
         self.dma = (self.dma + mean) / 2
@@ -193,20 +196,25 @@ class ARTimeDetector:
         self.levels = self.levels[1:] + bytes([level])
         if self.dsi < c.window:
             return np.zeros(2 * c.window, np.int64)
-        lv = np.frombuffer(self.levels, np.uint8).astype(np.float64)
-        dw = lv - lv.min()
-        if dw.max():
-            dw /= dw.max()
+        # small vectors: plain floats beat numpy here (same IEEE operations, same results)
+        low = min(self.levels)
+        dw = [float(v - low) for v in self.levels]
+        top = max(dw)
+        if top:
+            dw = [v / top for v in dw]
         fw = _haar(dw)
-        fw -= fw.min()
-        if fw.max():
-            fw /= fw.max()
-        shape = np.rint(fw * GRID).astype(np.int64)
-        return np.concatenate([shape, lv.astype(np.int64) * (GRID // c.levels)])
+        low_f = min(fw)
+        fw = [v - low_f for v in fw]
+        top = max(fw)
+        if top:
+            fw = [v / top for v in fw]
+        unit = GRID // c.levels
+        return np.array([round(v * GRID) for v in fw] + [v * unit for v in self.levels],
+                        np.int64)
 
     def _median(self, level: int) -> None:
         """ARTime's running median over all levels seen (one level per step)."""
-        if self.medbin[level] == np.iinfo(np.uint16).max:  # halve the counts, keep the order
+        if self.medbin[level] == _U16_MAX:  # halve the counts, keep the order
             self.medbin //= 2
             self.below = int(self.medbin[:self.medlevel].sum())
             self.above = int(self.medbin[self.medlevel + 1:].sum())
@@ -324,9 +332,9 @@ class ARTimeDetector:
             self.dmin, self.dmax, self.last_an_sim, self.ub_sum, self.an_sum, self.an_last,
             self.lb, self.ub, 0.0)
         return b"".join((
-            head, self.block.tobytes(), bytes(self.levels), self.medbin.tobytes(),
-            bytes(self.sims), bytes(self.diffs), self.cats.astype(np.uint8).tobytes(),
-            np.array(self.buf, np.float64).tobytes()))
+            head, struct.pack(f"<{len(self.block)}d", *self.block), bytes(self.levels),
+            self.medbin.tobytes(), bytes(self.sims), bytes(self.diffs),
+            self.cats.astype(np.uint8).tobytes(), np.array(self.buf, np.float64).tobytes()))
 
     @classmethod
     def from_bytes(cls, raw: bytes, cfg: ARTimeConfig = DEFAULT) -> ARTimeDetector:
@@ -346,7 +354,7 @@ class ARTimeDetector:
         for n in sizes:
             parts.append(raw[at:at + n])
             at += n
-        d.block = np.frombuffer(parts[0], np.float64).copy()
+        d.block = list(struct.unpack(f"<{cfg.step}d", parts[0]))
         d.levels = bytearray(parts[1])
         d.medbin = np.frombuffer(parts[2], np.uint16).copy()
         d.sims, d.diffs = bytearray(parts[3]), bytearray(parts[4])
@@ -402,12 +410,12 @@ class _Categories:
         w[b] = x
 
 
-def _haar(v: F64) -> F64:
+def _haar(v: list[float]) -> list[float]:
     """Full orthonormal Haar transform, coarsest first (as Julia's Wavelets.jl dwt)."""
     a = v
-    details: list[F64] = []
+    out: list[float] = []
     while len(a) > 1:
         ev, od = a[0::2], a[1::2]
-        details.insert(0, (od - ev) / math.sqrt(2))
-        a = (ev + od) / math.sqrt(2)
-    return np.concatenate([a, *details])
+        out = [(o - e) / _SQRT2 for e, o in zip(ev, od, strict=True)] + out
+        a = [(e + o) / _SQRT2 for e, o in zip(ev, od, strict=True)]
+    return a + out
