@@ -5,7 +5,9 @@ the worker runs, in batches like the stage's ``getmany``. It measures the in-pro
 scoring path (decode excluded); the Kafka round trip is the ingest bench's business.
 ``bank_bytes_per_series`` is the detectors' numpy memory (``SeriesBank`` rows, spare
 capacity included); ``vector_*`` figures score the same values with a bare ``SeriesBank``
-(the detector alone, no window objects, no rules).
+(the detector alone, no window objects, no rules). ``artime_*`` figures are the ARTime
+detector (NAB's default, not yet on the live path) scoring one long series point by point:
+it has no columnar bank yet, so this is its scalar rate.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from detectors.artime import ARTimeConfig, ARTimeDetector
 from detectors.scoring import STREAM, WindowScorer
 from detectors.series_batch import SeriesBank
 from detectors.settings import DetectionSettings
@@ -48,6 +51,23 @@ def _vector(n_series: int, rounds: int) -> tuple[float, float]:
         bank.update(rows, np.full(n_series, T0 + 10.0 * step + 10), x)
         seconds += time.perf_counter() - t
     return n_series * rounds / seconds, _nbytes(bank) / len(bank.n)
+
+
+def _artime(points: int = 200_000) -> tuple[float, int]:
+    """Points/s and largest state (bytes) of one ARTime detector on a 5-minute daily cycle
+    with noise, an occasional spike and a level shift half way."""
+    rng = np.random.default_rng(0)
+    i = np.arange(points)
+    x = 50 + 10 * np.sin(2 * np.pi * i / 288) + rng.normal(0, 1, points)
+    x[::4999] += 40
+    x[points // 2:] += 25
+    det = ARTimeDetector(ARTimeConfig(probation=750))
+    size, t = 0, time.perf_counter()
+    for k, v in enumerate(x.tolist()):
+        det.update(300.0 * k, v)
+        if k % 10_000 == 0:
+            size = max(size, len(det.to_bytes()))
+    return points / (time.perf_counter() - t), size
 
 
 def _nbytes(bank: SeriesBank) -> int:
@@ -84,6 +104,8 @@ def run(n_series: int = 100_000, rounds: int = 6) -> dict[str, object]:
            "rss_bytes_per_series": round((_rss_mb() - rss0) * 1024 * 1024 / n_series)}
     vec_rate, vec_bytes = _vector(n_series, rounds)
     out |= {"vector_points_per_s": round(vec_rate), "vector_bytes_per_series": round(vec_bytes)}
+    art_rate, art_bytes = _artime()
+    out |= {"artime_points_per_s": round(art_rate), "artime_state_bytes": art_bytes}
     print(json.dumps(out))
     return out
 
