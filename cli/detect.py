@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -41,6 +42,12 @@ def parse_ts(text: str) -> float:
     return datetime.fromisoformat(text.strip()).replace(tzinfo=UTC).timestamp()
 
 
+ARTIME = ARTimeConfig()
+# the settings --knob-study tries: every (margin, capacity) pair
+KNOB_MARGINS = (0.25, 0.5, 0.75, 1.0)
+KNOB_CAPACITIES = (24, 32, 40)
+
+
 class Detector(StrEnum):
     """The per-series detectors a replay can run."""
 
@@ -54,13 +61,13 @@ def nab_probation(rows: int) -> int:
     return max(64, min(math.floor(0.15 * rows), 750))
 
 
-def replay(rows: list[tuple[str, str]],
-           detector: Detector) -> tuple[list[float], int]:
+def replay(rows: list[tuple[str, str]], detector: Detector,
+           artime: ARTimeConfig = ARTIME) -> tuple[list[float], int]:
     """Anomaly score per (timestamp, value) row, in file order, each from the past only;
     and the detector's state size in bytes at the end."""
     update: Callable[[float, float], float]
     if detector is Detector.artime:
-        art = ARTimeDetector(ARTimeConfig(probation=nab_probation(len(rows))))
+        art = ARTimeDetector(replace(artime, probation=nab_probation(len(rows))))
         update, state = art.update, art.to_bytes
     else:
         ser = SeriesDetector()
@@ -81,11 +88,12 @@ def replay_scores(rows: Iterable[tuple[str, str]],
     return replay(list(rows), detector)[0]
 
 
-def replay_file(src: Path, dst: Path, detector: Detector = Detector.series) -> tuple[int, int]:
+def replay_file(src: Path, dst: Path, detector: Detector = Detector.series,
+                artime: ARTimeConfig = ARTIME) -> tuple[int, int]:
     """Replay one NAB CSV through a detector into ``dst``; (rows, final state bytes)."""
     with src.open(newline="") as f:
         rows = [(r["timestamp"], r["value"]) for r in csv.DictReader(f)]
-    scores, size = replay(rows, detector)
+    scores, size = replay(rows, detector, artime)
     dst.parent.mkdir(parents=True, exist_ok=True)
     with dst.open("w", newline="") as f:
         w = csv.writer(f)
@@ -154,6 +162,9 @@ def eval_nab(
     transfer: Annotated[bool, typer.Option(
         help="also measure how the thresholds travel: chosen on half the real files, "
              "scored on the other half (3 seeded rounds)")] = False,
+    knob_study: Annotated[bool, typer.Option(
+        help="ARTime: leave-one-out that also picks margin and capacity without the fold "
+             "(12 settings replayed; ~15 min)")] = False,
 ) -> None:
     """Replay every NAB CSV through a detector, score with the NAB scorer, compare.
 
@@ -164,6 +175,8 @@ def eval_nab(
     files = sorted((nab / "data").glob("*/*.csv"))
     if not files:
         raise typer.BadParameter(f"no CSV under {nab / 'data'}")
+    if knob_study and detector is not Detector.artime:
+        raise typer.BadParameter("--knob-study tries ARTime's settings: use --detector artime")
 
     def scorer(r: Path, n: Path, j: Path, f: Path | None) -> dict[str, Any]:
         return run_scorer(tools, r, n, j, f)
@@ -184,12 +197,15 @@ def eval_nab(
                for by in ("file", "category")} if leave_one_out else {}
         travel = nab_transfer.transfer(
             nab, res, Path(tmp) / "transfer", scorer, PROFILES) if transfer else None
+        study = _knob_study(files, Path(tmp), scorer, nab) if knob_study else {}
     ours = {p: round(float(out["profiles"][p]["overall"]["normalised"]), 2) for p in PROFILES}
     thr = {p: out["profiles"][p]["threshold"] for p in PROFILES}
     source = out["profiles"]["standard"]["threshold_source"]
     console = Console()
     for by, got in loo.items():
         console.print(_folds_table(by, got))
+    for by, nested in study.items():
+        console.print(_nested_table(by, nested))
     table = Table(title=f"NAB, {len(files)} files, thresholds {source}")
     for col in ("detector", *PROFILES):
         table.add_column(col, justify="left" if col == "detector" else "right")
@@ -205,7 +221,49 @@ def eval_nab(
         "thresholds": thr, "threshold_source": source,
         "points_per_s": round(rows / seconds), "state_bytes": size,
         **({"transfer": travel} if travel is not None else {}),
+        **({"knob_study": {by: {p: {"together": t, "worst": {
+            "fold": c[0].fold.name, "normalised": round(c[0].fold.normalised, 2),
+            "setting": c[0].setting}, "settings": sorted({x.setting for x in c})}
+            for p, (t, c) in nested.items()} for by, nested in study.items()}}
+           if study else {}),
     }))
+
+
+Nested = dict[str, tuple[float, list[nab_folds.Chosen]]]
+
+
+def _knob_study(files: list[Path], tmp: Path, scorer: nab_transfer.Scorer,
+                nab: Path) -> dict[str, Nested]:
+    """Replay every (margin, capacity) setting, then leave-one-out picking the setting and
+    the thresholds without the fold, by file and by category."""
+    runs = {}
+    for margin in KNOB_MARGINS:
+        for capacity in KNOB_CAPACITIES:
+            label = f"margin {margin}, capacity {capacity}"
+            at = tmp / "knobs" / f"m{margin}-c{capacity}"
+            cfg = replace(ARTIME, margin=margin, capacity=capacity)
+            for src in files:
+                replay_file(src, at / src.parent.name / src.name, Detector.artime, cfg)
+            runs[label] = at
+    return {by: nab_folds.nested(nab, runs, tmp / "nested", scorer, PROFILES, by)
+            for by in ("file", "category")}
+
+
+def _nested_table(by: str, got: Nested) -> Table:
+    """Knobs and thresholds chosen without the fold: together, then folds worst first."""
+    table = Table(title=f"NAB knob study by {by}: settings and thresholds chosen without "
+                        "the fold")
+    table.add_column("fold", no_wrap=True)
+    for head in ("standard", "low FP", "low FN", "settings (standard)"):
+        table.add_column(head, justify="right", no_wrap=True)
+    table.add_row("held-out folds together", *(f"{got[p][0]:.1f}" for p in PROFILES), "",
+                  style="bold")
+    by_name = {p: {c.fold.name: c for c in got[p][1]} for p in PROFILES}
+    for c in got["standard"][1]:
+        table.add_row(c.fold.name.rsplit("/", 1)[-1].removesuffix(".csv")[:36],
+                      *(_num(by_name[p][c.fold.name].fold.normalised) for p in PROFILES),
+                      c.setting)
+    return table
 
 
 def _folds_table(by: str, got: dict[str, nab_folds.Outcome]) -> Table:

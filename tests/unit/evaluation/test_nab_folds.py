@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from evaluation.nab_folds import folds_of, leave_one_out
+from evaluation.nab_folds import folds_of, leave_one_out, nested
 
 FILES = ["artificialNoAnomaly/a.csv", "realX/r1.csv", "realX/r2.csv", "realY/r3.csv"]
 WINDOWS = {"artificialNoAnomaly/a.csv": 0, "realX/r1.csv": 1, "realX/r2.csv": 2,
@@ -71,3 +71,35 @@ def test_category_folds_hold_out_whole_categories(nab: tuple[Path, Path],
     got = leave_one_out(*nab, tmp_path / "w", fake_scorer(calls), ("standard",), "category")
     assert [f.name for f in got["standard"].folds] == ["realX", "realY", "artificialNoAnomaly"]
     assert got["standard"].worst.threshold == 2.0  # picked on the two files left
+
+
+def test_nested_picks_the_settings_on_the_other_files(nab: tuple[Path, Path],
+                                                      tmp_path: Path) -> None:
+    """'bad' looks best whenever r3.csv is among the files it is judged on, 'good' otherwise:
+    every fold but r3.csv gets 'bad', r3.csv held out gets 'good'."""
+    root, results = nab
+    runs = {"good": results, "bad": tmp_path / "bad"}
+    for rel in FILES:
+        (runs["bad"] / rel).parent.mkdir(parents=True, exist_ok=True)
+        (runs["bad"] / rel).write_text("timestamp,value\n")
+
+    def score(res: Path, sub: Path, out: Path, source: Path | None) -> dict[str, Any]:
+        files = sorted(str(p.relative_to(res)) for p in res.rglob("*.csv"))
+        bad = any("bad" in (res / f).resolve().parts for f in files)
+        value = (30.0 if "realY/r3.csv" in files else 10.0) if bad else 20.0
+        windows = sum(WINDOWS[f] for f in files)
+        hits = 0 if bad else windows
+        got = {"profiles": {"standard": {
+            "overall": {"windows": windows, "raw": float(2 * hits - windows),
+                        "tp_windows": hits, "fp_detections": 0, "normalised": value},
+            "cost": COST, "threshold": 0.5}}}
+        out.write_text(json.dumps(got))
+        return got
+
+    together, chosen = nested(root, runs, tmp_path / "w", score, ("standard",))["standard"]
+    assert {c.fold.name: c.setting for c in chosen} == {
+        "artificialNoAnomaly/a.csv": "bad", "realX/r1.csv": "bad", "realX/r2.csv": "bad",
+        "realY/r3.csv": "good"}
+    assert together == pytest.approx(100 * (-1 - 2 + 1 + 4) / 8)
+    assert [c.fold.normalised for c in chosen[:3]] == [0.0, 0.0, 100.0]  # worst first
+    assert math.isnan(chosen[-1].fold.normalised)
