@@ -323,12 +323,18 @@ class ARTimeDetector:
 
     # -- snapshots ------------------------------------------------------------------------
 
+    def _layout(self) -> int:
+        """The settings that shape the bytes, packed into one number to check on load."""
+        c = self.cfg
+        return (self._step | self._trend << 16 | c.window << 32 | c.levels << 40
+                | c.capacity << 48)
+
     def to_bytes(self) -> bytes:
         """The learnt state as compact bytes (settings not included), under 2 KB."""
         head = _HEAD.pack(
             _VERSION, self.ready | (self.mask_after_cat << 1), len(self.cats), len(self.buf),
             self.medlevel, self.i, self.dsi, self.medn, self.last_an_i, self.last_rho_i,
-            self.ub_n, self.below, self.above, self.no_new, self.an_n, 0, self.dma,
+            self.ub_n, self.below, self.above, self.no_new, self.an_n, self._layout(), self.dma,
             self.dmin, self.dmax, self.last_an_sim, self.ub_sum, self.an_sum, self.an_last,
             self.lb, self.ub, 0.0)
         return b"".join((
@@ -341,11 +347,14 @@ class ARTimeDetector:
         """Rebuild a detector from ``to_bytes`` output (made with the same settings)."""
         d = cls(cfg)
         (version, flags, ncat, nbuf, d.medlevel, d.i, d.dsi, d.medn, d.last_an_i,
-         d.last_rho_i, d.ub_n, d.below, d.above, d.no_new, d.an_n, _, d.dma, d.dmin,
+         d.last_rho_i, d.ub_n, d.below, d.above, d.no_new, d.an_n, layout, d.dma, d.dmin,
          d.dmax, d.last_an_sim, d.ub_sum, d.an_sum, d.an_last, d.lb, d.ub,
          _) = _HEAD.unpack_from(raw)
         if version != _VERSION:
             raise ValueError(f"unknown ARTime state version {version}")
+        if layout != d._layout():
+            raise ValueError("ARTime state written with other settings (step, probation, "
+                             "window, levels or capacity)")
         d.ready, d.mask_after_cat = bool(flags & 1), bool(flags & 2)
         at = _HEAD.size
         sizes = (8 * cfg.step, cfg.window, 2 * (cfg.levels + 1), d._trend + 1, d._trend + 1,
@@ -354,6 +363,8 @@ class ARTimeDetector:
         for n in sizes:
             parts.append(raw[at:at + n])
             at += n
+        if at != len(raw) or ncat > cfg.capacity:
+            raise ValueError(f"ARTime state of {len(raw)} bytes, {at} expected")
         d.block = list(struct.unpack(f"<{cfg.step}d", parts[0]))
         d.levels = bytearray(parts[1])
         d.medbin = np.frombuffer(parts[2], np.uint16).copy()

@@ -50,6 +50,16 @@ def test_state_round_trips_through_bytes_and_continues_identically() -> None:
         assert run(a, pts[cut:]) == run(b, pts[cut:])
 
 
+def test_state_from_other_settings_or_cut_short_is_refused() -> None:
+    det = ARTimeDetector(CFG)
+    run(det, stream(2000))
+    raw = det.to_bytes()
+    with pytest.raises(ValueError, match="other settings"):
+        ARTimeDetector.from_bytes(raw, ARTimeConfig(probation=750))
+    with pytest.raises(ValueError, match="expected"):
+        ARTimeDetector.from_bytes(raw[:-1], CFG)
+
+
 def test_state_stays_under_two_kilobytes() -> None:
     det = ARTimeDetector(CFG)
     rng = random.Random(7)
