@@ -5,7 +5,10 @@ the worker runs, in batches like the stage's ``getmany``. It measures the in-pro
 scoring path (decode excluded); the Kafka round trip is the ingest bench's business.
 ``bank_bytes_per_series`` is the detectors' numpy memory (``SeriesBank`` rows, spare
 capacity included); ``vector_*`` figures score the same values with a bare ``SeriesBank``
-(the detector alone, no window objects, no rules).
+(the detector alone, no window objects, no rules). ``artime_*`` figures are ARTime (NAB's
+default, not on the live path yet): ``artime_bank_*`` its ``ARTimeBank`` over the same
+number of series, each started from one detector past its probation (the steady state), and
+``artime_points_per_s`` / ``artime_state_bytes`` one scalar detector on one long series.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from detectors.artime import ARTimeConfig, ARTimeDetector
+from detectors.artime_batch import ARTimeBank
 from detectors.scoring import STREAM, WindowScorer
 from detectors.series_batch import SeriesBank
 from detectors.settings import DetectionSettings
@@ -48,6 +53,49 @@ def _vector(n_series: int, rounds: int) -> tuple[float, float]:
         bank.update(rows, np.full(n_series, T0 + 10.0 * step + 10), x)
         seconds += time.perf_counter() - t
     return n_series * rounds / seconds, _nbytes(bank) / len(bank.n)
+
+
+def _artime(points: int = 200_000) -> tuple[float, int]:
+    """Points/s and largest state (bytes) of one ARTime detector on a 5-minute daily cycle
+    with noise, an occasional spike and a level shift half way."""
+    rng = np.random.default_rng(0)
+    i = np.arange(points)
+    x = 50 + 10 * np.sin(2 * np.pi * i / 288) + rng.normal(0, 1, points)
+    x[::4999] += 40
+    x[points // 2:] += 25
+    det = ARTimeDetector(ARTimeConfig(probation=750))
+    size, t = 0, time.perf_counter()
+    for k, v in enumerate(x.tolist()):
+        det.update(300.0 * k, v)
+        if k % 10_000 == 0:
+            size = max(size, len(det.to_bytes()))
+    return points / (time.perf_counter() - t), size
+
+
+def _artime_bank(n_series: int, rounds: int = 20) -> tuple[float, float]:
+    """Points/s and numpy bytes per series of an ``ARTimeBank`` in its steady state."""
+    rng = np.random.default_rng(0)
+    cfg = ARTimeConfig(probation=600)
+    det = ARTimeDetector(cfg)
+    for k in range(2000):
+        det.update(0.0, 50 + 10 * math.sin(k / 46) + rng.normal(0, 1))
+    bank = ARTimeBank(cfg, capacity=n_series)
+    rows = np.array([bank.add() for _ in range(n_series)])
+    bank.set(0, det)
+    for v in vars(bank).values():  # every row starts from that state, at its own phase
+        if isinstance(v, np.ndarray) and v.shape[:1] == (n_series,):
+            v[1:] = v[0]
+    bank.i += rng.integers(0, cfg.step, n_series)
+    i = np.arange(n_series)
+    seconds = 0.0
+    for step in range(rounds):
+        x = 50 + 10 * np.sin((2000 + step) / 46 + i) + rng.normal(0, 1, n_series)
+        x[rng.random(n_series) < 0.001] += 60
+        t = time.perf_counter()
+        bank.update(rows, x)
+        seconds += time.perf_counter() - t
+    size = sum(v.nbytes for v in vars(bank).values() if isinstance(v, np.ndarray))
+    return n_series * rounds / seconds, size / n_series
 
 
 def _nbytes(bank: SeriesBank) -> int:
@@ -84,6 +132,11 @@ def run(n_series: int = 100_000, rounds: int = 6) -> dict[str, object]:
            "rss_bytes_per_series": round((_rss_mb() - rss0) * 1024 * 1024 / n_series)}
     vec_rate, vec_bytes = _vector(n_series, rounds)
     out |= {"vector_points_per_s": round(vec_rate), "vector_bytes_per_series": round(vec_bytes)}
+    bank_rate, bank_bytes_art = _artime_bank(n_series)
+    art_rate, art_bytes = _artime()
+    out |= {"artime_bank_points_per_s": round(bank_rate),
+            "artime_bank_bytes_per_series": round(bank_bytes_art),
+            "artime_points_per_s": round(art_rate), "artime_state_bytes": art_bytes}
     print(json.dumps(out))
     return out
 

@@ -1,16 +1,24 @@
-"""``logwarden detect replay`` and ``logwarden eval nab``: the series detector offline."""
+"""``logwarden detect replay`` and ``logwarden eval nab``: the per-series detectors offline.
+
+``eval nab`` replays NAB through ARTime (``detectors/artime.py``) by default, the detector
+that holds up when thresholds move between files; ``--detector series`` replays the live
+default (``detectors/series.py``). Figures and how they were measured: docs/detection.md.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,8 +28,9 @@ from rich.progress import Progress
 from rich.table import Table
 
 from cli.common import eval_app, settings
+from detectors.artime import ARTimeConfig, ARTimeDetector
 from detectors.series import SeriesDetector
-from evaluation import nab_transfer
+from evaluation import nab_folds, nab_transfer
 
 detect_app = typer.Typer(help="Run the per-series anomaly detector offline.",
                          no_args_is_help=True)
@@ -33,43 +42,80 @@ def parse_ts(text: str) -> float:
     return datetime.fromisoformat(text.strip()).replace(tzinfo=UTC).timestamp()
 
 
-def replay_scores(rows: Iterable[tuple[str, str]]) -> list[float]:
-    """Anomaly score per (timestamp, value) row, in file order, each from the past only."""
-    det = SeriesDetector()
+ARTIME = ARTimeConfig()
+# the settings --knob-study tries: every (margin, capacity) pair
+KNOB_MARGINS = (0.25, 0.5, 0.75, 1.0)
+KNOB_CAPACITIES = (24, 32, 40)
+
+
+class Detector(StrEnum):
+    """The per-series detectors a replay can run."""
+
+    artime = "artime"
+    series = "series"
+
+
+def nab_probation(rows: int) -> int:
+    """NAB's probationary period: 15 % of a file, at most 750 rows. NAB hands it to every
+    detector; ARTime learns that long before alarming (never under 64 points)."""
+    return max(64, min(math.floor(0.15 * rows), 750))
+
+
+def replay(rows: list[tuple[str, str]], detector: Detector,
+           artime: ARTimeConfig = ARTIME) -> tuple[list[float], int]:
+    """Anomaly score per (timestamp, value) row, in file order, each from the past only;
+    and the detector's state size in bytes at the end."""
+    update: Callable[[float, float], float]
+    if detector is Detector.artime:
+        art = ARTimeDetector(replace(artime, probation=nab_probation(len(rows))))
+        update, state = art.update, art.to_bytes
+    else:
+        ser = SeriesDetector()
+        update, state = (lambda ts, x: ser.update(ts, x).score), ser.to_bytes
     out = []
     for ts, value in rows:
         try:
             x = float(value)
         except ValueError:
             x = float("nan")  # an unreadable value is a missing point
-        out.append(det.update(parse_ts(ts), x).score)
-    return out
+        out.append(update(parse_ts(ts), x))
+    return out, len(state())
 
 
-def replay_file(src: Path, dst: Path) -> int:
-    """Replay one NAB CSV through the online detector into ``dst``; returns the row count."""
+def replay_scores(rows: Iterable[tuple[str, str]],
+                  detector: Detector = Detector.series) -> list[float]:
+    """Anomaly score per (timestamp, value) row, in file order, each from the past only."""
+    return replay(list(rows), detector)[0]
+
+
+def replay_file(src: Path, dst: Path, detector: Detector = Detector.series,
+                artime: ARTimeConfig = ARTIME) -> tuple[int, int]:
+    """Replay one NAB CSV through a detector into ``dst``; (rows, final state bytes)."""
     with src.open(newline="") as f:
         rows = [(r["timestamp"], r["value"]) for r in csv.DictReader(f)]
-    scores = replay_scores(rows)
+    scores, size = replay(rows, detector, artime)
     dst.parent.mkdir(parents=True, exist_ok=True)
     with dst.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["timestamp", "value", "anomaly_score"])
         for (ts, value), s in zip(rows, scores, strict=True):
             w.writerow([ts, value, f"{s:.12g}"])
-    return len(rows)
+    return len(rows), size
 
 
 @detect_app.command("replay")
-def replay(
+def replay_cmd(
     src: Annotated[Path, typer.Argument(help="NAB-format CSV (timestamp,value)", exists=True,
                                         dir_okay=False)],
     out: Annotated[Path, typer.Option("--out", help="where to write timestamp,value,"
                                       "anomaly_score")],
+    detector: Annotated[Detector, typer.Option(
+        help="series: the live default; artime: NAB's default (docs/detection.md)")
+    ] = Detector.series,
 ) -> None:
-    """Stream a CSV through the online detector, row by row, and write its scores."""
-    n = replay_file(src, out)
-    typer.echo(json.dumps({"rows": n, "out": str(out)}))
+    """Stream a CSV through a per-series detector, row by row, and write its scores."""
+    n, size = replay_file(src, out, detector)
+    typer.echo(json.dumps({"rows": n, "out": str(out), "state_bytes": size}))
 
 
 def published_table(readme: Path) -> dict[str, tuple[float, float, float]]:
@@ -101,6 +147,8 @@ def run_scorer(tools: Path, results: Path, nab: Path, json_out: Path,
 def eval_nab(
     datasets: Annotated[Path | None, typer.Option(
         help="datasets folder with nab/ inside (default: settings' datasets_dir)")] = None,
+    detector: Annotated[Detector, typer.Option(
+        help="artime (default for NAB) or series (the live default)")] = Detector.artime,
     thresholds_from: Annotated[Path | None, typer.Option(
         help="reuse the thresholds of an earlier --scores-json (e.g. the dev set's) "
              "instead of letting the scorer optimise them")] = None,
@@ -108,46 +156,142 @@ def eval_nab(
         help="keep the scorer's full JSON here (usable as --thresholds-from)")] = None,
     results: Annotated[Path | None, typer.Option(
         help="keep the per-file score CSVs here (default: a temporary folder)")] = None,
+    leave_one_out: Annotated[bool, typer.Option(
+        help="score every file, and every category, at thresholds chosen without it "
+             "(two scorer runs a fold)")] = True,
     transfer: Annotated[bool, typer.Option(
         help="also measure how the thresholds travel: chosen on half the real files, "
              "scored on the other half (3 seeded rounds)")] = False,
+    knob_study: Annotated[bool, typer.Option(
+        help="ARTime: leave-one-out that also picks margin and capacity without the fold "
+             "(12 settings replayed; ~15 min)")] = False,
 ) -> None:
-    """Replay every NAB CSV through the detector, score with the NAB scorer, compare."""
+    """Replay every NAB CSV through a detector, score with the NAB scorer, compare.
+
+    Leave-one-out figures come first: they are what a new file can expect from thresholds
+    chosen elsewhere; the figure at the best threshold for these files comes after."""
     root = datasets or settings().datasets_dir
     nab, tools = root / "nab", root.parent / "tools"
     files = sorted((nab / "data").glob("*/*.csv"))
     if not files:
         raise typer.BadParameter(f"no CSV under {nab / 'data'}")
+    if knob_study and detector is not Detector.artime:
+        raise typer.BadParameter("--knob-study tries ARTime's settings: use --detector artime")
+
+    def scorer(r: Path, n: Path, j: Path, f: Path | None) -> dict[str, Any]:
+        return run_scorer(tools, r, n, j, f)
+
     with tempfile.TemporaryDirectory() as tmp:
         res = results or Path(tmp) / "logwarden"
-        rows, t0 = 0, time.perf_counter()
+        rows, size, t0 = 0, 0, time.perf_counter()
         with Progress(console=Console(stderr=True), transient=True) as bar:
             task = bar.add_task("replaying NAB", total=len(files))
             for src in files:
-                rows += replay_file(src, res / src.parent.name / src.name)
+                n, b = replay_file(src, res / src.parent.name / src.name, detector)
+                rows, size = rows + n, max(size, b)
                 bar.advance(task)
         seconds = time.perf_counter() - t0
         out = run_scorer(tools, res, nab, scores_json or Path(tmp) / "scores.json",
                          thresholds_from)
+        loo = {by: nab_folds.leave_one_out(nab, res, Path(tmp) / "loo", scorer, PROFILES, by)
+               for by in ("file", "category")} if leave_one_out else {}
         travel = nab_transfer.transfer(
-            nab, res, Path(tmp) / "transfer", lambda r, n, j, f: run_scorer(tools, r, n, j, f),
-            PROFILES) if transfer else None
+            nab, res, Path(tmp) / "transfer", scorer, PROFILES) if transfer else None
+        study = _knob_study(files, Path(tmp), scorer, nab) if knob_study else {}
     ours = {p: round(float(out["profiles"][p]["overall"]["normalised"]), 2) for p in PROFILES}
     thr = {p: out["profiles"][p]["threshold"] for p in PROFILES}
     source = out["profiles"]["standard"]["threshold_source"]
+    console = Console()
+    for by, got in loo.items():
+        console.print(_folds_table(by, got))
+    for by, nested in study.items():
+        console.print(_nested_table(by, nested))
     table = Table(title=f"NAB, {len(files)} files, thresholds {source}")
     for col in ("detector", *PROFILES):
         table.add_column(col, justify="left" if col == "detector" else "right")
-    table.add_row("logwarden series", *(f"{ours[p]:.1f}" for p in PROFILES), style="bold")
+    table.add_row(f"logwarden {detector.value}", *(f"{ours[p]:.1f}" for p in PROFILES),
+                  style="bold")
     for name, vals in published_table(nab / "README.md").items():
         table.add_row(name, *(f"{v:.1f}" for v in vals))
-    Console().print(table)
+    console.print(table)
     typer.echo(json.dumps({
-        "benchmark": "nab", "files": len(files), "rows": rows, **ours,
+        "benchmark": "nab", "detector": detector.value,
+        **({"leave_one_out": {by: _folds_json(got) for by, got in loo.items()}} if loo else {}),
+        "files": len(files), "rows": rows, **ours,
         "thresholds": thr, "threshold_source": source,
-        "points_per_s": round(rows / seconds), "state_bytes": SeriesDetector().state_size(),
+        "points_per_s": round(rows / seconds), "state_bytes": size,
         **({"transfer": travel} if travel is not None else {}),
+        **({"knob_study": {by: {p: {"together": t, "worst": {
+            "fold": c[0].fold.name, "normalised": round(c[0].fold.normalised, 2),
+            "setting": c[0].setting}, "settings": sorted({x.setting for x in c})}
+            for p, (t, c) in nested.items()} for by, nested in study.items()}}
+           if study else {}),
     }))
+
+
+Nested = dict[str, tuple[float, list[nab_folds.Chosen]]]
+
+
+def _knob_study(files: list[Path], tmp: Path, scorer: nab_transfer.Scorer,
+                nab: Path) -> dict[str, Nested]:
+    """Replay every (margin, capacity) setting, then leave-one-out picking the setting and
+    the thresholds without the fold, by file and by category."""
+    runs = {}
+    for margin in KNOB_MARGINS:
+        for capacity in KNOB_CAPACITIES:
+            label = f"margin {margin}, capacity {capacity}"
+            at = tmp / "knobs" / f"m{margin}-c{capacity}"
+            cfg = replace(ARTIME, margin=margin, capacity=capacity)
+            for src in files:
+                replay_file(src, at / src.parent.name / src.name, Detector.artime, cfg)
+            runs[label] = at
+    return {by: nab_folds.nested(nab, runs, tmp / "nested", scorer, PROFILES, by)
+            for by in ("file", "category")}
+
+
+def _nested_table(by: str, got: Nested) -> Table:
+    """Knobs and thresholds chosen without the fold: together, then folds worst first."""
+    table = Table(title=f"NAB knob study by {by}: settings and thresholds chosen without "
+                        "the fold")
+    table.add_column("fold", no_wrap=True)
+    for head in ("standard", "low FP", "low FN", "settings (standard)"):
+        table.add_column(head, justify="right", no_wrap=True)
+    table.add_row("held-out folds together", *(f"{got[p][0]:.1f}" for p in PROFILES), "",
+                  style="bold")
+    by_name = {p: {c.fold.name: c for c in got[p][1]} for p in PROFILES}
+    for c in got["standard"][1]:
+        table.add_row(c.fold.name.rsplit("/", 1)[-1].removesuffix(".csv")[:36],
+                      *(_num(by_name[p][c.fold.name].fold.normalised) for p in PROFILES),
+                      c.setting)
+    return table
+
+
+def _folds_table(by: str, got: dict[str, nab_folds.Outcome]) -> Table:
+    """Leave-one-out by ``by``: the transfer figure, then every fold, worst first."""
+    table = Table(title=f"NAB leave-one-out by {by}: thresholds chosen without the fold")
+    table.add_column("fold", no_wrap=True)
+    for head in ("standard", "low FP", "low FN", "hits", "false"):
+        table.add_column(head, justify="right", no_wrap=True)
+    table.add_row("held-out folds together", *(f"{got[p].transfer:.1f}" for p in PROFILES),
+                  "", "", style="bold")
+    by_name = {p: {f.name: f for f in got[p].folds} for p in PROFILES}
+    for f in got["standard"].folds:  # hits and false alarms at the standard threshold
+        table.add_row(f.name.rsplit("/", 1)[-1].removesuffix(".csv")[:36],
+                      *(_num(by_name[p][f.name].normalised) for p in PROFILES),
+                      f"{f.hits}/{f.windows}", str(f.false_alarms))
+    return table
+
+
+def _folds_json(got: dict[str, nab_folds.Outcome]) -> dict[str, Any]:
+    return {p: {"transfer": o.transfer,
+                "worst": {"fold": o.worst.name, "normalised": round(o.worst.normalised, 2)},
+                "folds": {f.name: None if math.isnan(f.normalised) else round(f.normalised, 2)
+                          for f in o.folds}}
+            for p, o in got.items()}
+
+
+def _num(v: float) -> str:
+    return "-" if math.isnan(v) else f"{v:.1f}"
 
 
 def register(cli: typer.Typer) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
 from typer.testing import CliRunner
 
-from cli.detect import parse_ts, published_table, replay_scores
+from cli.detect import Detector, nab_probation, parse_ts, published_table, replay_scores
 from cli.main import cli
 
 
@@ -62,3 +63,23 @@ def test_published_table_reads_readme_rows(tmp_path: Path) -> None:
 def test_eval_nab_help() -> None:
     res = CliRunner().invoke(cli, ["eval", "nab", "--help"])
     assert res.exit_code == 0 and "--datasets" in res.output
+
+
+def test_artime_replay_uses_only_the_past_and_reports_its_state(tmp_path: Path) -> None:
+    rows = day_rows(1500, spike_at=10_000)  # no spike: a level shift at row 1300 instead
+    rows = rows[:1300] + [(ts, f"{float(v) + 30:.3f}") for ts, v in rows[1300:]]
+    full = replay_scores(rows, Detector.artime)
+    # NAB's replay knows a file's length (its probation is 15 % of it), nothing else ahead
+    changed = rows[:1400] + [(ts, "0") for ts, _ in rows[1400:]]
+    assert replay_scores(changed, Detector.artime)[:1400] == full[:1400]
+    assert max(full[:1300]) < max(full[1300:1340])  # the shift is the first alarm
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    write_nab(src, rows)
+    res = CliRunner().invoke(cli, ["detect", "replay", str(src), "--out", str(out),
+                                   "--detector", "artime"])
+    assert res.exit_code == 0, res.output
+    assert 0 < json.loads(res.output)["state_bytes"] <= 2048
+
+
+def test_nab_probation_follows_nab() -> None:
+    assert [nab_probation(n) for n in (100, 4032, 18050)] == [64, 604, 750]
