@@ -10,7 +10,7 @@ import typer
 COMMAND_MODULES = [
     "cli.run",  # logwarden run, worker, migrate
     "cli.kafka",  # logwarden kafka up|down|status
-    "cli.categorise",  # logwarden categorize, eval loghub
+    "cli.categorise",  # logwarden categorise, eval loghub
     "cli.detect",  # logwarden detect replay|compare, eval nab
     "cli.scenario",  # logwarden eval scenario
     "cli.produce",  # logwarden produce

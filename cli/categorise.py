@@ -1,4 +1,4 @@
-"""``logwarden categorize`` (raw log lines -> templates) and ``logwarden eval loghub``."""
+"""``logwarden categorise`` (raw log lines -> templates) and ``logwarden eval loghub``."""
 
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from categorisation.miner import TemplateMiner
 from evaluation import loghub, synthetic, template_counts
 from evaluation.loghub import LOGHUB_FORMATS, PUBLISHED_DRAIN, header_regex, split_header
 
-__all__ = ["LOGHUB_FORMATS", "categorize_lines", "header_regex", "split_header"]
+__all__ = ["LOGHUB_FORMATS", "categorise_lines", "header_regex", "split_header"]
 
-def categorize_lines(lines: Iterable[str], rx: re.Pattern[str] | None,
+def categorise_lines(lines: Iterable[str], rx: re.Pattern[str] | None,
                      miner: TemplateMiner) -> Iterator[dict[str, Any]]:
     """One record per line: line_id (from 1), header fields, content, template, cluster_id."""
     for line_id, line in enumerate(lines, start=1):
@@ -41,7 +41,7 @@ def _decoded(stream: IO[bytes], advance: Callable[[int], object] | None) -> Iter
         yield raw.decode("utf-8", errors="replace")
 
 
-def _categorize(
+def _categorise(
     source: Annotated[str, typer.Argument(help="Log file to read, or - for stdin.")] = "-",
     fmt: Annotated[str | None, typer.Option(
         "--format", help="Header layout, e.g. '<Date> <Time> <Level> <Component>: <Content>'. "
@@ -57,7 +57,7 @@ def _categorize(
     sink = out.open("wb") if out else sys.stdout.buffer
     try:
         if source == "-":
-            for rec in categorize_lines(_decoded(sys.stdin.buffer, None), rx, miner):
+            for rec in categorise_lines(_decoded(sys.stdin.buffer, None), rx, miner):
                 sink.write(orjson.dumps(rec) + b"\n")
             return
         path = Path(source)
@@ -65,7 +65,7 @@ def _categorize(
                                             transient=True) as progress:
             task = progress.add_task("categorising", total=path.stat().st_size)
             lines = _decoded(f, lambda n: progress.advance(task, n))
-            for rec in categorize_lines(lines, rx, miner):
+            for rec in categorise_lines(lines, rx, miner):
                 sink.write(orjson.dumps(rec) + b"\n")
     finally:
         if out:
@@ -99,7 +99,7 @@ def _eval_loghub(
         help="Synthetic labelled sets (evaluation/synthetic.py) scored as a sanity check.")]
     = 6,
 ) -> None:
-    """Score `categorize` on the labelled Loghub 2k samples: per system, and leave one out."""
+    """Score `categorise` on the labelled Loghub 2k samples: per system, and leave one out."""
     from cli.common import settings
 
     root = datasets or settings().datasets_dir
@@ -235,9 +235,10 @@ def _print_table(results: dict[str, dict[str, float]], demo: dict[str, float] | 
 
 
 def register(cli: typer.Typer) -> None:
-    """Attach `categorize` to the root CLI and `loghub` to the eval group."""
+    """Attach `categorise` to the root CLI and `loghub` to the eval group."""
     from cli.common import eval_app
 
-    cli.command("categorize")(_categorize)
+    cli.command("categorise")(_categorise)
+    cli.command("categorize", hidden=True)(_categorise)  # the American spelling works too
     eval_app.command("loghub")(_eval_loghub)
     eval_app.command("templates")(_eval_templates)

@@ -1,4 +1,4 @@
-"""`logwarden categorize` on a small made-up log (no shared datasets needed)."""
+"""`logwarden categorise` on a small made-up log (no shared datasets needed)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from cli import categorise as categorize
+from cli import categorise
 
 FORMAT = "<Date> <Time> <Level> <Component>: <Content>"
 LOG = (
@@ -24,8 +24,8 @@ LOG = (
 @pytest.fixture
 def cli() -> typer.Typer:
     app = typer.Typer()
-    categorize.register(app)
-    app.command("noop")(lambda: None)  # keep `categorize` a named sub-command
+    categorise.register(app)
+    app.command("noop")(lambda: None)  # keep `categorise` a named sub-command
     return app
 
 
@@ -33,7 +33,7 @@ def _records(text: str) -> list[dict[str, object]]:
     return [orjson.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def test_categorize_file_writes_one_record_per_line(cli: typer.Typer, tmp_path: Path) -> None:
+def test_categorise_file_writes_one_record_per_line(cli: typer.Typer, tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_bytes(LOG)
     out = tmp_path / "out.jsonl"
@@ -51,8 +51,8 @@ def test_categorize_file_writes_one_record_per_line(cli: typer.Typer, tmp_path: 
     assert "\ufffd" in str(recs[5]["content"])
 
 
-def test_categorize_reads_stdin(cli: typer.Typer) -> None:
-    res = CliRunner().invoke(cli, ["categorize", "-", "--format", FORMAT], input=LOG)
+def test_categorise_reads_stdin(cli: typer.Typer) -> None:
+    res = CliRunner().invoke(cli, ["categorise", "-", "--format", FORMAT], input=LOG)
     assert res.exit_code == 0, res.output
     recs = _records(res.stdout)
     assert len(recs) == 6
@@ -60,10 +60,10 @@ def test_categorize_reads_stdin(cli: typer.Typer) -> None:
 
 
 def test_header_regex_handles_optional_groups_and_brackets() -> None:
-    rx = categorize.header_regex(r"<Month> <Date> <Time> <Host> <Component>(\[<PID>\])?: <Content>")
-    fields, content = categorize.split_header(rx, "Jun 14 15:16:01 combo sshd[19939]: check pass")
+    rx = categorise.header_regex(r"<Month> <Date> <Time> <Host> <Component>(\[<PID>\])?: <Content>")
+    fields, content = categorise.split_header(rx, "Jun 14 15:16:01 combo sshd[19939]: check pass")
     assert content == "check pass" and fields["PID"] == "19939" and fields["Component"] == "sshd"
-    fields, content = categorize.split_header(rx, "Jun 14 15:16:01 combo kernel: hello")
+    fields, content = categorise.split_header(rx, "Jun 14 15:16:01 combo kernel: hello")
     assert content == "hello" and "PID" not in fields
     with pytest.raises(ValueError):
-        categorize.header_regex("<Date> <Time>")
+        categorise.header_regex("<Date> <Time>")
