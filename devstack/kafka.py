@@ -350,15 +350,23 @@ def free_port_pair() -> int:
 
 
 @contextmanager
+def local_kafka(folder: Path, security: BrokerSecurity | None = None,
+                timeout: float = 180.0) -> Iterator[LocalKafka]:
+    """A local broker in ``folder`` on free ports, stopped when the block ends, also when it
+    fails (benchmarks, tests)."""
+    kafka = LocalKafka(folder, port=free_port_pair(), security=security)
+    kafka.start(timeout=timeout)
+    try:
+        yield kafka
+    finally:
+        kafka.stop()
+
+
+@contextmanager
 def throwaway_kafka(given: str | None, work: Path, timeout: float = 180.0) -> Iterator[str]:
-    """The bootstrap address ``given``, or a local broker started under ``work`` on free
-    ports and stopped when the block ends, also when it fails (benchmarks, tests)."""
+    """The bootstrap address ``given``, or a `local_kafka` under ``work``."""
     if given:
         yield given
         return
-    kafka = LocalKafka(work / "kafka", port=free_port_pair())
-    kafka.start(timeout=timeout)
-    try:
+    with local_kafka(work / "kafka", timeout=timeout) as kafka:
         yield kafka.bootstrap
-    finally:
-        kafka.stop()

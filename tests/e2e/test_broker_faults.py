@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import Producer
 from conftest import Worker, start_worker  # type: ignore[import-not-found]
 
-from devstack.kafka import LocalKafka, free_port_pair
+from devstack.kafka import LocalKafka, local_kafka
 from schemas import topics
 
 pytestmark = pytest.mark.e2e
@@ -21,12 +21,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def own_kafka(tmp_path: Path) -> Iterator[LocalKafka]:
-    kafka = LocalKafka(tmp_path / "kafka", port=free_port_pair())
-    kafka.start(timeout=180)
-    try:
+    with local_kafka(tmp_path / "kafka") as kafka:
         yield kafka
-    finally:
-        kafka.stop()
 
 
 def produce(bootstrap: str, service: str, start: int, n: int) -> None:

@@ -5,7 +5,6 @@ wrong password it stops at once with a clear error instead of waiting on the bro
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 import uuid
@@ -15,7 +14,7 @@ import conftest  # type: ignore[import-not-found]
 import pytest
 from conftest import Worker, start_worker  # type: ignore[import-not-found]
 
-from devstack.kafka import LocalKafka
+from devstack.kafka import LocalKafka, local_kafka
 from devstack.kafka_tls import BrokerSecurity
 from schemas import topics
 from sdk import Publisher
@@ -24,16 +23,6 @@ pytestmark = pytest.mark.e2e
 USERS = {"broker": "broker-pw", "worker": "w0rker-secret"}
 
 
-def free_port_pair() -> int:
-    while True:
-        with socket.socket() as a, socket.socket() as b:
-            a.bind(("127.0.0.1", 0))
-            port = int(a.getsockname()[1])
-            try:
-                b.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +30,8 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalKafk
                                                                        BrokerSecurity]]:
     folder = tmp_path_factory.mktemp("secure-kafka")
     sec = BrokerSecurity.create(folder / "pki", USERS)
-    kafka = LocalKafka(folder / "broker", port=free_port_pair(), security=sec)
-    kafka.start(timeout=180)
-    try:
+    with local_kafka(folder / "broker", sec) as kafka:
         yield kafka, sec
-    finally:
-        kafka.stop()
 
 
 def kafka_env(sec: BrokerSecurity, password: str) -> dict[str, str]:

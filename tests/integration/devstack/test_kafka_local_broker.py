@@ -11,29 +11,13 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from devstack.kafka import LocalKafka
+from devstack.kafka import LocalKafka, free_port_pair
 from schemas.errors import SetupError
 from streams.topics import KafkaUnavailable, ensure_topics, wait_for_kafka
 
 pytestmark = pytest.mark.integration
 
 START_S: dict[str, float] = {}
-
-
-def free_port_pair() -> int:
-    """A port p with p and p+1 (the controller) both free on loopback."""
-    while True:
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = int(a.getsockname()[1])
-            if port >= 65535:
-                continue
-            with socket.socket() as b:
-                try:
-                    b.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-        return port
 
 
 @pytest.fixture(scope="module")

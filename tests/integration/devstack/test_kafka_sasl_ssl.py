@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError as AIOKafkaError
 from confluent_kafka import Consumer, Producer
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-from devstack.kafka import LocalKafka, free_port_pair
+from devstack.kafka import LocalKafka, local_kafka
 from devstack.kafka_tls import BrokerSecurity
 from sdk.publisher import Publisher
 from streams.app import broker_credentials
@@ -39,12 +39,8 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalKafk
                                                                        BrokerSecurity]]:
     folder = tmp_path_factory.mktemp("kafka-sasl-ssl")
     sec = BrokerSecurity.create(folder / "pki", USERS)
-    kafka = LocalKafka(folder / "broker", port=free_port_pair(), security=sec)
-    kafka.start(timeout=180)
-    try:
+    with local_kafka(folder / "broker", sec) as kafka:
         yield kafka, sec
-    finally:
-        kafka.stop()
 
 
 def settings_for(kafka: LocalKafka, sec: BrokerSecurity, user: str = "worker",
