@@ -8,8 +8,6 @@ token (``<data dir>/cli_token``, mode 0600), created on first use as a responder
 from __future__ import annotations
 
 import asyncio
-import getpass
-import os
 import sys
 import time
 import urllib.error
@@ -27,13 +25,11 @@ from alerting.messages import receiver_chain
 from alerting.notifiers.base import Deliverer, Message
 from alerting.rules import load_rules
 from alerting.yamlfile import parse_duration
-from cli.common import settings
+from cli.common import cli_token, settings
 from cli.query import QueryFailed, api_url, query_api, query_direct
 from schemas.errors import ConfigError
 from schemas.windows import WindowStats
 from sinks.clickhouse import rows
-from streams.settings import Settings
-from web.auth import TokenStore
 
 alert_app = typer.Typer(help="List and act on alerts of the running worker.",
                         no_args_is_help=True)
@@ -42,23 +38,6 @@ API_OPT = typer.Option(None, "--api", help="Worker API base URL (default: the lo
 TOKEN_OPT = typer.Option(None, "--token", envvar="LOGWARDEN_TOKEN",
                          help="API token (default: the local CLI token, created on first use).")
 err = Console(stderr=True, soft_wrap=True)
-CLI_TOKEN_FILE = "cli_token"
-
-
-def cli_token(s: Settings, given: str | None) -> str:
-    """The token to send: ``given``, else the local CLI token (created once, 0600)."""
-    if given:
-        return given
-    path = s.data_dir / CLI_TOKEN_FILE
-    if path.exists():
-        return path.read_text().strip()
-    token = TokenStore(s.web.token_path(s.data_dir)).create(f"cli:{getpass.getuser()}",
-                                                              "responder")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    return token
 
 
 def call(base: str, method: str, path: str, body: dict[str, Any] | None = None,
@@ -169,7 +148,7 @@ def fetch_windows(since_s: float, api: str | None) -> list[WindowStats]:
     direct = api is None and s.clickhouse.url.startswith(("http://", "https://"))
     try:
         answer = (query_direct(s, sql, params, 1_000_000) if direct
-                  else query_api(api_url(s, api), sql, params, 1_000_000))
+                  else query_api(api_url(s, api), sql, params, 1_000_000, cli_token(s)))
     except QueryFailed as e:
         raise SystemExit(f"error: {e}") from None
     out = []

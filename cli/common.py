@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from functools import lru_cache
 from pathlib import Path
 
@@ -30,10 +31,21 @@ def save_cli_token(path: Path, token: str) -> None:
 
 
 def ensure_cli_token(s: Settings) -> bool:
-    """Give the local user a responder token for `logwarden query` if it has none (the
-    all-in-one `logwarden run`); True if it made one."""
+    """Give the local user a responder token for the CLI if it has none (the all-in-one
+    `logwarden run`); True if it made one."""
     if s.api_token() is not None:
         return False
-    token = TokenStore(s.web.token_path(s.data_dir)).create("local-cli", "responder")
+    token = TokenStore(s.web.token_path(s.data_dir)).create(
+        f"cli:{getpass.getuser()}", "responder")
     save_cli_token(s.cli_token_path(), token)
     return True
+
+
+def cli_token(s: Settings, given: str | None = None) -> str:
+    """The token a command sends to the worker API: ``given`` (--token), LOGWARDEN_TOKEN or
+    the CLI's token file; without any, a responder token made for the local user."""
+    if given is None:
+        ensure_cli_token(s)
+    token = s.api_token(given)
+    assert token is not None  # ensure_cli_token saved one
+    return token

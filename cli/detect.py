@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from cli.common import eval_app, settings
+from cli.common import cli_token, eval_app, settings
 from detectors.artime import ARTimeConfig, ARTimeDetector
 from detectors.series import SeriesDetector
 from evaluation import nab_folds, nab_transfer
@@ -323,10 +323,10 @@ def compare(
         if anomalies is not None:
             rows = read_labels(anomalies)
         else:
-            base, db = api_url(s, api), s.clickhouse.database
-            got = query_api(base, ANOMALY_SQL.format(db=db), {}, 1_000_000)
+            base, db, token = api_url(s, api), s.clickhouse.database, cli_token(s)
+            got = query_api(base, ANOMALY_SQL.format(db=db), {}, 1_000_000, token)
             rows = [dict(zip(got["columns"], r, strict=True)) for r in got["rows"]]
-            fb = query_api(base, FEEDBACK_SQL.format(db=db), {}, 1_000_000)
+            fb = query_api(base, FEEDBACK_SQL.format(db=db), {}, 1_000_000, token)
             verdicts = {str(r[0]): str(r[1]) for r in fb["rows"]}
     except QueryFailed as exc:
         raise typer.BadParameter(str(exc)) from None

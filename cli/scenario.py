@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from cli.common import eval_app, settings
+from cli.common import cli_token, eval_app, settings
 from cli.query import QueryFailed, api_url, query_api
 from demo.fleet import rfc3339
 from demo.traffic import DemoConfig, parse_duration
@@ -100,7 +100,7 @@ def eval_scenario(
         s = settings()
         try:
             answer = query_api(api_url(s, api), ANOMALY_SQL.format(db=s.clickhouse.database),
-                               {}, 1_000_000)
+                               {}, 1_000_000, cli_token(s))
         except QueryFailed as exc:
             raise typer.BadParameter(str(exc)) from None
         rows = [dict(zip(answer["columns"], r, strict=True)) for r in answer["rows"]]

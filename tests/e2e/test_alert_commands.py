@@ -66,7 +66,7 @@ def test_rules_test_backtests_stored_windows(worker: Worker, kafka_bootstrap: st
         "    op: '>'\n"
         "    value: 0.5\n"
         "    severity: critical\n")
-    done = run(["rules", "test", str(rules), "--since", "1h", "--api", worker.api], {})
+    done = run(["rules", "test", str(rules), "--since", "1h", "--api", worker.api], worker.env)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
     (rule,) = report["rules"]
@@ -80,8 +80,9 @@ def test_alert_commands_send_a_token_and_act_as_its_principal(worker: Worker) ->
     the local CLI token (created on first use), and the silence is the token's, whatever
     it asks for; a token the worker does not know is refused with the API's message."""
     service = f"quiet-{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in worker.env.items() if k != "LOGWARDEN_TOKEN"}  # no token given
     done = run(["alert", "silence", f'service="{service}"', "--duration", "10m",
-                "--api", worker.api], worker.env)
+                "--api", worker.api], env)
     assert done.returncode == 0, done.stderr
     data_dir = Path(worker.env["LOGWARDEN_DATA_DIR"])
     assert (data_dir / "cli_token").stat().st_mode & 0o777 == 0o600
@@ -93,5 +94,5 @@ def test_alert_commands_send_a_token_and_act_as_its_principal(worker: Worker) ->
     worker.wait_for(lambda: bool(ours()), what="the silence to be applied")
     assert str(ours()[0]["created_by"]).startswith("cli:")
     bogus = run(["alert", "silence", f'service="{service}"', "--api", worker.api,
-                 "--token", "lw_not-a-token"], worker.env)
+                 "--token", "lw_not-a-token"], env)
     assert bogus.returncode == 1 and "unknown or revoked" in bogus.stderr
