@@ -13,23 +13,23 @@ from streams.topics import prepare_topics, wait_for_kafka
 
 def start_worker(s: Settings, loglevel: str) -> None:
     """Open the runtime and run the Faust worker until it is stopped (Ctrl-C / SIGTERM)."""
-    import faust
-
     from streams.app import create_app
     from streams.logging import configure
     from streams.runtime import open_runtime
+    from streams.worker import GracefulWorker
 
     configure(loglevel)
     wait_for_kafka(s.kafka.bootstrap_servers(), timeout=60, security=s.kafka.librdkafka())
     prepare_topics(s)
     runtime = open_runtime(s)
     app = create_app(runtime)
-    worker = faust.Worker(app, loglevel=loglevel.lower(), quiet=True, redirect_stdouts=False,
-                          override_logging=False)  # keep our structlog set-up
+    worker = GracefulWorker(app, s.stream.grace_s, loglevel=loglevel.lower(), quiet=True,
+                            redirect_stdouts=False,
+                            override_logging=False)  # keep our structlog set-up
     try:
         worker.execute_from_commandline()
     finally:
-        runtime.close()
+        runtime.close(timeout=s.stream.stop_timeout_s)
 
 
 def register(cli: typer.Typer) -> None:

@@ -54,6 +54,11 @@ class StreamSettings(BaseModel):
     window_grace_s: float = Field(default=30.0, ge=0)  # how late an event may be
     batch_size: int = Field(default=2000, ge=1)  # messages per consumer batch
     max_dead_letter_ratio: float = Field(default=0.9, gt=0, le=1)
+    # SIGTERM to exit: stages hand over within ``stop_timeout_s``; past ``grace_s`` the
+    # process exits anyway (nothing unwritten was committed, so it replays on the next
+    # start). Keep it under the orchestrator's own grace period (Kubernetes: 30 s).
+    stop_timeout_s: float = Field(default=15.0, gt=0)  # LOGWARDEN_STREAM_STOP_TIMEOUT_S
+    grace_s: float = Field(default=25.0, gt=0)  # LOGWARDEN_STREAM_GRACE_S
     # An event time this far ahead of its arrival is dead-lettered (a producer's clock is
     # wrong); closer ones are kept, and no watermark passes the arrival clock anyway.
     max_future_s: float = Field(default=300.0, ge=0)  # LOGWARDEN_STREAM_MAX_FUTURE_S

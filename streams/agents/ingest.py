@@ -125,4 +125,5 @@ class IngestService(BatchConsumer):
         self.rt, self.processor = runtime, processor
         super().__init__(IngestStage(runtime, processor, categorise), topics.INGEST_TOPICS,
                          s.kafka, group=f"{s.stream.app_id}-ingest",
-                         batch_size=s.stream.batch_size, **kwargs)
+                         batch_size=s.stream.batch_size,
+                         stop_timeout_s=s.stream.stop_timeout_s, **kwargs)

@@ -270,10 +270,11 @@ class ScoreService(BatchConsumer):
         group = f"{s.stream.app_id}-detect"
         self.score = ScoreStage(runtime, self.detect, group)
         super().__init__(self.score, [runtime.topics.windows], s.kafka, group=group,
-                         batch_size=s.stream.batch_size, **kwargs)
+                         batch_size=s.stream.batch_size,
+                         stop_timeout_s=s.stream.stop_timeout_s, **kwargs)
         self.side = BatchConsumer(SideStage(self.detect), [topics.CHANGES, topics.FEEDBACK],
                                   s.kafka, group=None, batch_size=s.stream.batch_size,
-                                  **kwargs)
+                                  stop_timeout_s=s.stream.stop_timeout_s, **kwargs)
 
     async def on_start(self) -> None:
         s = self.rt.settings

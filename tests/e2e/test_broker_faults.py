@@ -67,10 +67,13 @@ def test_a_broker_restart_mid_stream_loses_and_duplicates_nothing(
 
 def test_a_worker_stops_on_sigterm_while_its_broker_is_gone(
         own_kafka: LocalKafka, tmp_path: Path) -> None:
-    w = start_worker(own_kafka.bootstrap, tmp_path / "worker", f"e2e-{uuid.uuid4().hex[:8]}")
+    """Clients would wait out their own timeouts (a minute and more) for the lost broker;
+    the worker exits within its grace period instead."""
+    w = start_worker(own_kafka.bootstrap, tmp_path / "worker", f"e2e-{uuid.uuid4().hex[:8]}",
+                     LOGWARDEN_STREAM_GRACE_S="10")
     produce(own_kafka.bootstrap, f"stuck-{uuid.uuid4().hex[:6]}", 0, 500)
     own_kafka.stop()
     started = time.monotonic()
     w.stop()  # SIGTERM, then kill -9 after 60 s: it must not need the kill
     took = time.monotonic() - started
-    assert w.proc.returncode != -9 and took < 55, f"stopped after {took:.0f} s, by kill -9"
+    assert w.proc.returncode != -9 and took < 20, f"stopped after {took:.0f} s"
