@@ -109,7 +109,7 @@ def _eval_loghub(
                               if (p / f"{p.name}_2k.log").exists())
     data = [loghub.load_system(loghub_dir, n, scorer) for n in names]
     if demo_lines > 0:
-        data.append(loghub.demo_system(demo_log_events(demo_lines)))
+        data.append(loghub.demo_system(template_counts.demo_log_events(demo_lines)))
     results: dict[str, dict[str, float]] = {}
     lines = 0
     seconds = 0.0
@@ -155,26 +155,12 @@ def _eval_loghub(
     print(orjson.dumps(doc).decode())
 
 
-def demo_log_events(n: int, seed: int = 3) -> list[dict[str, Any]]:
-    """The first ``n`` log events of a seeded demo timeline (labelled with their template)."""
-    from demo.traffic import DemoConfig, generate
-    from schemas.topics import LOGS
-
-    out: list[dict[str, Any]] = []
-    for topic, event in generate(DemoConfig(start_ms=1_700_000_000_000, seed=seed)):
-        if topic == LOGS:
-            out.append(event)
-            if len(out) >= n:
-                break
-    return out
-
-
 def _eval_templates(
     lines: Annotated[int, typer.Option(help="Labelled demo log lines to mine.")] = 100_000,
     seed: Annotated[int, typer.Option(help="Seed of the demo timeline.")] = 3,
 ) -> None:
     """Templates found versus templates the demo generator emitted, per service."""
-    counts = template_counts.count_templates(demo_log_events(lines, seed))
+    counts = template_counts.count_templates(template_counts.demo_log_events(lines, seed))
     table = Table(title=f"Demo fleet, {lines} log lines: templates found vs emitted "
                         f"(target within {template_counts.TARGET_RATIO}x)")
     for col in ("service", "lines", "emitted", "found", "ratio", "GA"):

@@ -24,6 +24,8 @@ from typing import Any
 
 from categorisation.config import MinerConfig, RegistryConfig
 from categorisation.registry import TemplateRegistry
+from demo.traffic import DemoConfig, generate
+from schemas.topics import LOGS
 
 TARGET_RATIO = 1.5  # found / emitted within [1/1.5, 1.5]
 
@@ -82,3 +84,14 @@ def grouping_accuracy(pairs: list[tuple[str, str]]) -> float:
     both = Counter(pairs)
     ok = sum(n for (label, tid), n in both.items() if n == true[label] == pred[tid])
     return ok / len(pairs)
+
+
+def demo_log_events(n: int, seed: int = 3) -> list[dict[str, Any]]:
+    """The first ``n`` log events of a seeded demo timeline (labelled with their template)."""
+    out: list[dict[str, Any]] = []
+    for topic, event in generate(DemoConfig(start_ms=1_700_000_000_000, seed=seed)):
+        if topic == LOGS:
+            out.append(event)
+            if len(out) >= n:
+                break
+    return out

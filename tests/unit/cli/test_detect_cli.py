@@ -9,8 +9,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from cli.detect import Detector, nab_probation, parse_ts, published_table, replay_scores
 from cli.main import cli
+from evaluation.nab import Detector, nab_probation, parse_ts, published_table, replay_scores
 
 
 def write_nab(path: Path, rows: list[tuple[str, str]]) -> None:

@@ -6,8 +6,12 @@ import functools
 
 import pytest
 
-from cli.categorise import demo_log_events
-from evaluation.template_counts import ServiceCount, count_templates, grouping_accuracy
+from evaluation.template_counts import (
+    ServiceCount,
+    count_templates,
+    demo_log_events,
+    grouping_accuracy,
+)
 
 
 @functools.cache
