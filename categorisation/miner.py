@@ -223,6 +223,11 @@ class TemplateMiner:
         t = self._templates.get(self.resolve(tid))
         return None if t is None else t.text
 
+    def size(self, tid: str) -> int:
+        """Lines a template holds (an absorbed id gives its survivor's); 0 when unknown."""
+        t = self._templates.get(self.resolve(tid))
+        return 0 if t is None else t.size
+
     def aliases(self) -> dict[str, str]:
         """Every remembered absorbed id and the live id it resolves to."""
         return {old: self.resolve(old) for old in self._aliases}

@@ -163,7 +163,12 @@ class Categoriser:
             self.triage.alias(old, new, template)
             keep = self._templates.get(new)
             if gone is not None and keep is not None:
+                # the survivor's row carries the absorbed lines now, even when the merge
+                # came from another cluster's line and the survivor sees none
                 keep.first_seen = min(keep.first_seen, gone.first_seen)
+                keep.last_seen = max(keep.last_seen, gone.last_seen)
+                keep.count = max(keep.count, self.registry.miner(service).size(new))
+                self._dirty.add(new)
             self._events.append(rows.template_event_row(
                 ts_ms or self._last_ts or int(self.clock() * 1000), service, old, "merged",
                 template, 0.0, 0.0, {"into": new}))

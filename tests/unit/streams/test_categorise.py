@@ -216,3 +216,16 @@ def test_template_events_carry_what_the_default_alert_rules_select_on() -> None:
         assert all(s.evidence.log_lines for s in sigs)  # the page shows an example line
     assert fired == {"shard <*> refused the write: quorum lost": {"NewErrorTemplate"},
                      "brute force attack detected from <*>": {"SecurityEvent"}}
+
+
+def test_a_merged_template_row_carries_the_absorbed_lines() -> None:
+    """Written, merged, written again: the survivor's row counts every line of both."""
+    cat = Categoriser()
+    names = ["alice", "bob", "carol", "dave"]
+    for n in names:
+        cat("auth", f"session opened for user {n} by sshd", "INFO")
+    assert len(cat.template_rows(0)) == 4  # four constants so far, each written once
+    cat("auth", "session opened for user erin by sshd", "INFO")  # a fifth value: a variable
+    rows = {r[1]: r for r in cat.template_rows(1)}
+    assert [r[2] for r in rows.values()] == ["session opened for user <*> by sshd"]
+    assert [r[8] for r in rows.values()] == [5]
