@@ -76,4 +76,5 @@ def test_a_worker_stops_on_sigterm_while_its_broker_is_gone(
     started = time.monotonic()
     w.stop()  # SIGTERM, then kill -9 after 60 s: it must not need the kill
     took = time.monotonic() - started
-    assert w.proc.returncode != -9 and took < 20, f"stopped after {took:.0f} s"
+    # grace 10 s; the harness kills at 60 s: a margin for a loaded machine, not a speed bound
+    assert w.proc.returncode != -9 and took < 45, f"stopped after {took:.0f} s"
