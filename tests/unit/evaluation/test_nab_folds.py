@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nab_tree import nab_tree  # type: ignore[import-not-found]
 
 from evaluation.nab_folds import folds_of, leave_one_out, nested
 
@@ -19,15 +20,7 @@ COST = {"tpWeight": 1.0, "fpWeight": 0.11, "fnWeight": 1.0}
 
 @pytest.fixture
 def nab(tmp_path: Path) -> tuple[Path, Path]:
-    root, results = tmp_path / "nab", tmp_path / "results"
-    for rel in FILES:
-        for base in (root / "data", results):
-            (base / rel).parent.mkdir(parents=True, exist_ok=True)
-            (base / rel).write_text("timestamp,value\n")
-    (root / "labels").mkdir()
-    for name in ("combined_windows.json", "combined_labels.json"):
-        (root / "labels" / name).write_text(json.dumps({f: [] for f in FILES}))
-    return root, results
+    return nab_tree(tmp_path, FILES)
 
 
 def fake_scorer(calls: list[tuple[list[str], list[str] | None]]) -> Any:

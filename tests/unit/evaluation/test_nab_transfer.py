@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nab_tree import nab_tree  # type: ignore[import-not-found]
 
 from evaluation.nab_transfer import subset, transfer
 
@@ -16,15 +17,7 @@ FILES = ["artificialNoAnomaly/a.csv", "realX/r1.csv", "realX/r2.csv", "realY/r3.
 
 @pytest.fixture
 def nab(tmp_path: Path) -> tuple[Path, Path]:
-    root, results = tmp_path / "nab", tmp_path / "results"
-    for rel in FILES:
-        for base in (root / "data", results):
-            (base / rel).parent.mkdir(parents=True, exist_ok=True)
-            (base / rel).write_text("timestamp,value\n")
-    (root / "labels").mkdir()
-    for name in ("combined_windows.json", "combined_labels.json"):
-        (root / "labels" / name).write_text(json.dumps({f: [] for f in FILES}))
-    return root, results
+    return nab_tree(tmp_path, FILES)
 
 
 def test_a_subset_holds_only_its_files_and_their_labels(nab: tuple[Path, Path],
