@@ -22,6 +22,7 @@ from streams.categorise import Categoriser
 from streams.consumer import BatchConsumer
 from streams.ingest import ingest_processor
 from streams.metrics import health, registry_for
+from streams.otlp_sink import OtlpService
 from streams.runtime import Runtime
 from streams.settings import KafkaSettings
 from streams.web_config import web_options
@@ -100,6 +101,8 @@ def create_app(runtime: Runtime) -> faust.App:
                            loop=app.loop, beacon=app.beacon))
     if detect is not None:
         app.service(detect)  # type: ignore[arg-type]
+    if s.otlp.enabled:  # the OTLP/HTTP receiver on LOGWARDEN_OTLP_PORT
+        app.service(OtlpService(s, loop=app.loop, beacon=app.beacon))  # type: ignore[arg-type]
     app.detect = detect  # type: ignore[attr-defined]
     app.runtime = runtime  # type: ignore[attr-defined]
     app.ingest = ingest  # type: ignore[attr-defined]
