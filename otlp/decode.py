@@ -1,4 +1,4 @@
-"""OTLP/HTTP bodies in and out: protobuf or JSON, gzip, the export responses.
+"""OTLP/HTTP bodies in and out: protobuf or JSON, and the export responses.
 
 OTLP/JSON is the protobuf JSON mapping with two differences that ``json_format`` does not
 know: trace and span ids are hex (not base64), and enums may be given as integers (which it
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import zlib
 from typing import Any, Literal, TypeVar
 
 import orjson
@@ -38,20 +37,6 @@ M = TypeVar("M", bound=Message)
 def content_format(content_type: str) -> Format | None:
     """The body format of a ``Content-Type`` (parameters ignored), None if unsupported."""
     return CONTENT_TYPES.get(content_type.split(";", 1)[0].strip().lower())
-
-
-def gunzip(body: bytes, limit: int) -> bytes:
-    """``body`` decompressed, refusing more than ``limit`` bytes out (a gzip bomb: 413)."""
-    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = d.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise OtlpRequestError(400, f"the body is not valid gzip: {exc}") from None
-    if len(out) > limit:
-        raise OtlpRequestError(413, f"the body inflates to more than {limit} bytes")
-    if not d.eof:
-        raise OtlpRequestError(400, "the gzip body is truncated")
-    return out
 
 
 def _hex_ids_to_base64(node: Any) -> Any:

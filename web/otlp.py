@@ -35,7 +35,6 @@ from otlp.attributes import Mapped
 from otlp.decode import (
     Format,
     content_format,
-    gunzip,
     logs_response,
     metrics_response,
     parse_logs,
@@ -54,6 +53,7 @@ log = structlog.get_logger(__name__)
 
 # google.rpc.Code of each HTTP status we answer with
 _RPC_CODE = {400: 3, 401: 16, 413: 8, 415: 3, 429: 8, 503: 14}
+_ENCODINGS = frozenset({"", "identity", "gzip", "deflate"})  # what aiohttp inflates itself
 
 
 class SinkBusy(Exception):
@@ -105,21 +105,19 @@ class Receiver:
             raise _Refused(401, "send Authorization: Bearer <the LOGWARDEN_OTLP_TOKEN token>")
 
     async def _body(self, request: web.Request) -> bytes:
+        """The body, gunzipped by aiohttp as it reads (its ``client_max_size`` bounds the
+        inflated size, so a gzip bomb stops at the limit: 413)."""
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in _ENCODINGS:
+            raise _Refused(415, f"Content-Encoding {encoding!r} is not supported: use gzip "
+                           "or none")
         if (request.content_length or 0) > self.s.max_body_bytes:
             raise _Refused(413, f"the body is over {self.s.max_body_bytes} bytes")
         try:
-            body = await request.read()
+            return await request.read()
         except web.HTTPRequestEntityTooLarge:
-            raise _Refused(413, f"the body is over {self.s.max_body_bytes} bytes") from None
-        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-        if encoding == "gzip":
-            return gunzip(body, self.s.max_decompressed_bytes)
-        if encoding not in ("", "identity"):
-            raise _Refused(415, f"Content-Encoding {encoding!r} is not supported: use gzip "
-                           "or none")
-        if len(body) > self.s.max_decompressed_bytes:
-            raise _Refused(413, f"the body is over {self.s.max_decompressed_bytes} bytes")
-        return body
+            raise _Refused(413, f"the body inflates to more than "
+                           f"{self.s.max_decompressed_bytes} bytes") from None
 
     async def export(self, request: web.Request, signal: str,
                      decode_and_map: Callable[[bytes, Format], Mapped],
@@ -212,8 +210,8 @@ def create_otlp_app(settings: OtlpSettings, sink: OtlpSink,
     settings.check()
     registry = registry or CollectorRegistry()
     receiver = Receiver(settings, sink, registry)
-    # aiohttp refuses larger bodies itself (413); gzip bodies are bounded in ``gunzip``.
-    app = web.Application(client_max_size=settings.max_body_bytes)
+    # aiohttp inflates gzip as it reads and refuses more than this (after inflating): 413.
+    app = web.Application(client_max_size=settings.max_decompressed_bytes)
     app[RECEIVER_KEY] = receiver
 
     async def logs(request: web.Request) -> web.Response:
