@@ -67,7 +67,8 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float
 
 
 @pytest.fixture
-def collector(kafka_bootstrap: str, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def collector(kafka_bootstrap: str, tmp_path: Path
+              ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
     env = {**os.environ, "LOGWARDEN_KAFKA_BOOTSTRAP": kafka_bootstrap,
            "LOGWARDEN_DATA_DIR": str(tmp_path), "LOGWARDEN_OTLP_TOKEN": TOKEN,
