@@ -20,6 +20,7 @@ import structlog
 from aiohttp import web
 from confluent_kafka import KafkaException, Producer
 from mode import Service
+from prometheus_client import CollectorRegistry
 
 from otlp.settings import OtlpSettings
 from streams.settings import KafkaSettings, Settings
@@ -111,11 +112,13 @@ class KafkaOtlpSink:
         return left
 
 
-async def start_receiver(s: Settings) -> tuple[web.AppRunner, KafkaOtlpSink]:
-    """The sink and the receiver listening on ``LOGWARDEN_OTLP_HOST``:``_PORT``."""
+async def start_receiver(s: Settings, registry: CollectorRegistry | None = None
+                         ) -> tuple[web.AppRunner, KafkaOtlpSink]:
+    """The sink and the receiver listening on ``LOGWARDEN_OTLP_HOST``:``_PORT``; its
+    counters go to ``registry`` (served on its own ``/metrics`` too)."""
     sink = KafkaOtlpSink(s.kafka, s.otlp)
     try:
-        app = create_otlp_app(s.otlp, sink)
+        app = create_otlp_app(s.otlp, sink, registry)
         runner = await serve(app, s.otlp.host, s.otlp.port)
     except BaseException:
         sink.close(1)
@@ -148,11 +151,12 @@ class OtlpService(Service):
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.settings = settings
+        self.registry = CollectorRegistry()  # also served on the worker's /metrics
         self.runner: web.AppRunner | None = None
         self.sink: KafkaOtlpSink | None = None
 
     async def on_start(self) -> None:
-        self.runner, self.sink = await start_receiver(self.settings)
+        self.runner, self.sink = await start_receiver(self.settings, self.registry)
 
     async def on_stop(self) -> None:
         if self.runner is not None and self.sink is not None:

@@ -121,3 +121,8 @@ def test_sdk_logs_and_metrics_are_queryable(otlp_worker: tuple[Worker, str],
     assert points == [["latency_count", 1.0, "counter", {}],
                       ["latency_sum", 12.5, "counter", {}],
                       ["orders", 7.0, "counter", {"route": "/pay"}]]
+    # the receiver's counters are on the worker's own /metrics (what Prometheus scrapes)
+    text = worker.get("/metrics").decode()
+    accepted = f'logwarden_otlp_records_total{{outcome="accepted",signal="logs"}} ' \
+        f'{LATENCY_RECORDS + 1}.0'
+    assert accepted in text
