@@ -3,6 +3,7 @@ OTLP/HTTP exporters; and the Kafka sink's backpressure when no broker acknowledg
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -222,3 +223,5 @@ async def test_backpressure_when_no_broker_acknowledges() -> None:
     finally:
         sink.producer.purge()
         assert sink.close(1) == 0
+        del sink  # the producer stops reconnecting to the dead port once it is freed
+        gc.collect()
