@@ -19,6 +19,11 @@ def start_worker(s: Settings, loglevel: str) -> None:
     from streams.worker import GracefulWorker
 
     configure(loglevel)
+    if s.otlp.enabled:
+        try:
+            s.otlp.check()
+        except ValueError as exc:
+            raise SystemExit(f"error: {exc}") from None
     wait_for_kafka(s.kafka.bootstrap_servers(), timeout=60, security=s.kafka.librdkafka())
     prepare_topics(s)
     runtime = open_runtime(s)

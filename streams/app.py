@@ -10,6 +10,7 @@ import faust
 import structlog
 from faust.auth import Credentials
 from mode import Service
+from prometheus_client import CollectorRegistry
 
 from alerting.agents.service import AlertingStage, register_alerting
 from alerting.config import AlertingSettings
@@ -22,6 +23,7 @@ from streams.categorise import Categoriser
 from streams.consumer import BatchConsumer
 from streams.ingest import ingest_processor
 from streams.metrics import health, registry_for
+from streams.otlp_sink import OtlpService
 from streams.runtime import Runtime
 from streams.settings import KafkaSettings
 from streams.web_config import web_options
@@ -40,12 +42,15 @@ class ApiService(Service):
                  others: Sequence[BatchConsumer] = (), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.rt, self.ingest, self.alerting, self.others = runtime, ingest, alerting, others
+        self.otlp_metrics: CollectorRegistry | None = None
         self.runner: Any = None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-store")
 
     async def on_start(self) -> None:
         s = self.rt.settings
         registry = registry_for(self.ingest)
+        if self.otlp_metrics is not None:  # the OTLP receiver's counters on /metrics too
+            registry.register(self.otlp_metrics)
         alerts = None
         if self.alerting is not None:
             registry.register(self.alerting.delay)
@@ -96,10 +101,14 @@ def create_app(runtime: Runtime) -> faust.App:
     detect = ScoreService(runtime, loop=app.loop, beacon=app.beacon) \
         if s.detect.enabled else None
     others = [detect] if detect is not None else []
-    app.service(ApiService(runtime, ingest, alerting, others,  # type: ignore[arg-type]
-                           loop=app.loop, beacon=app.beacon))
+    api = ApiService(runtime, ingest, alerting, others, loop=app.loop, beacon=app.beacon)
+    app.service(api)  # type: ignore[arg-type]
     if detect is not None:
         app.service(detect)  # type: ignore[arg-type]
+    if s.otlp.enabled:  # the OTLP/HTTP receiver on LOGWARDEN_OTLP_PORT
+        otlp = OtlpService(s, loop=app.loop, beacon=app.beacon)
+        api.otlp_metrics = otlp.registry
+        app.service(otlp)  # type: ignore[arg-type]
     app.detect = detect  # type: ignore[attr-defined]
     app.runtime = runtime  # type: ignore[attr-defined]
     app.ingest = ingest  # type: ignore[attr-defined]
