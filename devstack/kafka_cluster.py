@@ -18,8 +18,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
-
 from devstack.kafka import (
     KafkaStatus,
     LocalKafka,
@@ -31,6 +29,7 @@ from devstack.kafka import (
     port_in_use,
 )
 from schemas.errors import SetupError
+from streams.topics import cluster_brokers
 
 MAX_BROKERS = 9
 
@@ -38,16 +37,6 @@ MAX_BROKERS = 9
 def replication_for(brokers: int) -> int:
     """Copies of each partition on a cluster of ``brokers``: 3, or all of them when fewer."""
     return max(1, min(3, brokers))
-
-
-def broker_count(bootstrap: str, timeout: float = 5.0,
-                 security: dict[str, str] | None = None) -> int:
-    """How many brokers the cluster at ``bootstrap`` has alive (0: none answered)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, **(security or {})})
-    try:
-        return len(admin.list_topics(timeout=timeout).brokers)
-    except Exception:  # noqa: BLE001  # KafkaException and timeouts: nobody answered
-        return 0
 
 
 @dataclass(frozen=True)
@@ -137,7 +126,7 @@ class LocalKafkaCluster:
         deadline = time.monotonic() + timeout
         seen = 0
         while time.monotonic() < deadline:
-            seen = broker_count(self.bootstrap, 3.0)
+            seen = cluster_brokers(self.bootstrap, 3.0)
             if seen >= n:
                 return
             time.sleep(0.5)
