@@ -65,15 +65,15 @@ def decompress(data: bytes, encoding: str) -> bytes:
     if encoding == "deflate":
         return zlib.decompress(data)
     if encoding == "lz4":
-        import lz4.frame  # type: ignore[import-not-found]
+        import lz4.frame  # type: ignore[import-not-found,unused-ignore]
 
         return bytes(lz4.frame.decompress(data))
     if encoding == "zstd":
-        import zstandard  # type: ignore[import-not-found]
+        import zstandard  # type: ignore[import-not-found,unused-ignore]
 
         return bytes(zstandard.ZstdDecompressor().decompress(data, max_output_size=1 << 31))
     if encoding == "br":
-        import brotli  # type: ignore[import-not-found]
+        import brotli  # type: ignore[import-not-found,unused-ignore]
 
         return bytes(brotli.decompress(data))
     raise ValueError(f"unsupported Content-Encoding {encoding!r}")
@@ -117,7 +117,7 @@ class ChdbEngine:
 
         self.path = path.resolve()
         self.path.mkdir(parents=True, exist_ok=True)
-        self.conn: Any = chdb.connect(str(self.path))
+        self.conn: Any = chdb.connect(str(self.path))  # type: ignore[no-untyped-call]
         self.lock = threading.Lock()
         self.applied: dict[str, str] = {}  # settings SET on the session now
         self.spool = Path(tempfile.mkdtemp(prefix="chdb-server-"))
@@ -187,7 +187,7 @@ def make_handler(engine: ChdbEngine) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: clickhouse-connect pools connections
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             pass  # one line per statement would drown the log; errors are logged below
 
         def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
@@ -223,8 +223,8 @@ def make_handler(engine: ChdbEngine) -> type[BaseHTTPRequestHandler]:
             self._send(200, out, {"Content-Type": "application/octet-stream",
                                   "X-ClickHouse-Format": st.fmt})
 
-        do_GET = _handle  # noqa: N815
-        do_POST = _handle  # noqa: N815
+        do_GET = _handle
+        do_POST = _handle
 
     return Handler
 
