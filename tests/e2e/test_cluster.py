@@ -38,7 +38,7 @@ from sinks.clickhouse.settings import ClickHouseSettings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 BIN = Path(sys.executable).parent / "logwarden"
-BASE_PORT = 17100  # this suite's range: brokers 17100-17105, the store 17110
+BASE_PORT = 17100  # this suite's range: brokers 17100-17105, store 17110, workers 17120-3
 STORE_PORT = 17110
 N = 12_000  # events per test
 PARTITIONS = 4
@@ -173,10 +173,11 @@ class Stream(threading.Thread):
 
 
 def two_workers(cluster: LocalKafkaCluster, store_url: str, tmp: Path, app_id: str,
-                **env: str) -> list[Worker]:
+                first_port: int, **env: str) -> list[Worker]:
     common = {"LOGWARDEN_CLICKHOUSE_URL": store_url, "LOGWARDEN_ALERTING_CANARY_INTERVAL_S": "0",
               "LOGWARDEN_KAFKA_PARTITIONS": str(PARTITIONS), **env}
-    return [start_worker(cluster.bootstrap, tmp / f"w{i}", app_id, **common) for i in (1, 2)]
+    return [start_worker(cluster.bootstrap, tmp / f"w{i}", app_id, first_port + i, **common)
+            for i in (0, 1)]
 
 
 def owned(w: Worker, stage: str = "ingest") -> list[str]:
@@ -221,7 +222,7 @@ def test_kill_9_of_a_worker_moves_its_partitions_and_state(
     cfg = tmp_path / "alerting.yaml"
     cfg.write_text(CONFIG.format(service=esc))
     with PeerThread() as peers:
-        workers = two_workers(cluster, store_url, tmp_path, app_id,
+        workers = two_workers(cluster, store_url, tmp_path, app_id, 17120,
                               LOGWARDEN_ALERTING_CONFIG_FILE=str(cfg),
                               LOGWARDEN_ALERTING_EVALUATION_INTERVAL_S="1", **peers.alerting_env())
         try:
@@ -261,7 +262,7 @@ def test_kill_9_of_a_worker_moves_its_partitions_and_state(
 def test_kill_9_of_the_leading_broker_loses_and_doubles_nothing(
         cluster: LocalKafkaCluster, store_url: str, tmp_path: Path) -> None:
     app_id, service = f"e2e-cl-{uuid.uuid4().hex[:8]}", f"br-{uuid.uuid4().hex[:6]}"
-    workers = two_workers(cluster, store_url, tmp_path, app_id)
+    workers = two_workers(cluster, store_url, tmp_path, app_id, 17122)
     node = 0
     try:
         wait(lambda: len(logs_partitions(workers[0]) | logs_partitions(workers[1]))
