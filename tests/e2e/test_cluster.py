@@ -234,7 +234,9 @@ def test_kill_9_of_a_worker_moves_its_partitions_and_state(
             stream.start()
             wait(lambda: pages(peers)["C0U0"] >= 1, 300, "escalation step 0", workers)
             first = next(r["at"] for r in peers.received() if r["to"] == "C0U0")
-            victim = manager_owner(cluster.bootstrap, app_id, workers) or workers[0]
+            owner = manager_owner(cluster.bootstrap, app_id, workers)
+            print(f"alert manager owner found: {owner is not None}")
+            victim = owner or workers[0]
             survivor = workers[1] if victim is workers[0] else workers[0]
             assert stream.sent < N, "the stream ended before the kill: raise N"
             victim.proc.kill()  # kill -9, mid-stream and mid-escalation
