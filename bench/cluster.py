@@ -70,11 +70,28 @@ def store_server(tmp: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
         proc.wait(60)
 
 
+_PORTS: set[int] = set()
+
+
+def worker_port() -> int:
+    """A free port no other worker of this run was given."""
+    while (port := free_port()) in _PORTS:
+        pass
+    _PORTS.add(port)
+    return port
+
+
+def exited(tmp: Path, app: str) -> RuntimeError:
+    logs = "\n".join(p.read_text(errors="replace")[-1500:]
+                     for p in sorted(tmp.glob(f"{app}-*/worker.log")))
+    return RuntimeError(f"a worker exited; the end of the logs:\n{logs}")
+
+
 def start_worker(bootstrap: str, store: str, tmp: Path, app_id: str, db: str,
                  name: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "LOGWARDEN_KAFKA_BOOTSTRAP": bootstrap,
            "LOGWARDEN_CLICKHOUSE_URL": store, "LOGWARDEN_CLICKHOUSE_DATABASE": db,
-           "LOGWARDEN_DATA_DIR": str(tmp / name), "LOGWARDEN_STREAM_WEB_PORT": str(free_port()),
+           "LOGWARDEN_DATA_DIR": str(tmp / name), "LOGWARDEN_STREAM_WEB_PORT": str(worker_port()),
            "LOGWARDEN_STREAM_APP_ID": app_id, "LOGWARDEN_STREAM_WINDOW_GRACE_S": "5",
            "LOGWARDEN_KAFKA_PARTITIONS": str(PARTITIONS),
            "LOGWARDEN_ALERTING_CANARY_INTERVAL_S": "0"}
@@ -138,7 +155,7 @@ def throughput_pass(bootstrap: str, store: str, tmp: Path, others: list[int],
         deadline = time.monotonic() + 1800
         while count < N_EVENTS and time.monotonic() < deadline:
             if any(p.poll() is not None for p in procs):
-                raise RuntimeError(f"a worker exited; see {tmp}/{app}-*/worker.log")
+                raise exited(tmp, app)
             count = stored(store, db)
             if count and first is None:
                 pids = [p.pid for p in procs]
