@@ -145,8 +145,8 @@ def group_lag(bootstrap: str, group: str) -> int:
         c.close()
 
 
-def throughput_pass(bootstrap: str, store: str, tmp: Path, others: list[int],
-                    workers: int) -> dict[str, Any]:
+def throughput_pass(bootstrap: str, store: str, tmp: Path, store_pid: int,
+                    brokers: list[int], workers: int) -> dict[str, Any]:
     """``workers`` processes drain the backlog into a fresh database."""
     app, db = f"bench-{uuid.uuid4().hex[:6]}", f"bench_{uuid.uuid4().hex[:6]}"
     procs = [start_worker(bootstrap, store, tmp, app, db, f"{app}-{i}") for i in range(workers)]
@@ -159,20 +159,24 @@ def throughput_pass(bootstrap: str, store: str, tmp: Path, others: list[int],
             count = stored(store, db)
             if count and first is None:
                 pids = [p.pid for p in procs]
-                first = (time.perf_counter(), count, cpu(pids), cpu(others))
+                first = (time.perf_counter(), count, cpu(pids), cpu([store_pid]), cpu(brokers))
             time.sleep(0.5)
         if first is None or count < N_EVENTS:
             raise RuntimeError(f"only {count} of {N_EVENTS} rows landed")
-        t1, w1, o1 = time.perf_counter(), cpu([p.pid for p in procs]), cpu(others)
+        t1, w1 = time.perf_counter(), cpu([p.pid for p in procs])
+        s1, b1 = cpu([store_pid]), cpu(brokers)
     finally:
         stop(procs)
-    t0, c0, w0, o0 = first
+    t0, c0, w0, s0, b0 = first
     n = N_EVENTS - c0
     rate = n / (t1 - t0)
-    worker_us, other_us = (w1 - w0) / n * 1e6, (o1 - o0) / n * 1e6
-    ceiling = CORES * 1e6 / (worker_us + other_us)  # every core busy at this CPU per event
+    worker_us, store_us, brokers_us = ((b - a) / n * 1e6 for a, b in
+                                       ((w0, w1), (s0, s1), (b0, b1)))
+    # every core busy at the CPU the whole pipeline spent per event
+    ceiling = CORES * 1e6 / (worker_us + store_us + brokers_us)
     return {"events_per_s": round(rate), "worker_cpu_us_per_event": round(worker_us, 1),
-            "store_and_brokers_cpu_us_per_event": round(other_us, 1),
+            "store_cpu_us_per_event": round(store_us, 1),
+            "brokers_cpu_us_per_event": round(brokers_us, 1),
             "cpu_ceiling_events_per_s": round(ceiling),
             "ratio_to_cpu_ceiling": round(rate / ceiling, 3)}
 
@@ -239,15 +243,16 @@ def main() -> None:
                           {"min.insync.replicas": "2"}, replication=3)
             print(f"producing {N_EVENTS:,} log events…", file=sys.stderr)
             produce(bootstrap, events(N_EVENTS))
-            others = [store_proc.pid] + [p for n in cluster.nodes if (p := n.pid())]
+            brokers = [p for n in cluster.nodes if (p := n.pid())]
             print("1 worker…", file=sys.stderr)
-            one = throughput_pass(bootstrap, store, tmp, others, 1)
+            one = throughput_pass(bootstrap, store, tmp, store_proc.pid, brokers, 1)
             print("2 workers…", file=sys.stderr)
-            two = throughput_pass(bootstrap, store, tmp, others, 2)
+            two = throughput_pass(bootstrap, store, tmp, store_proc.pid, brokers, 2)
             print("lag when a worker is added…", file=sys.stderr)
             lag = lag_pass(bootstrap, store, tmp)
     figures = {"bench": "cluster", "events": N_EVENTS, "brokers": 3, "partitions": PARTITIONS,
-               "cores": CORES, "workers_1": one, "workers_2": two,
+               "cores": CORES, "load_average_1m": round(os.getloadavg()[0], 1),
+               "workers_1": one, "workers_2": two,
                "speedup_2_over_1": round(two["events_per_s"] / one["events_per_s"], 2),
                "lag_when_added": lag}
     print(f"1 worker {one['events_per_s']:,}/s ({one['ratio_to_cpu_ceiling']} of the CPU "
