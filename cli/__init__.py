@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "cli.peers",  # logwarden peers
     "cli.web",  # logwarden api, token create, report
     "cli.collector",  # logwarden collector (OTLP/HTTP receiver)
+    "cli.store",  # logwarden store serve
 ]
 
 

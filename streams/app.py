@@ -25,7 +25,7 @@ from streams.ingest import ingest_processor
 from streams.metrics import health, registry_for
 from streams.otlp_sink import OtlpService
 from streams.runtime import Runtime
-from streams.settings import KafkaSettings
+from streams.settings import KafkaSettings, client_id
 from streams.web_config import web_options
 from web.alerts import AlertsApi
 from web.api import create_app as create_api
@@ -82,7 +82,9 @@ def create_app(runtime: Runtime) -> faust.App:
         datadir=str(s.data_dir / "faust"),
         web_enabled=False,
         topic_partitions=s.kafka.partitions,
-        topic_replication_factor=s.kafka.replication,
+        topic_replication_factor=s.kafka.replicas,
+        producer_acks=-1,  # every in-sync replica has it before a send counts as done
+        broker_client_id=client_id(s.stream.app_id, "faust"),
         # as the ingest consumer's: a killed worker's partitions move on after 10 s, and a
         # restarted one does not wait out Faust's default 60 s for its dead predecessor
         broker_session_timeout=10.0,

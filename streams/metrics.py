@@ -96,6 +96,9 @@ def health(ingest: IngestService, others: Sequence[BatchConsumer] = ()) -> dict[
         "series_folded": dict(ingest.processor.caps.folded),
         "batches": ingest.batches,
         "consumer_lag": {tp: n for c in (ingest, *others) for tp, n in c.lag.items()},
+        # which partitions this worker owns, by stage (several workers share them)
+        "partitions": {c.stage.name: sorted(f"{t}:{p}" for t, p in c.assigned)
+                       for c in (ingest, *others)},
         "writers": {t: vars(w.stats) for t, w in rt.writers.items()},
         "produce_errors": rt.produce_errors,
     }

@@ -17,7 +17,7 @@ from sinks.clickhouse.client import SerializedStore, Store, connect
 from sinks.clickhouse.migrate import migrate
 from sinks.clickhouse.writer import TABLE_KEYS, BatchWriter
 from streams.rejected import dead_letter_refused
-from streams.settings import Settings
+from streams.settings import Settings, client_id
 
 log = structlog.get_logger(__name__)
 
@@ -83,7 +83,9 @@ def open_runtime(settings: Settings, store: Store | None = None) -> Runtime:
     ch = settings.clickhouse
     producer = Producer({
         **settings.kafka.client_config(),
-        "linger.ms": 20, "compression.type": "lz4", "enable.idempotence": True,
+        # idempotent (acks=all): a broker lost mid-send neither loses nor doubles a message
+        "linger.ms": 20, "compression.type": "lz4", "enable.idempotence": True, "acks": "all",
+        "client.id": client_id(settings.stream.app_id, "producer"),
         "queue.buffering.max.messages": 200_000,
     })
     names = internal(settings.stream.app_id)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,6 +19,12 @@ from sinks.clickhouse.settings import ClickHouseSettings
 from web.settings import WebSettings
 
 
+def client_id(app_id: str, role: str) -> str:
+    """The Kafka client id of one client of this process: the broker logs and quotas, and an
+    operator reading the consumer group, see which host, process and stage it is."""
+    return f"{app_id}-{role}-{socket.gethostname()}-{os.getpid()}"
+
+
 class KafkaSettings(KafkaSecurity):
     """Where the broker is and how to log in (TLS and SASL fields: ``KafkaSecurity``,
     ``LOGWARDEN_KAFKA_SECURITY_PROTOCOL`` ...). An empty ``bootstrap`` means: start and use
@@ -25,12 +33,23 @@ class KafkaSettings(KafkaSecurity):
     bootstrap: str = ""  # LOGWARDEN_KAFKA_BOOTSTRAP
     local_port: int = 19092  # LOGWARDEN_KAFKA_LOCAL_PORT, used when bootstrap is empty
     partitions: int = Field(default=4, ge=1)  # partitions of the topics we create
-    replication: int = Field(default=1, ge=1)
+    # copies of each topic partition: "auto" = min(3, brokers in the cluster), resolved
+    # when a worker starts (`streams.topics.resolve_replication`); or a number
+    replication: int | Literal["auto"] = "auto"  # LOGWARDEN_KAFKA_REPLICATION
     cache_dir: Path | None = None  # LOGWARDEN_KAFKA_CACHE_DIR: jars; None = <repo>/.cache/kafka
 
     @property
     def embedded(self) -> bool:
         return not self.bootstrap
+
+    @property
+    def replicas(self) -> int:
+        """The replication factor as a number ("auto" not yet resolved counts as 1)."""
+        return 1 if self.replication == "auto" else max(1, self.replication)
+
+    def min_insync(self) -> int:
+        """min.insync.replicas of our topics: 2 once there are 3 copies, else 1."""
+        return 2 if self.replicas >= 3 else 1
 
     def bootstrap_servers(self) -> str:
         return self.bootstrap or f"127.0.0.1:{self.local_port}"

@@ -142,7 +142,9 @@ def register_alerting(app: faust.App, runtime: StageRuntime, a: AlertingSettings
                 log.exception("alerting_message_failed", stage="alerting",
                               kind=msg.type, offset=event.message.offset)
 
-    @app.timer(a.evaluation_interval_s)  # type: ignore[untyped-decorator]
+    # Timers that feed every partition run on the group's leader only: N workers must not
+    # send N ticks (or N canaries) per interval.
+    @app.timer(a.evaluation_interval_s, on_leader=True)  # type: ignore[untyped-decorator]
     async def tick() -> None:
         for p in range(n):
             await ticks.send(key=b"tick", value=b'{"type": "tick"}', partition=p)
@@ -161,7 +163,7 @@ def register_alerting(app: faust.App, runtime: StageRuntime, a: AlertingSettings
             log.warning("call_graph_refresh_failed", stage="alerting", error=str(e)[:200])
 
     if a.canary_interval_s > 0:
-        @app.timer(a.canary_interval_s)  # type: ignore[untyped-decorator]
+        @app.timer(a.canary_interval_s, on_leader=True)  # type: ignore[untyped-decorator]
         async def canary() -> None:
             now = time.time()
             runtime.send(topics.LOGS, canary_event(now), key=CANARY_SERVICE)
