@@ -55,6 +55,26 @@ class TwilioSettings(BaseModel):
     timeout_s: float = 10.0
 
 
+class WebhookSettings(BaseModel):
+    """Outgoing webhooks (the ``webhook`` channel and runbook webhook steps)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    secret: SecretStr = SecretStr("")  # HMAC key of X-Logwarden-Signature (empty: unsigned)
+    timeout_s: float = 10.0
+
+
+class RunbookSettings(BaseModel):
+    """Runbook actions (``alerting/actions.py``): LOGWARDEN_ALERTING_RUNBOOKS as JSON."""
+
+    model_config = ConfigDict(frozen=True)
+
+    enabled: bool = True  # start runbook actions when an alert with a runbook fires
+    dry_run: bool = False  # every action only records what it would do
+    approval_timeout_s: float = 3600.0  # an action awaiting approval expires after this
+    output_limit: int = 4000  # characters of a command's output / a response body kept
+
+
 class AlertingSettings(BaseModel):
     """Nested in Settings as ``alerting`` (LOGWARDEN_ALERTING_...)."""
 
@@ -74,6 +94,11 @@ class AlertingSettings(BaseModel):
     canary_grace_s: float = 120.0  # the canary's window must reach alerting within this
     outbox: OutboxPolicy = OutboxPolicy()  # retries of notifications no channel delivered
     sms_code_ttl_s: float = 12 * 3600.0  # an SMS reply code works this long (and once)
+    webhook: WebhookSettings = WebhookSettings()
+    runbooks: RunbookSettings = RunbookSettings()
+    # signs the verdict links in e-mails (empty: e-mails carry no verdict links)
+    verdict_secret: SecretStr = SecretStr("")
+    verdict_link_ttl_s: float = 7 * 86400.0  # a verdict link works this long
 
 
 class User(BaseModel):
@@ -93,8 +118,8 @@ class ChannelRef(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    type: Literal["email", "slack", "sms"]
-    to: str  # address, Slack channel id, phone number
+    type: Literal["email", "slack", "sms", "webhook"]
+    to: str  # address, Slack channel id, phone number, webhook URL
     rate_per_min: float = Field(default=30.0, gt=0)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -25,9 +25,12 @@ from streams.metrics import health, registry_for
 from streams.runtime import Runtime
 from streams.settings import KafkaSettings
 from streams.web_config import web_options
+from schemas import topics
+from schemas.changes import Feedback
 from web.alerts import AlertsApi
 from web.api import create_app as create_api
 from web.api import serve
+from web.verdicts import VerdictsApi
 
 log = structlog.get_logger(__name__)
 
@@ -49,7 +52,7 @@ class ApiService(Service):
         alerts = None
         if self.alerting is not None:
             registry.register(self.alerting.delay)
-            alerts = alerts_api(self.alerting, s.alerting)
+            alerts = alerts_api(self.alerting, s.alerting, self.rt.send)
         app = create_api(self.rt.store, database=s.clickhouse.database,
                          executor_or_lock=self.executor,
                          health_provider=lambda: health(self.ingest, self.others),
@@ -117,13 +120,21 @@ def broker_credentials(k: KafkaSettings) -> Credentials | None:
     return None
 
 
-def alerts_api(stage: AlertingStage, settings: AlertingSettings) -> AlertsApi:
-    """The alerting endpoints bound to this stage's view and actions topic."""
+def alerts_api(stage: AlertingStage, settings: AlertingSettings,
+               send: Callable[[str, bytes, str], None] | None = None) -> AlertsApi:
+    """The alerting endpoints bound to this stage's view and actions topic; verdicts are
+    sent as feedback through ``send`` (the runtime's producer)."""
 
     def suppressed(now: float) -> dict[str, str]:
         cfg = stage.holder.config
         return stage.manager.suppressed(cfg, now) if cfg else {}
 
+    verdicts = None
+    if send is not None:
+        def feedback(fb: Feedback) -> None:
+            send(topics.FEEDBACK, fb.model_dump_json().encode(), fb.target_id)
+
+        verdicts = VerdictsApi(settings, feedback)
     return AlertsApi(view=stage.manager, publish=stage.publish,
                      config=lambda: stage.holder.config, settings=settings,
-                     suppressed=suppressed)
+                     suppressed=suppressed, verdicts=verdicts)

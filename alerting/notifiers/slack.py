@@ -68,7 +68,20 @@ def blocks(msg: Message, note: str = "") -> list[dict[str, Any]]:
             {"type": "button", "action_id": "silence", "style": "danger", "value": value,
              "text": {"type": "plain_text", "text": "Silence 1h"}},
         ]})
+    if msg.fingerprint and msg.status in ("firing", "acknowledged", "resolved"):
+        out.append(verdict_block("alert", msg.fingerprint))
     return out
+
+
+def verdict_block(kind: str, target: str) -> dict[str, Any]:
+    """Useful / False alarm buttons (``alerting/verdicts.py``); they stay after an ack."""
+    value = f"{kind}:{target}"
+    return {"type": "actions", "block_id": "verdict_actions", "elements": [
+        {"type": "button", "action_id": "verdict_useful", "value": value,
+         "text": {"type": "plain_text", "text": "Useful"}},
+        {"type": "button", "action_id": "verdict_false", "value": value,
+         "text": {"type": "plain_text", "text": "False alarm"}},
+    ]}
 
 
 class SlackChannel:
