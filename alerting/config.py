@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -14,8 +15,9 @@ from alerting.lifecycle import FlapConfig
 from alerting.notifiers.base import RetryPolicy
 from alerting.oncall import Schedule
 from alerting.outbox import OutboxPolicy
-from alerting.routing import Route, receivers_used
+from alerting.routing import Route, all_runbooks, match_routes, receivers_used, route_runbook
 from alerting.rules import RuleSet
+from alerting.runbooks import Executor, Runbook
 from alerting.yamlfile import Duration, load_yaml_model
 
 
@@ -162,6 +164,34 @@ class AlertingConfig(RuleSet):
     users: list[User] = Field(default_factory=list)
     flapping: FlapConfig = FlapConfig()
     deadman: DeadMan | None = None
+    executors: list[Executor] = Field(default_factory=list)  # the commands runbooks may run
+
+    @model_validator(mode="after")
+    def _runbook_executors(self) -> AlertingConfig:
+        known = {e.name for e in self.executors}
+        books = [r.runbook for r in self.rules if r.runbook] + all_runbooks(self.route)
+        for book in books:
+            for step in book.steps:
+                if step.command is not None and step.command.executor not in known:
+                    raise ValueError(f"runbook step {step.name!r}: unknown executor "
+                                     f"{step.command.executor!r} (add it under executors:)")
+        return self
+
+    def runbook(self, rule: str, labels: Mapping[str, str]) -> tuple[str, Runbook] | None:
+        """The runbook for an alert of ``rule``: the rule's own, else its route's, with where
+        it came from (``rule:<name>`` / ``route:<id>``)."""
+        r = self.by_name().get(rule)
+        if r is not None and r.runbook is not None:
+            return f"rule:{rule}", r.runbook
+        for m in match_routes(self.route, labels):
+            found = route_runbook(self.route, m.route_id)
+            if found is not None:
+                return f"route:{found[0]}", found[1]
+        return None
+
+    def executor(self, name: str) -> Executor | None:
+        """An allowed executor by name."""
+        return next((e for e in self.executors if e.name == name), None)
 
     @model_validator(mode="after")
     def _references(self) -> AlertingConfig:

@@ -14,6 +14,8 @@ from mode import Service
 from alerting.agents.service import AlertingStage, register_alerting
 from alerting.config import AlertingSettings
 from categorisation.settings import load_categorisation
+from schemas import topics
+from schemas.changes import Feedback
 from sinks.clickhouse.client import connect
 from streams.agents.categorise import CategoriseStage
 from streams.agents.ingest import IngestService
@@ -25,8 +27,6 @@ from streams.metrics import health, registry_for
 from streams.runtime import Runtime
 from streams.settings import KafkaSettings
 from streams.web_config import web_options
-from schemas import topics
-from schemas.changes import Feedback
 from web.alerts import AlertsApi
 from web.api import create_app as create_api
 from web.api import serve
