@@ -256,7 +256,7 @@ class ActionRunner:
                                rule=trig.rule,
                                labels=trig.labels, source=source, runbook_url=book.url,
                                step=step.name, step_index=i,
-                               kind=step.kind,  # type: ignore[arg-type]
+                               kind=step.kind,
                                status="awaiting_approval", plan="", created_at=now,
                                updated_at=now, timeout_s=step.timeout)
             try:

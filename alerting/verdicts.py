@@ -134,7 +134,7 @@ def verdict_links(public_url: str, kind: Kind, target: str, recipient: str, secr
         return {}
     base = public_url.rstrip("/")
     return {v: f"{base}/verdicts/" + quote(link_token(
-        LinkClaim(kind=kind, target=target, verdict=v, by=recipient,  # type: ignore[arg-type]
+        LinkClaim(kind=kind, target=target, verdict=v, by=recipient,
                   exp=now + ttl_s), secret), safe="")
         for v in VERDICTS}
 
@@ -173,8 +173,8 @@ def parse_slack_verdict(body: bytes) -> SlackVerdict | None:
         return None
     user = payload.get("user") or {}
     by = str(user.get("username") or user.get("name") or user.get("id", ""))
-    return SlackVerdict(kind=kind, target=target,  # type: ignore[arg-type]
-                        verdict=SLACK_ACTIONS[acts[0]["action_id"]],  # type: ignore[arg-type]
+    return SlackVerdict(kind=kind, target=target,
+                        verdict=SLACK_ACTIONS[acts[0]["action_id"]],
                         by=by)
 
 

@@ -27,6 +27,7 @@ from streams.metrics import health, registry_for
 from streams.runtime import Runtime
 from streams.settings import KafkaSettings
 from streams.web_config import web_options
+from web.actions import ActionsApi
 from web.alerts import AlertsApi
 from web.api import create_app as create_api
 from web.api import serve
@@ -135,6 +136,8 @@ def alerts_api(stage: AlertingStage, settings: AlertingSettings,
             send(topics.FEEDBACK, fb.model_dump_json().encode(), fb.target_id)
 
         verdicts = VerdictsApi(settings, feedback)
+    actions = ActionsApi(stage.runbooks.runner, stage.runbooks.send) \
+        if stage.runbooks is not None else None
     return AlertsApi(view=stage.manager, publish=stage.publish,
                      config=lambda: stage.holder.config, settings=settings,
-                     suppressed=suppressed, verdicts=verdicts)
+                     suppressed=suppressed, verdicts=verdicts, actions=actions)

@@ -38,6 +38,7 @@ from alerting.webhooks import (
     verify_twilio,
 )
 from alerting.yamlfile import parse_duration
+from web.actions import ActionsApi
 from web.auth import Principal, require
 from web.http import ApiError
 from web.verdicts import VerdictsApi
@@ -126,6 +127,7 @@ class AlertsApi:
     clock: Callable[[], float] = field(default=time.time)
     replays: ReplayGuard = field(default_factory=ReplayGuard)
     verdicts: VerdictsApi | None = None  # Useful / False alarm from Slack, SMS, links, page
+    actions: ActionsApi | None = None  # runbook actions: list, approve, reject
 
     def register(self, app: web.Application,
                  guard: Callable[[web.Request], None] = lambda r: None) -> None:
@@ -152,6 +154,8 @@ class AlertsApi:
         app.router.add_post("/api/twilio/sms", self.twilio)
         if self.verdicts is not None:
             self.verdicts.register(app)
+        if self.actions is not None:
+            self.actions.register(app)
 
     async def list_alerts(self, request: web.Request) -> web.Response:
         want = request.query.get("state", "active")
@@ -226,6 +230,8 @@ class AlertsApi:
         if not self.replays.first_time(f"slack:{sig}", float(ts) + SLACK_TOLERANCE_S, now):
             return _json({"error": {"code": "replayed",
                                     "message": "this Slack request was already handled"}}, 401)
+        if self.actions is not None and await self.actions.slack(body):
+            return web.Response(status=200, text="")
         verdict = parse_slack_verdict(body)
         if verdict is not None and self.verdicts is not None:
             self.verdicts.record(VerdictInput(kind=verdict.kind, target=verdict.target,

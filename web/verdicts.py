@@ -68,7 +68,7 @@ class VerdictsApi:
                 raise ValueError("verdict must be 'useful' or 'false_alarm'")
             via = "page" if body.get("via") == "page" else "api"
             v = VerdictInput(kind=body.get("kind", "alert"), target=str(body.get("target", "")),
-                             verdict=name, by=who.name,  # type: ignore[arg-type]
+                             verdict=name, by=who.name,
                              via=via, comment=str(body.get("comment", ""))[:4096])
             if not v.target:
                 raise ValueError("target (an alert fingerprint or incident id) is required")
