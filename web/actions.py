@@ -20,7 +20,7 @@ from aiohttp import web
 
 from alerting.actions import ActionState, Approve, Reject
 from web.auth import require
-from web.http import ApiError
+from web.http import ApiError, json_errors
 
 SLACK_ACTIONS = ("action_approve", "action_reject")
 
@@ -65,8 +65,8 @@ class ActionsApi:
 
     def register(self, app: web.Application) -> None:
         """Add the routes (before the ClickHouse-backed ``GET /api/actions``)."""
-        app.router.add_get("/api/actions", self.list_actions)
-        app.router.add_post("/api/actions/{id}/{answer:approve|reject}", self.answer)
+        app.router.add_get("/api/actions", json_errors(self.list_actions))
+        app.router.add_post("/api/actions/{id}/{answer:approve|reject}", json_errors(self.answer))
 
     async def list_actions(self, request: web.Request) -> web.Response:
         require(request, "viewer")

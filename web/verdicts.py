@@ -22,7 +22,7 @@ from alerting.config import AlertingSettings
 from alerting.verdicts import LABELS, VerdictInput, read_link_token, to_feedback, verdict_name
 from schemas.changes import Feedback
 from web.auth import require
-from web.http import ApiError
+from web.http import ApiError, json_errors
 
 _PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>logwarden verdict</title>
 <style>body{{font-family:sans-serif;max-width:40em;margin:3em auto}}button{{font-size:1.2em}}
@@ -52,7 +52,7 @@ class VerdictsApi:
 
     def register(self, app: web.Application) -> None:
         """Add ``POST /api/verdicts`` and the e-mail link pages."""
-        app.router.add_post("/api/verdicts", self.post_api)
+        app.router.add_post("/api/verdicts", json_errors(self.post_api))
         app.router.add_get("/verdicts/{token}", self.confirm_page)
         app.router.add_post("/verdicts/{token}", self.post_link)
 

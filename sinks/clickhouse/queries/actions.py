@@ -16,7 +16,8 @@ _CURRENT = (
     "argMax(step, version) AS step, argMax(kind, version) AS kind, "
     "argMax(outcome, version) AS outcome, argMax(by, version) AS by, "
     "argMax(plan, version) AS plan, argMax(detail, version) AS detail, "
-    "argMax(duration_ms, version) AS duration_ms, min(ts) AS created_at, max(ts) AS ts "
+    "argMax(duration_ms, version) AS duration_ms, min(ts) AS created_at, "
+    "max(ts) AS updated_at "
     "FROM {db}.actions FINAL GROUP BY action_id"
 )
 
@@ -28,7 +29,8 @@ def actions(store: Store, db: str, page: Page, *, incident_id: str | None = None
         "incident_id": ("incident_id = {incident_id:String}", incident_id),
         "fingerprint": ("fingerprint = {fingerprint:String}", fingerprint),
         "outcome": ("outcome = {outcome:String}", outcome)})
-    sql = f"SELECT * FROM ({_CURRENT.format(db=ident(db))}) WHERE 1{where} ORDER BY ts DESC"
+    sql = (f"SELECT * FROM ({_CURRENT.format(db=ident(db))}) WHERE 1{where} "
+           "ORDER BY updated_at DESC")
     return paged(store, sql, extra, page)
 
 
