@@ -90,7 +90,7 @@ def runs(out: Path) -> list[str]:
 async def test_steps_run_once_and_a_redelivered_trigger_runs_nothing(tmp_path: Path) -> None:
     out = tmp_path / "runs.txt"
     cfg = config(out, """        - name: second
-          command: {executor: append, args: {out: "%s"}}""" % out)
+          command: {executor: append, args: {out: "OUT"}}""".replace("OUT", str(out)))
     table: dict[str, bytes] = {}
     r = runner(cfg, table)
     await r.handle(TRIG, 1000.0)
@@ -123,7 +123,7 @@ async def test_approval_holds_later_steps_until_approved_once(tmp_path: Path) ->
     out = tmp_path / "runs.txt"
     cfg = config(out, """          approval: true
         - name: second
-          command: {executor: append, args: {out: "%s"}}""" % out)
+          command: {executor: append, args: {out: "OUT"}}""".replace("OUT", str(out)))
     r = runner(cfg, approval_timeout_s=600)
     await r.handle(TRIG, 1000.0)
     (waiting,) = r.actions()
@@ -162,7 +162,7 @@ async def test_reject_expiry_and_dry_run(tmp_path: Path) -> None:
 async def test_timeout_kills_the_command(tmp_path: Path) -> None:
     text = """executors:
   - name: sleep
-    argv: ["%s", "-c", "import time; time.sleep(30)"]
+    argv: ["PY", "-c", "import time; time.sleep(30)"]
 rules:
   - name: Errors
     kind: threshold
@@ -174,7 +174,7 @@ rules:
         - {name: never, webhook: {url: "http://127.0.0.1:9/never"}}
 route: {receiver: ops}
 receivers: [{name: ops, channels: [{type: email, to: a@b.c}]}]
-""" % sys.executable
+""".replace("PY", sys.executable)
     r = runner(parse_yaml_model(text, AlertingConfig))
     await r.handle(TRIG, 1000.0)
     (a,) = r.actions()  # the failed step stops the runbook
@@ -200,7 +200,7 @@ async def test_route_runbook_applies_when_the_rule_has_none(tmp_path: Path) -> N
     cfg = config(out, route_runbook="""      runbook:
         url: https://wiki.example/payments
         steps:
-          - {name: page-dba, command: {executor: append, args: {out: "%s"}}}""" % out)
+          - {name: page-dba, command: {executor: append, args: {out: "OUT"}}}""".replace("OUT", str(out)))
     assert cfg.runbook("Slow", {"service": "checkout"}) is None
     source, book = cfg.runbook("Slow", {"service": "payments"}) or ("", None)
     assert source == "route:0.0" and book is not None and book.url.endswith("payments")
