@@ -200,7 +200,8 @@ async def test_route_runbook_applies_when_the_rule_has_none(tmp_path: Path) -> N
     cfg = config(out, route_runbook="""      runbook:
         url: https://wiki.example/payments
         steps:
-          - {name: page-dba, command: {executor: append, args: {out: "OUT"}}}""".replace("OUT", str(out)))
+          - {name: page-dba, command: {executor: append, args: {out: "OUT"}}}"""
+                 .replace("OUT", str(out)))
     assert cfg.runbook("Slow", {"service": "checkout"}) is None
     source, book = cfg.runbook("Slow", {"service": "payments"}) or ("", None)
     assert source == "route:0.0" and book is not None and book.url.endswith("payments")
