@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +22,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from clickhouse_connect.driver.client import Client
 from confluent_kafka import Consumer, Producer
 from peers_fixtures import Peer
+from ports import port_in_range
 from pydantic import SecretStr
 from slack_sdk.signature import SignatureVerifier
 
@@ -57,18 +57,6 @@ from web.auth import POLICY_KEY, AuthPolicy, TokenStore
 pytestmark = pytest.mark.integration
 SECRET = "hook-secret"
 SIGNING = "slack-signing"
-PORTS = range(17500, 17600)  # this suite's port range on the shared machine
-
-
-def port_in_range() -> int:
-    for p in PORTS:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", p))
-            except OSError:
-                continue
-            return p
-    raise RuntimeError("no free port in 17500-17599")
 
 
 class Receiver:
