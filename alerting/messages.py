@@ -40,7 +40,9 @@ def alert_message(a: Alert, msg_id: str, status: str = "", url: str = "") -> Mes
                    title=a.annotations.get("summary") or f"{a.rule} on {a.labels.get('service')}",
                    text=a.annotations.get("description", ""),
                    fields={k: v for k, v in a.labels.items() if k not in ("alertname",)}
-                   | {"since": _when(a.starts_at)},
+                   | {"since": _when(a.starts_at)}
+                   | ({"runbook": a.annotations["runbook_url"]}
+                      if a.annotations.get("runbook_url") else {}),
                    evidence=_evidence(a), url=url, trigger_ts=a.trigger_ts)
 
 
