@@ -4,6 +4,7 @@ episode; and the runbook link in the alert's messages."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +12,13 @@ from manager_kit import build_manager
 
 from alerting.actions import RunbookTrigger, decode_runbook_input
 from alerting.agents.runbooks import RunbookStage
+from alerting.evaluate import on_window
 from alerting.inputs import AddSilence, SignalInput
-from alerting.lifecycle import Signal
+from alerting.lifecycle import Signal, apply_signal
 from alerting.messages import alert_message
+from alerting.rules import RuleSet
 from alerting.silences import Silence
+from schemas.windows import WindowStats
 
 CONFIG = """
 rules:
@@ -79,10 +83,16 @@ async def test_a_silenced_alert_starts_no_action(tmp_path: Path) -> None:
     assert topic.sent == []
 
 
-def test_the_runbook_link_is_in_the_alerts_messages(tmp_path: Path) -> None:
-    m, _, _ = build_manager(tmp_path, CONFIG)
-    from alerting.lifecycle import apply_signal
-
-    a = apply_signal(None, signal("Errors").signal, 1000.0)
+def test_the_runbook_link_is_in_the_alerts_messages() -> None:
+    rs = RuleSet.model_validate({"rules": [{
+        "name": "Err", "kind": "threshold", "field": "error_rate", "value": 0.1,
+        "runbook": {"url": "https://wiki.example/err", "steps": [{"name": "look"}]}}]})
+    t0 = 1_700_000_040.0
+    w = WindowStats(series="api", service="api", scope="service", window_s=60,
+                    start=datetime.fromtimestamp(t0, tz=UTC),
+                    end=datetime.fromtimestamp(t0 + 60, tz=UTC), count=100, error_rate=0.5)
+    _, (sig,) = on_window(rs, None, w, t0 + 60)
+    assert sig.annotations["runbook_url"] == "https://wiki.example/err"
+    a = apply_signal(None, sig, t0 + 60)
     assert a is not None
-    assert alert_message(a, "n1").fields["runbook"] == "https://wiki.example/x"
+    assert alert_message(a, "n1").fields["runbook"] == "https://wiki.example/err"
