@@ -1,5 +1,6 @@
-"""``logwarden alert list|ack|resolve|silence|test-receiver|actions|approve|verdict``, ``logwarden oncall`` and
-``logwarden rules test``: talk to the running worker's alerting API, or work locally.
+"""``logwarden alert list|ack|resolve|silence|test-receiver|actions|approve|verdict``,
+``logwarden oncall`` and ``logwarden rules test``: talk to the running worker's alerting API,
+or work locally.
 
 The API knows who acts from the token: ``--token`` / ``LOGWARDEN_TOKEN``, else the local CLI
 token (``<data dir>/cli_token``, mode 0600), created on first use as a responder token named
