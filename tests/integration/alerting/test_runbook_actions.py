@@ -21,7 +21,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from clickhouse_connect.driver.client import Client
 from confluent_kafka import Consumer, Producer
-from peers_fixtures import Peer
 from ports import port_in_range
 from pydantic import SecretStr
 from slack_sdk.signature import SignatureVerifier
@@ -44,6 +43,7 @@ from alerting.config import (
 )
 from alerting.notifiers.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from alerting.yamlfile import parse_yaml_model
+from devstack.peers import Peer
 from sinks.clickhouse import rows
 from sinks.clickhouse.migrate import migrate
 from sinks.clickhouse.queries import actions as actions_q
@@ -145,7 +145,7 @@ async def consume(bootstrap: str, topic: str, group: str, runner: ActionRunner,
                     return handled
                 continue
             idle = 0
-            await runner.handle(decode_runbook_input(m.value()), time.time())
+            await runner.handle(decode_runbook_input(m.value() or b""), time.time())
             handled += 1
         raise AssertionError(f"{topic}: condition not met within {timeout_s} s")
     finally:

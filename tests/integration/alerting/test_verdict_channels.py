@@ -125,7 +125,7 @@ def feedback_on(bootstrap: str, topic: str, n: int, timeout_s: float = 60.0
         while len(out) < n and time.monotonic() < deadline:
             m = c.poll(0.5)
             if m is not None and not m.error():
-                out.append(Feedback.model_validate_json(m.value()))
+                out.append(Feedback.model_validate_json(m.value() or b""))
     finally:
         c.close()
     return out
@@ -169,8 +169,8 @@ async def test_verdicts_from_slack_sms_email_and_page_feed_the_budget(
         ch = EmailChannel("ops/email:0", SmtpSettings(port=port), ["ops@example.test"],
                           links=email_links(settings))
         await ch.send(alert_message(checkout, "n-1"))
-        text = next(p.get_payload(decode=True).decode() for p in handler.mails[0].walk()
-                    if p.get_content_type() == "text/plain")
+        text = next(bytes(p.get_payload(decode=True)).decode()
+                    for p in handler.mails[0].walk() if p.get_content_type() == "text/plain")
         link = re.search(r"Useful: (\S+)", text)
         assert link is not None and link.group(1).startswith(f"{base}/verdicts/")
         page = await http.get(link.group(1))  # a mail scanner or a person opening it

@@ -51,7 +51,7 @@ class Topic:
 
 
 def signal(rule: str, status: str = "firing", service: str = "pay") -> SignalInput:
-    return SignalInput(signal=Signal(status=status, rule=rule, ts=1000.0,  # type: ignore[arg-type]
+    return SignalInput(signal=Signal(status=status, rule=rule, ts=1000.0,
                                      labels={"alertname": rule, "service": service},
                                      annotations={"runbook_url": "https://wiki.example/x"}))
 

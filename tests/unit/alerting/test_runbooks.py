@@ -104,7 +104,8 @@ async def test_steps_run_once_and_a_redelivered_trigger_runs_nothing(tmp_path: P
     # a new firing episode of the same alert is new actions
     await r.handle(TRIG.model_copy(update={"episode": 5000.0}), 5000.0)
     assert len(runs(out)) == 4
-    outcomes = [row[9] for row in r.sink.rows]  # type: ignore[attr-defined]
+    assert isinstance(r.sink, Rows)
+    outcomes = [row[9] for row in r.sink.rows]
     assert outcomes.count("running") == 4 and outcomes.count("succeeded") == 4
 
 
