@@ -12,7 +12,8 @@ export LOGWARDEN_DATA_DIR ?= $(DATA)
 # Slack Web API and Twilio Messages on 8026. Real credentials come from the environment.
 PEERS_ENV := LOGWARDEN_ALERTING_SMTP='{"host": "127.0.0.1", "port": 8025}' \
 	LOGWARDEN_ALERTING_SLACK='{"token": "xoxb-local", "base_url": "http://127.0.0.1:8026/api/", "signing_secret": "local"}' \
-	LOGWARDEN_ALERTING_TWILIO='{"account_sid": "AC0local", "auth_token": "local", "from_number": "+15550000000", "base_url": "http://127.0.0.1:8026"}'
+	LOGWARDEN_ALERTING_TWILIO='{"account_sid": "AC0local", "auth_token": "local", "from_number": "+15550000000", "base_url": "http://127.0.0.1:8026"}' \
+	LOGWARDEN_ALERTING_VERDICT_SECRET=local-verdict-links
 
 .PHONY: help install native native-clean kafka-jars browser helm run stop status test test-unit lint bench eval clean
 

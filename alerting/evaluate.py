@@ -86,6 +86,8 @@ def _signal(rule: Any, st: SeriesState, status: str, value: float, ts: float,
     labels = _base_labels(rule, st)
     labels.update({k: render(v, ctx) for k, v in rule.labels.items()})
     ann = {k: render(v, ctx) for k, v in rule.annotations.items()}
+    if rule.runbook is not None and rule.runbook.url:
+        ann.setdefault("runbook_url", rule.runbook.url)  # shown in every message
     return Signal(status=status, rule=rule.name, labels=labels, annotations=ann,
                   value=value, ts=ts, evidence=evidence)
 

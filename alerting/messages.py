@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from alerting.config import AlertingConfig, AlertingSettings, ChannelRef, Receiver, User
@@ -12,6 +14,8 @@ from alerting.notifiers.base import Channel, Message, RateLimiter
 from alerting.notifiers.email import EmailChannel
 from alerting.notifiers.slack import SlackChannel
 from alerting.notifiers.sms import SmsChannel
+from alerting.notifiers.webhook import WebhookChannel
+from alerting.verdicts import verdict_links
 
 
 def _when(ts: float) -> str:
@@ -36,7 +40,9 @@ def alert_message(a: Alert, msg_id: str, status: str = "", url: str = "") -> Mes
                    title=a.annotations.get("summary") or f"{a.rule} on {a.labels.get('service')}",
                    text=a.annotations.get("description", ""),
                    fields={k: v for k, v in a.labels.items() if k not in ("alertname",)}
-                   | {"since": _when(a.starts_at)},
+                   | {"since": _when(a.starts_at)}
+                   | ({"runbook": a.annotations["runbook_url"]}
+                      if a.annotations.get("runbook_url") else {}),
                    evidence=_evidence(a), url=url, trigger_ts=a.trigger_ts)
 
 
@@ -64,12 +70,30 @@ def page_message(p: Page, a: Alert, url: str = "") -> Message:
     return alert_message(a, p.key, "resolved" if p.kind == "resolved" else "firing", url)
 
 
+def email_links(settings: AlertingSettings
+                ) -> Callable[[Message, str], Mapping[str, str]] | None:
+    """Signed verdict links for one alert's e-mail (None without a verdict secret)."""
+    secret = settings.verdict_secret.get_secret_value()
+    if not secret:
+        return None
+
+    def links(msg: Message, recipient: str) -> Mapping[str, str]:
+        if not msg.fingerprint or msg.status == "test":
+            return {}
+        return verdict_links(settings.public_url, "alert", msg.fingerprint, recipient,
+                             secret, time.time(), settings.verdict_link_ttl_s)
+
+    return links
+
+
 def channel(ref: ChannelRef, settings: AlertingSettings, name: str) -> Channel:
     """A channel object for a configured address."""
     if ref.type == "email":
-        return EmailChannel(name, settings.smtp, [ref.to])
+        return EmailChannel(name, settings.smtp, [ref.to], links=email_links(settings))
     if ref.type == "slack":
         return SlackChannel(name, settings.slack, ref.to)
+    if ref.type == "webhook":
+        return WebhookChannel(name, settings.webhook, ref.to)
     return SmsChannel(name, settings.twilio, ref.to)
 
 

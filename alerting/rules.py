@@ -10,13 +10,14 @@ same service). Evaluation lives in ``alerting/evaluate.py``.
 from __future__ import annotations
 
 import re
-import string
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from alerting.runbooks import Runbook
+from alerting.templating import check_template
+from alerting.templating import render as render  # re-exported: rules render templates
 from alerting.yamlfile import Duration, load_yaml_model, register_union_tags
 from schemas.common import Regex
 from schemas.errors import ConfigError
@@ -62,6 +63,7 @@ class _Rule(BaseModel):
     keep_firing_for: Duration = 0.0  # a cleared condition resolves only after this long
     labels: dict[str, str] = {}
     annotations: dict[str, str] = {}
+    runbook: Runbook | None = None  # a link and steps, some automated (alerting/runbooks.py)
 
     @field_validator("labels", "annotations")
     @classmethod
@@ -171,33 +173,6 @@ class RuleSet(BaseModel):
     def by_name(self) -> dict[str, Rule]:
         """The rules keyed by name."""
         return {r.name: r for r in self.rules}
-
-
-class _SafeFormatter(string.Formatter):
-    """``str.format`` with plain names only: no attribute or index access, missing -> ``?``."""
-
-    def get_field(self, field_name: str, args: Any, kwargs: Any) -> tuple[Any, str]:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", field_name):
-            raise ValueError(f"only plain names are allowed in templates: {{{field_name}}}")
-        return kwargs.get(field_name, "?"), field_name
-
-
-_FORMATTER = _SafeFormatter()
-
-
-def check_template(text: str) -> None:
-    """Raise ValueError when ``text`` is not a valid template."""
-    for _lit, name, _spec, _conv in _FORMATTER.parse(text):
-        if name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            raise ValueError(f"only plain names are allowed in templates: {{{name}}}")
-
-
-def render(text: str, values: Mapping[str, Any]) -> str:
-    """Fill ``{name}`` / ``{value:.1%}`` placeholders; never raises on user data."""
-    try:
-        return _FORMATTER.vformat(text, (), dict(values))
-    except (ValueError, TypeError, KeyError):
-        return _FORMATTER.vformat(re.sub(r":[^{}]*}", "}", text), (), dict(values))
 
 
 def load_rules(path: Path) -> RuleSet:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -15,6 +15,8 @@ from prometheus_client import CollectorRegistry
 from alerting.agents.service import AlertingStage, register_alerting
 from alerting.config import AlertingSettings
 from categorisation.settings import load_categorisation
+from schemas import topics
+from schemas.changes import Feedback
 from sinks.clickhouse.client import connect
 from streams.agents.categorise import CategoriseStage
 from streams.agents.ingest import IngestService
@@ -27,9 +29,11 @@ from streams.otlp_sink import OtlpService
 from streams.runtime import Runtime
 from streams.settings import KafkaSettings, client_id
 from streams.web_config import web_options
+from web.actions import ActionsApi
 from web.alerts import AlertsApi
 from web.api import create_app as create_api
 from web.api import serve
+from web.verdicts import VerdictsApi
 
 log = structlog.get_logger(__name__)
 
@@ -54,7 +58,7 @@ class ApiService(Service):
         alerts = None
         if self.alerting is not None:
             registry.register(self.alerting.delay)
-            alerts = alerts_api(self.alerting, s.alerting)
+            alerts = alerts_api(self.alerting, s.alerting, self.rt.send)
         app = create_api(self.rt.store, database=s.clickhouse.database,
                          executor_or_lock=self.executor,
                          health_provider=lambda: health(self.ingest, self.others),
@@ -128,13 +132,23 @@ def broker_credentials(k: KafkaSettings) -> Credentials | None:
     return None
 
 
-def alerts_api(stage: AlertingStage, settings: AlertingSettings) -> AlertsApi:
-    """The alerting endpoints bound to this stage's view and actions topic."""
+def alerts_api(stage: AlertingStage, settings: AlertingSettings,
+               send: Callable[[str, bytes, str], None] | None = None) -> AlertsApi:
+    """The alerting endpoints bound to this stage's view and actions topic; verdicts are
+    sent as feedback through ``send`` (the runtime's producer)."""
 
     def suppressed(now: float) -> dict[str, str]:
         cfg = stage.holder.config
         return stage.manager.suppressed(cfg, now) if cfg else {}
 
+    verdicts = None
+    if send is not None:
+        def feedback(fb: Feedback) -> None:
+            send(topics.FEEDBACK, fb.model_dump_json().encode(), fb.target_id)
+
+        verdicts = VerdictsApi(settings, feedback)
+    actions = ActionsApi(stage.runbooks.runner, stage.runbooks.send) \
+        if stage.runbooks is not None else None
     return AlertsApi(view=stage.manager, publish=stage.publish,
                      config=lambda: stage.holder.config, settings=settings,
-                     suppressed=suppressed)
+                     suppressed=suppressed, verdicts=verdicts, actions=actions)

@@ -23,6 +23,7 @@ from alerting.oncall import Schedule, who_is_on_call
 from schemas.changes import FEEDBACK_TARGETS, Feedback
 from schemas.topics import FEEDBACK
 from sinks.clickhouse.client import Store
+from sinks.clickhouse.queries import actions as actions_q
 from sinks.clickhouse.queries import alerts as alerts_q
 from sinks.clickhouse.queries import base as base_q
 from sinks.clickhouse.queries import pipeline as pipeline_q
@@ -184,6 +185,15 @@ async def notifications(request: web.Request) -> web.Response:
                                                                          fingerprint=fp)))
 
 
+async def list_actions(request: web.Request) -> web.Response:
+    ctx, q = _ctx(request), request.query
+    page = p.page(q)
+    incident, fp = p.text(q, "incident_id"), p.text(q, "fingerprint")
+    outcome = p.text(q, "outcome")
+    return json_response(await ctx.read(lambda s, db: actions_q.actions(
+        s, db, page, incident_id=incident, fingerprint=fp, outcome=outcome)))
+
+
 async def oncall(request: web.Request) -> web.Response:
     at = p.timestamp(request.query["at"], "at") if request.query.get("at") \
         else datetime.now(UTC)
@@ -270,6 +280,8 @@ ROUTES: list[tuple[str, str, Handler, str, tuple[str, ...], str]] = [
     ("GET", "/api/notifications", notifications, "Notification and escalation history",
      ("fingerprint", "since", "until", "range", "limit", "offset"), "viewer"),
     ("GET", "/api/oncall", oncall, "Schedules and who is on call", ("at",), "viewer"),
+    ("GET", "/api/actions", list_actions, "Runbook actions and their outcome",
+     ("incident_id", "fingerprint", "outcome", "limit", "offset"), "viewer"),
     ("GET", "/api/feedback", list_feedback, "Feedback verdicts",
      ("target_kind", "since", "until", "range", "limit", "offset"), "viewer"),
     ("POST", "/api/feedback", post_feedback, "Give a verdict on an alert, anomaly or "

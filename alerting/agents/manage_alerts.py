@@ -104,6 +104,8 @@ class AlertManager:
         self.graph = CallGraph()
         self.rng = rng or random.Random()
         self.errors = 0  # tick parts (a group, an escalation, an outbox item) that raised
+        # called when an alert starts a firing episode, unsilenced (runbook actions)
+        self.on_firing: Callable[[Alert, float], Awaitable[None]] | None = None
         self._limits_version = -1
 
     # -- reads (API view; never writes) --
@@ -310,6 +312,9 @@ class AlertManager:
         log.info("alert_changed", stage="alerting", rule=after.rule, fingerprint=fp,
                  state=after.state.value, service=after.labels.get("service", ""),
                  suppressed=reason)
+        if (self.on_firing is not None and not reason and after.state is AlertState.FIRING
+                and (before is None or before.state is AlertState.RESOLVED)):
+            await self.on_firing(after, now)
         for m in match_routes(cfg.route, after.labels):
             key = m.group_key(after.labels)
             raw = self.t.groups.get(key)

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from alerting.agents.evaluate_rules import CANARY_SERVICE, evaluate, evaluate_tick
 from alerting.agents.manage_alerts import AlertManager, ManagerTables, Sink
+from alerting.agents.runbooks import RunbookStage, register_runbooks
 from alerting.config import AlertingSettings
 from alerting.inhibit import CallGraph
 from alerting.inputs import Action, CanarySent, SignalInput, Tick, decode_input, encode_input
@@ -58,6 +59,7 @@ class AlertingStage:
     def __init__(self, holder: ConfigHolder, manager: AlertManager,
                  actions: faust.TopicT, delay: Histogram) -> None:
         self.holder, self.manager, self.actions, self.delay = holder, manager, actions, delay
+        self.runbooks: RunbookStage | None = None  # runbook actions (alerting/actions.py)
         self.counts = {"inputs": 0, "bad_inputs": 0, "signals": 0, "manager_errors": 0,
                        "bad_manager_inputs": 0}
 
@@ -99,6 +101,10 @@ def register_alerting(app: faust.App, runtime: StageRuntime, a: AlertingSettings
                       buckets=(1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 300, 600))
     manager = AlertManager(holder, a, tables, runtime.writers, observe_delay=delay.observe)
     stage = AlertingStage(holder, manager, actions, delay)
+    if a.runbooks.enabled:
+        stage.runbooks = register_runbooks(app, a, holder, t.runbook_actions, n,
+                                           runtime.writers.get("actions"))
+        manager.on_firing = stage.runbooks.on_firing
 
     @app.agent(inputs, name="alerting-evaluate")
     async def evaluate_agent(stream: faust.StreamT[bytes]) -> None:

@@ -153,7 +153,9 @@ const pages = {
     const when = v => typeof v === "number" ? new Date(v * 1000).toISOString().slice(0, 19).replace("T", " ") : v;
     fillTable("alerts", open, r => [esc(r.state), esc(label(r, "severity")), esc(label(r, "service")), esc(r.rule), esc(r.summary), esc(when(r.starts_at)), esc(r.acked_by),
       (r.state === "firing" ? '<button class="act" data-act="ack" data-fp="' + esc(r.fingerprint) + '">ack</button>' : "") +
-      '<button class="act" data-act="resolve" data-fp="' + esc(r.fingerprint) + '">resolve</button>']);
+      '<button class="act" data-act="resolve" data-fp="' + esc(r.fingerprint) + '">resolve</button>' +
+      '<button class="verdict" data-verdict="useful" data-fp="' + esc(r.fingerprint) + '">useful</button>' +
+      '<button class="verdict" data-verdict="false_alarm" data-fp="' + esc(r.fingerprint) + '">false alarm</button>']);
     const oncall = oc.items || Object.entries(oc.schedules || {}).map(([k, v]) => ({schedule: k, on_call: v}));
     fillTable("oncall", oncall, r => [esc(r.schedule), esc(r.on_call.join(", "))]);
     fillTable("notifications", no.items, r => [esc(r.ts), esc(r.kind), esc(r.receiver), esc(r.channel), esc(r.status), String(r.attempt), esc(r.error)]);
@@ -204,6 +206,15 @@ async function refresh() {
   } catch (e) { st.textContent = "⚠ " + e.message; }
 }
 document.addEventListener("click", async ev => {
+  const v = ev.target.closest("button.verdict");
+  if (v) {  // Useful / False alarm: recorded as feedback (POST /api/verdicts)
+    const out = document.getElementById("action-status");
+    const r = await fetch("/api/verdicts", {method: "POST", headers: Object.assign({"Content-Type": "application/json"}, authHeaders()),
+      body: JSON.stringify({kind: "alert", target: v.dataset.fp, verdict: v.dataset.verdict, via: "page"})});
+    const res = await r.json().catch(() => ({}));
+    out.textContent = r.ok ? "verdict recorded: " + v.dataset.verdict.replace("_", " ") : "⚠ " + ((res.error && res.error.message) || r.statusText);
+    return;
+  }
   const b = ev.target.closest("button.act");
   if (!b) return;
   const out = document.getElementById("action-status");
