@@ -14,6 +14,7 @@ from mode import Service
 from alerting.agents.service import AlertingStage, register_alerting
 from alerting.config import AlertingSettings
 from categorisation.settings import load_categorisation
+from privacy.redact import open_redactor
 from sinks.clickhouse.client import connect
 from streams.agents.categorise import CategoriseStage
 from streams.agents.ingest import IngestService
@@ -86,8 +87,12 @@ def create_app(runtime: Runtime) -> faust.App:
     if s.categorise.enabled:  # a bad categories/teams/masking file stops here, named
         stage = CategoriseStage(runtime, Categoriser(load_categorisation(s.categorise),
                                                      s.categorise))
-    processor = ingest_processor(s.stream, s.clickhouse, categorise=stage.cat if stage else None)
-    ingest = IngestService(runtime, processor, stage, loop=app.loop, beacon=app.beacon)
+    redactor = open_redactor(s.privacy, s.data_dir)  # a bad privacy.yaml stops here, named
+    processor = ingest_processor(s.stream, s.clickhouse, categorise=stage.cat if stage else None,
+                                 redact=redactor.event if redactor else None,
+                                 redact_raw=redactor.raw if redactor else None)
+    ingest = IngestService(runtime, processor, stage, redactor=redactor, loop=app.loop,
+                           beacon=app.beacon)
     app.service(ingest)  # type: ignore[arg-type]  # an instance is accepted too
     alerting = register_alerting(
         app, runtime, s.alerting, s.kafka.partitions, s.clickhouse.database,
