@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from privacy.rules import BUILTINS, SCREENS
+from privacy.rules import BUILTINS, SCREEN_BITS, screen_mask
 from privacy.settings import PrivacyConfig, PrivacySettings, RuleConfig, hash_key, load_privacy
 
 _CACHE_MAX = 200_000
@@ -47,13 +47,12 @@ class _Rule:
             self.group = 1 if self.rx.groups else 0
             words = tuple(w.lower() for w in cfg.screen_words)
             self.screen_key = "words:" + "|".join(words) if words else "always"
-            self.screen: Callable[[str], object] = (
-                (lambda t: any(w in t.lower() for w in words)) if words else SCREENS["always"])
+            self.screen: Callable[[str], bool] | None = _words_screen(words)
         else:
             b = BUILTINS[cfg.kind]
             self.rx = re.compile(b.pattern, b.flags)
             self.check, self.group = b.check, b.group
-            self.screen_key, self.screen = b.screen, SCREENS[b.screen]
+            self.screen_key, self.screen = b.screen, None
         self.sub = self.rx.sub
 
     def replace(self, m: re.Match[str]) -> str:
@@ -74,7 +73,8 @@ class _Rule:
         return self.sub(self.replace, text)
 
 
-Plan = list[tuple[Callable[[str], object], list[_Rule]]]
+# Steps of rules sharing a screen: (bit of ``screen_mask``, or 0 and a screen function).
+Plan = list[tuple[int, Callable[[str], bool] | None, list[_Rule]]]
 
 
 class Redactor:
@@ -92,22 +92,22 @@ class Redactor:
         rules = [(_Rule(cfg, self.counts, self.hash), cfg) for cfg in config.rules]
         for target in ("message", "attrs", "user.action", "user.id", "user.ip"):
             self._plans[target] = self._plan([r for r, cfg in rules if target in cfg.fields])
+        self._custom = {t for t, plan in self._plans.items() if any(not b for b, _, _ in plan)}
         self._user_id, self._user_ip = config.user.id, config.user.ip
         self._attrs = bool(self._plans["attrs"])
         self._action = bool(self._plans["user.action"])
 
     @staticmethod
     def _plan(rules: list[_Rule]) -> Plan:
-        """Rules grouped by screen, in file order within a screen; screens in first-use
-        order (so a screen is computed once per text, and file order decides overlaps)."""
+        """Rules in file order (which decides overlaps: an IP is not a phone number when the
+        ipv4 rule comes first), neighbours with the same screen in one step."""
         plan: Plan = []
-        index: dict[str, int] = {}
+        last = None
         for r in rules:
-            key = r.screen_key
-            if key not in index:
-                index[key] = len(plan)
-                plan.append((r.screen, []))
-            plan[index[key]][1].append(r)
+            if r.screen_key != last:
+                plan.append((SCREEN_BITS.get(r.screen_key, 0), r.screen, []))
+                last = r.screen_key
+            plan[-1][2].append(r)
         return plan
 
     def hash(self, value: str) -> str:
@@ -123,8 +123,15 @@ class Redactor:
 
     def text(self, text: str, target: str = "message") -> str:
         """``text`` with every match of the rules for ``target`` replaced."""
-        for screen, rules in self._plans[target]:
-            if screen(text):
+        plan = self._plans[target]
+        if not plan:
+            return text
+        low = text.lower()
+        m = screen_mask(text, low)
+        if m == 0 and target not in self._custom:
+            return text
+        for bit, screen, rules in plan:
+            if (m & bit) if bit else (screen is None or screen(low)):
                 for r in rules:
                     text = r.sub(r.replace, text)
         return text
@@ -172,6 +179,16 @@ class Redactor:
         out = self.text(self.text(text, "message"), "attrs")
         return raw if out == text else out.encode("utf-8", "surrogateescape")
 
+
+
+def _words_screen(words: tuple[str, ...]) -> Callable[[str], bool] | None:
+    """A screen passing lower-cased texts that hold one of ``words``; None: always run."""
+    if not words:
+        return None
+    if len(words) == 1:
+        word = words[0]
+        return lambda low: word in low
+    return lambda low: any(w in low for w in words)
 
 
 def open_redactor(s: PrivacySettings, data_dir: Path) -> Redactor | None:

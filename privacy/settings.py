@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
 from alerting.yamlfile import load_yaml_model
-from privacy.rules import BUILTINS, SCREENS
+from privacy.rules import BUILTINS, SCREEN_BITS
 
 Action = Literal["redact", "hash"]
 Target = Literal["message", "user.id", "user.ip", "user.action", "attrs"]
@@ -98,7 +98,7 @@ def load_privacy(path: Path) -> PrivacyConfig:
     return load_yaml_model(path, PrivacyConfig)
 
 
-assert set(SCREENS) >= {b.screen for b in BUILTINS.values()}
+assert set(SCREEN_BITS) >= {b.screen for b in BUILTINS.values()}
 
 
 def hash_key(s: PrivacySettings, data_dir: Path) -> bytes:
