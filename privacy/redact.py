@@ -163,12 +163,14 @@ class Redactor:
             u["action"] = self.text(action, "user.action")
 
     def _walk(self, d: dict[str, Any] | list[Any]) -> None:
-        items = d.items() if isinstance(d, dict) else enumerate(d)
-        for k, v in list(items):
+        """Redact the strings of ``attrs`` at any depth, in place."""
+        keys: Any = d.keys() if isinstance(d, dict) else range(len(d))
+        for k in list(keys):
+            v = d[k]
             if type(v) is str:
                 new = self.text(v, "attrs")
                 if new is not v:
-                    d[k] = new  # type: ignore[index]
+                    d[k] = new
             elif isinstance(v, dict | list):
                 self._walk(v)
 

@@ -57,7 +57,8 @@ class ApiService(Service):
                          metrics_registry=registry, alerts=alerts,
                          web_options=web_options(s, self.rt.send),
                          # SQL from /api/query: own clients and threads, not the writers'
-                         query_connect=lambda: connect(s.clickhouse, s.data_dir))
+                         query_connect=lambda: connect(s.clickhouse, s.data_dir),
+                         audit=self.rt.audit)
         self.runner = await serve(app, s.stream.web_host, s.stream.web_port)
         log.info("api_listening", url=f"http://{s.stream.web_host}:{s.stream.web_port}")
 
@@ -98,6 +99,8 @@ def create_app(runtime: Runtime) -> faust.App:
         app, runtime, s.alerting, s.kafka.partitions, s.clickhouse.database,
     ) if s.alerting.enabled else None
     app.alerting = alerting  # type: ignore[attr-defined]
+    if alerting is not None and runtime.audit is not None:  # reloads go to the audit trail
+        alerting.holder.on_change = runtime.audit.config_reload
     detect = ScoreService(runtime, loop=app.loop, beacon=app.beacon) \
         if s.detect.enabled else None
     others = [detect] if detect is not None else []

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alerting.config import AlertingSettings
+from audit.settings import AuditSettings
 from categorisation.settings import CategorisationSettings
 from detectors.settings import DetectionSettings
 from privacy.settings import PrivacySettings
@@ -91,6 +92,7 @@ class Settings(BaseSettings):
     alerting: AlertingSettings = AlertingSettings()  # LOGWARDEN_ALERTING_*
     web: WebSettings = WebSettings()  # LOGWARDEN_WEB_*
     privacy: PrivacySettings = PrivacySettings()  # LOGWARDEN_PRIVACY_*
+    audit: AuditSettings = AuditSettings()  # LOGWARDEN_AUDIT_*
     # The CLI's API token (`logwarden query`, reports through the worker): LOGWARDEN_TOKEN,
     # else the first line of LOGWARDEN_TOKEN_FILE (None: <data dir>/cli_token, which
     # `logwarden run` and `logwarden token create --save` write, mode 0600).

@@ -17,12 +17,12 @@ from typing import Any
 import structlog
 from confluent_kafka import Message
 
+from privacy.redact import Redactor
 from schemas import topics
 from schemas.dead_letters import dead_letter_message
-from privacy.redact import Redactor
 from schemas.errors import LogwardenError
-from sinks.clickhouse.rows import redaction_rows
 from sinks.clickhouse.offsets import landed_offsets
+from sinks.clickhouse.rows import redaction_rows
 from streams.agents.categorise import CategoriseStage
 from streams.consumer import Barrier, BatchConsumer, Partition
 from streams.ingest import IngestProcessor, Output

@@ -1,0 +1,120 @@
+"""Who may read what, and the audit of what they did through the API.
+
+Roles (``web.auth.ROLES``): viewer < responder < security < admin. Raw security logs
+(lines categorised ``security``, and events carrying a ``user`` action: logins, password
+resets, role changes) are readable by the security and admin roles only: ``/api/logs``
+leaves them out for the others, and their SQL runs with ClickHouse's
+``additional_table_filters`` on the logs table, so no query can reach those rows. The
+audit table itself is readable by admins only.
+
+Every API write (POST, PUT, PATCH, DELETE: acknowledgements, silences, feedback, Slack and
+SMS actions) and every query (``POST /api/query``, ``GET /api/logs``) is audited: who
+(token name and role), what (method and route), on what, the SQL or body, and the HTTP
+status, appended to the hash-chained audit table (``audit.trail``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import web
+
+from audit.trail import AuditTrail
+from sinks.clickhouse.queries.telemetry import SECURITY_LOGS
+from web.auth import ANONYMOUS, AuthError, AuthPolicy, Principal
+
+log = structlog.get_logger(__name__)
+
+SECURITY_ROLE = "security"
+AUDITED_READS = frozenset({"/api/query", "/api/logs"})
+# Bodies not kept in the audit detail: signed webhooks carry phone numbers and payloads.
+_NO_BODY = frozenset({"/api/slack/interactions", "/api/twilio/sms"})
+_ACTIONS = {"/api/query": "query", "/api/logs": "logs.read",
+            "/api/alerts/{ref}/{action}": "alert.{action}", "/api/silences": "silence.create",
+            "/api/silences/{id}": "silence.expire", "/api/feedback": "feedback",
+            "/api/slack/interactions": "alert.slack_action", "/api/twilio/sms": "alert.sms_action"}
+
+
+def can_read_security(who: Principal) -> bool:
+    """True if ``who`` may read raw security logs."""
+    return who.allows(SECURITY_ROLE)
+
+
+def query_filters(who: Principal, database: str) -> dict[str, Any]:
+    """ClickHouse settings that hide what ``who`` may not read from any SQL it runs."""
+    filters = {}
+    if not can_read_security(who):
+        filters[f"{database}.logs"] = f"NOT {SECURITY_LOGS}"
+    if not who.allows("admin"):
+        filters[f"{database}.audit"] = "0"
+    if not filters:
+        return {}
+    text = ", ".join(f"'{k}': '{v.replace(chr(39), chr(92) + chr(39))}'"
+                     for k, v in filters.items())
+    return {"additional_table_filters": "{" + text + "}"}
+
+
+def action_name(request: web.Request) -> str:
+    """``alert.ack``, ``silence.create``, ``query`` ... or ``METHOD /route``."""
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else request.path
+    name = _ACTIONS.get(route)
+    if name is None:
+        return f"{request.method} {route}"
+    return name.format(**request.match_info) if "{" in name else name
+
+
+async def _detail(request: web.Request) -> str:
+    if request.path in _NO_BODY or not request.body_exists:
+        return request.query_string
+    try:
+        body = await request.read()
+    except Exception:  # a body too large or cut: its status says so
+        return ""
+    if request.path == "/api/query":
+        try:
+            return str(orjson.loads(body).get("sql", ""))
+        except (orjson.JSONDecodeError, AttributeError):
+            pass
+    return body.decode("utf-8", "replace")
+
+
+def audit_middleware(trail: AuditTrail, policy: Callable[[], AuthPolicy]) -> Any:
+    """Audit every write and query that reaches the API, with its outcome."""
+
+    @web.middleware
+    async def audited(request: web.Request, handler: Callable[[web.Request], Any]
+                      ) -> web.StreamResponse:
+        if request.method in ("GET", "HEAD", "OPTIONS") and request.path not in AUDITED_READS:
+            response: web.StreamResponse = await handler(request)
+            return response
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except (web.HTTPException, AuthError) as exc:
+            status = exc.status
+            raise
+        except Exception as exc:
+            status = int(getattr(exc, "status", 500))
+            raise
+        finally:
+            try:
+                who = policy().principal(request)
+            except AuthError:
+                who = Principal("unknown-token", "")
+            if who is ANONYMOUS and request.path in _NO_BODY:
+                who = Principal(request.path.rsplit("/", 2)[1], "webhook")
+            detail = await _detail(request)
+            target = request.path
+            if request.method == "GET":
+                detail = request.query_string
+            await asyncio.to_thread(trail.record, who.name, who.role, action_name(request),
+                                    target, detail, str(status))
+
+    return audited
