@@ -18,6 +18,8 @@ from rich.console import Console
 from rich.progress import Progress
 
 from alerting.config import SmtpSettings
+from audit.trail import AuditTrail
+from cli.audit import audit_cli_event
 from cli.common import save_cli_token, settings
 from cli.query import api_url
 from demo.traffic import parse_duration
@@ -75,13 +77,14 @@ def register(cli: typer.Typer) -> None:
     ) -> None:
         """Create an API token; prints it once (only its SHA-256 is stored)."""
         s = settings()
+        name = name or f"{role}-{int(time.time())}"
         try:
-            token = TokenStore(s.web.token_path(s.data_dir)).create(
-                name or f"{role}-{int(time.time())}", role)
+            token = TokenStore(s.web.token_path(s.data_dir)).create(name, role)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
         if save:
             save_cli_token(s.cli_token_path(), token)
+        audit_cli_event(s, "token.create", name, f"role {role}")
         print(token)
 
     @cli.command("api")
@@ -107,7 +110,10 @@ def register(cli: typer.Typer) -> None:
                              health_provider=lambda: {"status": "ok", "mode": "api"},
                              metrics_registry=CollectorRegistry(),
                              web_options=web_options(s),
-                             query_connect=lambda: connect(s.clickhouse, s.data_dir))
+                             query_connect=lambda: connect(s.clickhouse, s.data_dir),
+                             audit=AuditTrail(store, s.clickhouse.database, "api",
+                                              s.audit.key.get_secret_value().encode(),
+                                              s.data_dir) if s.audit.enabled else None)
             await serve(app, s.web.api_host, s.web.api_port)
             err.print(f"API and dashboards on http://{s.web.api_host}:{s.web.api_port}")
             await asyncio.Event().wait()

@@ -15,8 +15,7 @@ status, appended to the hash-chained audit table (``audit.trail``).
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -83,8 +82,10 @@ async def _detail(request: web.Request) -> str:
     return body.decode("utf-8", "replace")
 
 
-def audit_middleware(trail: AuditTrail, policy: Callable[[], AuthPolicy]) -> Any:
-    """Audit every write and query that reaches the API, with its outcome."""
+def audit_middleware(trail: AuditTrail, policy: Callable[[], AuthPolicy],
+                     run: Callable[[Callable[[], Any]], Awaitable[Any]]) -> Any:
+    """Audit every write and query that reaches the API, with its outcome; ``run`` runs
+    the insert where the store may be used (the API's store thread)."""
 
     @web.middleware
     async def audited(request: web.Request, handler: Callable[[web.Request], Any]
@@ -114,7 +115,8 @@ def audit_middleware(trail: AuditTrail, policy: Callable[[], AuthPolicy]) -> Any
             target = request.path
             if request.method == "GET":
                 detail = request.query_string
-            await asyncio.to_thread(trail.record, who.name, who.role, action_name(request),
-                                    target, detail, str(status))
+            action = action_name(request)
+            await run(lambda: trail.record(who.name, who.role, action, target, detail,
+                                           str(status)))
 
     return audited

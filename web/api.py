@@ -336,7 +336,7 @@ def create_app(store: Store, *, database: str,
 
     middlewares = [_errors, _guard(opts.settings)]
     if audit is not None:
-        middlewares.append(audit_middleware(audit, lambda: policy))
+        middlewares.append(audit_middleware(audit, lambda: policy, in_store_thread))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     if runner is not None:
         async def close_runner(_: web.Application) -> None:
