@@ -30,7 +30,7 @@ _DIGITS = b"0123456789"
 
 def _digit_count(text: str) -> int:
     """Digits in ``text``, counted by bytes.translate (about 5x cheaper than a regex)."""
-    b = text.encode()
+    b = text.encode("utf-8", "surrogateescape")  # dead letters may hold stray bytes
     return len(b) - len(b.translate(None, _DIGITS))
 
 

@@ -49,20 +49,20 @@ class RuleConfig(BaseModel):
             raise ValueError(f"kind must be custom or one of {', '.join(BUILTINS)}")
         return v
 
-    @model_validator(mode="after")
-    def _pattern(self) -> RuleConfig:
+    def problem(self) -> tuple[str, str] | None:
+        """(field, reason) when the rule cannot work, else None."""
         if self.kind == "custom":
             if not self.pattern:
-                raise ValueError("at pattern: a custom rule needs a pattern")
+                return "pattern", "a custom rule needs a pattern"
             try:
                 rx = re.compile(self.pattern)
             except re.error as exc:
-                raise ValueError(f"at pattern: not a valid regex: {exc}") from None
+                return "pattern", f"not a valid regex: {exc}"
             if rx.groups > 1:
-                raise ValueError("at pattern: at most one capturing group (the part replaced)")
+                return "pattern", "at most one capturing group (the part replaced)"
         elif self.pattern:
-            raise ValueError("at pattern: only custom rules take a pattern")
-        return self
+            return "pattern", "only custom rules take a pattern"
+        return None
 
 
 class UserFieldConfig(BaseModel):
@@ -87,6 +87,9 @@ class PrivacyConfig(BaseModel):
     def _unique(self) -> PrivacyConfig:
         seen: set[str] = set()
         for i, r in enumerate(self.rules):
+            bad = r.problem()
+            if bad is not None:
+                raise ValueError(f"at rules.{i}.{bad[0]}: {bad[1]}")
             if r.name in seen:
                 raise ValueError(f"at rules.{i}.name: duplicate rule name {r.name!r}")
             seen.add(r.name)
