@@ -15,6 +15,7 @@ status, appended to the hash-chained audit table (``audit.trail``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,6 +26,7 @@ from aiohttp import web
 from audit.trail import AuditTrail
 from sinks.clickhouse.queries.telemetry import SECURITY_LOGS
 from web.auth import ANONYMOUS, AuthError, AuthPolicy, Principal
+from web.http import ApiError
 
 log = structlog.get_logger(__name__)
 
@@ -55,6 +57,21 @@ def query_filters(who: Principal, database: str) -> dict[str, Any]:
     text = ", ".join(f"'{k}': '{v.replace(chr(39), chr(92) + chr(39))}'"
                      for k, v in filters.items())
     return {"additional_table_filters": "{" + text + "}"}
+
+
+# FROM/JOIN a table function (merge(), cluster(), view() ...): such reads escape the table
+# filters above, so roles that have filters may not use them.
+_TABLE_FUNCTION = re.compile(r"(?i)\b(?:from|join)\s+((?:[^\s(),`]+|`[^`]*`)\s*)\(")
+
+
+def check_filtered_sql(code: str, who: Principal) -> None:
+    """Refuse a table function in the SQL of a role whose reads are filtered; ``code`` is
+    the statement with its quotes and comments blanked (``web.api``)."""
+    found = _TABLE_FUNCTION.search(code)
+    if found and not who.allows("admin"):
+        raise ApiError(403, "forbidden", f"table function {found[1].strip()}() is not allowed for "
+                       f"role {who.role or 'anonymous'}: it would read around the row "
+                       "filters of that role (security logs, audit)")
 
 
 def action_name(request: web.Request) -> str:

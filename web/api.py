@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry
 
 from audit.trail import AuditTrail
 from sinks.clickhouse.client import Store
-from web.access import audit_middleware, query_filters
+from web.access import audit_middleware, check_filtered_sql, query_filters
 from web.alerts import AlertsApi
 from web.health import HealthProvider, health_handler, metrics_handler
 from web.http import ApiError, dumps, error_response, json_safe
@@ -315,8 +315,11 @@ def create_app(store: Store, *, database: str,
         who = policy.require(request, opts.settings.query_role)
         sql, params, fmt, limit = await _parse_query_body(request)
         check_read_only(sql)  # refuse before queueing
+        filters = query_filters(who, database)
+        if filters:
+            check_filtered_sql(_blank_quotes_and_comments(sql), who)
         try:
-            result = await run_query(sql, params, limit, query_filters(who, database))
+            result = await run_query(sql, params, limit, filters)
         except DatabaseError as exc:
             hint = (f" (tables live in database {database!r}: write {database}.<table>)"
                     if getattr(exc, "code", None) in (60, 81) else "")
