@@ -61,7 +61,9 @@ def query_filters(who: Principal, database: str) -> dict[str, Any]:
 
 # FROM/JOIN a table function (merge(), cluster(), view() ...): such reads escape the table
 # filters above, so roles that have filters may not use them.
-_TABLE_FUNCTION = re.compile(r"(?i)\b(?:from|join)\s+((?:[^\s(),`]+|`[^`]*`)\s*)\(")
+_TABLE_FUNCTION = re.compile(
+    r"(?i)\b(?:from|join)\s+((?:[^\s(),`]+|`[^`]*`)\s*)\(|\b(merge|cluster\w*|remote\w*|view\w*|"
+    r"loop|mergeTree\w+)\s*\(")
 
 
 def check_filtered_sql(code: str, who: Principal) -> None:
@@ -69,7 +71,8 @@ def check_filtered_sql(code: str, who: Principal) -> None:
     the statement with its quotes and comments blanked (``web.api``)."""
     found = _TABLE_FUNCTION.search(code)
     if found and not who.allows("admin"):
-        raise ApiError(403, "forbidden", f"table function {found[1].strip()}() is not allowed for "
+        name = (found[1] or found[2]).strip()
+        raise ApiError(403, "forbidden", f"table function {name}() is not allowed for "
                        f"role {who.role or 'anonymous'}: it would read around the row "
                        "filters of that role (security logs, audit)")
 
