@@ -101,8 +101,9 @@ def verify(rows: Iterable[Mapping[str, Any]], key: bytes,
         mine = by.get(writer, [])
         last = int(mine[-1]["seq"]) if mine else -1
         if last < seq:
-            out.problems.append(f"writer {writer} seq {last + 1}-{seq}: missing (deleted) at the "
-                                f"end of the chain; the anchor holds seq {seq}")
+            gone = f"{seq}" if last + 1 == seq else f"{last + 1}-{seq}"
+            out.problems.append(f"writer {writer} seq {gone}: missing (deleted) at the end of "
+                                f"the chain; the anchor holds seq {seq}")
         else:
             at = next((r for r in mine if int(r["seq"]) == seq), None)
             if at is not None and str(at["hash"]) != digest:
