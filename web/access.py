@@ -16,6 +16,7 @@ status, appended to the hash-chained audit table (``audit.trail``).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -32,6 +33,9 @@ log = structlog.get_logger(__name__)
 
 SECURITY_ROLE = "security"
 AUDITED_READS = frozenset({"/api/query", "/api/logs"})
+# A page polling the same log search every few seconds is one access: the same read by the
+# same actor is recorded once per this many seconds.
+REPEAT_READ_S = 60.0
 # Bodies not kept in the audit detail: signed webhooks carry phone numbers and payloads.
 _NO_BODY = frozenset({"/api/slack/interactions", "/api/twilio/sms"})
 _ACTIONS = {"/api/query": "query", "/api/logs": "logs.read",
@@ -107,36 +111,49 @@ def audit_middleware(trail: AuditTrail, policy: Callable[[], AuthPolicy],
     """Audit every write and query that reaches the API, with its outcome; ``run`` runs
     the insert where the store may be used (the API's store thread)."""
 
+    recent: dict[tuple[str, str, str], float] = {}
+
+    def repeated(who: Principal, request: web.Request) -> bool:
+        if request.method != "GET":
+            return False
+        now = time.monotonic()
+        key = (who.name, request.path, request.query_string)
+        if now - recent.get(key, -REPEAT_READ_S) < REPEAT_READ_S:
+            return True
+        if len(recent) > 10_000:
+            recent.clear()
+        recent[key] = now
+        return False
+
+    async def record(request: web.Request, status: int) -> None:
+        try:
+            who = policy().principal(request)
+        except AuthError:
+            who = Principal("unknown-token", "")
+        if who is ANONYMOUS and request.path in _NO_BODY:
+            who = Principal(request.path.rsplit("/", 2)[1], "webhook")
+        if repeated(who, request):
+            return
+        detail = request.query_string if request.method == "GET" else await _detail(request)
+        action, target = action_name(request), request.path
+        await run(lambda: trail.record(who.name, who.role, action, target, detail,
+                                       str(status)))
+
     @web.middleware
     async def audited(request: web.Request, handler: Callable[[web.Request], Any]
                       ) -> web.StreamResponse:
         if request.method in ("GET", "HEAD", "OPTIONS") and request.path not in AUDITED_READS:
             response: web.StreamResponse = await handler(request)
             return response
-        status = 500
         try:
             response = await handler(request)
-            status = response.status
-            return response
         except (web.HTTPException, AuthError) as exc:
-            status = exc.status
+            await record(request, exc.status)
             raise
         except Exception as exc:
-            status = int(getattr(exc, "status", 500))
+            await record(request, int(getattr(exc, "status", 500)))
             raise
-        finally:
-            try:
-                who = policy().principal(request)
-            except AuthError:
-                who = Principal("unknown-token", "")
-            if who is ANONYMOUS and request.path in _NO_BODY:
-                who = Principal(request.path.rsplit("/", 2)[1], "webhook")
-            detail = await _detail(request)
-            target = request.path
-            if request.method == "GET":
-                detail = request.query_string
-            action = action_name(request)
-            await run(lambda: trail.record(who.name, who.role, action, target, detail,
-                                           str(status)))
+        await record(request, response.status)
+        return response
 
     return audited
