@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pii_corpus import LOOKALIKES, corpus  # type: ignore[import-not-found]
 
 from privacy.redact import Redactor
 from privacy.rules import luhn_ok
 from privacy.settings import PrivacyConfig, RuleConfig, load_privacy
 from schemas.errors import ConfigError
-from pii_corpus import LOOKALIKES, corpus  # type: ignore[import-not-found]
 
 ROOT = Path(__file__).resolve().parents[3]
 KEY = b"unit-test-key-0123456789abcdef"
