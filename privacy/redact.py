@@ -34,8 +34,8 @@ _CACHE_MAX = 200_000
 class _Rule:
     """One compiled rule: its regex, the check of a match, what replaces it."""
 
-    __slots__ = ("action", "check", "counts", "group", "hasher", "name", "rx", "screen",
-                 "screen_key", "sub")
+    __slots__ = ("action", "check", "counts", "group", "hasher", "name", "rx", "screen_key",
+                 "sub", "words")
 
     def __init__(self, cfg: RuleConfig, counts: Counter[str],
                  hasher: Callable[[str], str]) -> None:
@@ -45,14 +45,13 @@ class _Rule:
             self.rx = re.compile(cfg.pattern)
             self.check: Callable[[str], bool] | None = None
             self.group = 1 if self.rx.groups else 0
-            words = tuple(w.lower() for w in cfg.screen_words)
-            self.screen_key = "words:" + "|".join(words) if words else "always"
-            self.screen: Callable[[str], bool] | None = _words_screen(words)
+            self.words = tuple(w.lower() for w in cfg.screen_words)
+            self.screen_key = "words:" + "|".join(self.words) if self.words else "always"
         else:
             b = BUILTINS[cfg.kind]
             self.rx = re.compile(b.pattern, b.flags)
             self.check, self.group = b.check, b.group
-            self.screen_key, self.screen = b.screen, None
+            self.screen_key, self.words = b.screen, ()
         self.sub = self.rx.sub
 
     def replace(self, m: re.Match[str]) -> str:
@@ -73,8 +72,10 @@ class _Rule:
         return self.sub(self.replace, text)
 
 
-# Steps of rules sharing a screen: (bit of ``screen_mask``, or 0 and a screen function).
-Plan = list[tuple[int, Callable[[str], bool] | None, list[_Rule]]]
+# Steps of rules sharing a screen, each with its bit: a built-in screen's
+# (``screen_mask``), or one given to a custom rule's words, or ALWAYS.
+Plan = list[tuple[int, list[_Rule]]]
+ALWAYS = 1 << 7  # custom rules without screen words: their regex runs on every text
 
 
 class Redactor:
@@ -90,24 +91,33 @@ class Redactor:
         self._cache: dict[str, str] = {}
         self._plans: dict[str, Plan] = {}
         rules = [(_Rule(cfg, self.counts, self.hash), cfg) for cfg in config.rules]
+        bits = dict(SCREEN_BITS, always=ALWAYS)
+        for r, _ in rules:  # one more bit per distinct set of custom screen words
+            bits.setdefault(r.screen_key, 1 << len(bits) + 2)
+        # per target: the bits always set, and (bit, words) of the custom word screens
+        self._fixed: dict[str, int] = {}
+        self._words: dict[str, list[tuple[int, tuple[str, ...]]]] = {}
         for target in ("message", "attrs", "user.action", "user.id", "user.ip"):
-            self._plans[target] = self._plan([r for r, cfg in rules if target in cfg.fields])
-        self._custom = {t for t, plan in self._plans.items() if any(not b for b, _, _ in plan)}
+            mine = [r for r, cfg in rules if target in cfg.fields]
+            self._plans[target] = self._plan(mine, bits)
+            self._fixed[target] = ALWAYS if any(r.screen_key == "always" for r in mine) else 0
+            self._words[target] = sorted({(bits[r.screen_key], r.words) for r in mine
+                                          if r.words})
         self._user_id, self._user_ip = config.user.id, config.user.ip
         self._attrs = bool(self._plans["attrs"])
         self._action = bool(self._plans["user.action"])
 
     @staticmethod
-    def _plan(rules: list[_Rule]) -> Plan:
+    def _plan(rules: list[_Rule], bits: dict[str, int]) -> Plan:
         """Rules in file order (which decides overlaps: an IP is not a phone number when the
         ipv4 rule comes first), neighbours with the same screen in one step."""
         plan: Plan = []
         last = None
         for r in rules:
             if r.screen_key != last:
-                plan.append((SCREEN_BITS.get(r.screen_key, 0), r.screen, []))
+                plan.append((bits[r.screen_key], []))
                 last = r.screen_key
-            plan[-1][2].append(r)
+            plan[-1][1].append(r)
         return plan
 
     def hash(self, value: str) -> str:
@@ -127,11 +137,16 @@ class Redactor:
         if not plan:
             return text
         low = text.lower()
-        m = screen_mask(text, low)
-        if m == 0 and target not in self._custom:
+        m = screen_mask(text, low) | self._fixed[target]
+        for bit, words in self._words[target]:
+            for w in words:
+                if w in low:
+                    m |= bit
+                    break
+        if not m:  # most lines: no screen passed, no regex runs
             return text
-        for bit, screen, rules in plan:
-            if (m & bit) if bit else (screen is None or screen(low)):
+        for bit, rules in plan:
+            if m & bit:
                 for r in rules:
                     text = r.sub(r.replace, text)
         return text
@@ -181,16 +196,6 @@ class Redactor:
         out = self.text(self.text(text, "message"), "attrs")
         return raw if out == text else out.encode("utf-8", "surrogateescape")
 
-
-
-def _words_screen(words: tuple[str, ...]) -> Callable[[str], bool] | None:
-    """A screen passing lower-cased texts that hold one of ``words``; None: always run."""
-    if not words:
-        return None
-    if len(words) == 1:
-        word = words[0]
-        return lambda low: word in low
-    return lambda low: any(w in low for w in words)
 
 
 def open_redactor(s: PrivacySettings, data_dir: Path) -> Redactor | None:
