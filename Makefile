@@ -117,6 +117,7 @@ lint: install  ## ruff and mypy --strict
 
 bench: install kafka-jars  ## throughput, memory and latency benchmarks (one JSON line each)
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.privacy
 	$(BIN)/python -m bench.detect
 	$(BIN)/python -m bench.alert
 	$(BIN)/python -m bench.otlp

@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "cli.web",  # logwarden api, token create, report
     "cli.collector",  # logwarden collector (OTLP/HTTP receiver)
     "cli.store",  # logwarden store serve
+    "cli.audit",  # logwarden audit verify|list
 ]
 
 

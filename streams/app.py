@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from alerting.agents.service import AlertingStage, register_alerting
 from alerting.config import AlertingSettings
 from categorisation.settings import load_categorisation
+from privacy.redact import open_redactor
 from schemas import topics
 from schemas.changes import Feedback
 from sinks.clickhouse.client import connect
@@ -65,7 +66,8 @@ class ApiService(Service):
                          metrics_registry=registry, alerts=alerts,
                          web_options=web_options(s, self.rt.send),
                          # SQL from /api/query: own clients and threads, not the writers'
-                         query_connect=lambda: connect(s.clickhouse, s.data_dir))
+                         query_connect=lambda: connect(s.clickhouse, s.data_dir),
+                         audit=self.rt.audit)
         self.runner = await serve(app, s.stream.web_host, s.stream.web_port)
         log.info("api_listening", url=f"http://{s.stream.web_host}:{s.stream.web_port}")
 
@@ -97,13 +99,19 @@ def create_app(runtime: Runtime) -> faust.App:
     if s.categorise.enabled:  # a bad categories/teams/masking file stops here, named
         stage = CategoriseStage(runtime, Categoriser(load_categorisation(s.categorise),
                                                      s.categorise))
-    processor = ingest_processor(s.stream, s.clickhouse, categorise=stage.cat if stage else None)
-    ingest = IngestService(runtime, processor, stage, loop=app.loop, beacon=app.beacon)
+    redactor = open_redactor(s.privacy, s.data_dir)  # a bad privacy.yaml stops here, named
+    processor = ingest_processor(s.stream, s.clickhouse, categorise=stage.cat if stage else None,
+                                 redact=redactor.event if redactor else None,
+                                 redact_raw=redactor.raw if redactor else None)
+    ingest = IngestService(runtime, processor, stage, redactor=redactor, loop=app.loop,
+                           beacon=app.beacon)
     app.service(ingest)  # type: ignore[arg-type]  # an instance is accepted too
     alerting = register_alerting(
         app, runtime, s.alerting, s.kafka.partitions, s.clickhouse.database,
     ) if s.alerting.enabled else None
     app.alerting = alerting  # type: ignore[attr-defined]
+    if alerting is not None and runtime.audit is not None:  # reloads go to the audit trail
+        alerting.holder.on_change = runtime.audit.config_reload
     detect = ScoreService(runtime, loop=app.loop, beacon=app.beacon) \
         if s.detect.enabled else None
     others = [detect] if detect is not None else []

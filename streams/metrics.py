@@ -73,6 +73,13 @@ class PipelineCollector(Collector):
                                 value=self.ingest.last_batch_s)
         yield CounterMetricFamily("logwarden_produce_errors", "Failed internal produces",
                                   value=self.ingest.rt.produce_errors)
+        redactor = self.ingest.redactor
+        if redactor is not None:
+            red = CounterMetricFamily("logwarden_redactions", "PII matches redacted or "
+                                      "hashed at ingest, by privacy rule", labels=["rule"])
+            for rule, n in sorted(redactor.counts.items()):
+                red.add_metric([rule], n)
+            yield red
 
 
 def registry_for(ingest: IngestService) -> CollectorRegistry:

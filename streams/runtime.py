@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 from confluent_kafka import KafkaException, Producer
 
+from audit.trail import AuditTrail
 from schemas.topics import Internal, internal
 from schemas.windows import WindowStats
 from sinks.clickhouse import rows
@@ -31,6 +32,7 @@ class Runtime:
     writers: dict[str, BatchWriter]
     producer: Producer
     topics: Internal  # this deployment's internal topic names
+    audit: AuditTrail | None = None  # the API's writes and queries, config reloads
     started_at: float = field(default_factory=time.time)
     produce_errors: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -102,7 +104,9 @@ def open_runtime(settings: Settings, store: Store | None = None) -> Runtime:
                                      batch_rows=ch.batch_rows, batch_seconds=ch.batch_seconds,
                                      key_columns=TABLE_KEYS.get(table, ("event_id",)),
                                      json_rows=table in rows.JSON_TABLES, on_rejected=refused)
+    audit = (AuditTrail(shared, ch.database, "worker", settings.audit.key.get_secret_value()
+                        .encode(), settings.data_dir) if settings.audit.enabled else None)
     rt = Runtime(settings=settings, store=shared, writers=writers, producer=producer,
-                 topics=names)
+                 topics=names, audit=audit)
     holder.append(rt)
     return rt

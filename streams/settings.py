@@ -11,9 +11,11 @@ from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alerting.config import AlertingSettings
+from audit.settings import AuditSettings
 from categorisation.settings import CategorisationSettings
 from detectors.settings import DetectionSettings
 from otlp.settings import OtlpSettings
+from privacy.settings import PrivacySettings
 from schemas.kafka_security import KafkaSecurity
 from sinks.clickhouse.settings import ClickHouseSettings
 from web.settings import WebSettings
@@ -110,6 +112,8 @@ class Settings(BaseSettings):
     alerting: AlertingSettings = AlertingSettings()  # LOGWARDEN_ALERTING_*
     web: WebSettings = WebSettings()  # LOGWARDEN_WEB_*
     otlp: OtlpSettings = OtlpSettings()  # LOGWARDEN_OTLP_*: the OTLP/HTTP receiver
+    privacy: PrivacySettings = PrivacySettings()  # LOGWARDEN_PRIVACY_*
+    audit: AuditSettings = AuditSettings()  # LOGWARDEN_AUDIT_*
     # The CLI's API token (`logwarden query`, reports through the worker): LOGWARDEN_TOKEN,
     # else the first line of LOGWARDEN_TOKEN_FILE (None: <data dir>/cli_token, which
     # `logwarden run` and `logwarden token create --save` write, mode 0600).

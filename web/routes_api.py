@@ -30,6 +30,7 @@ from sinks.clickhouse.queries import pipeline as pipeline_q
 from sinks.clickhouse.queries import quality as quality_q
 from sinks.clickhouse.queries import telemetry as telemetry_q
 from web import params as p
+from web.access import can_read_security
 from web.auth import POLICY_KEY, AuthPolicy, require
 from web.health import HealthProvider
 from web.http import ApiError, dumps
@@ -124,14 +125,16 @@ async def logs(request: web.Request) -> web.Response:
     ctx, span, q = _ctx(request), await _ctx(request).span(request), request.query
     page = p.page(q)
     service, level, text = p.text(q, "service"), p.choice(q, "level", p.LEVELS), p.text(q, "q")
+    hide = not can_read_security(require(request, "viewer"))  # raw security logs: by role
     if q.get("group") == "template":
         return json_response(await ctx.read(lambda s, db: telemetry_q.logs_by_template(
-            s, db, span, page, service=service, level=level, text=text)))
+            s, db, span, page, service=service, level=level, text=text, hide_security=hide)))
     if q.get("group") not in (None, ""):
         raise ApiError(400, "bad_parameter", "group must be 'template' or absent")
     template_id = p.text(q, "template_id")
     return json_response(await ctx.read(lambda s, db: telemetry_q.search_logs(
-        s, db, span, page, service=service, level=level, template_id=template_id, text=text)))
+        s, db, span, page, service=service, level=level, template_id=template_id, text=text,
+        hide_security=hide)))
 
 
 async def templates(request: web.Request) -> web.Response:

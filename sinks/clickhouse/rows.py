@@ -70,6 +70,7 @@ NOTIFICATION_COLUMNS = (
 )
 SILENCE_COLUMNS = ("ts", "id", "matchers", "starts_at", "ends_at", "created_by", "comment",
                    "recurring", "deleted", "event_id")
+REDACTION_COLUMNS = ("ts", "writer", "rule", "count", "event_id")
 
 ACTION_COLUMNS = ("ts", "action_id", "incident_id", "alert_key", "fingerprint", "rule",
                   "runbook", "step", "kind", "outcome", "by", "plan", "detail", "duration_ms",
@@ -85,6 +86,7 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "alerts": ALERT_COLUMNS, "notifications": NOTIFICATION_COLUMNS,
     "silences": SILENCE_COLUMNS,
     "actions": ACTION_COLUMNS,
+    "redaction_counts": REDACTION_COLUMNS,
 }
 
 
@@ -118,6 +120,12 @@ def log_row(e: dict[str, Any], event_id: str, partition: int, offset: int, now_m
         hm, hr, hs, hd, ps, po, pd, pok, ui, uip, ua, uo, _json(attrs), template_id, category,
         severity, partition, offset, now_ms / 1000,
     )
+
+
+def redaction_rows(now_ms: int, writer: str, counts: dict[str, int]) -> list[tuple[Any, ...]]:
+    """``redaction_counts`` rows: matches per privacy rule since ``writer``'s last rows."""
+    return [(now_ms, writer, rule, n, f"{writer}@{now_ms}:{rule}")
+            for rule, n in sorted(counts.items())]
 
 
 def metric_row(m: MetricPoint, event_id: str, now_ms: int, partition: int = 0,
