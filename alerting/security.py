@@ -30,6 +30,7 @@ State is bounded: ``max_groups`` groups per rule (least recently used dropped), 
 from __future__ import annotations
 
 from collections import Counter, OrderedDict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,9 +75,10 @@ class SecurityDetector:
         self.config = config
         self.groups: dict[str, OrderedDict[tuple[str, ...], _Group]] = {
             r.name: OrderedDict() for r in config.rules}
-        self.known: dict[str, OrderedDict[str, OrderedDict[str, int]]] = {
-            r.name: OrderedDict() for r in config.rules if isinstance(r, NewAddressRule)}
+        # user -> the addresses they logged in from successfully (the address book)
+        self.known: OrderedDict[str, OrderedDict[str, int]] = OrderedDict()
         self.first_ts: int | None = None
+        self.seeded = False  # the address book was seeded from history: no learning period
         self.watermark = 0  # the latest event time seen (ms)
         self._young: set[str] = set()
         self._old: set[str] = set()
@@ -86,8 +88,36 @@ class SecurityDetector:
         """New rules: state of rules that kept their name is kept."""
         self.config = config
         self.groups = {r.name: self.groups.get(r.name, OrderedDict()) for r in config.rules}
-        self.known = {r.name: self.known.get(r.name, OrderedDict()) for r in config.rules
-                      if isinstance(r, NewAddressRule)}
+
+    def learn_address(self, user: str, ip: str, ts: int = 0) -> bool:
+        """Remember that ``user`` logged in from ``ip``; True if it was new for them. Also how
+        the worker seeds the book from stored history at start."""
+        if not user or not ip:
+            return False
+        seen = self.known.get(user)
+        if seen is None:
+            seen = self.known[user] = OrderedDict()
+            if len(self.known) > self.config.max_users:
+                self.known.popitem(last=False)
+        else:
+            self.known.move_to_end(user)
+        new = ip not in seen
+        seen[ip] = max(ts, seen.get(ip, 0))
+        seen.move_to_end(ip)
+        while len(seen) > self.config.max_addresses:
+            seen.popitem(last=False)
+        return new
+
+    def seed_addresses(self, pairs: Iterable[tuple[str, str, int]]) -> int:
+        """Seed the address book with (user, ip, ts ms) of past successful logins."""
+        n = sum(1 for user, ip, ts in pairs if self.learn_address(user, ip, ts))
+        self.seeded = True
+        return n
+
+    def is_known(self, user: str, ip: str) -> bool:
+        """Whether ``user`` logged in from ``ip`` before."""
+        seen = self.known.get(user)
+        return seen is not None and ip in seen
 
     def _duplicate(self, event_id: str) -> bool:
         if not event_id:
@@ -122,15 +152,20 @@ class SecurityDetector:
             self.first_ts = ts
         self.watermark = max(self.watermark, ts)
         out: list[Signal] = []
+        success = e.get("result") == "success" and e.get("kind") == "login"
+        new_address = success and not self.is_known(str(e.get("user", "")),
+                                                    str(e.get("ip", "")))
         for r in self.config.rules:
             if isinstance(r, CountRule):
                 out += self._count(r, e, ts)
             elif isinstance(r, SequenceRule):
-                out += self._sequence(r, e, ts)
+                out += self._sequence(r, e, ts, new_address)
             elif isinstance(r, NewAddressRule):
-                out += self._new_address(r, e, ts)
+                out += self._new_address(r, e, ts, new_address)
             elif r.matches(e):
                 out += self._match(r, e, ts)
+        if success:
+            self.learn_address(str(e.get("user", "")), str(e.get("ip", "")), ts)
         self.counts["signals"] += len(out)
         return out
 
@@ -162,7 +197,8 @@ class SecurityDetector:
         return [self._fire(r, g, key, r.group_by, list(g.events), ts, float(n),
                            f"{n} {what} in {r.window:g} s")]
 
-    def _sequence(self, r: SequenceRule, e: dict[str, Any], ts: int) -> list[Signal]:
+    def _sequence(self, r: SequenceRule, e: dict[str, Any], ts: int,
+                  new_address: bool) -> list[Signal]:
         fail, then = r.is_failure(e), r.is_then(e)
         if not (fail or then):
             return []
@@ -177,36 +213,25 @@ class SecurityDetector:
             g.events.append(e)
             return []
         n = len(g.events)
-        if n < r.min_failures:
+        if n < r.min_failures or (r.new_address_only and not new_address):
             return []
         evs = [*g.events, e]
         g.events.clear()
         return [self._fire(r, g, key, r.group_by, evs, ts, float(n),
                            f"success after {n} failures in {r.within:g} s")]
 
-    def _new_address(self, r: NewAddressRule, e: dict[str, Any], ts: int) -> list[Signal]:
-        if not r.matches(e):
+    def _new_address(self, r: NewAddressRule, e: dict[str, Any], ts: int,
+                     new_address: bool) -> list[Signal]:
+        if not new_address or not r.matches(e):
             return []
-        users = self.known[r.name]
+        if not self.seeded and (self.first_ts is None or ts - self.first_ts < r.learn * 1000):
+            return []  # still learning (when the book was not seeded from history)
         user, ip = str(e["user"]), str(e["ip"])
-        seen = users.get(user)
-        if seen is None:
-            seen = users[user] = OrderedDict()
-            if len(users) > self.config.max_groups:
-                users.popitem(last=False)
-        learning = self.first_ts is None or ts - self.first_ts < r.learn * 1000
-        new = ip not in seen
-        seen[ip] = ts
-        seen.move_to_end(ip)
-        while len(seen) > r.max_addresses:
-            seen.popitem(last=False)
-        if learning or not new:
-            return []
         key = (user, ip)
         g = self._group(r, key)
-        return [self._fire(r, g, key, ["user", "ip"], [e], ts, float(len(seen)),
-                           f"privileged user {user} from new address {ip} "
-                           f"({len(seen) - 1} known)")]
+        known = len(self.known.get(user, ()))
+        return [self._fire(r, g, key, ["user", "ip"], [e], ts, float(known),
+                           f"privileged user {user} from new address {ip} ({known} known)")]
 
     def _match(self, r: MatchRule, e: dict[str, Any], ts: int) -> list[Signal]:
         key = self._key(r.group_by, e) or tuple("?" for _ in r.group_by)

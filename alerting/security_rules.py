@@ -92,6 +92,9 @@ class SequenceRule(_SecRule):
     group_by: list[GroupField] = ["user"]
     min_failures: int = Field(default=8, ge=1)
     within: Duration = 600.0
+    # fire only when the success comes from an address the user never succeeded from
+    # (a person who forgot a password logs in from home; an attacker from elsewhere)
+    new_address_only: bool = True
     _fail: Matcher = PrivateAttr()
     _then: Matcher = PrivateAttr()
 
@@ -115,7 +118,6 @@ class NewAddressRule(_SecRule):
     users: list[Regex] = Field(min_length=1)
     where: dict[str, Any] = {"kind": "login", "result": "success"}
     learn: Duration = 3600.0  # event time after the first event spent learning addresses
-    max_addresses: int = Field(default=64, ge=1)  # remembered per user (oldest forgotten)
     _match: Matcher = PrivateAttr()
     _users: re.Pattern[str] = PrivateAttr()
 
@@ -161,6 +163,8 @@ class SecurityConfig(BaseModel):
 
     sigma_dir: str = "sigma"  # relative to the file; '' reads none
     max_groups: int = Field(default=200_000, ge=100)  # tracked groups per rule (oldest dropped)
+    max_users: int = Field(default=500_000, ge=100)  # users whose addresses are remembered
+    max_addresses: int = Field(default=16, ge=1)  # addresses remembered per user (oldest go)
     rules: list[SecurityRule] = []
 
     @model_validator(mode="after")
