@@ -74,6 +74,9 @@ class AlertingSettings(BaseModel):
     canary_grace_s: float = 120.0  # the canary's window must reach alerting within this
     outbox: OutboxPolicy = OutboxPolicy()  # retries of notifications no channel delivered
     sms_code_ttl_s: float = 12 * 3600.0  # an SMS reply code works this long (and once)
+    # security detectors on the auth-events topic (alerting/security.py; '' turns them off)
+    security_file: Path | None = Path("deploy/config/security.yaml")
+    security_history_days: int = 30  # the address book is seeded from this much history
 
 
 class User(BaseModel):

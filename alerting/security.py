@@ -30,7 +30,7 @@ State is bounded: ``max_groups`` groups per rule (least recently used dropped), 
 from __future__ import annotations
 
 from collections import Counter, OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,7 +170,7 @@ class SecurityDetector:
         return out
 
     @staticmethod
-    def _key(group_by: list[str], e: dict[str, Any]) -> tuple[str, ...] | None:
+    def _key(group_by: Sequence[str], e: dict[str, Any]) -> tuple[str, ...] | None:
         key = tuple(str(e.get(f, "") or "") for f in group_by)
         return None if any(not k for k in key) else key
 
@@ -246,7 +246,7 @@ class SecurityDetector:
         return [self._fire(r, g, key, r.group_by, list(g.events), ts, float(len(g.events)),
                            f"{what} by {e.get('user') or '?'} from {e.get('ip') or '?'}")]
 
-    def _fire(self, r: SecurityRule, g: _Group, key: tuple[str, ...], group_by: list[str],
+    def _fire(self, r: SecurityRule, g: _Group, key: tuple[str, ...], group_by: Sequence[str],
               evs: list[dict[str, Any]], ts: int, value: float, what: str) -> Signal:
         if not g.active:
             labels = {"alertname": r.name, "severity": r.severity, "category": "security",

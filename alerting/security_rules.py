@@ -223,7 +223,7 @@ class SigmaRule(BaseModel):
                 if bad or distinct not in ("", "user", "ip", "route", "action"):
                     raise SigmaError(f"group/count fields must be among user, ip, service, "
                                      f"route, action (fields: {', '.join(FIELDS)})")
-                rule = CountRule(kind="count", group_by=groups, distinct=distinct,  # type: ignore[arg-type]
+                rule = CountRule(kind="count", group_by=groups, distinct=distinct,
                                  window=parse_timeframe(str(timeframe)), min=n, **common)
         except SigmaError as e:
             raise ValueError(f"at detection: {e}") from None

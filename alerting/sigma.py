@@ -137,7 +137,7 @@ _TOKEN = re.compile(r"\s*(\(|\)|[A-Za-z_][A-Za-z0-9_*]*|\S+)")
 
 def parse_condition(text: str, selections: Mapping[str, Matcher]) -> Matcher:
     """A Sigma condition (without aggregation) over named selections, as one matcher."""
-    tokens = [t for t in _TOKEN.findall(text) if t]
+    tokens: list[str] = [str(t) for t in _TOKEN.findall(text) if t]
     pos = 0
 
     def peek() -> str:

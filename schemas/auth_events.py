@@ -31,12 +31,12 @@ import orjson
 AUTH_STATUSES = frozenset((401, 403, 429))  # answers that are authentication events anywhere
 MESSAGE_CHARS = 300  # a forwarded message is cut here (evidence, not analysis)
 
-_FAILURE = frozenset(("failure", "failed", "fail", "denied", "deny", "error", "invalid",
+FAILURE_WORDS = frozenset(("failure", "failed", "fail", "denied", "deny", "error", "invalid",
                       "rejected", "unauthorized", "unauthorised", "forbidden", "locked",
                       "bad_password", "wrong_password"))
-_SUCCESS = frozenset(("success", "succeeded", "successful", "ok", "allowed", "allow",
+SUCCESS_WORDS = frozenset(("success", "succeeded", "successful", "ok", "allowed", "allow",
                       "granted", "pass", "passed", "accepted"))
-_RATE_LIMITED = frozenset(("rate_limited", "ratelimited", "throttled", "too_many_requests",
+RATE_LIMITED_WORDS = frozenset(("rate_limited", "ratelimited", "throttled", "too_many_requests",
                            "rate-limited", "429"))
 # Checked in this order: the first that matches the action (else the route) names the kind.
 _KINDS = (
@@ -51,21 +51,30 @@ _KINDS = (
 )
 
 
+_ROUTE_KINDS: dict[str, str] = {}  # route -> kind, remembered (ingest sees few routes)
+
+
 def _kind(action: str, route: str) -> str:
     text = action or route
-    for name, pattern in _KINDS:
-        if pattern.search(text):
-            return name
-    return "other"
+    if not action:
+        known = _ROUTE_KINDS.get(route)
+        if known is not None:
+            return known
+    kind = next((name for name, pattern in _KINDS if pattern.search(text)), "other")
+    if not action:
+        if len(_ROUTE_KINDS) >= 10_000:
+            _ROUTE_KINDS.clear()
+        _ROUTE_KINDS[route] = kind
+    return kind
 
 
 def _result(outcome: str, status: int) -> str:
     o = outcome.strip().lower()
-    if status == 429 or o in _RATE_LIMITED:
+    if status == 429 or o in RATE_LIMITED_WORDS:
         return "rate_limited"
-    if o in _FAILURE:
+    if o in FAILURE_WORDS:
         return "failure"
-    if o in _SUCCESS:
+    if o in SUCCESS_WORDS:
         return "success"
     if o:
         return "other"
@@ -112,3 +121,14 @@ def decode(raw: bytes) -> dict[str, Any]:
     doc["status"] = int(doc.get("status") or 0)
     doc["service"] = str(doc["service"])
     return doc
+
+
+def kind_pattern(name: str) -> str:
+    """The regular expression (RE2-compatible) of one kind, for queries."""
+    return next(p.pattern for k, p in _KINDS if k == name)
+
+
+def kinds_before(name: str) -> list[str]:
+    """The kinds checked before ``name`` (an action matching one of them is not ``name``)."""
+    names = [k for k, _ in _KINDS]
+    return names[:names.index(name)]
