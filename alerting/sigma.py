@@ -68,7 +68,7 @@ def field_name(name: str) -> str:
 def _value_matcher(value: Any, mods: list[str]) -> Callable[[str], bool]:
     if value is None:
         return lambda s: s == ""
-    text = str(value).lower() if not isinstance(value, bool) else str(value).lower()
+    text = str(value).lower()
     if "re" in mods:
         try:
             pattern = re.compile(str(value))
