@@ -51,6 +51,18 @@ def _compile(sel: dict[str, Any], where: str) -> Matcher:
         raise ValueError(f"at {where}: {e}") from None
 
 
+def _compile_condition(where: dict[str, Any], selections: dict[str, Any],
+                       condition: str) -> Matcher:
+    """``where`` alone, or a Sigma ``condition`` over named ``selections``."""
+    if not condition:
+        return _compile(where, "where")
+    try:
+        sels = {str(k): selection_matcher(v) for k, v in selections.items()}
+        return parse_condition(condition, sels)
+    except SigmaError as e:
+        raise ValueError(f"at condition: {e}") from None
+
+
 class _SecRule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -60,6 +72,9 @@ class _SecRule(BaseModel):
     labels: dict[str, str] = {}
     resolve_after: Duration = 300.0  # event time without a hit before the alert resolves
     source: str = ""  # the Sigma file it came from, if any
+    # instead of ``where`` (count and match rules): a Sigma condition over named selections
+    selections: dict[str, Any] = {}
+    condition: str = ""
 
 
 class CountRule(_SecRule):
@@ -75,7 +90,7 @@ class CountRule(_SecRule):
 
     @model_validator(mode="after")
     def _build(self) -> CountRule:
-        self._match = _compile(self.where, "where")
+        self._match = _compile_condition(self.where, self.selections, self.condition)
         return self
 
     def matches(self, e: dict[str, Any]) -> bool:
@@ -142,9 +157,9 @@ class MatchRule(_SecRule):
 
     @model_validator(mode="after")
     def _build(self) -> MatchRule:
-        if not self.source and not self.where:
+        if not self.condition and not self.where:
             raise ValueError("at where: a match rule needs a selection")
-        self._match = _compile(self.where, "where")
+        self._match = _compile_condition(self.where, self.selections, self.condition)
         return self
 
     def matches(self, e: dict[str, Any]) -> bool:
@@ -207,10 +222,11 @@ class SigmaRule(BaseModel):
         try:
             sels = {str(k): selection_matcher(v) for k, v in det.items()}
             expr, _, agg = cond.partition("|")
-            match = parse_condition(expr, sels)
+            parse_condition(expr, sels)  # raises here, with the Sigma wording
             name = re.sub(r"[^A-Za-z0-9_.:-]+", "_", self.title).strip("_")
             common = {"name": name, "severity": LEVELS[self.level], "source": source,
-                      "description": self.description or self.title}
+                      "description": self.description or self.title, "selections": det,
+                      "condition": expr.strip()}
             if not agg.strip():
                 rule: CountRule | MatchRule = MatchRule(kind="match", **common)
             else:
@@ -227,7 +243,6 @@ class SigmaRule(BaseModel):
                                  window=parse_timeframe(str(timeframe)), min=n, **common)
         except SigmaError as e:
             raise ValueError(f"at detection: {e}") from None
-        rule._match = match
         return rule
 
 
