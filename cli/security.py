@@ -104,8 +104,8 @@ def backtest_security(file: Path, since_s: float, api: str | None) -> None:
     fired: dict[str, list[dict[str, Any]]] = {r.name: [] for r in cfg.rules}
     n = 0
     for row in answer["rows"]:
-        e, route, status = auth_log_event(dict(zip(answer["columns"], row, strict=True)))
-        doc = auth_event(e, route, status, str(row[answer["columns"].index("event_id")]))
+        ev, route, status = auth_log_event(dict(zip(answer["columns"], row, strict=True)))
+        doc = auth_event(ev, route, status, str(row[answer["columns"].index("event_id")]))
         if doc is None:
             continue
         n += 1
