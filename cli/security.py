@@ -62,7 +62,11 @@ def eval_security(
     results = []
     for s in parse_seeds(seeds):
         with err.status(f"seed {s}"):
-            results.append(evaluate_seed(cfg, s))
+            r = evaluate_seed(cfg, s)
+        results.append(r)
+        err.print(f"seed {s}: " + ", ".join(f"{a.kind} {_s(a.time_to_critical_s)} s"
+                                            for a in r.attacks)
+                  + f", false pages {r.false_pages_attack_day + r.false_pages_benign_day}")
     summary = summarise(results)
     t = Table("seed", "stuffing s", "brute force s", "first rules", "false pages", "events")
     for r in summary.results:
@@ -82,12 +86,41 @@ def eval_security(
     typer.echo(json.dumps({"benchmark": "security", **doc}))
 
 
+def replay_rows(cfg: Any, columns: list[str], rows: list[list[Any]]
+                ) -> tuple[int, dict[str, list[dict[str, Any]]]]:
+    """Stored auth rows (``AUTH_EVENT_SQL``) through the rules: the events replayed and, per
+    rule, its alert episodes (a new one after 5 quiet minutes of event time)."""
+    from alerting.security import SecurityDetector
+    from schemas.auth_events import auth_event
+    from sinks.clickhouse.queries.security import auth_log_event
+
+    det = SecurityDetector(cfg)
+    fired: dict[str, list[dict[str, Any]]] = {r.name: [] for r in cfg.rules}
+    n = 0
+    for row in rows:
+        doc_row = dict(zip(columns, row, strict=True))
+        ev, route, status = auth_log_event(doc_row)
+        doc = auth_event(ev, route, status, str(doc_row.get("event_id", "")))
+        if doc is None:
+            continue
+        n += 1
+        for sig in det.observe(doc) + det.advance():
+            if sig.status != "firing":
+                continue
+            eps = fired[sig.rule]
+            if not eps or eps[-1]["fingerprint"] != sig.fingerprint \
+                    or sig.ts - eps[-1]["last"] > 300:
+                eps.append({"fingerprint": sig.fingerprint, "ts": sig.ts, "last": sig.ts,
+                            "labels": sig.labels, "summary": sig.annotations.get("summary")})
+            else:
+                eps[-1]["last"] = sig.ts
+    return n, fired
+
+
 def backtest_security(file: Path, since_s: float, api: str | None) -> None:
     """Replay stored authentication events through the security rules; print episodes."""
-    from alerting.security import SecurityDetector
     from cli.query import QueryFailed, api_url, query_api, query_direct
-    from schemas.auth_events import auth_event
-    from sinks.clickhouse.queries.security import AUTH_EVENT_SQL, auth_log_event
+    from sinks.clickhouse.queries.security import AUTH_EVENT_SQL
 
     cfg = load(file)
     s = settings()
@@ -100,24 +133,7 @@ def backtest_security(file: Path, since_s: float, api: str | None) -> None:
                       else query_api(api_url(s, api), sql, params, 5_000_000, cli_token(s)))
     except QueryFailed as e:
         raise SystemExit(f"error: {e}") from None
-    det = SecurityDetector(cfg)
-    fired: dict[str, list[dict[str, Any]]] = {r.name: [] for r in cfg.rules}
-    n = 0
-    for row in answer["rows"]:
-        ev, route, status = auth_log_event(dict(zip(answer["columns"], row, strict=True)))
-        doc = auth_event(ev, route, status, str(row[answer["columns"].index("event_id")]))
-        if doc is None:
-            continue
-        n += 1
-        for sig in det.observe(doc) + det.advance():
-            if sig.status == "firing" and sig.annotations.get("summary"):
-                eps = fired[sig.rule]
-                if not eps or eps[-1]["fingerprint"] != sig.fingerprint \
-                        or sig.ts - eps[-1]["last"] > 300:
-                    eps.append({"fingerprint": sig.fingerprint, "ts": sig.ts, "last": sig.ts,
-                                "labels": sig.labels, "summary": sig.annotations["summary"]})
-                else:
-                    eps[-1]["last"] = sig.ts
+    n, fired = replay_rows(cfg, answer["columns"], answer["rows"])
     t = Table("rule", "episodes", "first")
     for name, eps in fired.items():
         t.add_row(name, str(len(eps)), eps[0]["summary"] if eps else "")

@@ -120,3 +120,19 @@ def test_address_book_is_seeded_from_successful_logins(chdb_store: Client,
                                                       db: tuple[str, list[Any]]) -> None:
     pairs = {(u, ip) for u, ip, _ in known_addresses(chdb_store, db[0])}
     assert pairs == {("alice", "10.0.0.1"), ("root", "10.0.0.2"), ("root", "198.51.100.7")}
+
+
+def test_rules_test_replays_stored_auth_events(chdb_store: Client,
+                                               db: tuple[str, list[Any]]) -> None:
+    """What `logwarden rules test deploy/config/security.yaml` runs, on real rows."""
+    from cli.security import replay_rows
+    from sinks.clickhouse.queries.security import AUTH_EVENT_SQL
+
+    res = chdb_store.query(AUTH_EVENT_SQL.format(db=db[0]), parameters={"since": 7 * 86400})
+    n, fired = replay_rows(load_security(SHIPPED), list(res.column_names),
+                           [list(r) for r in res.result_rows])
+    assert n == 44
+    assert len(fired["CredentialStuffing"]) == 2  # one per attacking address
+    assert {e["labels"]["ip"] for e in fired["CredentialStuffing"]} == {"203.0.113.0",
+                                                                       "203.0.113.1"}
+    assert len(fired["PrivilegeChange"]) == 1
