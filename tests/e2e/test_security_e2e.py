@@ -80,7 +80,8 @@ def test_stuffing_pages_critical_within_60_s_of_the_attack(attacked: Any) -> Non
     assert any(line.startswith("addresses") and any(ip in line for ip in attack.ips)
                for line in ev)
     assert any(line.startswith("users") for line in ev)
-    assert "PrivilegeChange" in alerts
+    w.wait_for(lambda: any(a["rule"] == "PrivilegeChange" for a in security_alerts(w)),
+               timeout=120, what="the PrivilegeChange alert (events are processed in order)")
     # and a person is paged on the local channels (Slack/e-mail/SMS stand-ins)
     w.wait_for(lambda: any("CredentialStuffing" in json.dumps(r) for r in peers.received()),
                timeout=240, what="a page for the stuffing alert")
@@ -113,6 +114,8 @@ def test_security_page_shows_the_attack(attacked: Any, browser: Any) -> None:
     w, _, attack, _ = attacked
     w.wait_for(lambda: any(a["rule"] == "CredentialStuffing" for a in security_alerts(w)),
                timeout=240, what="a CredentialStuffing alert")
+    w.wait_for(lambda: any(a["rule"] == "CredentialStuffing" for a in json.loads(
+        w.get("/api/security?range=1h"))["alerts"]), timeout=120, what="/api/security alerts")
     browser.get(f"{w.api}/security")
     deadline = time.monotonic() + 180
     while True:  # the page polls; alerts reach ClickHouse after the manager's writer flush

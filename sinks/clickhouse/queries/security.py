@@ -82,14 +82,17 @@ def privilege_changes(store: Store, db: str, span: Span, limit: int = 100
 
 def open_security_alerts(store: Store, db: str, limit: int = 200) -> list[dict[str, Any]]:
     """Firing or acknowledged alerts labelled ``category: security``, newest first."""
-    sql = ("SELECT fingerprint, argMax(rule, (ts, version)) AS rule, "
-           "argMax(state, (ts, version)) AS state, argMax(severity, (ts, version)) AS severity, "
-           "argMax(service, (ts, version)) AS service, argMax(summary, (ts, version)) AS summary, "
-           "argMax(labels, (ts, version)) AS labels, argMax(evidence, (ts, version)) AS evidence, "
-           "argMax(starts_at, (ts, version)) AS starts_at, max(ts) AS updated_at "
-           f"FROM {ident(db)}.alerts FINAL GROUP BY fingerprint "
-           "HAVING state IN ('firing', 'acknowledged') AND labels['category'] = 'security' "
-           f"ORDER BY starts_at DESC LIMIT {int(limit)}")
+    current = ("SELECT fingerprint, argMax(rule, (ts, version)) AS rule, "
+               "argMax(state, (ts, version)) AS state, "
+               "argMax(severity, (ts, version)) AS severity, "
+               "argMax(service, (ts, version)) AS service, "
+               "argMax(summary, (ts, version)) AS summary, "
+               "argMax(labels, (ts, version)) AS labels, "
+               "argMax(evidence, (ts, version)) AS evidence, "
+               "argMax(starts_at, (ts, version)) AS starts_at, max(ts) AS updated_at "
+               f"FROM {ident(db)}.alerts FINAL GROUP BY fingerprint")
+    sql = (f"SELECT * FROM ({current}) WHERE state IN ('firing', 'acknowledged') "
+           f"AND labels['category'] = 'security' ORDER BY starts_at DESC LIMIT {int(limit)}")
     return select(store, sql, {})
 
 
