@@ -14,8 +14,8 @@ from sinks.clickhouse.client import Store
 from web.auth import AuthPolicy, TokenStore
 from web.health import HealthProvider
 from web.routes_api import WebContext, add_api_routes
-from web.routes_security import add_security_routes
 from web.routes_pages import add_page_routes
+from web.routes_security import add_security_routes
 from web.settings import WebSettings
 
 
