@@ -136,4 +136,7 @@ def test_security_page_shows_the_attack(attacked: Any, browser: Any) -> None:
     assert any(u in r for r in rows(browser, "sec-by-user") for u in attack.users)
     assert browser.execute_script("return document.getElementById('chart-sec-failures').data"
                                   ".length") > 0
+    ticks = browser.execute_script("return [...document.querySelectorAll("
+                                   "'#chart-sec-failures .xtick text')].map(t => t.textContent)")
+    assert any(ip in ticks for ip in attack.ips), ticks  # addresses on the axis, not dates
     browser.save_screenshot(str(SHOTS / "security.png"))

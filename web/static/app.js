@@ -152,7 +152,7 @@ const pages = {
     fillTable("sec-new-addresses", d.new_addresses, r => [esc(r.user), esc(r.ip), esc(r.first_seen), String(r.logins)]);
     fillTable("sec-privilege", d.privilege_changes, r => [esc(r.ts), esc(r.service), esc(r.user), esc(r.ip), esc(r.action), esc(r.outcome), esc(r.message)]);
     const top = d.failures_by_address.slice(0, 15);
-    draw("chart-sec-failures", top.length ? [{type: "bar", x: top.map(r => r.ip), y: top.map(r => r.failures), name: "failures"}] : [], "Failed logins by address (top 15)");
+    draw("chart-sec-failures", top.length ? [{type: "bar", x: top.map(r => r.ip), y: top.map(r => r.failures), name: "failures"}] : [], "Failed logins by address (top 15)", {xaxis: {type: "category"}});
   },
   async alerts() {
     const [al, oc, no, si] = await Promise.all([api("/api/alerts", {limit: 200}), api("/api/oncall"),
