@@ -101,6 +101,9 @@ class AlertingSettings(BaseModel):
     # signs the verdict links in e-mails (empty: e-mails carry no verdict links)
     verdict_secret: SecretStr = SecretStr("")
     verdict_link_ttl_s: float = 7 * 86400.0  # a verdict link works this long
+    # security detectors on the auth-events topic (alerting/security.py; '' turns them off)
+    security_file: Path | None = Path("deploy/config/security.yaml")
+    security_history_days: int = 30  # the address book is seeded from this much history
 
 
 class User(BaseModel):

@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "cli.collector",  # logwarden collector (OTLP/HTTP receiver)
     "cli.store",  # logwarden store serve
     "cli.audit",  # logwarden audit verify|list
+    "cli.security",  # logwarden eval security (and rules test on security.yaml / Sigma)
 ]
 
 

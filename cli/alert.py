@@ -208,11 +208,26 @@ def fetch_windows(since_s: float, api: str | None) -> list[WindowStats]:
     return out
 
 
+def is_security_file(file: Path) -> bool:
+    """Whether ``file`` is a security rules file (it has ``sigma_dir`` or a security kind)."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return "sigma_dir:" in text or any(f"kind: {k}" in text for k in
+                                       ("count", "sequence", "new_address", "match"))
+
+
 @rules_app.command("test")
 def rules_test(file: Path = typer.Argument(..., help="A rules file (or the alerting config)."),
                since: str = typer.Option("24h", help="How much stored history to replay."),
                api: str | None = API_OPT) -> None:
-    """Replay stored windows through the rules: how often each would have fired."""
+    """Replay stored history through the rules: how often each would have fired (windows
+    for alerting rules; authentication events for a security file such as security.yaml)."""
+    if is_security_file(file):
+        from cli.security import backtest_security
+        backtest_security(file, parse_duration(since), api)
+        return
     try:
         rules = load_rules(file)
     except ConfigError:

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from schemas import topics
+from schemas import auth_events, topics
 from schemas.base import decode, validate
 from schemas.changes import Change, Feedback
 from schemas.common import MAX_MESSAGE_BYTES
@@ -115,6 +115,7 @@ class Output:
     dead_letters: list[tuple[Any, ...]] = field(default_factory=list)  # dead_letters rows
     windows: list[WindowStats] = field(default_factory=list)
     feedback_events: list[Feedback] = field(default_factory=list)
+    auth_events: list[tuple[str, bytes]] = field(default_factory=list)  # (service, document)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)  # next, by partition
 
 
@@ -334,6 +335,10 @@ class IngestProcessor:
         service, level = e["service"], e["level"]
         names = self._series.get((service, route)) or self._capped(service, route)
         self._agg(topics.LOGS, partition).add_log(names[0], names[1], ts, level, dur)
+        if e.get("user") is not None or status in auth_events.AUTH_STATUSES or route:
+            doc = auth_events.auth_event(e, route, status, event_id)
+            if doc is not None:  # the security detectors drop replayed ids themselves
+                out.auth_events.append((service, auth_events.encode(doc)))
         offset = r.offset() or 0
         if self.landed and self._landed(topics.LOGS, partition, offset, event_id):
             if self.categorise is not None:  # its template counts go on as before the crash

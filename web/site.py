@@ -15,6 +15,7 @@ from web.auth import AuthPolicy, TokenStore
 from web.health import HealthProvider
 from web.routes_api import WebContext, add_api_routes
 from web.routes_pages import add_page_routes
+from web.routes_security import add_security_routes
 from web.settings import WebSettings
 
 
@@ -45,4 +46,5 @@ def add_web_routes(app: web.Application, store: Store, database: str,
     ctx = WebContext(store, database, run, health, opts.schedules, opts.publish,
                      opts.settings.refresh_s)
     add_api_routes(app, ctx, policy)
+    add_security_routes(app)
     add_page_routes(app)

@@ -210,7 +210,9 @@ class AlertManager:
         names = {r.name for r in cfg.rules}
         alerts = self.alerts()
         for a in alerts:
-            if a.active and a.rule not in names:  # its rule was removed by a reload
+            # its rule was removed by a reload (security rules live in security.yaml and
+            # resolve themselves: alerting.security)
+            if a.active and a.rule not in names and a.labels.get("category") != "security":
                 await self._changed(cfg, a, resolve(a, now, cfg.flapping), now)
             elif not a.active and now - a.updated_at > cfg.flapping.window_s:
                 del self.t.alerts[a.fingerprint]

@@ -60,6 +60,7 @@ class AlertingStage:
                  actions: faust.TopicT, delay: Histogram) -> None:
         self.holder, self.manager, self.actions, self.delay = holder, manager, actions, delay
         self.runbooks: RunbookStage | None = None  # runbook actions (alerting/actions.py)
+        self.security: Any = None  # alerting.agents.security.SecurityStage, when enabled
         self.counts = {"inputs": 0, "bad_inputs": 0, "signals": 0, "manager_errors": 0,
                        "bad_manager_inputs": 0}
 
@@ -182,6 +183,9 @@ def register_alerting(app: faust.App, runtime: StageRuntime, a: AlertingSettings
             asyncio.get_running_loop().add_signal_handler(
                 signal.SIGHUP, lambda: holder.check(force=True))
 
+    if a.security_file is not None and str(a.security_file):
+        from alerting.agents.security import register_security
+        stage.security = register_security(app, runtime, a, signals, database)
     return stage
 
 

@@ -127,6 +127,8 @@ class IngestStage:
         for row in out.dead_letters:
             self.rt.send(self.rt.topics.dead_letters, dead_letter_message(row), key=row[1])
         self.rt.publish_windows(out.windows)
+        for service, doc in out.auth_events:  # for the security detectors
+            self.rt.send(self.rt.topics.auth_events, doc, key=service)
         for f in out.feedback_events:
             log.info("feedback_received", stage="ingest", target=f.target_id, verdict=f.verdict)
         if self.categorise is not None:

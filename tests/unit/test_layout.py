@@ -30,7 +30,7 @@ ALLOWED = {
     "streams": {"schemas", "sinks", "categorisation", "detectors", "alerting", "web", "otlp",
                 "privacy", "audit"},
     "demo": {"schemas", "sdk"},
-    "evaluation": {"schemas", "categorisation", "detectors", "streams", "demo"},
+    "evaluation": {"schemas", "categorisation", "detectors", "streams", "demo", "alerting"},
     "devstack": {"schemas", "streams"},
     "bench": {"schemas", "sinks", "categorisation", "detectors", "streams", "devstack", "sdk",
               "alerting", "privacy"},

@@ -143,6 +143,17 @@ const pages = {
     }
     document.getElementById("more").style.display = res.next_offset === null ? "none" : "";
   },
+  async security() {
+    const d = await api("/api/security", range());
+    const lab = (r, k) => (r.labels || {})[k] || "";
+    fillTable("sec-alerts", d.alerts, r => [esc(r.state), esc(r.severity), esc(r.rule), esc(lab(r, "ip")), esc(lab(r, "user")), esc(r.summary), esc(r.starts_at)]);
+    fillTable("sec-by-address", d.failures_by_address, r => [esc(r.ip), String(r.failures), String(r.users), esc((r.sample_users || []).join(", ")), esc(r.last)]);
+    fillTable("sec-by-user", d.failures_by_user, r => [esc(r.user), String(r.failures), String(r.addresses), esc((r.sample_addresses || []).join(", ")), esc(r.last)]);
+    fillTable("sec-new-addresses", d.new_addresses, r => [esc(r.user), esc(r.ip), esc(r.first_seen), String(r.logins)]);
+    fillTable("sec-privilege", d.privilege_changes, r => [esc(r.ts), esc(r.service), esc(r.user), esc(r.ip), esc(r.action), esc(r.outcome), esc(r.message)]);
+    const top = d.failures_by_address.slice(0, 15);
+    draw("chart-sec-failures", top.length ? [{type: "bar", x: top.map(r => r.ip), y: top.map(r => r.failures), name: "failures"}] : [], "Failed logins by address (top 15)", {xaxis: {type: "category"}});
+  },
   async alerts() {
     const [al, oc, no, si] = await Promise.all([api("/api/alerts", {limit: 200}), api("/api/oncall"),
       api("/api/notifications", Object.assign({limit: 100}, {range: "24h"})), api("/api/silences", {limit: 100})]);
