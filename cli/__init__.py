@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "cli.alert",  # logwarden alert ..., oncall, rules test
     "cli.peers",  # logwarden peers
     "cli.web",  # logwarden api, token create, report
+    "cli.incidents",  # logwarden incidents ..., eval incidents
 ]
 
 

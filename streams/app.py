@@ -16,6 +16,7 @@ from alerting.config import AlertingSettings
 from categorisation.settings import load_categorisation
 from sinks.clickhouse.client import connect
 from streams.agents.categorise import CategoriseStage
+from streams.agents.incidents import register_incidents
 from streams.agents.ingest import IngestService
 from streams.agents.score_windows import ScoreService
 from streams.categorise import Categoriser
@@ -93,6 +94,9 @@ def create_app(runtime: Runtime) -> faust.App:
         app, runtime, s.alerting, s.kafka.partitions, s.clickhouse.database,
     ) if s.alerting.enabled else None
     app.alerting = alerting  # type: ignore[attr-defined]
+    app.incidents = register_incidents(  # type: ignore[attr-defined]
+        app, runtime.store, s.clickhouse.database, runtime.topics.anomalies, s.incidents,
+    ) if s.incidents.enabled else None
     detect = ScoreService(runtime, loop=app.loop, beacon=app.beacon) \
         if s.detect.enabled else None
     others = [detect] if detect is not None else []

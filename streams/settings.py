@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from alerting.config import AlertingSettings
 from categorisation.settings import CategorisationSettings
 from detectors.settings import DetectionSettings
+from incidents.engine import IncidentSettings
 from schemas.kafka_security import KafkaSecurity
 from sinks.clickhouse.settings import ClickHouseSettings
 from web.settings import WebSettings
@@ -89,6 +90,7 @@ class Settings(BaseSettings):
     detect: DetectionSettings = DetectionSettings()  # LOGWARDEN_DETECT_*
     alerting: AlertingSettings = AlertingSettings()  # LOGWARDEN_ALERTING_*
     web: WebSettings = WebSettings()  # LOGWARDEN_WEB_*
+    incidents: IncidentSettings = IncidentSettings()  # LOGWARDEN_INCIDENTS_*
     # The CLI's API token (`logwarden query`, reports through the worker): LOGWARDEN_TOKEN,
     # else the first line of LOGWARDEN_TOKEN_FILE (None: <data dir>/cli_token, which
     # `logwarden run` and `logwarden token create --save` write, mode 0600).
