@@ -55,14 +55,21 @@ class Telemetry(Protocol):
         ...
 
 
+def effective_ms(inc: Incident, watermark_ms: int, wall_ms: int) -> int:
+    """The incident's "now": event time, or its first signal plus the wall time since it
+    opened when that is further (no signal moves event time during a quiet incident)."""
+    wall_age = wall_ms - inc.opened_wall_ms if inc.opened_wall_ms and wall_ms else 0
+    return max(watermark_ms, inc.ts + wall_age)
+
+
 def due(inc: Incident, watermark_ms: int, wall_ms: int, cfg: EvidenceConfig) -> bool:
-    """Whether the pack should be (re)built now: by event time (replays) or wall time."""
-    age = max(watermark_ms - inc.ts, wall_ms - inc.opened_wall_ms if inc.opened_wall_ms else 0)
+    """Whether the pack should be (re)built now."""
+    age = effective_ms(inc, watermark_ms, wall_ms) - inc.ts
     if age < cfg.first_after_ms:
         return False
-    if inc.evidence_ms is None:
+    if inc.evidence_updated_ms is None:
         return True
-    built_age = inc.evidence_ms - inc.ts
+    built_age = inc.evidence_updated_ms - inc.ts
     return built_age < cfg.settle_ms and age - built_age >= cfg.refresh_ms
 
 
@@ -112,6 +119,7 @@ def build(inc: Incident, tel: Telemetry, watermark_ms: int, wall_ms: int,
     by_change = [c for s in ranked for c in s.changes]
     out.suspect_changes = list(dict.fromkeys(by_change + inc.change_ids))
     out.samples = tel.samples(ranked[0].service, lo, hi) if ranked else []
+    out.evidence_updated_ms = watermark_ms
     first = out.evidence_ms is None
     out.evidence_ms = watermark_ms if first else out.evidence_ms
     out.evidence_wall_ms = wall_ms if first else out.evidence_wall_ms

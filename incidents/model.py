@@ -83,6 +83,7 @@ class Incident(BaseModel):
     samples: list[str] = Field(default_factory=list)  # sample log lines of the top suspect
     evidence_ms: int | None = None  # event time the evidence pack was first built
     evidence_wall_ms: int | None = None  # wall time it was first built
+    evidence_updated_ms: int | None = None  # event time of its latest rebuild
     opened_wall_ms: int = 0  # wall time the incident was opened
     acknowledged_ms: int | None = None
     mitigated_ms: int | None = None

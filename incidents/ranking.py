@@ -47,9 +47,10 @@ class RankConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    callee_threshold: float = 5.0  # a callee scoring this much makes its callers victims
-    victim_factor: float = 0.5  # a victim's score is multiplied by this
-    saturation_weight: float = 0.1  # one baseline spread of resource rise = this much surprise
+    callee_threshold: float = 4.0  # a callee scoring this much makes its callers victims
+    victim_factor: float = 0.7  # a victim's score is multiplied by this
+    saturation_weight: float = 0.5  # one baseline spread of resource rise = this much surprise
+    inbound_weight: float = 0.5  # callers' surging failed calls to a service count this much
     change_window_ms: int = 30 * 60_000  # a change this long before the first signal counts
     change_boost: float = 0.5  # a recent change multiplies its service's score by 1 + this
     top_patterns: int = 3  # patterns quoted per suspect in the evidence
@@ -75,6 +76,7 @@ class Suspect:
     surprise: float = 0.0
     saturation: float = 0.0
     victim_of: str = ""  # the anomalous callee that made this service a likely victim
+    inbound: str = ""  # callers' failed calls to this service, when they made its score
     first_bad_ms: int | None = None
     patterns: list[tuple[str, int, float]] = field(default_factory=list)  # key, now, expected
     changes: list[str] = field(default_factory=list)  # change ids
@@ -86,6 +88,8 @@ class Suspect:
             out.append(f"{describe(key)}: {now} in the window, {expected:.1f} expected")
         if self.saturation > 0:
             out.append(f"resource saturation: {self.saturation:.1f} baseline spreads above normal")
+        if self.inbound:
+            out.append(f"callers see it failing: {self.inbound}")
         if self.victim_of:
             out.append(f"calls {self.victim_of}, which is anomalous (likely a victim)")
         if self.changes:
@@ -154,13 +158,33 @@ def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]
     resources = resources or {}
     first_bad = first_bad or {}
     suspects: dict[str, Suspect] = {}
-    for service in window.keys() | resources.keys():
+    for service in sorted(window.keys() | resources.keys()):
         s, top = surprise(window.get(service, Counter()), baseline.get(service, Counter()),
                           cfg.top_patterns)
         sat = resources.get(service, 0.0)
         suspects[service] = Suspect(service=service, score=max(s, cfg.saturation_weight * sat),
                                     surprise=s, saturation=sat, patterns=top,
                                     first_bad_ms=first_bad.get(service))
+    # failed calls surging in callers are evidence against the callee (a service that is
+    # down writes nothing itself: only its callers see it)
+    if cfg.inbound_weight > 0:
+        for caller, counts in window.items():
+            n_w = sum(counts.values())
+            base = baseline.get(caller, Counter())
+            n_b = sum(base.values())
+            for key, now in counts.items():
+                if not (key.startswith("P:") and key.endswith(":0")):
+                    continue
+                callee = key[2:].split(":", 1)[0]
+                expected = n_w * (base[key] + 0.5) / (n_b + 1)
+                dev = (now - expected) / math.sqrt(expected + 1)
+                target = suspects.get(callee)
+                if target is None:
+                    target = suspects[callee] = Suspect(service=callee, score=0.0,
+                                                        first_bad_ms=first_bad.get(callee))
+                if cfg.inbound_weight * dev > target.score:
+                    target.score = cfg.inbound_weight * dev
+                    target.inbound = f"{now} failed calls from {caller} ({expected:.1f} expected)"
     raw = {name: s.score for name, s in suspects.items()}
     callees: dict[str, set[str]] = {}
     for caller, callee in edges:
