@@ -44,7 +44,8 @@ GUARD_MS = 60_000  # between the baseline and the window
 GRID = {"callee_threshold": (4.0, 3.0, 5.0, 6.0, 8.0),
         "victim_factor": (0.7, 0.5),
         "saturation_weight": (0.5, 0.1, 0.2),
-        "inbound_weight": (0.5, 0.0, 1.0)}
+        "inbound_weight": (0.5, 0.0, 1.0),
+        "exclude_top": (1, 0)}
 
 
 @dataclass
@@ -87,29 +88,54 @@ class Features:
 
     case: Case
     window: dict[str, Counter[str]]
-    baseline: dict[str, Counter[str]]
+    baselines: dict[int, dict[str, Counter[str]]]  # by RankConfig.exclude_top
     edges: set[tuple[str, str]]
     resources: dict[str, float]
     changes: list[Change]
 
 
-def features(rp: Replay, case: Case, early_ms: int, baseline_ms: int) -> Features:
-    """The window, baseline, call edges and saturation of one case."""
+def features(rp: Replay, case: Case, early_ms: int, baseline_ms: int,
+             excluded: Mapping[int, Mapping[str, list[tuple[int, int]]]] | None = None
+             ) -> Features:
+    """The window, baselines, call edges and saturation of one case; ``excluded``: per
+    ``exclude_top`` value, the spans each service's baseline leaves out."""
     lo, hi = case.start_ms - early_ms, case.end_ms
     window = rp.counts.window(lo, hi)
-    baseline = rp.counts.window(lo - GUARD_MS - baseline_ms, lo - GUARD_MS - BUCKET_MS + 1)
+    b_lo, b_hi = lo - GUARD_MS - baseline_ms, lo - GUARD_MS - BUCKET_MS + 1
+    baselines = {k: dict(rp.counts.baseline(b_lo, b_hi, spans))
+                 for k, spans in (excluded or {0: {}}).items()}
     sat = {}
     for service, points in rp.resources.items():
         w = [v for t, v in points if lo <= t < hi]
         b = [v for t, v in points if lo - GUARD_MS - baseline_ms <= t < lo - GUARD_MS]
         if w:
             sat[service] = saturation(w, b)
-    return Features(case, dict(window), dict(baseline), set(rp.counts.edges), sat, rp.changes)
+    return Features(case, dict(window), baselines, set(rp.counts.edges), sat, rp.changes)
+
+
+def sequential(rp: Replay, cases: Sequence[Case], early_ms: int, baseline_ms: int,
+               tops: Iterable[int] = (0, 1)) -> list[Features]:
+    """Features of cases in time order, each baseline leaving out the earlier cases'
+    windows of their top suspects (as ranked with the default knobs), as the live engine
+    does with the incidents it has seen."""
+    tops = list(tops)
+    spans: dict[int, dict[str, list[tuple[int, int]]]] = {k: defaultdict(list) for k in tops}
+    out = []
+    for c in sorted(cases, key=lambda c: c.start_ms):
+        f = features(rp, c, early_ms, baseline_ms, {k: dict(v) for k, v in spans.items()})
+        out.append(f)
+        for k in tops:
+            ranked = rank(f.window, f.baselines[k], f.edges, f.resources, f.changes,
+                          opened_ms=c.start_ms)
+            for s in ranked[:k]:
+                spans[k][s.service].append((c.start_ms - early_ms, c.end_ms + GUARD_MS))
+    return out
 
 
 def rank_of(f: Features, cfg: RankConfig) -> int:
     """Where the true root lands (1 = first; len+1 when absent)."""
-    ranked = [s.service for s in rank(f.window, f.baseline, f.edges, f.resources, f.changes,
+    base = f.baselines.get(cfg.exclude_top, f.baselines[min(f.baselines)])
+    ranked = [s.service for s in rank(f.window, base, f.edges, f.resources, f.changes,
                                       opened_ms=f.case.start_ms, cfg=cfg)]
     return ranked.index(f.case.root) + 1 if f.case.root in ranked else len(ranked) + 1
 
@@ -169,7 +195,8 @@ def evaluate(feats: Sequence[Features], n_services: float) -> dict[str, Any]:
         "folds": folds,
         "per_case": [{"id": f.case.id, "kind": f.case.kind, "root": f.case.root,
                       "loo_rank": r, "top": [s.service for s in rank(
-                          f.window, f.baseline, f.edges, f.resources, f.changes,
+                          f.window, f.baselines[min(f.baselines, key=lambda k: abs(
+                              k - RankConfig().exclude_top))], f.edges, f.resources, f.changes,
                           opened_ms=f.case.start_ms)[:3]]}
                      for f, r in zip(feats, loo, strict=True)],
     }
@@ -194,7 +221,7 @@ def nezha(directory: Path, early_ms: int = 90_000, baseline_ms: int = 6 * 3_600_
         rp.feed(topic, event)
     cases = [Case(i["id"], i["kind"], i["root_cause_service"], i["start_ms"], i["end_ms"])
              for i in labels["incidents"]]
-    feats = [features(rp, c, early_ms, baseline_ms) for c in cases]
+    feats = sequential(rp, cases, early_ms, baseline_ms)
     services = {s for s, info in labels["services"].items() if info.get("logs", 1)}
     return evaluate(feats, n_services=len(services) or 1.0)
 
@@ -346,7 +373,7 @@ def nezha_all(directory: Path, early_ms: int = 90_000) -> dict[str, dict[str, An
                               DetectionSettings())
     cases = [Case(i["id"], i["kind"], i["root_cause_service"], i["start_ms"], i["end_ms"])
              for i in labels["incidents"]]
-    feats = [features(rp, c, early_ms, 6 * 3_600_000) for c in cases]
+    feats = sequential(rp, cases, early_ms, 6 * 3_600_000)
     services = {s for s, info in labels["services"].items() if info.get("logs", 1)}
     truths = [Truth(i["id"], i["root_cause_service"], frozenset(i["affected_services"]),
                     i["start_ms"], i["end_ms"]) for i in labels["incidents"]]
@@ -372,7 +399,7 @@ def demo_all(seeds: Sequence[int], start: str = "2026-11-24T14:05:00Z",
                                   DetectionSettings())
         cases = [Case(f"{seed}:{i.id}", i.kind, i.service, i.start_ms, i.end_ms)
                  for i in labels]
-        rank_rows += [features(rp, c, 0, 3_600_000) for c in cases]
+        rank_rows += sequential(rp, cases, 0, 3_600_000)
         truths = [Truth(f"{seed}:{i.id}", i.service, frozenset(i.services), i.start_ms,
                         i.end_ms) for i in labels]
         pipe.append(grouping(anomalies, truths, rp, 0))

@@ -108,7 +108,8 @@ class IncidentEngine:
                                                    self.s.evidence):
                 continue
             wm = effective_ms(inc, self.watermark_ms, wall_ms)
-            new = build(inc, tel, wm, wall_ms, self.s.evidence, self.s.ranking)
+            new = build(inc, tel, wm, wall_ms, self.s.evidence, self.s.ranking,
+                        self.state.incidents.values())
             self.state.incidents[new.id] = new
             out.append(new)
         expire(self.state, self.watermark_ms, KEEP_MS)

@@ -9,7 +9,7 @@ root's first minute of telemetry to land) and rebuilt every ``refresh_ms`` until
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -85,15 +85,24 @@ def counts_from_rows(rows: Sequence[Mapping[str, Any]]) -> PatternCounts:
 
 
 def build(inc: Incident, tel: Telemetry, watermark_ms: int, wall_ms: int,
-          cfg: EvidenceConfig | None = None, rank_cfg: RankConfig | None = None) -> Incident:
-    """The incident with a fresh evidence pack (a new version)."""
+          cfg: EvidenceConfig | None = None, rank_cfg: RankConfig | None = None,
+          earlier: Iterable[Incident] = ()) -> Incident:
+    """The incident with a fresh evidence pack (a new version). ``earlier``: incidents
+    before it, whose windows leave the baselines of their top suspects."""
     cfg = cfg or EvidenceConfig()
     lo = inc.ts - cfg.lookback_ms
     hi = max(watermark_ms, inc.last_signal_ms) + 1
     base_lo = lo - cfg.guard_ms - cfg.baseline_ms
     pc = counts_from_rows(tel.pattern_rows(base_lo, hi))
     window = pc.window(lo, hi)
-    baseline = pc.window(base_lo, lo - cfg.guard_ms)
+    top = (rank_cfg or RankConfig()).exclude_top
+    exclude: dict[str, list[tuple[int, int]]] = {}
+    for other in earlier:
+        if other.id != inc.id and other.ts < inc.ts:
+            for service in other.root_cause[:top]:
+                exclude.setdefault(service, []).append(
+                    (other.ts - cfg.lookback_ms, other.last_signal_ms + cfg.guard_ms))
+    baseline = pc.baseline(base_lo, lo - cfg.guard_ms, exclude)
     rx = re.compile(cfg.resource_regex, re.IGNORECASE)
     w_res: dict[str, list[float]] = {}
     b_res: dict[str, list[float]] = {}

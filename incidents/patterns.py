@@ -85,6 +85,22 @@ class PatternCounts:
                 out[service].update(c)
         return out
 
+    def baseline(self, start_ms: int, end_ms: int,
+                 exclude: Mapping[str, Iterable[tuple[int, int]]] | None = None
+                 ) -> dict[str, Counter[str]]:
+        """``window(start_ms, end_ms)`` without, per service, the spans in ``exclude``
+        (the earlier incidents it was a suspect of: a fault must not become normal)."""
+        out = self.window(start_ms, end_ms)
+        for service, spans in (exclude or {}).items():
+            if service not in out:
+                continue
+            for lo, hi in spans:
+                lo, hi = max(lo, start_ms), min(hi, end_ms)
+                if lo < hi:
+                    out[service].subtract(self.window(lo, hi).get(service, Counter()))
+            out[service] = +out[service]
+        return out
+
     def prune(self, before_ms: int) -> None:
         """Forget buckets older than ``before_ms`` (bounded memory)."""
         for b in [b for b in self.buckets if (b + 1) * BUCKET_MS <= before_ms]:

@@ -54,6 +54,9 @@ class RankConfig(BaseModel):
     change_window_ms: int = 30 * 60_000  # a change this long before the first signal counts
     change_boost: float = 0.5  # a recent change multiplies its service's score by 1 + this
     top_patterns: int = 3  # patterns quoted per suspect in the evidence
+    # the top this-many suspects of earlier incidents leave those incidents' windows out of
+    # their baseline (a repeated fault must not look normal the second time)
+    exclude_top: int = 1
 
 
 @dataclass(frozen=True)
@@ -115,31 +118,48 @@ def describe(pattern: str) -> str:
     return f"{level} log {template}"
 
 
-def surprise(window: Counter[str], baseline: Counter[str], top: int = 3
-             ) -> tuple[float, list[tuple[str, int, float]]]:
+ERROR_MARKS = (":ERROR", ":CRITICAL", ":FATAL", ":0")  # error lines, failed calls
+
+
+def surprise(window: Counter[str], baseline: Counter[str], top: int = 3,
+             min_baseline: int = 100) -> tuple[float, list[tuple[str, int, float]]]:
     """The largest Poisson deviation of a pattern's count from its baseline share, and the
-    ``top`` most surprising patterns as (key, count, expected)."""
+    ``top`` most surprising patterns as (key, count, expected).
+
+    With fewer than ``min_baseline`` baseline events (a new service, the first minutes of
+    a fleet) shares mean nothing: only error lines, 5xx and failed calls count then, each
+    against an expectation of zero.
+    """
     n_w = sum(window.values())
     if n_w == 0:
         return 0.0, []
     n_b = sum(baseline.values())
     scored = []
-    for key in window.keys() | baseline.keys():
-        expected = n_w * (baseline[key] + 0.5) / (n_b + 1)
-        dev = abs(window[key] - expected) / math.sqrt(expected + 1)
-        scored.append((dev, key, window[key], expected))
+    if n_b < min_baseline:
+        for key, now in window.items():
+            if key.endswith(ERROR_MARKS) or _is_5xx(key):
+                scored.append((math.sqrt(now), key, now, 0.0))
+    else:
+        for key in window.keys() | baseline.keys():
+            expected = n_w * (baseline[key] + 0.5) / (n_b + 1)
+            dev = abs(window[key] - expected) / math.sqrt(expected + 1)
+            scored.append((dev, key, window[key], expected))
     scored.sort(reverse=True)
     return (scored[0][0] if scored else 0.0), [(k, n, e) for _, k, n, e in scored[:top]]
+
+
+def _is_5xx(key: str) -> bool:
+    return key.startswith("H:") and key.rsplit(":", 1)[-1].startswith("5")
 
 
 def saturation(window: Iterable[float], baseline: Iterable[float]) -> float:
     """How far a resource gauge's peak rose above its baseline, in baseline spreads + 1."""
     w = list(window)
     b = list(baseline)
-    if not w:
+    if not w or not b:  # no baseline: a level alone says nothing
         return 0.0
-    mu = sum(b) / len(b) if b else 0.0
-    sd = math.sqrt(sum((x - mu) ** 2 for x in b) / len(b)) if b else 0.0
+    mu = sum(b) / len(b)
+    sd = math.sqrt(sum((x - mu) ** 2 for x in b) / len(b))
     return max(0.0, (max(w) - mu) / (sd + 1.0))
 
 
