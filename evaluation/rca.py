@@ -44,7 +44,7 @@ GUARD_MS = 60_000  # between the baseline and the window
 GRID = {"callee_threshold": (4.0, 3.0, 5.0, 6.0, 8.0),
         "victim_factor": (0.7, 0.5),
         "saturation_weight": (0.5, 0.1, 0.2),
-        "inbound_weight": (0.5, 0.0, 1.0),
+        "inbound_weight": (1.0, 0.0, 0.5),
         "exclude_top": (1, 0)}
 
 

@@ -25,8 +25,8 @@ Nezha TrainTicket cases (``logwarden eval incidents``).
 
 >>> from collections import Counter
 >>> base = {"api": Counter({"H:/x:200": 100}), "db": Counter({"T:q:INFO": 100})}
->>> win = {"api": Counter({"H:/x:200": 50, "H:/x:500": 50}),
-...        "db": Counter({"T:q:INFO": 40, "T:timeout:ERROR": 30})}
+>>> win = {"api": Counter({"H:/x:200": 70, "H:/x:500": 30}),
+...        "db": Counter({"T:q:INFO": 40, "T:timeout:ERROR": 40})}
 >>> r = rank(win, base, edges={("api", "db")})
 >>> [s.service for s in r]
 ['db', 'api']
@@ -50,7 +50,7 @@ class RankConfig(BaseModel):
     callee_threshold: float = 4.0  # a callee scoring this much makes its callers victims
     victim_factor: float = 0.7  # a victim's score is multiplied by this
     saturation_weight: float = 0.5  # one baseline spread of resource rise = this much surprise
-    inbound_weight: float = 0.5  # callers' surging failed calls to a service count this much
+    inbound_weight: float = 1.0  # callers' surging failed calls to a service count this much
     change_window_ms: int = 30 * 60_000  # a change this long before the first signal counts
     change_boost: float = 0.5  # a recent change multiplies its service's score by 1 + this
     top_patterns: int = 3  # patterns quoted per suspect in the evidence
@@ -148,6 +148,10 @@ def surprise(window: Counter[str], baseline: Counter[str], top: int = 3,
     return (scored[0][0] if scored else 0.0), [(k, n, e) for _, k, n, e in scored[:top]]
 
 
+def _failed_call(key: str) -> bool:
+    return key.startswith("P:") and key.endswith(":0")
+
+
 def _is_5xx(key: str) -> bool:
     return key.startswith("H:") and key.rsplit(":", 1)[-1].startswith("5")
 
@@ -179,8 +183,10 @@ def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]
     first_bad = first_bad or {}
     suspects: dict[str, Suspect] = {}
     for service in sorted(window.keys() | resources.keys()):
-        s, top = surprise(window.get(service, Counter()), baseline.get(service, Counter()),
-                          cfg.top_patterns)
+        own = window.get(service, Counter())
+        if cfg.inbound_weight > 0:  # failed calls are evidence about the callee (below)
+            own = Counter({k: n for k, n in own.items() if not _failed_call(k)})
+        s, top = surprise(own, baseline.get(service, Counter()), cfg.top_patterns)
         sat = resources.get(service, 0.0)
         suspects[service] = Suspect(service=service, score=max(s, cfg.saturation_weight * sat),
                                     surprise=s, saturation=sat, patterns=top,
@@ -193,7 +199,7 @@ def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]
             base = baseline.get(caller, Counter())
             n_b = sum(base.values())
             for key, now in counts.items():
-                if not (key.startswith("P:") and key.endswith(":0")):
+                if not _failed_call(key):
                     continue
                 callee = key[2:].split(":", 1)[0]
                 expected = n_w * (base[key] + 0.5) / (n_b + 1)

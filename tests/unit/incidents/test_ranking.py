@@ -69,7 +69,7 @@ def test_a_recent_change_decides_between_equal_suspects() -> None:
 
 def test_the_victim_rule_can_be_turned_off() -> None:
     window = {"api": Counter({"H:/x:500": 80, "H:/x:200": 20}),
-              "db": Counter({"T:query ok:INFO": 50, "T:slow:WARN": 50})}
+              "db": Counter({"T:query ok:INFO": 40, "T:slow:WARN": 60})}
     base = {"api": Counter({"H:/x:200": 1000}), "db": Counter({"T:query ok:INFO": 1000})}
     off = RankConfig(victim_factor=1.0, inbound_weight=0.0)
     assert rank(window, base, EDGES, cfg=off)[0].service == "api"
