@@ -37,7 +37,7 @@ from schemas.common import parse_ts, to_epoch_ms
 
 # resource gauges, as a share of their limit, whose rise means saturation (node-level gauges
 # would blame every pod on the node; absolute units such as millicores are not comparable)
-RESOURCE = re.compile(r"^(?!node_).*(cpu|mem|disk|pool|heap|conn).*(pct|percent|ratio|util)",
+RESOURCE = re.compile(r"^(cpu|mem|disk|pool|heap|conn)\w*(pct|percent|ratio|util)",
                       re.IGNORECASE)
 GUARD_MS = 60_000  # between the baseline and the window
 # Each knob's design default comes first: ties go to it (``choose`` keeps the first best).

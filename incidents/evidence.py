@@ -31,7 +31,8 @@ class EvidenceConfig(BaseModel):
     baseline_ms: int = 6 * 3_600_000  # the baseline: this much before the window
     guard_ms: int = 60_000  # between baseline and window
     suspects: int = 5  # suspects kept with evidence
-    resource_regex: str = r"^(?!node_).*(cpu|mem|disk|pool|heap|conn).*(pct|percent|ratio|util)"
+    # resource gauges as a share of their limit (RE2 syntax: ClickHouse filters with it)
+    resource_regex: str = r"^(cpu|mem|disk|pool|heap|conn)\w*(pct|percent|ratio|util)"
 
 
 class Telemetry(Protocol):

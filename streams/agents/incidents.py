@@ -70,6 +70,7 @@ class IncidentStage:
         """Reload recent incidents and the call graph (at start; thread)."""
         docs = q.unresolved_incidents(self.store, self.db, wall_ms - RESTORE_MS)
         n = self.engine.restore(docs)
+        self.learn_edges(self.engine.watermark_ms or wall_ms)
         self.restored = True
         log.info("incidents_restored", stage="incidents", incidents=n)
 
@@ -81,9 +82,13 @@ class IncidentStage:
             if mine is not None and int(d["version"]) > mine.version:
                 self.engine.state.incidents[d["id"]] = Incident.model_validate(d)
         if wm:
-            for r in q.pattern_counts(self.store, self.db, wm - 600_000, wm + 60_000):
-                if str(r["pattern"]).startswith("P:") and r.get("callee"):
-                    self.engine.edges.add((str(r["service"]), str(r["callee"])))
+            self.learn_edges(wm)
+
+    def learn_edges(self, around_ms: int) -> None:
+        """The call graph (caller, callee) of the ten minutes before ``around_ms``."""
+        for r in q.pattern_counts(self.store, self.db, around_ms - 600_000, around_ms + 60_000):
+            if str(r["pattern"]).startswith("P:") and r.get("callee"):
+                self.engine.edges.add((str(r["service"]), str(r["callee"])))
 
     def handle(self, raw: bytes, wall_ms: int) -> Incident | None:
         """One anomaly message: the incident to write, if any (thread)."""

@@ -81,20 +81,27 @@ def pattern_counts(store: Store, db: str, since_ms: int, until_ms: int
 def resource_points(store: Store, db: str, since_ms: int, until_ms: int,
                     names_regex: str) -> list[dict[str, Any]]:
     """(ts ms, service, value) of resource gauges whose name matches ``names_regex``."""
-    sql = ("SELECT toUnixTimestamp64Milli(ts) AS ts, service, name, value "
+    sql = ("SELECT toUnixTimestamp64Milli(ts) AS ts_ms, service, name, value "
            f"FROM {ident(db)}.metric_points WHERE ts >= {{since:{TS}}} AND ts < {{until:{TS}}} "
            "AND match(name, {rx:String}) LIMIT 200000")
-    return select(store, sql, {"since": _dt(since_ms), "until": _dt(until_ms),
-                               "rx": names_regex})
+    return _ms(select(store, sql, {"since": _dt(since_ms), "until": _dt(until_ms),
+                                   "rx": names_regex}))
 
 
 def changes_between(store: Store, db: str, since_ms: int, until_ms: int
                     ) -> list[dict[str, Any]]:
     """Changes (deploys, config, flags) in [since, until)."""
-    sql = ("SELECT event_id AS id, toUnixTimestamp64Milli(ts) AS ts, service, kind, "
+    sql = ("SELECT event_id AS id, toUnixTimestamp64Milli(ts) AS ts_ms, service, kind, "
            f"description FROM {ident(db)}.changes WHERE ts >= {{since:{TS}}} "
            f"AND ts < {{until:{TS}}} ORDER BY ts LIMIT 1000")
-    return select(store, sql, {"since": _dt(since_ms), "until": _dt(until_ms)})
+    return _ms(select(store, sql, {"since": _dt(since_ms), "until": _dt(until_ms)}))
+
+
+def _ms(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``ts_ms`` (an alias must not shadow the ``ts`` column in WHERE) back to ``ts``."""
+    for r in rows:
+        r["ts"] = int(r.pop("ts_ms"))
+    return rows
 
 
 def sample_lines(store: Store, db: str, service: str, since_ms: int, until_ms: int,
@@ -118,20 +125,20 @@ def related_rows(store: Store, db: str, services: Sequence[str], since_ms: int,
             "incident": incident_id}
     d = ident(db)
     out = select(store, (
-        "SELECT toUnixTimestamp64Milli(ts) AS ts, 'alert' AS kind, "
+        "SELECT toUnixTimestamp64Milli(ts) AS ts_ms, 'alert' AS kind, "
         "concat(rule, ' ', state, ' on ', service, ': ', summary) AS text, fingerprint AS ref "
         f"FROM {d}.alerts WHERE service IN {{services:Array(String)}} "
         f"AND ts >= {{since:{TS}}} AND ts < {{until:{TS}}} ORDER BY ts LIMIT 500"), span)
     out += select(store, (
-        "SELECT toUnixTimestamp64Milli(ts) AS ts, 'notification' AS kind, "
+        "SELECT toUnixTimestamp64Milli(ts) AS ts_ms, 'notification' AS kind, "
         "concat(receiver, ' via ', channel, ': ', status) AS text, message_id AS ref "
         f"FROM {d}.notifications WHERE ts >= {{since:{TS}}} AND ts < {{until:{TS}}} "
         "AND fingerprint IN (SELECT fingerprint FROM "
         f"{d}.alerts WHERE service IN {{services:Array(String)}} AND ts >= {{since:{TS}}} "
         f"AND ts < {{until:{TS}}}) ORDER BY ts LIMIT 500"), span)
     out += select(store, (
-        "SELECT toUnixTimestamp64Milli(ts) AS ts, 'action' AS kind, "
+        "SELECT toUnixTimestamp64Milli(ts) AS ts_ms, 'action' AS kind, "
         "concat(kind, ': ', outcome) AS text, '' AS ref "
         f"FROM {d}.actions WHERE incident_id = {{incident:String}} ORDER BY ts LIMIT 500"),
         span)
-    return sorted(out, key=lambda r: int(r["ts"]))
+    return sorted(_ms(out), key=lambda r: int(r["ts"]))
