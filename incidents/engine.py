@@ -37,7 +37,8 @@ class IncidentSettings(BaseModel):
 def signal_from_anomaly(a: Mapping[str, Any]) -> Signal:
     """A champion anomaly (``AnomalyEvent`` JSON) as a signal."""
     changes = tuple(f"{c['service']}@{c['ts']}" for c in a.get("changes") or [])
-    what = f"{a.get('feature', '')} {a.get('observed', 0):.3g} (expected {a.get('expected', 0):.3g})"
+    observed, expected = float(a.get("observed") or 0), float(a.get("expected") or 0)
+    what = f"{a.get('feature', '')} {observed:.3g} (expected {expected:.3g})"
     return Signal(id=str(a["id"]), ts=int(a["ts"]), service=str(a["service"]), kind="anomaly",
                   severity=str(a.get("severity", "warning")), summary=what.strip(),
                   route=str(a.get("route", "")), change_ids=changes)

@@ -134,9 +134,9 @@ def build(inc: Incident, tel: Telemetry, watermark_ms: int, wall_ms: int,
     out.evidence_ms = watermark_ms if first else out.evidence_ms
     out.evidence_wall_ms = wall_ms if first else out.evidence_wall_ms
     if first:
-        top = ", ".join(out.root_cause[:3]) or "no suspect"
+        names = ", ".join(out.root_cause[:3]) or "no suspect"
         out.timeline.append(TimelineEntry(ts=watermark_ms, kind="evidence",
-                                          text=f"evidence pack: suspects {top}"))
+                                          text=f"evidence pack: suspects {names}"))
     return out
 
 

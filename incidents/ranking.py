@@ -216,11 +216,11 @@ def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]
     for caller, callee in edges:
         if caller != callee:
             callees.setdefault(caller, set()).add(callee)
-    for name, s in suspects.items():
+    for name, sus in suspects.items():
         worst = max(callees.get(name, ()), key=lambda c: raw.get(c, 0.0), default=None)
         if worst is not None and raw.get(worst, 0.0) >= cfg.callee_threshold:
-            s.score *= cfg.victim_factor
-            s.victim_of = worst
+            sus.score *= cfg.victim_factor
+            sus.victim_of = worst
     if opened_ms is not None:
         for ch in changes:
             s2 = suspects.get(ch.service)

@@ -126,7 +126,8 @@ PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Incidents</tit
 <th>status</th><th>services</th><th>root cause (ranked)</th><th>evidence</th>
 <th>alerts</th></tr></thead><tbody></tbody></table>
 <script>
-function esc(s){return String(s).replace(/[&<>"']/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}[c]));}
+const ESC={'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'};
+function esc(s){return String(s).replace(/[&<>"']/g,c=>ESC[c]);}
 async function load(){
  const r=await fetch('/api/incidents?since=7d'); const d=await r.json();
  document.querySelector('#incidents tbody').innerHTML=d.items.map(i=>'<tr><td>'+
