@@ -78,7 +78,9 @@ def test_a_broken_dependency_is_one_incident_with_the_dependency_ranked_first(
         assert inc["ts"] >= start_ms + (BROKEN_FROM - 10) * 1000
         assert inc["evidence_wall_ms"] - inc["opened_wall_ms"] <= 60_000
         top = inc["suspects"][0]["evidence"]
-        assert any("StockRepo#88" in line or "failed calls" in line for line in top), top
+        # the new exception's template and the 500s it causes are the evidence
+        assert any(line.startswith("ERROR log") and "expected" in line for line in top), top
+        assert any("HTTP 500 on /reserve" in line for line in top), top
 
         out = subprocess.run([str(BIN), "incidents", "list", "--since", "1h", "--format",
                               "jsonl", "--api", worker.api], env=worker.env, timeout=120,
