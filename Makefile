@@ -128,6 +128,7 @@ eval: install  ## categorisation (Loghub, leave one out; demo template counts), 
 	$(BIN)/logwarden eval templates
 	$(BIN)/logwarden eval nab --transfer
 	$(BIN)/logwarden eval scenarios
+	$(BIN)/logwarden eval incidents
 
 clean:  ## remove the local data (not the venv or the jar cache)
 	rm -rf $(DATA)

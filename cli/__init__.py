@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "cli.store",  # logwarden store serve
     "cli.audit",  # logwarden audit verify|list
     "cli.security",  # logwarden eval security (and rules test on security.yaml / Sigma)
+    "cli.incidents",  # logwarden incidents ..., eval incidents
 ]
 
 

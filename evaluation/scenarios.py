@@ -51,14 +51,23 @@ def replay(cfg: DemoConfig, detect: DetectionSettings,
            progress: Callable[[int], None] = lambda t: None,
            on_incident: Callable[[Incident], None] = lambda i: None) -> list[dict[str, Any]]:
     """Run the demo through ingest windows and the scorer; every anomaly, as dicts."""
-    clock = [cfg.start_ms / 1000]
+    # the demo stops mid-window: a window past its end is partial (a fake traffic drop)
+    stop_ms = cfg.start_ms + (cfg.duration_s or math.inf) * 1000
+    return replay_events(generate(cfg, on_incident), cfg.start_ms, stop_ms, detect, progress)
+
+
+def replay_events(events: Iterable[tuple[str, dict[str, Any]]], start_ms: float,
+                  stop_ms: float, detect: DetectionSettings,
+                  progress: Callable[[int], None] = lambda t: None) -> list[dict[str, Any]]:
+    """Run (topic, event) pairs in event-time order through the worker's ingest windows and
+    scorer; every anomaly, as dicts. Windows ending after ``stop_ms`` are partial: dropped."""
+    clock = [start_ms / 1000]
     proc = IngestProcessor(clock=lambda: clock[0])
     changes = ChangeLog()
     scorer = WindowScorer(detect, changes)
     out: list[dict[str, Any]] = []
     batch: list[Record] = []
-    # the demo stops mid-window: a window past its end is partial (a fake traffic drop)
-    stop_s = (cfg.start_ms + (cfg.duration_s or math.inf) * 1000) / 1000
+    stop_s = stop_ms / 1000
 
     def score(windows: list[WindowStats]) -> None:
         whole = [w for w in windows if w.end.timestamp() <= stop_s]
@@ -69,7 +78,7 @@ def replay(cfg: DemoConfig, detect: DetectionSettings,
         batch.clear()
         score(result.windows)
 
-    for offset, (topic, event) in enumerate(generate(cfg, on_incident)):
+    for offset, (topic, event) in enumerate(events):
         if topic == CHANGES:
             changes.add(event_time_ms(event), event["service"], event["kind"],
                         event["description"])

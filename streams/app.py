@@ -20,6 +20,7 @@ from schemas import topics
 from schemas.changes import Feedback
 from sinks.clickhouse.client import connect
 from streams.agents.categorise import CategoriseStage
+from streams.agents.incidents import register_incidents
 from streams.agents.ingest import IngestService
 from streams.agents.score_windows import ScoreService
 from streams.categorise import Categoriser
@@ -112,6 +113,9 @@ def create_app(runtime: Runtime) -> faust.App:
     app.alerting = alerting  # type: ignore[attr-defined]
     if alerting is not None and runtime.audit is not None:  # reloads go to the audit trail
         alerting.holder.on_change = runtime.audit.config_reload
+    app.incidents = register_incidents(  # type: ignore[attr-defined]
+        app, runtime.store, s.clickhouse.database, runtime.topics.anomalies, s.incidents,
+    ) if s.incidents.enabled else None
     detect = ScoreService(runtime, loop=app.loop, beacon=app.beacon) \
         if s.detect.enabled else None
     others = [detect] if detect is not None else []

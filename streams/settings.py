@@ -14,6 +14,7 @@ from alerting.config import AlertingSettings
 from audit.settings import AuditSettings
 from categorisation.settings import CategorisationSettings
 from detectors.settings import DetectionSettings
+from incidents.engine import IncidentSettings
 from otlp.settings import OtlpSettings
 from privacy.settings import PrivacySettings
 from schemas.kafka_security import KafkaSecurity
@@ -114,6 +115,7 @@ class Settings(BaseSettings):
     otlp: OtlpSettings = OtlpSettings()  # LOGWARDEN_OTLP_*: the OTLP/HTTP receiver
     privacy: PrivacySettings = PrivacySettings()  # LOGWARDEN_PRIVACY_*
     audit: AuditSettings = AuditSettings()  # LOGWARDEN_AUDIT_*
+    incidents: IncidentSettings = IncidentSettings()  # LOGWARDEN_INCIDENTS_*
     # The CLI's API token (`logwarden query`, reports through the worker): LOGWARDEN_TOKEN,
     # else the first line of LOGWARDEN_TOKEN_FILE (None: <data dir>/cli_token, which
     # `logwarden run` and `logwarden token create --save` write, mode 0600).
