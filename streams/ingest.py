@@ -319,7 +319,14 @@ class IngestProcessor:
                 route = self._routes.get((method, path)) or self._route(method, path)
         service, level = e["service"], e["level"]
         names = self._series.get((service, route)) or self._capped(service, route)
-        self._agg(topics.LOGS, partition).add_log(names[0], names[1], ts, level, dur)
+        agg = self._agg(topics.LOGS, partition)
+        agg.add_log(names[0], names[1], ts, level, dur)
+        p = e.get("peer")
+        if type(p) is dict and p.get("service"):  # an outbound call: its dependency edge
+            pd = p.get("duration_ms")
+            agg.add_edge(names[0], self.caps.service(str(p["service"])), ts,
+                         p.get("ok") is not False,
+                         float(pd) if type(pd) in (int, float) else None)
         offset = r.offset() or 0
         if self.landed and self._landed(topics.LOGS, partition, offset, event_id):
             if self.categorise is not None:  # its template counts go on as before the crash
