@@ -136,7 +136,8 @@ class WindowScorer:
         batch = Batch(self.banks)
         pool = self.settings.pool_instances
         for w in windows:
-            if w.window_s in self.settings.window_s:
+            if w.window_s in self.settings.window_s and (
+                    w.scope != "edge" or self.settings.edges):
                 end = int(w.end.timestamp() * 1000)
                 if not (pool and w.scope == "metric" and self._pool(w, end)):
                     self._accept(batch, w, end)
@@ -197,7 +198,13 @@ class WindowScorer:
         """Instances of one window far from their siblings' median, ``SIBLING_RUN`` windows
         in a row (a discrete gauge also beyond its quanta and Poisson noise)."""
         discrete = pool.discrete and not pool.counter
-        zs = sibling_z(values, K_QUANTA if discrete else 0.0)
+        med = sorted(values.values())[len(values) // 2] if values else 0.0
+        floor = 0.0  # counts' own noise: Poisson, of the siblings' typical count
+        if pool.counter and math.isfinite(med):
+            floor = math.sqrt(max(med, 0.0) * ws) / ws
+        elif discrete and math.isfinite(med):
+            floor = max(1.0, math.sqrt(max(med, 0.0)))
+        zs = sibling_z(values, floor)
         out: list[AnomalyEvent] = []
         for instance in sorted(values):
             got = zs.get(instance)

@@ -69,6 +69,7 @@ class DetectionSettings(BaseModel):
     snapshot_s: float = Field(default=30.0, gt=0)  # model state snapshot period
     max_gap_windows: int = Field(default=60, ge=0)  # missing windows scored as silence
     min_alive_rate: float = Field(default=0.5, ge=0)  # events/s below which silence is normal
+    edges: bool = True  # score dependency edges (caller->callee windows)
     pool_instances: bool = True  # score per-instance metrics pooled + against siblings
     fleet_demotion: bool = True  # traffic moving on most services at once is load
     discrete_floor: bool = True  # integer gauges need K quanta and Poisson noise to move
