@@ -24,6 +24,7 @@ from cli.common import cli_token, eval_app, settings
 from cli.query import QueryFailed, api_url, query_api
 from demo.fleet import rfc3339
 from demo.traffic import DemoConfig, parse_duration
+from evaluation import nezha
 from evaluation.incidents import evaluate
 from demo.realism import FAMILIES
 from detectors.settings import VariantConfig
@@ -235,3 +236,48 @@ def _families(families: list[str], seeds: list[int], starts: list[int], rate: fl
 
 def register(cli: typer.Typer) -> None:
     """``eval scenario`` hangs on the shared eval group; nothing at the root."""
+
+
+@eval_app.command("nezha")
+def eval_nezha(
+    datasets: Annotated[Path | None, typer.Option(
+        help="datasets folder with nezha/ inside (default: settings' datasets_dir)")] = None,
+    save: Annotated[Path | None, typer.Option(help="write the anomalies here "
+                                                   "(JSON lines)")] = None,
+    before: Annotated[bool, typer.Option(
+        help="also replay with the generalising rules off (edges, pooling, floors, "
+             "demotion), for a before/after on the same data")] = False,
+) -> None:
+    """Replay the Nezha fault injections (TrainTicket) through the windows and the scorer,
+    in-process, at the shipped settings; per fault: detected?, when; false anomaly events."""
+    root = (datasets or settings().datasets_dir) / "nezha"
+    try:
+        labels = nezha.read_labels(root)
+    except FileNotFoundError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    detect = settings().detect
+    err = Console(stderr=True)
+    figures: dict[str, Any] = {}
+    for name, det in [("after", detect)] + ([("before", baseline(detect))] if before else []):
+        with Progress(console=err, transient=True) as bar:
+            task = bar.add_task(f"replaying nezha ({name})",
+                                total=labels.get("counts", {}).get("lines"))
+            rows = nezha.replay(nezha.events(root), det,
+                                lambda n: bar.update(task, completed=n))
+        got = nezha.score(rows, labels["incidents"], labels.get("telemetry_gaps", []))
+        figures[name] = {k: v for k, v in got.items() if k != "faults"}
+        if name == "after":
+            if save is not None:
+                save.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+            table = Table(title=f"nezha: {got['detected']}/{got['total']} faults detected, "
+                                f"{got['false_events']}/{got['anomalies']} anomaly events "
+                                f"false ({got['false_at_gaps']} at telemetry gaps)")
+            for col in ("fault", "kind", "root service", "detected", "ttd s", "critical"):
+                table.add_column(col)
+            for f in got["faults"]:
+                table.add_row(f["id"], f["kind"], f["service"],
+                              "yes" if f["detected"] else "[red]no[/]",
+                              "" if f["ttd_s"] is None else f"{f['ttd_s']:.0f}",
+                              "yes" if f["critical"] else "")
+            err.print(table)
+    typer.echo(json.dumps({"benchmark": "nezha", **figures}))
