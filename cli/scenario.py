@@ -203,13 +203,12 @@ def _families(families: list[str], seeds: list[int], starts: list[int], rate: fl
     configs = [DemoConfig(start_ms=t, seed=sd, duration_s=duration_s, rate=rate,
                           incident_every_s=every_s, profile="realistic", family=f)
                for f in families for t in starts for sd in seeds]
-    work = [(c, detect) for c in configs] + ([(c, baseline(detect)) for c in configs]
-                                             if before else [])
+    work = [(c, detect, baseline(detect) if before else None) for c in configs]
     err = Console(stderr=True)
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task(f"replaying {len(work)} realistic demo runs", total=len(work))
-        runs = sweep_pairs(work, jobs, lambda r: bar.advance(task))
-    after, old = runs[:len(configs)], runs[len(configs):]
+        after = sweep_pairs(work, jobs, lambda r: bar.advance(task))
+    old = [{**r, "variants": r["before"]} for r in after if "before" in r]
     folds = leave_one_family_out(after, list(KNOB_POINTS))
     table = Table(title="realistic demo, leave one family out (worst first)")
     for col in ("family", "knobs chosen without it", "false / anomalies",

@@ -499,3 +499,4 @@ class WindowScorer:
             if s not in kept:
                 st.release()
         self.states = {s: st for s, st in self.states.items() if s in kept}
+        self.pools = {g: p for g, p in self.pools.items() if g in kept}

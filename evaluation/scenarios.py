@@ -51,18 +51,28 @@ def replay(cfg: DemoConfig, detect: DetectionSettings,
            progress: Callable[[int], None] = lambda t: None,
            on_incident: Callable[[Incident], None] = lambda i: None) -> list[dict[str, Any]]:
     """Run the demo through ingest windows and the scorer; every anomaly, as dicts."""
+    return replay_many(cfg, [detect], progress, on_incident)[0]
+
+
+def replay_many(cfg: DemoConfig, detects: list[DetectionSettings],
+                progress: Callable[[int], None] = lambda t: None,
+                on_incident: Callable[[Incident], None] = lambda i: None
+                ) -> list[list[dict[str, Any]]]:
+    """``replay`` with one scorer per settings on the same windows (generated and
+    windowed once); each scorer's anomalies."""
     clock = [cfg.start_ms / 1000]
     proc = IngestProcessor(clock=lambda: clock[0])
     changes = ChangeLog()
-    scorer = WindowScorer(detect, changes)
-    out: list[dict[str, Any]] = []
+    scorers = [WindowScorer(d, changes) for d in detects]
+    outs: list[list[dict[str, Any]]] = [[] for _ in detects]
     batch: list[Record] = []
     # the demo stops mid-window: a window past its end is partial (a fake traffic drop)
     stop_s = (cfg.start_ms + (cfg.duration_s or math.inf) * 1000) / 1000
 
     def score(windows: list[WindowStats]) -> None:
         whole = [w for w in windows if w.end.timestamp() <= stop_s]
-        out.extend(a.model_dump() for a in scorer.score_batch(whole))
+        for scorer, out in zip(scorers, outs, strict=True):
+            out.extend(a.model_dump() for a in scorer.score_batch(whole))
 
     def flush() -> None:
         result = proc.process(batch)
@@ -84,7 +94,7 @@ def replay(cfg: DemoConfig, detect: DetectionSettings,
     flush()
     clock[0] += 3600.0
     score(proc.flush_idle())
-    return out
+    return outs
 
 
 # The start times of the development set in the README (seeds 0-4 at each).
@@ -111,21 +121,32 @@ def parse_seeds(text: str) -> list[int]:
     return out
 
 
-def run_scenario(cfg: DemoConfig, detect: DetectionSettings) -> dict[str, Any]:
+def run_scenario(cfg: DemoConfig, detect: DetectionSettings,
+                 before: DetectionSettings | None = None) -> dict[str, Any]:
     """One demo run replayed and scored: the champion's figures (``FIGURES``), and each
-    variant's under ``variants``."""
+    variant's under ``variants``; with ``before``, also that scorer's (same windows) under
+    ``before``."""
     labels: list[dict[str, Any]] = []
-    rows = replay(cfg, detect, on_incident=lambda inc: labels.append(inc.label()))
-    result = evaluate(rows, labels, (cfg.duration_s or 0) / 3600)
-    variants = {v: {**{k: r[k] for k in FIGURES[:4]},
+    detects = [detect] + ([before] if before is not None else [])
+    runs = replay_many(cfg, detects, on_incident=lambda inc: labels.append(inc.label()))
+
+    def figures(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        result = evaluate(rows, labels, (cfg.duration_s or 0) / 3600)
+        return {v: {**{k: r[k] for k in FIGURES[:4]},
                     "detected": sum(i["detected"] for i in r["incidents"]),
                     "incidents": len(r["incidents"])} for v, r in result.items()}
-    return {"seed": cfg.seed, "start_ms": cfg.start_ms, "family": cfg.family,
-            "profile": cfg.profile, **variants["champion"], "variants": variants}
+
+    variants = figures(runs[0])
+    out = {"seed": cfg.seed, "start_ms": cfg.start_ms, "family": cfg.family,
+           "profile": cfg.profile, **variants["champion"], "variants": variants}
+    if before is not None:
+        out["before"] = figures(runs[1])
+    return out
 
 
-def run_pair(job: tuple[DemoConfig, DetectionSettings]) -> dict[str, Any]:
-    """``run_scenario`` of a (config, settings) pair (for a process pool)."""
+def run_pair(job: tuple[DemoConfig, DetectionSettings, DetectionSettings | None]
+             ) -> dict[str, Any]:
+    """``run_scenario`` of a (config, settings, before) job (for a process pool)."""
     return run_scenario(*job)
 
 
@@ -187,7 +208,8 @@ def sweep(configs: Iterable[DemoConfig], detect: DetectionSettings, jobs: int,
     return [results[i] for i in range(len(todo))]
 
 
-def sweep_pairs(jobs_list: list[tuple[DemoConfig, DetectionSettings]], jobs: int,
+def sweep_pairs(jobs_list: list[tuple[DemoConfig, DetectionSettings,
+                                      DetectionSettings | None]], jobs: int,
                 done: Callable[[dict[str, Any]], None] = lambda r: None
                 ) -> list[dict[str, Any]]:
     """``run_scenario`` for every (config, settings), ``jobs`` at a time, in order."""

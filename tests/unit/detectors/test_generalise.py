@@ -155,10 +155,15 @@ def test_false_per_day_sets_the_threshold_from_a_stated_false_alarm_rate() -> No
     tenth = VariantConfig(false_per_day=0.1)
     assert round(one.base_q(10), 2) == 9.06 and round(one.base_q(60), 2) == 7.27
     assert tenth.base_q(10) > one.base_q(10)
-    # a rarer stated rate never alarms more
+    # a rarer stated rate alarms on fewer, larger changes: jumps of 4, 7, 13 and 27 sd
     rng = random.Random(2)
-    steps = [[_gauge("api/cpu", i, 30 + rng.gauss(0, 3) + (25 if i in (300, 301) else 0))]
-             for i in range(400)]
-    lo = _run(steps, DetectionSettings(champion=VariantConfig(false_per_day=100.0)))
-    hi = _run(steps, DetectionSettings(champion=VariantConfig(false_per_day=0.01)))
-    assert len(hi) <= len(lo) and len(lo) >= 1
+    jumps = {300: 12, 360: 20, 420: 40, 480: 80}
+    steps = [[_gauge("api/cpu", i, 30 + rng.gauss(0, 3) + jumps.get(i, 0))] for i in range(540)]
+
+    def alarms(per_day: float) -> set[int]:
+        got = _run(steps, DetectionSettings(champion=VariantConfig(false_per_day=per_day)))
+        return {(a.ts // 1000 - T0) // 10 for a in got}
+
+    many, some, few = alarms(1000.0), alarms(100.0), alarms(10.0)
+    assert many >= some >= few and len(many) > len(some) > len(few) >= 1
+    assert {420, 480} <= some and 480 in few

@@ -23,7 +23,7 @@ def test_edge_windows_count_calls_failures_and_latency() -> None:
     edge = [w for w in closed if w.scope == "edge" and w.window_s == 10]
     assert [(w.series, w.service, w.name, w.count, w.error_count) for w in edge] == [
         ("cart->inventory", "cart", "inventory", 20, 4)]
-    assert 25 < edge[0].p50 < 32 and edge[0].samples == 20
+    assert 17 < edge[0].p50 < 22 and edge[0].p95 > 26 and edge[0].samples == 20
 
 
 def test_ingest_windows_peer_calls_per_caller_and_callee() -> None:
