@@ -23,11 +23,11 @@ from rich.table import Table
 from cli.common import cli_token, eval_app, settings
 from cli.query import QueryFailed, api_url, query_api
 from demo.fleet import rfc3339
+from demo.realism import FAMILIES
 from demo.traffic import DemoConfig, parse_duration
+from detectors.settings import VariantConfig
 from evaluation import nezha
 from evaluation.incidents import evaluate
-from demo.realism import FAMILIES
-from detectors.settings import VariantConfig
 from evaluation.scenarios import (
     DEV_STARTS,
     FIGURES,
@@ -215,7 +215,7 @@ def _families(families: list[str], seeds: list[int], starts: list[int], rate: fl
                 "criticals ≤ 60 s", "detected", "before: false / anomalies", "before: detected"):
         table.add_column(col)
     for f in folds:
-        b = totals((r for r in old if r["family"] == f["family"])) if old else None
+        b = totals(r for r in old if r["family"] == f["family"]) if old else None
         table.add_row(f["family"], f"false_per_day={KNOB_POINTS[f['chosen']]}",
                       f"{f['false_alarms']}/{f['anomalies']} ({f['false_fraction']:.1%})",
                       f"{f['critical_within_60s']}/{f['criticals']}",
@@ -261,8 +261,10 @@ def eval_nezha(
         with Progress(console=err, transient=True) as bar:
             task = bar.add_task(f"replaying nezha ({name})",
                                 total=labels.get("counts", {}).get("lines"))
-            rows = nezha.replay(nezha.events(root), det,
-                                lambda n: bar.update(task, completed=n))
+            def tick(n: int, t: Any = task) -> None:
+                bar.update(t, completed=n)
+
+            rows = nezha.replay(nezha.events(root), det, tick)
         got = nezha.score(rows, labels["incidents"], labels.get("telemetry_gaps", []))
         figures[name] = {k: v for k, v in got.items() if k != "faults"}
         if name == "after":

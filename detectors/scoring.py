@@ -48,7 +48,6 @@ from detectors.pooling import (
     EXEMPT,
     FLEET_REL,
     FLEET_Z,
-    K_QUANTA,
     SIBLING_REL,
     SIBLING_RUN,
     SIBLING_Z,

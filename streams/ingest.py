@@ -326,7 +326,7 @@ class IngestProcessor:
             pd = p.get("duration_ms")
             agg.add_edge(names[0], self.caps.service(str(p["service"])), ts,
                          p.get("ok") is not False,
-                         float(pd) if type(pd) in (int, float) else None)
+                         float(pd) if isinstance(pd, (int, float)) else None)
         offset = r.offset() or 0
         if self.landed and self._landed(topics.LOGS, partition, offset, event_id):
             if self.categorise is not None:  # its template counts go on as before the crash

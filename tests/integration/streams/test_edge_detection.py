@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import time
+from typing import Any
 
 import orjson
 
@@ -16,7 +17,7 @@ from streams.ingest import IngestProcessor, Record
 NOW_MS = int(time.time() * 1000)
 
 
-def _replay(settings: DetectionSettings, delay_from_s: int) -> list[dict]:
+def _replay(settings: DetectionSettings, delay_from_s: int) -> list[dict[str, Any]]:
     """40 minutes of checkout calling payments 5 times a second; from ``delay_from_s`` every
     call waits 300 ms more on the network (payments' own logs would not show it)."""
     rng = random.Random(1)
@@ -25,7 +26,8 @@ def _replay(settings: DetectionSettings, delay_from_s: int) -> list[dict]:
     clock = [t0 / 1000]
     proc = IngestProcessor(clock=lambda: clock[0])
     scorer = WindowScorer(settings)
-    out, batch = [], []
+    out: list[dict[str, Any]] = []
+    batch: list[Record] = []
     for s in range(2400):
         for k in range(5):
             ts = t0 + s * 1000 + k * 190

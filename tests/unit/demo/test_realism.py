@@ -4,6 +4,8 @@ resets, spikes, and the network_delay / cpu_contention faults, all valid events.
 from __future__ import annotations
 
 from collections import defaultdict
+from itertools import pairwise
+from typing import Any
 
 import pytest
 
@@ -18,7 +20,7 @@ START = 1_777_636_800_000  # 2026-05-01T12:00:00Z
 
 
 def _run(family: str, seconds: int = 600, seed: int = 4, every: float = 120.0
-         ) -> tuple[list[tuple[str, dict]], list[Incident]]:
+         ) -> tuple[list[tuple[str, dict[str, Any]]], list[Incident]]:
     incidents: list[Incident] = []
     cfg = DemoConfig(start_ms=START, seed=seed, duration_s=seconds, rate=60.0,
                      incident_every_s=every, profile="realistic", family=family)
@@ -48,7 +50,7 @@ def test_pods_churn_and_per_pod_gauges_are_small_integers_and_counters_reset() -
     assert all(v == int(v) and 0 <= v <= 12 for v in queue) and max(queue) >= 2
     # deploys and the autoscaler brought new pods: more names than a service runs at once
     assert sum(len(p) for p in pods.values()) > 2 * len(pods) + 10
-    resets = sum(1 for vs in counters.values() for a, b in zip(vs, vs[1:]) if b < a)
+    resets = sum(1 for vs in counters.values() for a, b in pairwise(vs) if b < a)
     assert resets >= 1
     changes = [e for t, e in events if t == CHANGES]
     assert {"scale", "deploy"} <= {c["kind"] for c in changes}

@@ -26,7 +26,6 @@ def test_each_family_is_scored_at_the_point_chosen_without_it() -> None:
     # without "a" (or "b"), c's missed critical makes loose the choice
     assert folds["a"]["chosen"] == "loose" and folds["a"]["false_alarms"] == 6
     worst = leave_one_family_out(runs, ["loose", "strict"])[0]
-    assert worst["family"] == "c" and worst["false_fraction"] == 0.0 or worst[
-        "false_fraction"] >= max(f["false_fraction"] for f in folds.values())
+    assert worst["family"] == "a" and worst["false_fraction"] == 0.3  # worst first
     assert choose(runs, ["loose", "strict"]) == "loose"
     assert totals(runs, "strict")["false_alarms"] == 2
