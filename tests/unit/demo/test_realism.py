@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from demo.realism import FAMILIES, World
-from demo.traffic import DemoConfig, Incident, generate
+from demo.traffic import DemoConfig, Incident, event_time_ms, generate
 from schemas.changes import Change
 from schemas.logs import LogEvent
 from schemas.metrics import MetricPoint
@@ -39,7 +39,7 @@ def test_pods_churn_and_per_pod_gauges_are_small_integers_and_counters_reset() -
             if pod:
                 pods[e["service"]].add(pod)
                 assert pod.startswith(e["service"] + "-")
-            if e["name"] == "queue_depth":
+            if e["name"] == "queue_depth" and pod:
                 queue.append(e["value"])
             if e["name"] == "http_requests_total":
                 counters[pod].append(e["value"])
@@ -76,7 +76,7 @@ def test_network_delay_and_cpu_contention_faults() -> None:
     delay = next(i for i in incidents if i.kind == "network_delay")
     slow = [e["peer"]["duration_ms"] for t, e in events if t == LOGS and e.get("peer")
             and e["peer"]["service"] == delay.service
-            and delay.start_ms <= (e["ts"] if isinstance(e["ts"], int) else 0) < delay.end_ms]
+            and delay.start_ms <= event_time_ms(e) < delay.end_ms]
     assert slow and min(slow) >= delay.effect["delay_ms"]
     cpu = next(i for i in incidents if i.kind == "cpu_contention")
     pod = cpu.effect["pod"]
