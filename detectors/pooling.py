@@ -77,6 +77,20 @@ def integral(mean: float, lo: float, hi: float, last: float) -> bool:
     return all(not math.isfinite(v) or v == round(v) for v in values)
 
 
+def quantum_of(q: int, *values: float) -> int:
+    """The step of a discrete gauge: the greatest common divisor of its readings so far
+    (``q``, 0 before any) and ``values`` (a count per minute sampled as tally x 6 moves in
+    sixes).
+
+    >>> quantum_of(0, 6.0, 12.0, 0.0), quantum_of(6, 3.0), quantum_of(0, 0.0)
+    (6, 3, 0)
+    """
+    for v in values:
+        if math.isfinite(v) and v == round(v) and abs(v) < 2**53:
+            q = math.gcd(q, int(abs(v)))
+    return q
+
+
 def discrete_significant(x: float, expected: float, quantum: float = 1.0) -> bool:
     """Whether a discrete gauge's change from ``expected`` to ``x`` is beyond its noise:
     ``K_QUANTA`` quanta and ``POISSON_Z`` Poisson standard deviations of its level."""
@@ -112,6 +126,7 @@ class Pool:
     name: str
     counter: bool
     discrete: bool = True  # every value seen so far was a whole number
+    quantum: int = 0  # their greatest common divisor (0: only zeros so far)
     values: dict[int, dict[str, float]] = field(default_factory=dict)  # (ws, end) keys
     last: dict[str, tuple[int, float]] = field(default_factory=dict)  # instance -> end, value
     runs: dict[str, int] = field(default_factory=dict)  # instance -> outlier windows in a row
@@ -126,6 +141,8 @@ class Pool:
         self.names[instance] = series
         if not integral(mean, lo, hi, last):
             self.discrete = False
+        elif not self.counter:
+            self.quantum = quantum_of(self.quantum, lo, hi, last)
         if self.counter:  # its increase per second since its previous window
             prev = self.last.get(instance)
             self.last[instance] = (end, last)

@@ -55,6 +55,7 @@ from detectors.pooling import (
     discrete_significant,
     fleet_shift,
     integral,
+    quantum_of,
     sibling_z,
     split_instance,
 )
@@ -180,6 +181,7 @@ class WindowScorer:
                 ws, end = divmod(key, 10**13)
                 pool.done[ws] = max(pool.done.get(ws, end), end)
                 st.discrete = pool.discrete and not pool.counter
+                st.quantum = pool.quantum
                 if end > st.last_end.get(ws, -1):
                     st.last_end[ws] = end
                     self.dirty.add(group)
@@ -275,8 +277,11 @@ class WindowScorer:
         last = st.last_end.get(ws, -1)
         if end <= last:
             return  # already learnt
-        if w.scope == "metric" and st.discrete and not integral(w.mean, w.min, w.max, w.last):
-            st.discrete = False
+        if w.scope == "metric" and st.discrete:
+            if not integral(w.mean, w.min, w.max, w.last):
+                st.discrete = False
+            else:
+                st.quantum = quantum_of(st.quantum, w.min, w.max, w.last)
         st.last_end[ws] = end
         self.dirty.add(w.series)
         batch.window(st, w.series, ws, end, w.count, w.samples or w.count)
@@ -345,7 +350,8 @@ class WindowScorer:
                     continue
                 q = -math.log(max(1.0 - s.score, 1e-300))
                 direction = practical(spec, x, s.expected, count, ws, v.min_change)
-                if floor and direction is not None and not discrete_significant(x, s.expected):
+                if floor and direction is not None and not discrete_significant(
+                        x, s.expected, max(st.quantum, 1)):
                     direction = None  # a few quanta of an integer gauge: not news
                 expected = s.expected
                 if spec.name == "error_rate" and burst >= RUN_Q + thr_q - base_q:

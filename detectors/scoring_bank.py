@@ -152,7 +152,7 @@ class SeriesState:
     """Everything learnt about one series: its detector rows, clocks, cooldowns, adjustments."""
 
     __slots__ = ("adj", "banks", "cool", "discrete", "last_end", "meta", "mv", "pending",
-                 "prev", "rows", "runs")
+                 "prev", "quantum", "rows", "runs")
 
     def __init__(self, meta: tuple[str, str, str, str], banks: Banks) -> None:
         self.meta = meta  # service, scope, route, name
@@ -168,6 +168,7 @@ class SeriesState:
         self.runs: dict[int, tuple[int, int, float, float, float]] = {}
         self.mv: ServiceModel | None = None
         self.discrete = True  # a metric whose every reading so far was a whole number
+        self.quantum = 0  # ... and the greatest common divisor of those readings
 
     @property
     def dets(self) -> dict[str, SeriesDetector]:
@@ -184,7 +185,8 @@ class SeriesState:
         """Compact snapshot: a JSON head, then each detector's ``to_bytes``."""
         head = orjson.dumps({"m": self.meta, "l": self.last_end, "c": self.cool,
                              "a": self.adj, "p": self.prev, "u": self.pending,
-                             "r": self.runs, "d": list(self.rows), "q": self.discrete},
+                             "r": self.runs, "d": list(self.rows), "q": self.discrete,
+                             "g": self.quantum},
                             option=orjson.OPT_NON_STR_KEYS)
         parts = [struct.pack("<I", len(head)), head]
         for det in self.dets.values():
@@ -218,6 +220,7 @@ class SeriesState:
         st.runs = {int(k): (int(v[0]), int(v[1]), float(v[2]), float(v[3]), float(v[4]))
                    for k, v in head.get("r", {}).items()}
         st.discrete = bool(head.get("q", True))
+        st.quantum = int(head.get("g", 0))
         at = 4 + n
         try:
             for key in head["d"]:

@@ -55,6 +55,17 @@ def test_a_small_integer_gauge_moving_between_0_1_and_2_is_not_news() -> None:
                         for k in range(3)]) == []
 
 
+def test_a_gauge_that_moves_in_sixes_needs_three_of_its_own_quanta() -> None:
+    # failures per minute, sampled every 10 s as a tally x 6: 0, 6, 12 is one or two failures
+    rng = random.Random(4)
+    values = [rng.choice((0, 0, 0, 0, 0, 0, 0, 0, 0, 6)) for _ in range(300)] + [6, 12, 6, 0]
+    steps = [[_gauge("auth/login_failures_per_min", i, float(v))] for i, v in enumerate(values)]
+    assert _run(steps) == []
+    attack = steps[:300] + [[_gauge("auth/login_failures_per_min", 300 + k, 600.0)]
+                            for k in range(3)]
+    assert [a.feature for a in _run(attack)][:1] == ["mean"]
+
+
 def _pods(generation: int, n: int) -> list[str]:
     return [f"search-{generation:04x}-p{k}" for k in range(n)]
 
