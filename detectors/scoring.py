@@ -350,8 +350,9 @@ class WindowScorer:
                     continue
                 q = -math.log(max(1.0 - s.score, 1e-300))
                 direction = practical(spec, x, s.expected, count, ws, v.min_change)
-                if floor and direction is not None and not discrete_significant(
-                        x, s.expected, max(st.quantum, 1)):
+                if (floor and spec.name == "mean" and direction is not None
+                        and not discrete_significant(
+                        x, s.expected, max(st.quantum, 1))):
                     direction = None  # a few quanta of an integer gauge: not news
                 expected = s.expected
                 if spec.name == "error_rate" and burst >= RUN_Q + thr_q - base_q:
