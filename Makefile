@@ -129,6 +129,8 @@ eval: install  ## categorisation (Loghub, leave one out; demo template counts), 
 	$(BIN)/logwarden eval nab --transfer
 	$(BIN)/logwarden eval scenarios
 	$(BIN)/logwarden eval incidents
+	$(BIN)/logwarden eval scenarios --profile realistic --seeds 2 --duration 20m --rate 100
+	$(BIN)/logwarden eval nezha --before
 
 clean:  ## remove the local data (not the venv or the jar cache)
 	rm -rf $(DATA)

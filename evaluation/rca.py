@@ -370,7 +370,7 @@ def nezha_all(directory: Path, early_ms: int = 90_000) -> dict[str, dict[str, An
     rp = Replay()
     events = _tee(read_events(directory / labels.get("events_file", "events.jsonl.gz")), rp)
     anomalies = replay_events(events, labels["start_ms"], labels["end_ms"] + 60_000,
-                              DetectionSettings())
+                              [DetectionSettings()])[0]
     cases = [Case(i["id"], i["kind"], i["root_cause_service"], i["start_ms"], i["end_ms"])
              for i in labels["incidents"]]
     feats = sequential(rp, cases, early_ms, 6 * 3_600_000)
@@ -396,7 +396,7 @@ def demo_all(seeds: Sequence[int], start: str = "2026-11-24T14:05:00Z",
         rp = Replay()
         events = _tee(generate(cfg, labels.append), rp)
         anomalies = replay_events(events, cfg.start_ms, cfg.start_ms + duration_s * 1000,
-                                  DetectionSettings())
+                                  [DetectionSettings()])[0]
         cases = [Case(f"{seed}:{i.id}", i.kind, i.service, i.start_ms, i.end_ms)
                  for i in labels]
         rank_rows += sequential(rp, cases, 0, 3_600_000)

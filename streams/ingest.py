@@ -334,7 +334,14 @@ class IngestProcessor:
                 route = self._routes.get((method, path)) or self._route(method, path)
         service, level = e["service"], e["level"]
         names = self._series.get((service, route)) or self._capped(service, route)
-        self._agg(topics.LOGS, partition).add_log(names[0], names[1], ts, level, dur)
+        agg = self._agg(topics.LOGS, partition)
+        agg.add_log(names[0], names[1], ts, level, dur)
+        p = e.get("peer")
+        if type(p) is dict and p.get("service"):  # an outbound call: its dependency edge
+            pd = p.get("duration_ms")
+            agg.add_edge(names[0], self.caps.service(str(p["service"])), ts,
+                         p.get("ok") is not False,
+                         float(pd) if isinstance(pd, (int, float)) else None)
         if e.get("user") is not None or status in auth_events.AUTH_STATUSES or route:
             doc = auth_events.auth_event(e, route, status, event_id)
             if doc is not None:  # the security detectors drop replayed ids themselves
