@@ -49,7 +49,7 @@ def sig2(x: float) -> str:
         return "inf" if x > 0 else "-inf"
     if x == 0:
         return "0"
-    digits = 1 - int(math.floor(math.log10(abs(x))))
+    digits = 1 - math.floor(math.log10(abs(x)))
     r = round(x, digits)
     text = f"{r:.{max(digits, 0)}f}"
     return text.rstrip("0").rstrip(".") if "." in text else text

@@ -22,6 +22,7 @@ from schemas.common import Regex
 from schemas.errors import ConfigError
 
 Op = Literal[">", ">=", "<", "<="]
+Scope_ = Literal["service", "route", "edge", "metric", "template"]
 FIELDS = ("count", "error_count", "error_rate", "rate_per_s", "p50", "p95", "p99",
           "min", "max", "mean", "last", "sum")
 Field_ = Literal["count", "error_count", "error_rate", "rate_per_s", "p50", "p95", "p99",
@@ -40,7 +41,8 @@ class Selector(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    scope: Literal["service", "route", "edge", "metric", "template"] = "service"
+    # one scope or a list of them: ``scope: [service, route, edge]``
+    scope: Scope_ | list[Scope_] = "service"
     service: Regex = ".*"
     route: Regex = ".*"
     name: Regex = ".*"
@@ -48,7 +50,8 @@ class Selector(BaseModel):
 
     def matches(self, scope: str, service: str, route: str = "", name: str = "") -> bool:
         """Whether a series with these keys is watched."""
-        return (scope == self.scope and re.fullmatch(self.service, service) is not None
+        scopes = self.scope if isinstance(self.scope, list) else [self.scope]
+        return (scope in scopes and re.fullmatch(self.service, service) is not None
                 and re.fullmatch(self.route, route) is not None
                 and re.fullmatch(self.name, name) is not None)
 

@@ -49,7 +49,9 @@ def demo_config(labels: list[dict[str, Any]], seed: int, rate: float,
 
 def replay(cfg: DemoConfig, detect: DetectionSettings,
            progress: Callable[[int], None] = lambda t: None,
-           on_incident: Callable[[Incident], None] = lambda i: None) -> list[dict[str, Any]]:
+           on_incident: Callable[[Incident], None] = lambda i: None,
+           on_windows: Callable[[list[WindowStats]], None] = lambda ws: None,
+           ) -> list[dict[str, Any]]:
     """Run the demo through ingest windows and the scorer; every anomaly, as dicts."""
     clock = [cfg.start_ms / 1000]
     proc = IngestProcessor(clock=lambda: clock[0])
@@ -62,6 +64,7 @@ def replay(cfg: DemoConfig, detect: DetectionSettings,
 
     def score(windows: list[WindowStats]) -> None:
         whole = [w for w in windows if w.end.timestamp() <= stop_s]
+        on_windows(whole)  # evaluation.paging runs the alert rules on them
         out.extend(a.model_dump() for a in scorer.score_batch(whole))
 
     def flush() -> None:

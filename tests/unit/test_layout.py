@@ -26,7 +26,7 @@ ALLOWED = {
     "web": {"schemas", "sinks", "alerting"},
     "streams": {"schemas", "sinks", "categorisation", "detectors", "alerting", "web"},
     "demo": {"schemas", "sdk"},
-    "evaluation": {"schemas", "categorisation", "detectors", "streams", "demo"},
+    "evaluation": {"schemas", "categorisation", "detectors", "streams", "demo", "alerting"},
     "devstack": {"schemas", "streams"},
     "bench": {"schemas", "sinks", "categorisation", "detectors", "streams", "devstack", "sdk",
               "alerting"},
