@@ -112,18 +112,27 @@ def simulate(cfg: AlertingConfig, windows: Iterable[WindowStats],
                 ep = Episode(after.rule, dict(after.labels), after.trigger_ts, now)
                 sim.episodes.append(ep)
                 open_ep[after.fingerprint] = ep
+            now_due = []
             for m in match_routes(cfg.route, after.labels):
                 key = m.group_key(after.labels)
                 if key not in groups and not after.active:
                     continue
-                groups[key] = add_alert(groups.get(key), m, after, now)
+                groups[key] = g = add_alert(groups.get(key), m, after, now)
+                if g.last_notified is None and due(g, now):
+                    now_due.append(key)  # group_wait 0: the manager flushes at once
+            if now_due:
+                flush_groups(now, now_due)
 
     def manager_tick(now: float) -> None:
         take(on_composites(cfg, alerts.values(), now), now)
+        flush_groups(now, list(groups))
+
+    def flush_groups(now: float, keys: list[str]) -> None:
         muted = suppression_reasons(alerts.values(), [], cfg.inhibit_rules, now,
                                     cfg.dependency_inhibit, graph)
-        for key, g in list(groups.items()):
-            if not due(g, now):
+        for key in keys:
+            g = groups.get(key)
+            if g is None or not due(g, now):
                 continue
             new, note = flush(g, now, muted)
             if new is None:
