@@ -4,8 +4,9 @@ level of what reaches people (``evaluation/paging.py``)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -40,6 +41,13 @@ def eval_paging(
     incident_every: Annotated[str, typer.Option(help="time between incidents")] = "3m",
     rate: Annotated[float, typer.Option(help="the demo's base log events per second")] = 200.0,
     jobs: Annotated[int, typer.Option(min=1, help="runs at a time (processes)")] = 2,
+    quiet: Annotated[bool, typer.Option(
+        help="also replay each seed with no incident: every alert of that run is false "
+             "(deploys, config changes, daily peaks and other look-alikes only)")] = True,
+    profile: Annotated[str | None, typer.Option(
+        help="demo profile (e.g. realistic: churning pods, spikes, small gauges), when "
+             "the demo has profiles")] = None,
+    family: Annotated[str | None, typer.Option(help="the realistic profile's family")] = None,
 ) -> None:
     """Pages, alerts and notifications after grouping; time to page per critical incident
     (target <= 60 s) and false alerts / pages per day, per run, worst run first."""
@@ -50,8 +58,16 @@ def eval_paging(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     s = settings()
+    extra: dict[str, Any] = {k: v for k, v in (("profile", profile), ("family", family))
+                             if v is not None}
     demos = [DemoConfig(start_ms=t, seed=sd, duration_s=duration_s, rate=rate,
                         incident_every_s=every_s) for t in starts for sd in seed_list]
+    if quiet:
+        demos += [replace(d, incidents=0) for d in demos]
+    try:
+        demos = [replace(d, **extra) for d in demos]
+    except (TypeError, ValueError) as exc:
+        raise typer.BadParameter(f"--profile/--family: {exc}") from None
     err = Console(stderr=True)
     try:
         with err.status(f"replaying {len(demos)} demo runs through {config}"):
@@ -60,16 +76,18 @@ def eval_paging(
     except ConfigError as exc:
         raise typer.BadParameter(str(exc)) from None
     table = Table(title=f"pages, worst run first ({config})")
-    for col in ("seed", "start", f"criticals paged <= {TARGET_PAGE_S:.0f} s", "page s median",
-                "page s worst", "pages (false)", "alerts (false)", "false pages/day"):
+    for col in ("seed", "incidents", "start", f"criticals paged <= {TARGET_PAGE_S:.0f} s",
+                "page s median", "page s worst", "pages (false)", "alerts (false)",
+                "false pages/day"):
         table.add_column(col)
     for r in runs:
-        table.add_row(str(r["seed"]), rfc3339(r["start_ms"])[:16].replace("T", " "),
+        table.add_row(str(r["seed"]), "none" if r["quiet"] else "yes",
+                      rfc3339(r["start_ms"])[:16].replace("T", " "),
                       f"{r['criticals_paged_60s']}/{r['criticals']}", _s(r["page_s_median"]),
                       _s(r["page_s_worst"]), f"{r['pages']} ({r['false_pages']})",
                       f"{r['alerts']} ({r['false_alerts']})", str(r["false_pages_per_day"]))
     t = totals(runs)
-    table.add_row("all", "", f"{t['criticals_paged_60s']}/{t['criticals']}",
+    table.add_row("all", "", "", f"{t['criticals_paged_60s']}/{t['criticals']}",
                   _s(t["page_s_median"]), _s(t["page_s_worst"]),
                   f"{t['pages']} ({t['false_pages']})", f"{t['alerts']} ({t['false_alerts']})",
                   str(t["false_pages_per_day"]))

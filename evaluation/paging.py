@@ -21,7 +21,7 @@ event time, and for each critical incident the time from its start to its first 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,7 +216,8 @@ def run_one(demo: DemoConfig, config_path: Path, detect: DetectionSettings,
                        on_windows=windows.extend)
     sim = simulate(cfg, windows, anomalies, grace_s, settle_s)
     hours = (demo.duration_s or 0) / 3600
-    return {"seed": demo.seed, "start_ms": demo.start_ms, **score(sim, labels, hours)}
+    return {"seed": demo.seed, "start_ms": demo.start_ms, "quiet": demo.incidents == 0,
+            **score(sim, labels, hours)}
 
 
 def sweep(demos: list[DemoConfig], config_path: Path, detect: DetectionSettings,
@@ -240,7 +241,7 @@ def worst_first(r: Mapping[str, Any]) -> tuple[float, ...]:
             -(r["page_s_worst"] or 0.0), -r["false_alerts"])
 
 
-def totals(runs: list[Mapping[str, Any]]) -> dict[str, Any]:
+def totals(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """All runs together: counts summed, page delays pooled."""
     keys = ("alerts", "false_alerts", "notifications", "pages", "false_pages", "criticals",
             "criticals_paged", "criticals_paged_60s")

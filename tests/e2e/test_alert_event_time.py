@@ -21,7 +21,7 @@ import orjson
 import pytest
 from conftest import BIN, Worker, start_worker  # type: ignore[import-not-found]
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 SPAN_S = 180  # event time of the recording
 BURST = (60, 100)  # api: half its requests fail
 OUTAGE = (40, 120)  # db: sends nothing
