@@ -114,6 +114,7 @@ eval: install  ## categorisation (Loghub, leave one out; demo template counts), 
 	$(BIN)/logwarden eval templates
 	$(BIN)/logwarden eval nab --transfer
 	$(BIN)/logwarden eval scenarios
+	$(BIN)/logwarden eval paging
 
 clean:  ## remove the local data (not the venv or the jar cache)
 	rm -rf $(DATA)

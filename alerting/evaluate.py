@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -146,7 +147,8 @@ def _absence_on_window(r: AbsenceRule, st: SeriesState, w: WindowStats
 
 
 def _absence_signal(r: AbsenceRule, st: SeriesState, status: str, last_data: float) -> Signal:
-    silent = f"no data for {r.for_:.0f} s (since {last_data:.0f})"
+    since = datetime.fromtimestamp(last_data, tz=UTC).strftime("%H:%M:%S UTC")
+    silent = f"no data for {r.for_:.0f} s (since {since})"
     return _signal(r, st, status, r.for_, last_data + r.for_,
                    Evidence(summary=f"{st.series}: {silent}"), {"silent_for": int(r.for_)})
 
