@@ -73,9 +73,9 @@ def test_a_silent_service_pages_on_event_time_not_on_the_wall_clock() -> None:
     sim = simulate(cfg, windows, [], GRACE)
     down = [e for e in sim.episodes if e.rule == "ServiceDown"]
     assert [(e.labels["service"], e.trigger_ts - T0) for e in down] == [("api", 260.0)]
-    # proven once the watermark passed last data + for + one window + settle; known when
-    # that window closed (grace)
-    assert down[0].known_at - T0 == 200 + 60 + 10 + 30 + GRACE
+    # proven once the watermark passed last data + for + one window + settle (300 s), which
+    # the window ending then shows when it closes (grace), at the first tick after it
+    assert down[0].known_at - T0 == 200 + 60 + 10 + 30 + GRACE + 10
     # a replay that simply stops raises nothing: the clock stops with it
     assert [e.rule for e in simulate(cfg, fleet(3), [], GRACE).episodes] == []
 
