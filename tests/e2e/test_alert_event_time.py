@@ -15,13 +15,12 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 from conftest import BIN, Worker, start_worker  # type: ignore[import-not-found]
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 SPAN_S = 180  # event time of the recording
 BURST = (60, 100)  # api: half its requests fail
 OUTAGE = (40, 120)  # db: sends nothing

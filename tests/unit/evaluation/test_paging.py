@@ -18,7 +18,7 @@ GRACE = 30.0
 def win(service: str, start: float, error_rate: float = 0.01, count: int = 60,
         scope: str = "service", name: str = "", **kw: float) -> WindowStats:
     series = service if scope == "service" else f"{service}/{name}"
-    return WindowStats(series=series, service=service, scope=scope,  # type: ignore[arg-type]
+    return WindowStats(series=series, service=service, scope=scope,
                        name=name, window_s=10, start=datetime.fromtimestamp(start, tz=UTC),
                        end=datetime.fromtimestamp(start + 10, tz=UTC), count=count,
                        error_count=int(count * error_rate), error_rate=error_rate, **kw)
