@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
+from manager_kit import Recorder, build_manager
 
 from alerting.agents.evaluate_rules import evaluate, evaluate_tick
 from alerting.evaluate import on_anomaly, on_tick
 from alerting.evidence import describe_anomaly, describe_value, sig2
 from alerting.inputs import SignalInput
-from alerting.lifecycle import Alert, Evidence
+from alerting.lifecycle import Alert, Evidence, Signal
 from alerting.messages import alert_message
 from alerting.rules import RuleSet
 from alerting.watermark import Watermarks
@@ -165,3 +167,31 @@ def test_pages_carry_the_evidence_first() -> None:
                   trigger_ts=T0, evidence=Evidence(field="error_rate", series=[(T0, 0.123)]))
     assert alert_message(plain, "m2").evidence == ["2023-11-14 22:13:20 UTC  error_rate 12%"]
     assert orjson.loads(s.model_dump_json())["evidence"]["summary"].startswith("checkout")
+
+
+PAGER = """
+rules:
+  - {name: Errors, kind: threshold, field: error_rate, value: 0.5, severity: critical}
+route:
+  receiver: pager
+  group_wait: 30s
+  routes: [{matchers: ['severity="critical"'], receiver: pager, group_wait: 0s}]
+receivers:
+  - {name: pager, escalation: esc}
+users:
+  - {name: u0, slack: C0, channels: [slack]}
+escalation_policies:
+  - {name: esc, steps: [{notify: [{kind: user, name: u0}], wait: 60s}]}
+"""
+
+
+async def test_a_group_without_wait_pages_as_its_alert_arrives(tmp_path: Path) -> None:
+    rec = Recorder()
+    m, _, _ = build_manager(tmp_path, PAGER, deliverer=rec)
+    for severity, now in (("critical", 1000.0), ("warning", 1001.0)):
+        sig = Signal(status="firing", rule="Errors", ts=990.0,
+                     labels={"alertname": "Errors", "service": "pay", "severity": severity})
+        await m.handle(SignalInput(signal=sig), now)
+    # the critical one paged with no tick; the warning waits for its group_wait
+    assert [msg.severity for _, msg in rec.messages] == ["critical"]
+    assert rec.messages[0][1].trigger_ts == 990.0  # event time, for the delay metric
