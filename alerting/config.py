@@ -90,6 +90,12 @@ class AlertingSettings(BaseModel):
     twilio: TwilioSettings = TwilioSettings()
     retry: RetryPolicy = RetryPolicy()
     evaluation_interval_s: float = 10.0
+    # event time (alerting/watermark.py): a windows partition silent this long (wall clock)
+    # stops holding the fleet watermark back; LOGWARDEN_ALERTING_WATERMARK_IDLE_S
+    watermark_idle_s: float = Field(default=30.0, gt=0)
+    # how late a window may arrive behind the fleet watermark: absence and time-outs wait
+    # this much event time more before they conclude; LOGWARDEN_ALERTING_ABSENCE_SETTLE_S
+    absence_settle_s: float = Field(default=30.0, ge=0)
     public_url: str = "http://127.0.0.1:6066"  # links in messages
     reload_check_s: float = 5.0  # how often the config file's mtime is checked
     canary_interval_s: float = 300.0  # a synthetic canary log event this often (0: off)

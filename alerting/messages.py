@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from alerting.config import AlertingConfig, AlertingSettings, ChannelRef, Receiver, User
 from alerting.escalation import Page
+from alerting.evidence import describe_value
 from alerting.grouping import Notification
 from alerting.lifecycle import Alert
 from alerting.notifiers.base import Channel, Message, RateLimiter
@@ -24,7 +25,10 @@ def _when(ts: float) -> str:
 
 def _evidence(a: Alert) -> list[str]:
     ev = a.evidence
-    out = [f"{_when(t)}  {ev.field}={v:.4g}" for t, v in ev.series[-6:]]
+    out = [ev.summary] if ev.summary else []
+    name = a.labels.get("name", "") if a.labels.get("scope") == "metric" else ""
+    out += [f"{_when(t)}  {ev.field} {describe_value(ev.field, v, name)}"
+            for t, v in ev.series[-6:]]
     if ev.template:
         out.append(f"template: {ev.template}")
     out += ev.log_lines[:5]
@@ -52,7 +56,8 @@ def notification_message(n: Notification, url: str = "") -> Message:
         a = (n.firing or n.resolved)[0]
         return alert_message(a, n.id, "firing" if n.firing else "resolved", url) \
             .model_copy(update={"trigger_ts": n.trigger_ts})
-    lines = [f"FIRING {a.summary()} ({a.code})" for a in n.firing]
+    lines = [f"FIRING {a.summary()} ({a.code})"
+             + (f": {a.evidence.summary}" if a.evidence.summary else "") for a in n.firing]
     lines += [f"RESOLVED {a.summary()}" for a in n.resolved]
     lines += [f"ACKED {a.summary()} by {a.acked_by}" for a in n.acknowledged]
     lines += [f"suppressed {s.fingerprint}: {s.reason}" for s in n.suppressed]

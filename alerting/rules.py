@@ -23,6 +23,7 @@ from schemas.common import Regex
 from schemas.errors import ConfigError
 
 Op = Literal[">", ">=", "<", "<="]
+Scope_ = Literal["service", "route", "edge", "metric", "template"]
 FIELDS = ("count", "error_count", "error_rate", "rate_per_s", "p50", "p95", "p99",
           "min", "max", "mean", "last", "sum")
 Field_ = Literal["count", "error_count", "error_rate", "rate_per_s", "p50", "p95", "p99",
@@ -41,7 +42,8 @@ class Selector(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    scope: Literal["service", "route", "metric", "template"] = "service"
+    # one scope or a list of them: ``scope: [service, route, edge]``
+    scope: Scope_ | list[Scope_] = "service"
     service: Regex = ".*"
     route: Regex = ".*"
     name: Regex = ".*"
@@ -49,7 +51,8 @@ class Selector(BaseModel):
 
     def matches(self, scope: str, service: str, route: str = "", name: str = "") -> bool:
         """Whether a series with these keys is watched."""
-        return (scope == self.scope and re.fullmatch(self.service, service) is not None
+        scopes = self.scope if isinstance(self.scope, list) else [self.scope]
+        return (scope in scopes and re.fullmatch(self.service, service) is not None
                 and re.fullmatch(self.route, route) is not None
                 and re.fullmatch(self.name, name) is not None)
 
@@ -85,16 +88,36 @@ class ThresholdRule(_Rule):
 
 
 class AnomalyRule(_Rule):
-    """Fires when the anomaly score of a watched series reaches ``min_score``."""
+    """Fires when an anomaly of a watched series passes every filter: score, feature,
+    the detector's severity and the direction of the move.
+
+    ``resolve_after`` is event time: the alert resolves once the stream's watermark is that
+    far past the last matching anomaly (``alerting/watermark.py``).
+    """
 
     kind: Literal["anomaly"]
     select: Selector = Selector()
     min_score: float = Field(default=0.99, gt=0, le=1)
-    resolve_after: Duration = 600.0  # no alarm for this long resolves
+    features: list[str] = []  # e.g. [error_rate, p95]; empty = any
+    severities: list[Literal["critical", "warning", "info"]] = []  # detector's; empty = any
+    direction: Literal["up", "down", "both"] = "both"
+    resolve_after: Duration = 600.0  # no matching anomaly for this long resolves
+
+    def accepts(self, feature: str, severity: str, direction: str, score: float) -> bool:
+        """Whether one anomaly passes this rule's filters (not its selector)."""
+        return (score >= self.min_score
+                and (not self.features or feature in self.features)
+                and (not self.severities or severity in self.severities)
+                and (self.direction == "both" or direction == self.direction))
 
 
 class AbsenceRule(_Rule):
-    """Fires when a watched series that produced data has none for ``for``."""
+    """Fires when a watched series that produced data has none for ``for``.
+
+    Event time: the silence is measured between the series' windows of ``select.window``
+    and against the fleet watermark (minus a settle margin), never the wall clock, so a
+    replay at full speed fires exactly what living through it would.
+    """
 
     kind: Literal["absence"]
     select: Selector = Selector()

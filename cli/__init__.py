@@ -13,6 +13,7 @@ COMMAND_MODULES = [
     "cli.categorise",  # logwarden categorise, eval loghub
     "cli.detect",  # logwarden detect replay|compare, eval nab
     "cli.scenario",  # logwarden eval scenario
+    "cli.paging",  # logwarden eval paging
     "cli.produce",  # logwarden produce
     "cli.demo",  # logwarden demo
     "cli.query",  # logwarden query

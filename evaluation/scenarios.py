@@ -49,25 +49,31 @@ def demo_config(labels: list[dict[str, Any]], seed: int, rate: float,
 
 def replay(cfg: DemoConfig, detect: DetectionSettings,
            progress: Callable[[int], None] = lambda t: None,
-           on_incident: Callable[[Incident], None] = lambda i: None) -> list[dict[str, Any]]:
-    """Run the demo through ingest windows and the scorer; every anomaly, as dicts."""
-    return replay_many(cfg, [detect], progress, on_incident)[0]
+           on_incident: Callable[[Incident], None] = lambda i: None,
+           on_windows: Callable[[list[WindowStats]], None] = lambda ws: None,
+           ) -> list[dict[str, Any]]:
+    """Run the demo through ingest windows and the scorer; every anomaly, as dicts
+    (``on_windows`` sees each batch of whole windows first)."""
+    return replay_many(cfg, [detect], progress, on_incident, on_windows)[0]
 
 
 def replay_many(cfg: DemoConfig, detects: list[DetectionSettings],
                 progress: Callable[[int], None] = lambda t: None,
-                on_incident: Callable[[Incident], None] = lambda i: None
+                on_incident: Callable[[Incident], None] = lambda i: None,
+                on_windows: Callable[[list[WindowStats]], None] = lambda ws: None,
                 ) -> list[list[dict[str, Any]]]:
     """``replay`` with one scorer per settings on the same windows (generated and
     windowed once); each scorer's anomalies."""
     # the demo stops mid-window: a window past its end is partial (a fake traffic drop)
     stop_ms = cfg.start_ms + (cfg.duration_s or math.inf) * 1000
-    return replay_events(generate(cfg, on_incident), cfg.start_ms, stop_ms, detects, progress)
+    return replay_events(generate(cfg, on_incident), cfg.start_ms, stop_ms, detects, progress,
+                         on_windows)
 
 
 def replay_events(events: Iterable[tuple[str, dict[str, Any]]], start_ms: float,
                   stop_ms: float, detects: list[DetectionSettings],
-                  progress: Callable[[int], None] = lambda t: None
+                  progress: Callable[[int], None] = lambda t: None,
+                  on_windows: Callable[[list[WindowStats]], None] = lambda ws: None,
                   ) -> list[list[dict[str, Any]]]:
     """Run (topic, event) pairs in event-time order through the worker's ingest windows and
     one scorer per settings; each scorer's anomalies, as dicts. Windows ending after
@@ -82,6 +88,7 @@ def replay_events(events: Iterable[tuple[str, dict[str, Any]]], start_ms: float,
 
     def score(windows: list[WindowStats]) -> None:
         whole = [w for w in windows if w.end.timestamp() <= stop_s]
+        on_windows(whole)  # evaluation.paging runs the alert rules on them
         for scorer, out in zip(scorers, outs, strict=True):
             out.extend(a.model_dump() for a in scorer.score_batch(whole))
 

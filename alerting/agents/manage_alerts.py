@@ -317,13 +317,22 @@ class AlertManager:
         if (self.on_firing is not None and not reason and after.state is AlertState.FIRING
                 and (before is None or before.state is AlertState.RESOLVED)):
             await self.on_firing(after, now)
+        due_now: list[str] = []
         for m in match_routes(cfg.route, after.labels):
             key = m.group_key(after.labels)
             raw = self.t.groups.get(key)
             g = GroupState.model_validate_json(raw) if raw is not None else None
             if g is None and not after.active:
                 continue
-            self.t.groups[key] = add_alert(g, m, after, now).model_dump_json().encode()
+            g = add_alert(g, m, after, now)
+            self.t.groups[key] = g.model_dump_json().encode()
+            if g.last_notified is None and due(g, now):  # group_wait 0: page now, not at
+                due_now.append(key)  # the next tick (up to evaluation_interval_s later)
+        for key in due_now:
+            raw = self.t.groups.get(key)
+            if raw is not None:
+                await self._guarded("group", key, self._flush_group(
+                    cfg, key, raw, lambda: self.suppressed(cfg, now), now))
         for key, st in self._escalations_of(fp):
             if after.state is AlertState.ACKNOWLEDGED:
                 self.t.escalations[key] = esc.acknowledge(st, after.acked_by, now) \

@@ -32,6 +32,7 @@ from alerting.config import AlertingSettings
 from alerting.inhibit import CallGraph
 from alerting.inputs import Action, CanarySent, SignalInput, Tick, decode_input, encode_input
 from alerting.reload import ConfigHolder
+from alerting.watermark import Watermarks
 from schemas import topics
 from schemas.topics import Internal
 from sinks.clickhouse.client import Store
@@ -61,6 +62,7 @@ class AlertingStage:
         self.holder, self.manager, self.actions, self.delay = holder, manager, actions, delay
         self.runbooks: RunbookStage | None = None  # runbook actions (alerting/actions.py)
         self.security: Any = None  # alerting.agents.security.SecurityStage, when enabled
+        self.watermarks: Watermarks | None = None
         self.counts = {"inputs": 0, "bad_inputs": 0, "signals": 0, "manager_errors": 0,
                        "bad_manager_inputs": 0}
 
@@ -106,6 +108,8 @@ def register_alerting(app: faust.App, runtime: StageRuntime, a: AlertingSettings
         stage.runbooks = register_runbooks(app, a, holder, t.runbook_actions, n,
                                            runtime.writers.get("actions"))
         manager.on_firing = stage.runbooks.on_firing
+    watermarks = Watermarks(idle_s=a.watermark_idle_s)  # event time of the windows read
+    stage.watermarks = watermarks
 
     @app.agent(inputs, name="alerting-evaluate")
     async def evaluate_agent(stream: faust.StreamT[bytes]) -> None:
@@ -116,9 +120,10 @@ def register_alerting(app: faust.App, runtime: StageRuntime, a: AlertingSettings
             topic, part, now = event.message.topic, event.message.partition, time.time()
             try:
                 if topic == t.alert_ticks:
-                    out = evaluate_tick(cfg, series, part, now)
+                    out = evaluate_tick(cfg, series, part, watermarks.fleet(now),
+                                        a.absence_settle_s)
                 else:
-                    out = evaluate(cfg, series, t, topic, part, event.value, now)
+                    out = evaluate(cfg, series, t, topic, part, event.value, now, watermarks)
             except (ValueError, ValidationError, KeyError, TypeError) as e:
                 stage.counts["bad_inputs"] += 1
                 log.warning("alerting_input_refused", stage="alerting", topic=topic,
