@@ -128,6 +128,13 @@ def action_id(key: str, source: str, step: str) -> str:
     return "a-" + hashlib.sha256(f"{key}|{source}|{step}".encode()).hexdigest()[:20]
 
 
+class AuditRecorder(Protocol):
+    """Where actions are audited (``audit.trail.AuditTrail`` in the worker)."""
+
+    def record(self, actor: str, role: str, action: str, target: str = "", detail: str = "",
+               outcome: str = "ok", ts_ms: int | None = None) -> object: ...
+
+
 class ActionState(BaseModel):
     """One action: what, for which alert or incident, where it stands."""
 
@@ -195,9 +202,11 @@ class ActionRunner:
     def __init__(self, config: Callable[[], AlertingConfig | None], settings: RunbookSettings,
                  webhook: WebhookSettings, table: Table, sink: Sink | None = None,
                  on_approval: ApprovalNotice | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 audit: AuditRecorder | None = None) -> None:
         self.config, self.settings, self.webhook = config, settings, webhook
         self.table, self.sink, self.on_approval, self.clock = table, sink, on_approval, clock
+        self.audit = audit  # every state change of an action goes to the audit trail
         self.counts = {"ran": 0, "skipped_claimed": 0, "refused": 0}
 
     # -- reads --
@@ -386,6 +395,10 @@ class ActionRunner:
         self.table[new.id] = new.model_dump_json().encode()
         if self.sink is not None:
             self.sink.add_many([rows.action_row(new.model_dump())])
+        if self.audit is not None:
+            self.audit.record(new.by or "system", "", f"runbook.{status}", new.id,
+                              f"{new.step} ({new.kind}): {new.plan}"[:500], status,
+                              int(now * 1000))
         return new
 
 

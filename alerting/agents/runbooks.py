@@ -21,6 +21,7 @@ from alerting.actions import (
     ActionState,
     ActionsTick,
     ApprovalNotice,
+    AuditRecorder,
     RunbookInput,
     RunbookTrigger,
     decode_runbook_input,
@@ -74,13 +75,14 @@ def slack_approval(settings: AlertingSettings) -> ApprovalNotice:
 
 
 def register_runbooks(app: faust.App, settings: AlertingSettings, holder: ConfigHolder,
-                      topic_name: str, partitions: int, sink: Any) -> RunbookStage:
+                      topic_name: str, partitions: int, sink: Any,
+                      audit: AuditRecorder | None = None) -> RunbookStage:
     """Create the action table, topic, agent and timer on ``app``."""
     table = app.Table("alerting-actions", default=None, partitions=partitions, key_type=str,
                       value_type=bytes)
     topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
     runner = ActionRunner(lambda: holder.config, settings.runbooks, settings.webhook, table,
-                          sink, on_approval=slack_approval(settings))
+                          sink, on_approval=slack_approval(settings), audit=audit)
     stage = RunbookStage(runner, topic, holder)
 
     @app.agent(topic, name="alerting-runbooks")

@@ -25,6 +25,7 @@ import structlog
 from prometheus_client import Histogram
 from pydantic import ValidationError
 
+from alerting.actions import AuditRecorder
 from alerting.agents.evaluate_rules import CANARY_SERVICE, evaluate, evaluate_tick
 from alerting.agents.manage_alerts import AlertManager, ManagerTables, Sink
 from alerting.agents.runbooks import RunbookStage, register_runbooks
@@ -51,6 +52,8 @@ class StageRuntime(Protocol):
     def writers(self) -> Mapping[str, Sink]: ...
     @property
     def topics(self) -> Internal: ...
+    @property
+    def audit(self) -> AuditRecorder | None: ...
     def send(self, topic: str, value: bytes, key: str | bytes | None = None) -> None: ...
 
 
@@ -106,7 +109,7 @@ def register_alerting(app: faust.App, runtime: StageRuntime, a: AlertingSettings
     stage = AlertingStage(holder, manager, actions, delay)
     if a.runbooks.enabled:
         stage.runbooks = register_runbooks(app, a, holder, t.runbook_actions, n,
-                                           runtime.writers.get("actions"))
+                                           runtime.writers.get("actions"), runtime.audit)
         manager.on_firing = stage.runbooks.on_firing
     watermarks = Watermarks(idle_s=a.watermark_idle_s)  # event time of the windows read
     stage.watermarks = watermarks

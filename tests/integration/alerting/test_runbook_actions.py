@@ -43,6 +43,8 @@ from alerting.config import (
 )
 from alerting.notifiers.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from alerting.yamlfile import parse_yaml_model
+from audit.chain import verify
+from audit.trail import AuditTrail, audit_rows, read_anchors
 from devstack.peers import Peer
 from sinks.clickhouse import rows
 from sinks.clickhouse.migrate import migrate
@@ -151,6 +153,8 @@ async def consume(bootstrap: str, topic: str, group: str, runner: ActionRunner,
     finally:
         c.close()
 
+AUDIT_KEY = b"audit-key-for-tests-0123456789abcdef"
+
 
 async def test_webhook_action_with_approval_runs_once_across_redelivery(
         kafka_bootstrap: str, chdb_store: Client, peer: Peer, tmp_path: Path,
@@ -171,8 +175,11 @@ async def test_webhook_action_with_approval_runs_once_across_redelivery(
                                 webhook=WebhookSettings(secret=SecretStr(SECRET)))
     table: dict[str, bytes] = {}  # the runner's changelog table (restored on restart)
     sink = Rows()
+    db = ClickHouseSettings(database=f"lw_{uuid.uuid4().hex[:10]}")
+    migrate(chdb_store, db)
+    trail = AuditTrail(chdb_store, db.database, "worker", AUDIT_KEY, tmp_path)
     runner = ActionRunner(lambda: cfg, RunbookSettings(), settings.webhook, table, sink,
-                          on_approval=slack_approval(settings))
+                          on_approval=slack_approval(settings), audit=trail)
     trigger = RunbookTrigger(rule="Errors", labels={"alertname": "Errors",
                                                     "service": "checkout"},
                              fingerprint="0123456789abcdef", episode=1_700_000_000.0)
@@ -240,9 +247,14 @@ async def test_webhook_action_with_approval_runs_once_across_redelivery(
     assert len(rec.requests) == 2 and len(rec.effects) == 1  # nothing ran again
     assert restarted.counts["ran"] == 0
 
-    # 4. the outcome is on the actions table the incident timeline reads
-    db = ClickHouseSettings(database=f"lw_{uuid.uuid4().hex[:10]}")
-    migrate(chdb_store, db)
+    # 4. the outcome is on the actions table the incident timeline reads, and every state
+    # change of the action is on the hash-chained audit trail
+    audited = audit_rows(chdb_store, db.database)
+    assert [(r["action"], r["target"], r["actor"]) for r in audited] == [
+        ("runbook.awaiting_approval", waiting.id, "system"),
+        ("runbook.running", waiting.id, "alice"),
+        ("runbook.succeeded", waiting.id, "alice")]
+    assert verify(audited, AUDIT_KEY, read_anchors(tmp_path)).ok
     chdb_store.insert("actions", sink.rows, database=db.database,
                       column_names=list(rows.ACTION_COLUMNS))
     history = actions_q.action_history(chdb_store, db.database, alert_key=trigger.key)
