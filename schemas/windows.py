@@ -8,7 +8,7 @@ from typing import Literal
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-Scope = Literal["service", "route", "metric", "template", "edge"]
+Scope = Literal["service", "route", "metric", "template"]
 
 
 class WindowStats(BaseModel):
@@ -16,11 +16,11 @@ class WindowStats(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    series: str  # "svc", "svc GET /cart", "svc/cpu{host=a}", "svc#<template id>", "a->b"
+    series: str  # "svc", "svc GET /cart", "svc/cpu{host=a}", "svc#<template id>"
     service: str
     scope: Scope
     route: str = ""
-    name: str = ""  # metric name, template id, or the callee of an edge
+    name: str = ""  # metric name or template id
     window_s: int
     start: datetime
     end: datetime

@@ -16,16 +16,13 @@ from sinks.clickhouse.queries import base as base_q
 from sinks.clickhouse.queries import pipeline as pipeline_q
 from sinks.clickhouse.queries import quality as quality_q
 from sinks.clickhouse.queries import telemetry as telemetry_q
-from web.compliance import ComplianceConfig, ComplianceInputs
-from web.compliance import sections as compliance_sections
 from web.svgchart import bar_chart, line_chart
 
 KINDS = ("daily", "weekly", "incident", "compliance")
 _CSS = """body{font-family:sans-serif;font-size:11px;color:#1d2330}h1{font-size:20px}
 h2{font-size:15px;border-bottom:1px solid #ccc;margin-top:18px}table{border-collapse:collapse;
 width:100%}td,th{border-bottom:1px solid #e3e6eb;padding:2px 6px;text-align:left}
-.kpi td{font-size:13px}.nodata{color:#888;font-style:italic}.ok{color:#17692a}
-.bad{color:#b00020}"""
+.kpi td{font-size:13px}.nodata{color:#888;font-style:italic}"""
 
 
 def as_dt(v: Any) -> datetime | None:
@@ -146,11 +143,8 @@ def _fmt_s(v: float | None) -> str:
 
 
 def build(kind: str, store: Store, db: str, span: base_q.Span, *, rate_limit_per_s: float = 1000.0,
-          step: Callable[[str], None] = lambda s: None,
-          compliance: ComplianceInputs | None = None) -> Report:
-    """Gather the figures of a ``kind`` report over ``span``; ``step`` reports progress.
-    ``compliance``: the stated response times, audit key and anchors, tokens and privacy
-    rules of a compliance report (default: none stated, no key, no anchors)."""
+          step: Callable[[str], None] = lambda s: None) -> Report:
+    """Gather the figures of a ``kind`` report over ``span``; ``step`` reports progress."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}")
     rep, big = Report(kind, span), base_q.Page(1000)
@@ -206,8 +200,12 @@ def build(kind: str, store: Store, db: str, span: base_q.Span, *, rate_limit_per
                                                          "acked_at", "resolved_at"])))
     if kind == "compliance":
         step("compliance")
-        inputs = compliance or ComplianceInputs(ComplianceConfig())
-        rep.sections[:0] = compliance_sections(store, db, span, inputs, _table)
+        dl = pipeline_q.dead_letter_counts(store, db, span)
+        rep.sections.append(("Data handling", _table(dl, ["minute", "stage", "n"])
+                             + "<p>Retention follows LOGWARDEN_CLICKHOUSE_TTL_*_DAYS; raw "
+                             "inputs that failed validation are kept as dead letters.</p>"))
+        rep.sections.append(("Alert handling audit", _table(history, [
+            "fingerprint", "rule", "fired_at", "acked_at", "resolved_at", "suppressed"])))
     step("done")
     return rep
 

@@ -1,1 +1,0 @@
-"""The audit trail: who did what through the API and CLI, hash-chained in ClickHouse."""

@@ -1,1 +1,0 @@
-"""PII redaction at ingest: rules (``rules``), the redactor (``redact``), settings and YAML."""
