@@ -12,9 +12,10 @@ export LOGWARDEN_DATA_DIR ?= $(DATA)
 # Slack Web API and Twilio Messages on 8026. Real credentials come from the environment.
 PEERS_ENV := LOGWARDEN_ALERTING_SMTP='{"host": "127.0.0.1", "port": 8025}' \
 	LOGWARDEN_ALERTING_SLACK='{"token": "xoxb-local", "base_url": "http://127.0.0.1:8026/api/", "signing_secret": "local"}' \
-	LOGWARDEN_ALERTING_TWILIO='{"account_sid": "AC0local", "auth_token": "local", "from_number": "+15550000000", "base_url": "http://127.0.0.1:8026"}'
+	LOGWARDEN_ALERTING_TWILIO='{"account_sid": "AC0local", "auth_token": "local", "from_number": "+15550000000", "base_url": "http://127.0.0.1:8026"}' \
+	LOGWARDEN_ALERTING_VERDICT_SECRET=local-verdict-links
 
-.PHONY: help install native native-clean kafka-jars browser run stop status test test-unit lint bench eval clean
+.PHONY: help install native native-clean kafka-jars browser helm run stop status test test-unit lint bench eval clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -45,6 +46,16 @@ native-clean:  ## remove the compiled modules (the plain Python ones run)
 	touch $@
 
 kafka-jars: .cache/kafka/libs/.complete  ## resolve the Kafka jars into .cache/kafka
+
+# helm for the chart tests (`helm lint`, `helm template` of deploy/helm), built from the Go
+# module proxy once per version (Go's build cache makes a rebuild take seconds).
+HELM_VERSION := v3.21.4
+export LOGWARDEN_TEST_HELM := $(CURDIR)/.cache/helm/$(HELM_VERSION)/helm
+$(LOGWARDEN_TEST_HELM):
+	@command -v go >/dev/null || { echo "error: Go not found: the chart tests build helm with it (install golang, or put helm on PATH and set LOGWARDEN_TEST_HELM)"; exit 1; }
+	GOBIN=$(dir $@) GOFLAGS=-buildvcs=false go install -ldflags "-s -w" helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+helm: $(LOGWARDEN_TEST_HELM)  ## build helm (chart tests) into .cache/helm
 
 run: install kafka-jars  ## start Kafka, the all-in-one worker and demo traffic (background)
 	@mkdir -p $(RUN)
@@ -94,10 +105,10 @@ browser:  ## install chromium, chromium-driver and pango (needs root or sudo)
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
 			chromium chromium-driver libpango-1.0-0 libpangoft2-1.0-0 >/dev/null; fi
 
-test: install kafka-jars browser  ## run the whole suite (starts and stops its own Kafka)
+test: install kafka-jars browser helm  ## run the whole suite (starts and stops its own Kafka)
 	$(BIN)/pytest -q
 
-test-unit: install  ## only the unit tests (no broker, no database)
+test-unit: install helm  ## only the unit tests (no broker, no database)
 	$(BIN)/pytest -q tests/unit
 
 lint: install  ## ruff and mypy --strict
@@ -106,14 +117,21 @@ lint: install  ## ruff and mypy --strict
 
 bench: install kafka-jars  ## throughput, memory and latency benchmarks (one JSON line each)
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.privacy
 	$(BIN)/python -m bench.detect
 	$(BIN)/python -m bench.alert
+	$(BIN)/python -m bench.otlp
+	$(BIN)/python -m bench.cluster
 
 eval: install  ## categorisation (Loghub, leave one out; demo template counts), detection (NAB), demo scenario
 	$(BIN)/logwarden eval loghub
 	$(BIN)/logwarden eval templates
 	$(BIN)/logwarden eval nab --transfer
 	$(BIN)/logwarden eval scenarios
+	$(BIN)/logwarden eval incidents
+	$(BIN)/logwarden eval scenarios --profile realistic --seeds 2 --duration 20m --rate 100
+	$(BIN)/logwarden eval nezha --before
+	$(BIN)/logwarden eval paging
 
 clean:  ## remove the local data (not the venv or the jar cache)
 	rm -rf $(DATA)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -14,8 +15,9 @@ from alerting.lifecycle import FlapConfig
 from alerting.notifiers.base import RetryPolicy
 from alerting.oncall import Schedule
 from alerting.outbox import OutboxPolicy
-from alerting.routing import Route, receivers_used
+from alerting.routing import Route, all_runbooks, match_routes, receivers_used, route_runbook
 from alerting.rules import RuleSet
+from alerting.runbooks import Executor, Runbook
 from alerting.yamlfile import Duration, load_yaml_model
 
 
@@ -55,6 +57,26 @@ class TwilioSettings(BaseModel):
     timeout_s: float = 10.0
 
 
+class WebhookSettings(BaseModel):
+    """Outgoing webhooks (the ``webhook`` channel and runbook webhook steps)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    secret: SecretStr = SecretStr("")  # HMAC key of X-Logwarden-Signature (empty: unsigned)
+    timeout_s: float = 10.0
+
+
+class RunbookSettings(BaseModel):
+    """Runbook actions (``alerting/actions.py``): LOGWARDEN_ALERTING_RUNBOOKS as JSON."""
+
+    model_config = ConfigDict(frozen=True)
+
+    enabled: bool = True  # start runbook actions when an alert with a runbook fires
+    dry_run: bool = False  # every action only records what it would do
+    approval_timeout_s: float = 3600.0  # an action awaiting approval expires after this
+    output_limit: int = 4000  # characters of a command's output / a response body kept
+
+
 class AlertingSettings(BaseModel):
     """Nested in Settings as ``alerting`` (LOGWARDEN_ALERTING_...)."""
 
@@ -68,12 +90,26 @@ class AlertingSettings(BaseModel):
     twilio: TwilioSettings = TwilioSettings()
     retry: RetryPolicy = RetryPolicy()
     evaluation_interval_s: float = 10.0
+    # event time (alerting/watermark.py): a windows partition silent this long (wall clock)
+    # stops holding the fleet watermark back; LOGWARDEN_ALERTING_WATERMARK_IDLE_S
+    watermark_idle_s: float = Field(default=30.0, gt=0)
+    # how late a window may arrive behind the fleet watermark: absence and time-outs wait
+    # this much event time more before they conclude; LOGWARDEN_ALERTING_ABSENCE_SETTLE_S
+    absence_settle_s: float = Field(default=30.0, ge=0)
     public_url: str = "http://127.0.0.1:6066"  # links in messages
     reload_check_s: float = 5.0  # how often the config file's mtime is checked
     canary_interval_s: float = 300.0  # a synthetic canary log event this often (0: off)
     canary_grace_s: float = 120.0  # the canary's window must reach alerting within this
     outbox: OutboxPolicy = OutboxPolicy()  # retries of notifications no channel delivered
     sms_code_ttl_s: float = 12 * 3600.0  # an SMS reply code works this long (and once)
+    webhook: WebhookSettings = WebhookSettings()
+    runbooks: RunbookSettings = RunbookSettings()
+    # signs the verdict links in e-mails (empty: e-mails carry no verdict links)
+    verdict_secret: SecretStr = SecretStr("")
+    verdict_link_ttl_s: float = 7 * 86400.0  # a verdict link works this long
+    # security detectors on the auth-events topic (alerting/security.py; '' turns them off)
+    security_file: Path | None = Path("deploy/config/security.yaml")
+    security_history_days: int = 30  # the address book is seeded from this much history
 
 
 class User(BaseModel):
@@ -93,8 +129,8 @@ class ChannelRef(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    type: Literal["email", "slack", "sms"]
-    to: str  # address, Slack channel id, phone number
+    type: Literal["email", "slack", "sms", "webhook"]
+    to: str  # address, Slack channel id, phone number, webhook URL
     rate_per_min: float = Field(default=30.0, gt=0)
 
 
@@ -137,6 +173,34 @@ class AlertingConfig(RuleSet):
     users: list[User] = Field(default_factory=list)
     flapping: FlapConfig = FlapConfig()
     deadman: DeadMan | None = None
+    executors: list[Executor] = Field(default_factory=list)  # the commands runbooks may run
+
+    @model_validator(mode="after")
+    def _runbook_executors(self) -> AlertingConfig:
+        known = {e.name for e in self.executors}
+        books = [r.runbook for r in self.rules if r.runbook] + all_runbooks(self.route)
+        for book in books:
+            for step in book.steps:
+                if step.command is not None and step.command.executor not in known:
+                    raise ValueError(f"runbook step {step.name!r}: unknown executor "
+                                     f"{step.command.executor!r} (add it under executors:)")
+        return self
+
+    def runbook(self, rule: str, labels: Mapping[str, str]) -> tuple[str, Runbook] | None:
+        """The runbook for an alert of ``rule``: the rule's own, else its route's, with where
+        it came from (``rule:<name>`` / ``route:<id>``)."""
+        r = self.by_name().get(rule)
+        if r is not None and r.runbook is not None:
+            return f"rule:{rule}", r.runbook
+        for m in match_routes(self.route, labels):
+            found = route_runbook(self.route, m.route_id)
+            if found is not None:
+                return f"route:{found[0]}", found[1]
+        return None
+
+    def executor(self, name: str) -> Executor | None:
+        """An allowed executor by name."""
+        return next((e for e in self.executors if e.name == name), None)
 
     @model_validator(mode="after")
     def _references(self) -> AlertingConfig:

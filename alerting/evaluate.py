@@ -1,8 +1,17 @@
-"""Rule evaluation as pure functions of (series state, input, now) -> (state, signals).
+"""Rule evaluation as pure functions of (series state, input, event time) -> (state, signals).
 
 The worker keeps one ``SeriesState`` per series (a Faust table keyed like the windows
 topic) and calls ``on_window`` / ``on_anomaly`` / ``on_template`` for each input and
 ``on_tick`` on a timer (absence and time-outs). Composite rules read the active alerts.
+
+Everything runs in event time: ``for`` and ``keep_firing_for`` compare window bounds,
+``on_tick`` is given the fleet watermark (``alerting/watermark.py``), not the wall clock,
+and every signal's ``ts`` is the event time its condition became true (the end of the
+window that completed a ``for``, the last data plus ``for`` for an absence, the last
+anomaly plus ``resolve_after`` for a time-out). A condition the tick did not see in time
+(a replay at full speed outruns the timer) is caught when the next input shows it, with
+the same ``ts``: replaying a stream at any speed raises the same alerts at the same event
+times.
 """
 
 from __future__ import annotations
@@ -10,10 +19,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
 
+from alerting.evidence import describe_anomaly, describe_threshold
 from alerting.lifecycle import Alert, Evidence, Signal
 from alerting.rules import (
     AbsenceRule,
@@ -37,6 +48,7 @@ class RuleStatus(BaseModel):
     active: bool = False
     clear_since: float | None = None
     last_hit: float = 0.0
+    last_data: float = 0.0  # absence rules: end of the last window with data (event time)
 
 
 class SeriesState(BaseModel):
@@ -86,6 +98,8 @@ def _signal(rule: Any, st: SeriesState, status: str, value: float, ts: float,
     labels = _base_labels(rule, st)
     labels.update({k: render(v, ctx) for k, v in rule.labels.items()})
     ann = {k: render(v, ctx) for k, v in rule.annotations.items()}
+    if rule.runbook is not None and rule.runbook.url:
+        ann.setdefault("runbook_url", rule.runbook.url)  # shown in every message
     return Signal(status=status, rule=rule.name, labels=labels, annotations=ann,
                   value=value, ts=ts, evidence=evidence)
 
@@ -106,9 +120,39 @@ def _step(st: RuleStatus, hit: bool, start: float, end: float, for_s: float,
     return RuleStatus(active=True, clear_since=clear, last_hit=st.last_hit), None
 
 
-def _evidence(st: SeriesState, field: str) -> Evidence:
+def _evidence(st: SeriesState, field: str, summary: str = "") -> Evidence:
     pts = [(t, v[field]) for t, v in st.history[-EVIDENCE_POINTS:] if field in v]
-    return Evidence(field=field, series=pts)
+    return Evidence(field=field, series=pts, summary=summary)
+
+
+def _absence_on_window(r: AbsenceRule, st: SeriesState, w: WindowStats
+                       ) -> tuple[RuleStatus, list[Signal]]:
+    """An absence rule sees a window of its length: data is back, or a gap the ticks missed.
+
+    A gap of ``for`` or more between two windows with data fires (``ts``: the last data
+    plus ``for``) and resolves at once (``ts``: the new window's start): the alert a tick
+    would have raised had the watermark got there first, so the speed of a replay does not
+    decide whether it exists.
+    """
+    status = st.rules.get(r.name, RuleStatus())
+    start, end = w.start.timestamp(), w.end.timestamp()
+    if w.count <= 0:
+        return status, []
+    out: list[Signal] = []
+    if not status.active and status.last_data > 0 and start - status.last_data >= r.for_:
+        out.append(_absence_signal(r, st, "firing", status.last_data))
+        status = status.model_copy(update={"active": True})
+    if status.active and start >= status.last_data:  # data is back
+        out.append(_signal(r, st, "resolved", 0.0, start, Evidence()))
+        status = RuleStatus(last_hit=status.last_hit, last_data=status.last_data)
+    return status.model_copy(update={"last_data": max(status.last_data, end)}), out
+
+
+def _absence_signal(r: AbsenceRule, st: SeriesState, status: str, last_data: float) -> Signal:
+    since = datetime.fromtimestamp(last_data, tz=UTC).strftime("%H:%M:%S UTC")
+    silent = f"no data for {r.for_:.0f} s (since {since})"
+    return _signal(r, st, status, r.for_, last_data + r.for_,
+                   Evidence(summary=f"{st.series}: {silent}"), {"silent_for": int(r.for_)})
 
 
 def _value_at(st: SeriesState, field: str, ts: float) -> float | None:
@@ -125,7 +169,7 @@ def on_window(rules: RuleSet, state: SeriesState | None, w: WindowStats,
     mine = [r for r in rules.rules if isinstance(r, ThresholdRule | RateOfChangeRule
                                                   | AbsenceRule)
             and r.select.matches(w.scope, w.service, w.route, w.name)
-            and (isinstance(r, AbsenceRule) or r.select.window == w.window_s)]
+            and r.select.window == w.window_s]
     fields = {r.field for r in mine if not isinstance(r, AbsenceRule)}
     point = {f: float(getattr(w, f)) for f in fields if not math.isnan(float(getattr(w, f)))}
     history = [*[(t, v) for t, v in st.history if t != end], (end, point)]
@@ -137,9 +181,8 @@ def on_window(rules: RuleSet, state: SeriesState | None, w: WindowStats,
     for r in mine:
         status = st.rules.get(r.name, RuleStatus())
         if isinstance(r, AbsenceRule):
-            if status.active:  # data is back
-                st.rules[r.name] = RuleStatus(last_hit=status.last_hit)
-                out.append(_signal(r, st, "resolved", 0.0, end, Evidence()))
+            st.rules[r.name], sigs = _absence_on_window(r, st, w)
+            out += sigs
             continue
         value = point.get(r.field, math.nan)
         extra: dict[str, Any] = {}
@@ -154,33 +197,52 @@ def on_window(rules: RuleSet, state: SeriesState | None, w: WindowStats,
         st.rules[r.name], action = _step(status, hit, start, end, r.for_, r.keep_firing_for)
         if action:
             status_s = "firing" if action == "fire" else "resolved"
-            out.append(_signal(r, st, status_s, value, end, _evidence(st, r.field), extra))
+            words = ""
+            if isinstance(r, ThresholdRule):
+                words = f"{st.series} " + describe_threshold(r.field, value, r.op, r.value,
+                                                             st.name)
+            elif extra["before"] is not None:
+                words = f"{st.series} {r.field} {extra['percent']:+.0f}% in {r.over:.0f} s"
+            out.append(_signal(r, st, status_s, value, end, _evidence(st, r.field, words),
+                               extra))
     return st, out
 
 
 def on_anomaly(rules: RuleSet, state: SeriesState | None, a: Mapping[str, Any],
                now: float) -> tuple[SeriesState, list[Signal]]:
-    """Evaluate anomaly rules on one score: keys series, service, ts, score (+value, expected,
-    id)."""
+    """Evaluate anomaly rules on one anomaly: keys series, service, ts (epoch s), score, and
+    optionally feature, severity, direction, value/observed, expected, lo, hi, id.
+
+    An alert that went longer than ``resolve_after`` (event time) without a matching anomaly
+    is resolved first, at ``last + resolve_after``, then the new one fires."""
     st = state or SeriesState(series=str(a["series"]), service=str(a["service"]),
                               scope=str(a.get("scope", "service")), route=str(a.get("route", "")),
                               name=str(a.get("name", "")))
     st = st.model_copy(update={"rules": dict(st.rules)})
     ts, score = float(a["ts"]), float(a["score"])
+    feature, severity = str(a.get("feature", "")), str(a.get("severity", ""))
+    direction = str(a.get("direction", "up"))
     out: list[Signal] = []
     for r in rules.rules:
         if not (isinstance(r, AnomalyRule) and r.select.matches(st.scope, st.service, st.route,
                                                                   st.name)):
             continue
-        if score < r.min_score:
+        if not r.accepts(feature, severity, direction, score):
             continue
-        st.rules[r.name] = RuleStatus(active=True, last_hit=ts)
-        ev = Evidence(field="value", series=[(ts, float(a.get("value", math.nan)))],
-                      log_lines=[f"expected {a.get('expected', '?')}, score {score:.4f}"],
+        status = st.rules.get(r.name, RuleStatus())
+        if status.active and ts - status.last_hit >= r.resolve_after:
+            out.append(_signal(r, st, "resolved", 0.0, status.last_hit + r.resolve_after,
+                               Evidence()))
+        st.rules[r.name] = RuleStatus(active=True, last_hit=max(ts, status.last_hit))
+        words = describe_anomaly({**a, "scope": st.scope, "route": st.route})
+        ev = Evidence(field=feature or "value",
+                      series=[(ts, float(a.get("value", math.nan)))],
+                      log_lines=[f"score {score:.3f}"], summary=words,
                       anomaly_id=str(a.get("id", "")))
         out.append(_signal(r, st, "firing", score, ts, ev,
-                               {"score": score, "expected": a.get("expected", "?"),
-                                "observed": a.get("value", "?")}))
+                           {"score": score, "expected": a.get("expected", "?"),
+                            "observed": a.get("value", "?"), "evidence": words,
+                            "feature": feature, "anomaly_severity": severity}))
     return st, out
 
 
@@ -200,7 +262,12 @@ def on_template(rules: RuleSet, state: SeriesState | None, ev: TemplateSignal,
             continue
         if r.categories and ev.category not in r.categories:
             continue
-        st.rules[r.name] = RuleStatus(active=True, last_hit=ev.ts)
+        status = st.rules.get(r.name, RuleStatus())
+        if status.active and ev.ts - status.last_hit >= r.resolve_after:
+            old = _signal(r, st, "resolved", 0.0, status.last_hit + r.resolve_after, Evidence())
+            out.append(old.model_copy(update={"labels": {**old.labels,
+                                                         "template_id": ev.template_id}}))
+        st.rules[r.name] = RuleStatus(active=True, last_hit=max(ev.ts, status.last_hit))
         evidence = Evidence(template_id=ev.template_id, template=ev.template,
                             log_lines=ev.sample_lines[:10])
         sig = _signal(r, st, "firing", float(ev.count), ev.ts, evidence,
@@ -214,8 +281,15 @@ def on_template(rules: RuleSet, state: SeriesState | None, ev: TemplateSignal,
     return st, out
 
 
-def on_tick(rules: RuleSet, state: SeriesState, now: float) -> tuple[SeriesState, list[Signal]]:
-    """Time-based checks: absence of data, anomaly and template alerts timing out."""
+def on_tick(rules: RuleSet, state: SeriesState, watermark: float | None,
+            settle_s: float = 0.0) -> tuple[SeriesState, list[Signal]]:
+    """Checks that need a clock, on the fleet watermark (event time), never the wall clock:
+    absence of data, anomaly and template alerts timing out.
+
+    ``settle_s``: how late a window may still arrive behind the watermark. An absence is
+    proven up to ``watermark - settle_s - window`` (the next window with data, if any, ends
+    after that), so a tick fires only what the next window would have shown as a gap.
+    """
     st = state.model_copy(update={"rules": dict(state.rules)})
     out: list[Signal] = []
     by_name = rules.by_name()
@@ -224,22 +298,22 @@ def on_tick(rules: RuleSet, state: SeriesState, now: float) -> tuple[SeriesState
         if r is None:  # removed by a reload; the worker resolves its alerts by rule name
             del st.rules[name]
             continue
+        if watermark is None:
+            continue
+        proven = watermark - settle_s
         if status.active and isinstance(r, AnomalyRule | TemplateRule) \
-                and now - status.last_hit >= r.resolve_after:
+                and proven - status.last_hit >= r.resolve_after:
             st.rules[name] = RuleStatus(last_hit=status.last_hit)
-            sig = _signal(r, st, "resolved", 0.0, now, Evidence())
+            sig = _signal(r, st, "resolved", 0.0, status.last_hit + r.resolve_after, Evidence())
             if isinstance(r, TemplateRule):
                 sig = sig.model_copy(update={"labels": {**sig.labels,
                                                         "template_id": st.name}})
             out.append(sig)
-    for r in rules.rules:
-        if isinstance(r, AbsenceRule) and st.last_seen > 0 \
-                and r.select.matches(st.scope, st.service, st.route, st.name):
-            status = st.rules.get(r.name, RuleStatus())
-            if not status.active and now - st.last_seen >= r.for_:
-                st.rules[r.name] = RuleStatus(active=True, last_hit=now)
-                out.append(_signal(r, st, "firing", now - st.last_seen, now, Evidence(),
-                                   {"silent_for": int(now - st.last_seen)}))
+        elif isinstance(r, AbsenceRule) and not status.active and status.last_data > 0 \
+                and r.select.matches(st.scope, st.service, st.route, st.name) \
+                and proven - r.select.window - status.last_data >= r.for_:
+            st.rules[name] = status.model_copy(update={"active": True})
+            out.append(_absence_signal(r, st, "firing", status.last_data))
     return st, out
 
 

@@ -28,6 +28,7 @@ class Evidence(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    summary: str = ""  # in words: "checkout p95 latency 1.2 s, normal 180-240 ms"
     field: str = ""
     series: list[tuple[float, float]] = []  # (epoch s, value)
     template_id: str = ""

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from alerting.config import AlertingConfig, AlertingSettings, ChannelRef, Receiver, User
 from alerting.escalation import Page
+from alerting.evidence import describe_value
 from alerting.grouping import Notification
 from alerting.lifecycle import Alert
 from alerting.notifiers.base import Channel, Message, RateLimiter
 from alerting.notifiers.email import EmailChannel
 from alerting.notifiers.slack import SlackChannel
 from alerting.notifiers.sms import SmsChannel
+from alerting.notifiers.webhook import WebhookChannel
+from alerting.verdicts import verdict_links
 
 
 def _when(ts: float) -> str:
@@ -20,7 +25,10 @@ def _when(ts: float) -> str:
 
 def _evidence(a: Alert) -> list[str]:
     ev = a.evidence
-    out = [f"{_when(t)}  {ev.field}={v:.4g}" for t, v in ev.series[-6:]]
+    out = [ev.summary] if ev.summary else []
+    name = a.labels.get("name", "") if a.labels.get("scope") == "metric" else ""
+    out += [f"{_when(t)}  {ev.field} {describe_value(ev.field, v, name)}"
+            for t, v in ev.series[-6:]]
     if ev.template:
         out.append(f"template: {ev.template}")
     out += ev.log_lines[:5]
@@ -36,7 +44,9 @@ def alert_message(a: Alert, msg_id: str, status: str = "", url: str = "") -> Mes
                    title=a.annotations.get("summary") or f"{a.rule} on {a.labels.get('service')}",
                    text=a.annotations.get("description", ""),
                    fields={k: v for k, v in a.labels.items() if k not in ("alertname",)}
-                   | {"since": _when(a.starts_at)},
+                   | {"since": _when(a.starts_at)}
+                   | ({"runbook": a.annotations["runbook_url"]}
+                      if a.annotations.get("runbook_url") else {}),
                    evidence=_evidence(a), url=url, trigger_ts=a.trigger_ts)
 
 
@@ -46,7 +56,8 @@ def notification_message(n: Notification, url: str = "") -> Message:
         a = (n.firing or n.resolved)[0]
         return alert_message(a, n.id, "firing" if n.firing else "resolved", url) \
             .model_copy(update={"trigger_ts": n.trigger_ts})
-    lines = [f"FIRING {a.summary()} ({a.code})" for a in n.firing]
+    lines = [f"FIRING {a.summary()} ({a.code})"
+             + (f": {a.evidence.summary}" if a.evidence.summary else "") for a in n.firing]
     lines += [f"RESOLVED {a.summary()}" for a in n.resolved]
     lines += [f"ACKED {a.summary()} by {a.acked_by}" for a in n.acknowledged]
     lines += [f"suppressed {s.fingerprint}: {s.reason}" for s in n.suppressed]
@@ -64,12 +75,30 @@ def page_message(p: Page, a: Alert, url: str = "") -> Message:
     return alert_message(a, p.key, "resolved" if p.kind == "resolved" else "firing", url)
 
 
+def email_links(settings: AlertingSettings
+                ) -> Callable[[Message, str], Mapping[str, str]] | None:
+    """Signed verdict links for one alert's e-mail (None without a verdict secret)."""
+    secret = settings.verdict_secret.get_secret_value()
+    if not secret:
+        return None
+
+    def links(msg: Message, recipient: str) -> Mapping[str, str]:
+        if not msg.fingerprint or msg.status == "test":
+            return {}
+        return verdict_links(settings.public_url, "alert", msg.fingerprint, recipient,
+                             secret, time.time(), settings.verdict_link_ttl_s)
+
+    return links
+
+
 def channel(ref: ChannelRef, settings: AlertingSettings, name: str) -> Channel:
     """A channel object for a configured address."""
     if ref.type == "email":
-        return EmailChannel(name, settings.smtp, [ref.to])
+        return EmailChannel(name, settings.smtp, [ref.to], links=email_links(settings))
     if ref.type == "slack":
         return SlackChannel(name, settings.slack, ref.to)
+    if ref.type == "webhook":
+        return WebhookChannel(name, settings.webhook, ref.to)
     return SmsChannel(name, settings.twilio, ref.to)
 
 

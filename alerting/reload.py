@@ -7,6 +7,7 @@ that fails to parse or validate is logged and the last good configuration stays.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -38,6 +39,9 @@ class ConfigHolder:
         self.last_error: str | None = None
         self.version = 0  # bumps at every successful load
         self._mtimes: tuple[float, ...] = ()
+        # Told of every reload after the first load: (what, outcome, detail); the worker
+        # points it at the audit trail.
+        self.on_change: Callable[[str, str, str], None] | None = None
 
     def _stat(self) -> tuple[float, ...]:
         out = []
@@ -60,9 +64,15 @@ class ConfigHolder:
             self.last_error = str(e)
             log.error("alerting_config_refused", stage="alerting", error=self.last_error,
                       kept="last good" if self.config else "none")
+            if self.on_change is not None:
+                self.on_change(str(self.settings.config_file), "refused", self.last_error)
             return False
         self.config, self.last_error = cfg, None
         self.version += 1
+        if self.on_change is not None:
+            self.on_change(str(self.settings.config_file), "loaded",
+                           f"version {self.version}: {len(cfg.rules)} rules, "
+                           f"{len(cfg.receivers)} receivers")
         log.info("alerting_config_loaded", stage="alerting", rules=len(cfg.rules),
                  receivers=len(cfg.receivers), version=self.version)
         return True

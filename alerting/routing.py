@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from alerting.runbooks import Runbook
 from alerting.silences import Matcher, matches_all, parse_matchers
 from alerting.yamlfile import Duration
 
@@ -29,6 +30,7 @@ class Route(BaseModel):
     repeat_interval: Duration | None = None
     continue_: bool = Field(default=False, alias="continue")
     routes: list[Route] = []
+    runbook: Runbook | None = None  # for alerts this route takes, unless their rule has one
 
     @field_validator("matchers", mode="before")
     @classmethod
@@ -94,3 +96,25 @@ def receivers_used(root: Route) -> set[str]:
     for child in root.routes:
         names |= receivers_used(child)
     return names
+
+
+def route_runbook(root: Route, route_id: str) -> tuple[str, Runbook] | None:
+    """The runbook of the route ``route_id`` ("0.1.2") or of its nearest ancestor that has
+    one, with the id of the route it came from."""
+    node, found = root, (("0", root.runbook) if root.runbook else None)
+    parts = route_id.split(".")[1:]
+    here = "0"
+    for p in parts:
+        node = node.routes[int(p)]
+        here = f"{here}.{p}"
+        if node.runbook is not None:
+            found = (here, node.runbook)
+    return found
+
+
+def all_runbooks(root: Route) -> list[Runbook]:
+    """Every runbook the tree carries (for config validation)."""
+    out = [root.runbook] if root.runbook else []
+    for child in root.routes:
+        out += all_runbooks(child)
+    return out

@@ -10,18 +10,20 @@ same service). Evaluation lives in ``alerting/evaluate.py``.
 from __future__ import annotations
 
 import re
-import string
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from alerting.runbooks import Runbook
+from alerting.templating import check_template
+from alerting.templating import render as render  # re-exported: rules render templates
 from alerting.yamlfile import Duration, load_yaml_model, register_union_tags
 from schemas.common import Regex
 from schemas.errors import ConfigError
 
 Op = Literal[">", ">=", "<", "<="]
+Scope_ = Literal["service", "route", "edge", "metric", "template"]
 FIELDS = ("count", "error_count", "error_rate", "rate_per_s", "p50", "p95", "p99",
           "min", "max", "mean", "last", "sum")
 Field_ = Literal["count", "error_count", "error_rate", "rate_per_s", "p50", "p95", "p99",
@@ -40,7 +42,8 @@ class Selector(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    scope: Literal["service", "route", "metric", "template"] = "service"
+    # one scope or a list of them: ``scope: [service, route, edge]``
+    scope: Scope_ | list[Scope_] = "service"
     service: Regex = ".*"
     route: Regex = ".*"
     name: Regex = ".*"
@@ -48,7 +51,8 @@ class Selector(BaseModel):
 
     def matches(self, scope: str, service: str, route: str = "", name: str = "") -> bool:
         """Whether a series with these keys is watched."""
-        return (scope == self.scope and re.fullmatch(self.service, service) is not None
+        scopes = self.scope if isinstance(self.scope, list) else [self.scope]
+        return (scope in scopes and re.fullmatch(self.service, service) is not None
                 and re.fullmatch(self.route, route) is not None
                 and re.fullmatch(self.name, name) is not None)
 
@@ -62,6 +66,7 @@ class _Rule(BaseModel):
     keep_firing_for: Duration = 0.0  # a cleared condition resolves only after this long
     labels: dict[str, str] = {}
     annotations: dict[str, str] = {}
+    runbook: Runbook | None = None  # a link and steps, some automated (alerting/runbooks.py)
 
     @field_validator("labels", "annotations")
     @classmethod
@@ -83,16 +88,36 @@ class ThresholdRule(_Rule):
 
 
 class AnomalyRule(_Rule):
-    """Fires when the anomaly score of a watched series reaches ``min_score``."""
+    """Fires when an anomaly of a watched series passes every filter: score, feature,
+    the detector's severity and the direction of the move.
+
+    ``resolve_after`` is event time: the alert resolves once the stream's watermark is that
+    far past the last matching anomaly (``alerting/watermark.py``).
+    """
 
     kind: Literal["anomaly"]
     select: Selector = Selector()
     min_score: float = Field(default=0.99, gt=0, le=1)
-    resolve_after: Duration = 600.0  # no alarm for this long resolves
+    features: list[str] = []  # e.g. [error_rate, p95]; empty = any
+    severities: list[Literal["critical", "warning", "info"]] = []  # detector's; empty = any
+    direction: Literal["up", "down", "both"] = "both"
+    resolve_after: Duration = 600.0  # no matching anomaly for this long resolves
+
+    def accepts(self, feature: str, severity: str, direction: str, score: float) -> bool:
+        """Whether one anomaly passes this rule's filters (not its selector)."""
+        return (score >= self.min_score
+                and (not self.features or feature in self.features)
+                and (not self.severities or severity in self.severities)
+                and (self.direction == "both" or direction == self.direction))
 
 
 class AbsenceRule(_Rule):
-    """Fires when a watched series that produced data has none for ``for``."""
+    """Fires when a watched series that produced data has none for ``for``.
+
+    Event time: the silence is measured between the series' windows of ``select.window``
+    and against the fleet watermark (minus a settle margin), never the wall clock, so a
+    replay at full speed fires exactly what living through it would.
+    """
 
     kind: Literal["absence"]
     select: Selector = Selector()
@@ -171,33 +196,6 @@ class RuleSet(BaseModel):
     def by_name(self) -> dict[str, Rule]:
         """The rules keyed by name."""
         return {r.name: r for r in self.rules}
-
-
-class _SafeFormatter(string.Formatter):
-    """``str.format`` with plain names only: no attribute or index access, missing -> ``?``."""
-
-    def get_field(self, field_name: str, args: Any, kwargs: Any) -> tuple[Any, str]:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", field_name):
-            raise ValueError(f"only plain names are allowed in templates: {{{field_name}}}")
-        return kwargs.get(field_name, "?"), field_name
-
-
-_FORMATTER = _SafeFormatter()
-
-
-def check_template(text: str) -> None:
-    """Raise ValueError when ``text`` is not a valid template."""
-    for _lit, name, _spec, _conv in _FORMATTER.parse(text):
-        if name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            raise ValueError(f"only plain names are allowed in templates: {{{name}}}")
-
-
-def render(text: str, values: Mapping[str, Any]) -> str:
-    """Fill ``{name}`` / ``{value:.1%}`` placeholders; never raises on user data."""
-    try:
-        return _FORMATTER.vformat(text, (), dict(values))
-    except (ValueError, TypeError, KeyError):
-        return _FORMATTER.vformat(re.sub(r":[^{}]*}", "}", text), (), dict(values))
 
 
 def load_rules(path: Path) -> RuleSet:

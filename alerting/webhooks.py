@@ -1,5 +1,6 @@
 """Inbound acknowledgements, verified without I/O: Slack interactions (signature v0,
-HMAC-SHA256 over ``v0:{timestamp}:{body}``, 5-minute tolerance) and Twilio inbound SMS
+HMAC-SHA256 over ``v0:{timestamp}:{body}``, 5-minute tolerance, checked by slack-sdk's
+``SignatureVerifier``) and Twilio inbound SMS
 (``X-Twilio-Signature`` through twilio's RequestValidator), parsed into manager inputs.
 ``web/`` serves the endpoints and calls these.
 
@@ -22,6 +23,7 @@ from typing import Literal
 from urllib.parse import parse_qs
 
 from pydantic import BaseModel, ConfigDict
+from slack_sdk.signature import Clock, SignatureVerifier
 from twilio.request_validator import RequestValidator
 
 from alerting.inputs import Ack, Resolve, SilenceAlert
@@ -82,9 +84,20 @@ def verify_slack(body: bytes, timestamp: str | None, signature: str | None, secr
         ts = float(timestamp)
     except ValueError:
         return False
-    if abs(now - ts) > tolerance_s:
+    if abs(now - ts) > tolerance_s or not timestamp.isdigit():
         return False
-    return hmac.compare_digest(sign_slack(body, timestamp, secret), signature)
+    # slack-sdk's own verifier (its 5-minute window is checked against our ``now`` too)
+    return SignatureVerifier(secret, clock=_FixedClock(now)).is_valid(body, timestamp, signature)
+
+
+class _FixedClock(Clock):
+    """slack-sdk's clock, reading the ``now`` we were given (tests run on fake time)."""
+
+    def __init__(self, now: float) -> None:
+        self._now = now
+
+    def now(self) -> float:
+        return self._now
 
 
 def parse_slack_action(body: bytes) -> Ack | Resolve | SilenceAlert | None:

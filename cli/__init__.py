@@ -13,12 +13,18 @@ COMMAND_MODULES = [
     "cli.categorise",  # logwarden categorise, eval loghub
     "cli.detect",  # logwarden detect replay|compare, eval nab
     "cli.scenario",  # logwarden eval scenario
+    "cli.paging",  # logwarden eval paging
     "cli.produce",  # logwarden produce
     "cli.demo",  # logwarden demo
     "cli.query",  # logwarden query
     "cli.alert",  # logwarden alert ..., oncall, rules test
     "cli.peers",  # logwarden peers
     "cli.web",  # logwarden api, token create, report
+    "cli.collector",  # logwarden collector (OTLP/HTTP receiver)
+    "cli.store",  # logwarden store serve
+    "cli.audit",  # logwarden audit verify|list
+    "cli.security",  # logwarden eval security (and rules test on security.yaml / Sigma)
+    "cli.incidents",  # logwarden incidents ..., eval incidents
 ]
 
 

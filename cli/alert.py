@@ -1,5 +1,6 @@
-"""``logwarden alert list|ack|resolve|silence|test-receiver``, ``logwarden oncall`` and
-``logwarden rules test``: talk to the running worker's alerting API, or work locally.
+"""``logwarden alert list|ack|resolve|silence|test-receiver|actions|approve|verdict``,
+``logwarden oncall`` and ``logwarden rules test``: talk to the running worker's alerting API,
+or work locally.
 
 The API knows who acts from the token: ``--token`` / ``LOGWARDEN_TOKEN``, else the local CLI
 token (``<data dir>/cli_token``, mode 0600), created on first use as a responder token named
@@ -112,6 +113,52 @@ def silence(matchers: list[str] = typer.Argument(..., help='Label matchers: serv
                f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(doc['silence']['ends_at']))}")
 
 
+@alert_app.command("actions")
+def list_actions(outcome: str | None = typer.Option(
+        None, help="Only this outcome: awaiting_approval, succeeded, failed, dry_run, ..."),
+        api: str | None = API_OPT, token: str | None = TOKEN_OPT) -> None:
+    """Print the runbook actions (id, outcome, rule, step, plan) of the running worker."""
+    s = settings()
+    path = "/api/actions" + (f"?outcome={outcome}" if outcome else "")
+    doc = call(api_url(s, api), "GET", path, None, cli_token(s, token))
+    t = Table("id", "outcome", "rule", "step", "kind", "by", "plan")
+    for a in doc["items"]:
+        t.add_row(a["id"] if "id" in a else a["action_id"], a["outcome"], a["rule"], a["step"],
+                  a["kind"], a["by"], a["plan"][:80])
+    Console().print(t)
+
+
+@alert_app.command("approve")
+def approve(action: str = typer.Argument(..., help="Action id (from `alert actions`)."),
+            reject: bool = typer.Option(False, "--reject", help="Refuse it instead."),
+            api: str | None = API_OPT, token: str | None = TOKEN_OPT) -> None:
+    """Approve (or --reject) a runbook action awaiting approval, as the token's name."""
+    s = settings()
+    answer = "reject" if reject else "approve"
+    doc = call(api_url(s, api), "POST", f"/api/actions/{action}/{answer}", {},
+               cli_token(s, token))
+    typer.echo(f"{answer} queued for {doc['id']} by {doc.get('by', '?')}")
+
+
+@alert_app.command("verdict")
+def verdict(ref: str = typer.Argument(..., help="Alert code or fingerprint."),
+            value: str = typer.Argument(..., help="useful or false_alarm."),
+            comment: str = typer.Option("", help="Why."), api: str | None = API_OPT,
+            token: str | None = TOKEN_OPT) -> None:
+    """Mark an alert useful or a false alarm (feeds the false-alert budget)."""
+    s = settings()
+    base, tok = api_url(s, api), cli_token(s, token)
+    alerts = call(base, "GET", "/api/alerts?state=all", None, tok)["alerts"]
+    found = next((a for a in alerts if ref in (a["fingerprint"], a["code"])), None)
+    if found is None:
+        err.print(f"[red]error:[/] no alert {ref!r} (see `logwarden alert list --state all`)",
+                  highlight=False)
+        raise typer.Exit(1)
+    doc = call(base, "POST", "/api/verdicts", {"kind": "alert", "target": found["fingerprint"],
+                                               "verdict": value, "comment": comment}, tok)
+    typer.echo(f"{doc['recorded']} recorded for {found['code']} by {doc['by']}")
+
+
 @alert_app.command("test-receiver")
 def test_receiver(name: str = typer.Argument(..., help="A receiver of the alerting config.")
                   ) -> None:
@@ -161,11 +208,26 @@ def fetch_windows(since_s: float, api: str | None) -> list[WindowStats]:
     return out
 
 
+def is_security_file(file: Path) -> bool:
+    """Whether ``file`` is a security rules file (it has ``sigma_dir`` or a security kind)."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return "sigma_dir:" in text or any(f"kind: {k}" in text for k in
+                                       ("count", "sequence", "new_address", "match"))
+
+
 @rules_app.command("test")
 def rules_test(file: Path = typer.Argument(..., help="A rules file (or the alerting config)."),
                since: str = typer.Option("24h", help="How much stored history to replay."),
                api: str | None = API_OPT) -> None:
-    """Replay stored windows through the rules: how often each would have fired."""
+    """Replay stored history through the rules: how often each would have fired (windows
+    for alerting rules; authentication events for a security file such as security.yaml)."""
+    if is_security_file(file):
+        from cli.security import backtest_security
+        backtest_security(file, parse_duration(since), api)
+        return
     try:
         rules = load_rules(file)
     except ConfigError:

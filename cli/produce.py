@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli.common import settings
+from schemas.common import parse_ts
 from schemas.topics import CHANGES, FEEDBACK, LOGS, METRICS
 from sdk.publisher import Publisher
 
@@ -42,6 +43,14 @@ class Line:
     key: str | None
     value: bytes
     error: str | None = None
+    ts_s: float | None = None  # its event time (epoch s), when it has a readable ``ts``
+
+
+def _event_time(data: dict[str, object]) -> float | None:
+    try:
+        return parse_ts(data.get("ts")).timestamp()
+    except (ValueError, TypeError):
+        return None
 
 
 def route_line(raw: bytes, default_topic: str) -> Line:
@@ -58,13 +67,14 @@ def route_line(raw: bytes, default_topic: str) -> Line:
         return Line(default_topic, None, text, f"expected a JSON object, got {type(data).__name__}")
     service = data.get("service")
     key = service if isinstance(service, str) else None
+    ts = _event_time(data)
     if "topic" not in data:
-        return Line(default_topic, key, text)
+        return Line(default_topic, key, text, ts_s=ts)
     try:
         topic = resolve_topic(str(data.pop("topic")))
     except ValueError as exc:
-        return Line(default_topic, key, text, f"bad topic field: {exc}")
-    return Line(topic, key, orjson.dumps(data))
+        return Line(default_topic, key, text, f"bad topic field: {exc}", ts)
+    return Line(topic, key, orjson.dumps(data), ts_s=ts)
 
 
 class Pacer:
@@ -83,6 +93,28 @@ class Pacer:
                 self.sleep(delay)
 
 
+class EventTimePacer:
+    """Holds each line until its event time comes round, ``speed`` times faster than real
+    time (1.0: as it was lived); the first line sets the origin. Lines without a readable
+    ``ts``, or earlier than one already sent, go at once. No pacing when speed <= 0."""
+
+    def __init__(self, speed: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.speed, self.clock, self.sleep = speed, clock, sleep
+        self.origin: tuple[float, float] | None = None  # (event time, clock) of the first
+
+    def wait(self, ts_s: float | None) -> None:
+        """Sleep until the line stamped ``ts_s`` is due."""
+        if self.speed <= 0 or ts_s is None:
+            return
+        if self.origin is None:
+            self.origin = (ts_s, self.clock())
+            return
+        delay = self.origin[1] + (ts_s - self.origin[0]) / self.speed - self.clock()
+        if delay > 0.001:
+            self.sleep(delay)
+
+
 @dataclass
 class Tally:
     """What a produce run did."""
@@ -94,15 +126,16 @@ class Tally:
 
 
 def produce_lines(lines: Iterable[bytes], publisher: Publisher, *, default_topic: str,
-                  skip_invalid: bool = False, rate: float = 0.0,
+                  skip_invalid: bool = False, rate: float = 0.0, speed: float = 0.0,
                   on_invalid: Callable[[int, str], None] = lambda n, reason: None,
                   on_progress: Callable[[int], None] = lambda n: None,
                   queue_wait_s: float = 30.0) -> Tally:
     """Send every non-blank line; report invalid ones through ``on_invalid(line_no, why)``."""
     tally = Tally()
-    pacer = Pacer(rate)
+    pacer, clock = Pacer(rate), EventTimePacer(speed)
     queued = 0
-    every = 1000 if rate <= 0 else max(1, int(rate / 10))  # progress about 10 times a second
+    # progress about 10 times a second
+    every = max(1, int(rate / 10)) if rate > 0 else (10 if speed > 0 else 1000)
     for number, raw in enumerate(lines, start=1):
         tally.lines = number
         if number % every == 0:
@@ -117,6 +150,7 @@ def produce_lines(lines: Iterable[bytes], publisher: Publisher, *, default_topic
                 tally.skipped += 1
                 continue
         pacer.wait(queued)
+        clock.wait(line.ts_s)
         if publisher.publish_bytes(line.topic, line.value, line.key, wait_s=queue_wait_s):
             tally.per_topic[line.topic] += 1
         queued += 1
@@ -154,6 +188,9 @@ def register(cli: typer.Typer) -> None:
                                        "changes, feedback or a full topic name."),
         rate: float = typer.Option(0.0, "--rate", "-r",
                                    help="Events per second (0: as fast as possible)."),
+        speed: float = typer.Option(0.0, "--speed", "-s",
+                                    help="Pace lines by their ts: 1 replays as it was lived, "
+                                         "60 a minute a second (0: as fast as possible)."),
         bootstrap: str | None = typer.Option(None, "--bootstrap", "-b",
                                              help="Kafka bootstrap servers (default: settings)."),
         skip_invalid: bool = typer.Option(False, "--skip-invalid",
@@ -195,7 +232,8 @@ def register(cli: typer.Typer) -> None:
                 progress.update(task, completed=n, rate=f"{speed:,.0f} lines/s")
 
             tally = produce_lines(_lines(f), publisher, default_topic=default_topic,
-                                  skip_invalid=skip_invalid, rate=rate, on_invalid=on_invalid,
+                                  skip_invalid=skip_invalid, rate=rate, speed=speed,
+                                  on_invalid=on_invalid,
                                   on_progress=on_progress)
             progress.update(task, description="flushing")
             stats = publisher.close(timeout)

@@ -8,7 +8,7 @@ from cli.common import ensure_cli_token, settings
 from devstack.kafka import LocalKafka
 from schemas.errors import LogwardenError
 from streams.settings import Settings
-from streams.topics import prepare_topics, wait_for_kafka
+from streams.topics import prepare_topics, resolve_replication, wait_for_kafka
 
 
 def start_worker(s: Settings, loglevel: str) -> None:
@@ -19,7 +19,13 @@ def start_worker(s: Settings, loglevel: str) -> None:
     from streams.worker import GracefulWorker
 
     configure(loglevel)
+    if s.otlp.enabled:
+        try:
+            s.otlp.check()
+        except ValueError as exc:
+            raise SystemExit(f"error: {exc}") from None
     wait_for_kafka(s.kafka.bootstrap_servers(), timeout=60, security=s.kafka.librdkafka())
+    s = resolve_replication(s)  # "auto": min(3, brokers)
     prepare_topics(s)
     runtime = open_runtime(s)
     app = create_app(runtime)

@@ -23,17 +23,25 @@ from rich.table import Table
 from cli.common import cli_token, eval_app, settings
 from cli.query import QueryFailed, api_url, query_api
 from demo.fleet import rfc3339
+from demo.realism import FAMILIES
 from demo.traffic import DemoConfig, parse_duration
+from detectors.settings import VariantConfig
+from evaluation import nezha
 from evaluation.incidents import evaluate
 from evaluation.scenarios import (
     DEV_STARTS,
     FIGURES,
+    KNOB_POINTS,
+    baseline,
     demo_config,
+    leave_one_family_out,
     parse_seeds,
     read_labels,
     replay,
     span_hours,
     sweep,
+    sweep_pairs,
+    totals,
 )
 from schemas.common import parse_ts
 
@@ -132,14 +140,35 @@ def eval_scenarios(
     duration: Annotated[str, typer.Option(help="event time of each run")] = "1h",
     incident_every: Annotated[str, typer.Option(help="time between incidents")] = "3m",
     jobs: Annotated[int, typer.Option(min=1, help="runs at a time (processes)")] = 2,
+    profile: Annotated[str, typer.Option(
+        help="classic, or realistic: pods that churn, spikes, small gauges, scored "
+             "leave one family out (docs/evaluation.md)")] = "classic",
+    family: Annotated[list[str] | None, typer.Option(
+        help=f"realistic families to run, repeatable (default all: {', '.join(FAMILIES)})")
+    ] = None,
+    before: Annotated[bool, typer.Option(
+        help="realistic: also replay with the generalising rules off, same runs")] = True,
 ) -> None:
-    """The demo scenario replayed over seeds x start times: per run and in all."""
+    """The demo scenario replayed over seeds x start times: per run and in all.
+
+    With ``--profile realistic``, every family is scored at the knobs chosen on the other
+    families (leave one family out), worst family first."""
     try:
         seed_list = parse_seeds(seeds)
         starts = [int(parse_ts(t).timestamp() * 1000) for t in (start or DEV_STARTS)]
         duration_s, every_s = parse_duration(duration), parse_duration(incident_every)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    if profile not in ("classic", "realistic"):
+        raise typer.BadParameter(f"--profile is classic or realistic, not {profile!r}")
+    if profile == "realistic":
+        unknown = [f for f in family or () if f not in FAMILIES]
+        if unknown:
+            raise typer.BadParameter(f"unknown family {unknown[0]!r}: one of "
+                                     f"{', '.join(FAMILIES)}")
+        _families(list(family or FAMILIES), seed_list, starts[:1] if start is None else starts,
+                  rate, duration_s, every_s, jobs, before)
+        return
     configs = [DemoConfig(start_ms=t, seed=sd, duration_s=duration_s, rate=rate,
                           incident_every_s=every_s) for t in starts for sd in seed_list]
     err = Console(stderr=True)
@@ -165,5 +194,91 @@ def eval_scenarios(
 
 
 
+def _families(families: list[str], seeds: list[int], starts: list[int], rate: float,
+              duration_s: float, every_s: float, jobs: int, before: bool) -> None:
+    """``eval scenarios --profile realistic``: leave one family out, before and after."""
+    detect = settings().detect.model_copy(update={"challenger": VariantConfig(
+        version=f"fpd{KNOB_POINTS['challenger']:g}",
+        false_per_day=KNOB_POINTS["challenger"])})
+    configs = [DemoConfig(start_ms=t, seed=sd, duration_s=duration_s, rate=rate,
+                          incident_every_s=every_s, profile="realistic", family=f)
+               for f in families for t in starts for sd in seeds]
+    work = [(c, detect, baseline(detect) if before else None) for c in configs]
+    err = Console(stderr=True)
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task(f"replaying {len(work)} realistic demo runs", total=len(work))
+        after = sweep_pairs(work, jobs, lambda r: bar.advance(task))
+    old = [{**r, "variants": r["before"]} for r in after if "before" in r]
+    folds = leave_one_family_out(after, list(KNOB_POINTS))
+    table = Table(title="realistic demo, leave one family out (worst first)")
+    for col in ("family", "knobs chosen without it", "false / anomalies",
+                "criticals ≤ 60 s", "detected", "before: false / anomalies", "before: detected"):
+        table.add_column(col)
+    for f in folds:
+        b = totals(r for r in old if r["family"] == f["family"]) if old else None
+        table.add_row(f["family"], f"false_per_day={KNOB_POINTS[f['chosen']]}",
+                      f"{f['false_alarms']}/{f['anomalies']} ({f['false_fraction']:.1%})",
+                      f"{f['critical_within_60s']}/{f['criticals']}",
+                      f"{f['detected']}/{f['incidents']}",
+                      f"{b['false_alarms']}/{b['anomalies']} ({b['false_fraction']:.1%})"
+                      if b else "", f"{b['detected']}/{b['incidents']}" if b else "")
+    held = {k: sum(f[k] for f in folds) for k in FIGURES}
+    held["false_fraction"] = round(held["false_alarms"] / max(held["anomalies"], 1), 4)
+    err.print(table)
+    summary = {"benchmark": "scenarios-realistic", "runs": len(configs),
+               "worst_family": folds[0] if folds else None, "held_out": held,
+               "folds": folds}
+    if old:
+        summary["before"] = totals(old)
+    typer.echo(json.dumps(summary))
+
+
 def register(cli: typer.Typer) -> None:
     """``eval scenario`` hangs on the shared eval group; nothing at the root."""
+
+
+@eval_app.command("nezha")
+def eval_nezha(
+    datasets: Annotated[Path | None, typer.Option(
+        help="datasets folder with nezha/ inside (default: settings' datasets_dir)")] = None,
+    save: Annotated[Path | None, typer.Option(help="write the anomalies here "
+                                                   "(JSON lines)")] = None,
+    before: Annotated[bool, typer.Option(
+        help="also replay with the generalising rules off (edges, pooling, floors, "
+             "demotion), for a before/after on the same data")] = False,
+) -> None:
+    """Replay the Nezha fault injections (TrainTicket) through the windows and the scorer,
+    in-process, at the shipped settings; per fault: detected?, when; false anomaly events."""
+    root = (datasets or settings().datasets_dir) / "nezha"
+    try:
+        labels = nezha.read_labels(root)
+    except FileNotFoundError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    detect = settings().detect
+    err = Console(stderr=True)
+    figures: dict[str, Any] = {}
+    for name, det in [("after", detect)] + ([("before", baseline(detect))] if before else []):
+        with Progress(console=err, transient=True) as bar:
+            task = bar.add_task(f"replaying nezha ({name})",
+                                total=labels.get("counts", {}).get("lines"))
+            def tick(n: int, t: Any = task) -> None:
+                bar.update(t, completed=n)
+
+            rows = nezha.replay(nezha.events(root), det, tick)
+        got = nezha.score(rows, labels["incidents"], labels.get("telemetry_gaps", []))
+        figures[name] = {k: v for k, v in got.items() if k != "faults"}
+        if name == "after":
+            if save is not None:
+                save.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+            table = Table(title=f"nezha: {got['detected']}/{got['total']} faults detected, "
+                                f"{got['false_events']}/{got['anomalies']} anomaly events "
+                                f"false ({got['false_at_gaps']} at telemetry gaps)")
+            for col in ("fault", "kind", "root service", "detected", "ttd s", "critical"):
+                table.add_column(col)
+            for f in got["faults"]:
+                table.add_row(f["id"], f["kind"], f["service"],
+                              "yes" if f["detected"] else "[red]no[/]",
+                              "" if f["ttd_s"] is None else f"{f['ttd_s']:.0f}",
+                              "yes" if f["critical"] else "")
+            err.print(table)
+    typer.echo(json.dumps({"benchmark": "nezha", **figures}))

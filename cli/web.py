@@ -18,9 +18,12 @@ from rich.console import Console
 from rich.progress import Progress
 
 from alerting.config import SmtpSettings
+from audit.trail import AuditTrail, read_anchors
+from cli.audit import audit_cli_event
 from cli.common import save_cli_token, settings
 from cli.query import api_url
 from demo.traffic import parse_duration
+from privacy.settings import load_privacy
 from sinks.clickhouse.client import Store, StoreLockedError, connect, resolve_url
 from sinks.clickhouse.queries.base import Span
 from streams.settings import Settings
@@ -28,6 +31,7 @@ from streams.web_config import web_options
 from web import reports
 from web.api import create_app, serve
 from web.auth import ROLES, TokenStore
+from web.compliance import ComplianceInputs, load_compliance
 from web.params import timestamp
 from web.remote_store import ApiStore
 
@@ -75,13 +79,14 @@ def register(cli: typer.Typer) -> None:
     ) -> None:
         """Create an API token; prints it once (only its SHA-256 is stored)."""
         s = settings()
+        name = name or f"{role}-{int(time.time())}"
         try:
-            token = TokenStore(s.web.token_path(s.data_dir)).create(
-                name or f"{role}-{int(time.time())}", role)
+            token = TokenStore(s.web.token_path(s.data_dir)).create(name, role)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
         if save:
             save_cli_token(s.cli_token_path(), token)
+        audit_cli_event(s, "token.create", name, f"role {role}")
         print(token)
 
     @cli.command("api")
@@ -107,7 +112,10 @@ def register(cli: typer.Typer) -> None:
                              health_provider=lambda: {"status": "ok", "mode": "api"},
                              metrics_registry=CollectorRegistry(),
                              web_options=web_options(s),
-                             query_connect=lambda: connect(s.clickhouse, s.data_dir))
+                             query_connect=lambda: connect(s.clickhouse, s.data_dir),
+                             audit=AuditTrail(store, s.clickhouse.database, "api",
+                                              s.audit.key.get_secret_value().encode(),
+                                              s.data_dir) if s.audit.enabled else None)
             await serve(app, s.web.api_host, s.web.api_port)
             err.print(f"API and dashboards on http://{s.web.api_host}:{s.web.api_port}")
             await asyncio.Event().wait()
@@ -145,6 +153,17 @@ def register(cli: typer.Typer) -> None:
             time.sleep(parse_duration(every))
 
 
+def compliance_inputs(s: Settings) -> ComplianceInputs:
+    """Stated response times, the audit key and anchors, the tokens and privacy rules."""
+    rules = ([{"name": r.name, "kind": r.kind, "action": r.action, "fields": ", ".join(r.fields)}
+              for r in load_privacy(s.privacy.config_file).rules] if s.privacy.enabled else [])
+    tokens = [{k: e.get(k) for k in ("name", "role", "created")}
+              for e in TokenStore(s.web.token_path(s.data_dir)).entries()]
+    return ComplianceInputs(load_compliance(s.web.compliance_file),
+                            s.audit.key.get_secret_value().encode(), read_anchors(s.data_dir),
+                            tokens, rules)
+
+
 def _one_report(s: Settings, store: Store, kind: str, span: Span, out: Path,
                 email: list[str], rate_limit: float) -> dict[str, object]:
     started = time.perf_counter()
@@ -155,7 +174,8 @@ def _one_report(s: Settings, store: Store, kind: str, span: Span, out: Path,
             progress.update(task, advance=1, description=f"{kind} report: {what}")
 
         rep = reports.build(kind, store, s.clickhouse.database, span,
-                            rate_limit_per_s=rate_limit, step=step)
+                            rate_limit_per_s=rate_limit, step=step,
+                            compliance=compliance_inputs(s) if kind == "compliance" else None)
         out.mkdir(parents=True, exist_ok=True)
         stem = out / f"{kind}-{span.until:%Y%m%dT%H%M}"
         html = rep.html()

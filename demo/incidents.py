@@ -19,7 +19,6 @@ from demo.fleet import (
     SERVICES,
     Service,
     Slots,
-    daily_shape,
     rfc3339,
 )
 from schemas.topics import METRICS
@@ -47,6 +46,9 @@ class Demo(Protocol):
     def emit(self, topic: str, at: float, event: dict[str, Any]) -> None: ...
     def effects(self, service: str, route: str) -> tuple[float, float, Incident | None]: ...
     def down(self, service: str) -> bool: ...
+    def shape(self, t: int) -> float: ...
+
+    world: Any  # the realistic profile's ``demo.realism.World`` (None: classic)
 
 
 @dataclass
@@ -167,6 +169,23 @@ def plan_incident(demo: Demo, kind: str, number: int, start: int, end: int) -> I
             {"type": "metric", "service": "auth", "name": "login_failures_per_min",
              "expected": "spike"},
         ], {"ip": ip, "victims": victims, "per_second": per_s})
+    if kind == "network_delay":  # every call to it waits on the network; its own
+        svc = rng.choice(("inventory", "users", "payments", "catalog", "search", "cart"))
+        callers, delay = _callers(svc), round(rng.uniform(150, 400))  # logs see nothing
+        return Incident(iid, kind, svc, None, start, end, "critical", (svc, *callers), [
+            {"type": "peer_latency", "services": callers, "peer": svc, "delay_ms": delay},
+            {"type": "latency_p95", "services": callers, "note": "callers slow down"},
+        ], {"delay_ms": delay})
+    if kind == "cpu_contention":  # one pod starved of CPU: slow, and unlike its siblings
+        svc = rng.choice(("catalog", "search", "cart", "users", "inventory", "web-gateway"))
+        world = demo.world
+        pod = world.starve(svc) if world is not None else ""
+        share = 1 / max(len(world.pods[svc]), 1) if world is not None else 0.33
+        return Incident(iid, kind, svc, None, start, end, "critical", (svc, *_callers(svc)), [
+            {"type": "metric", "service": svc, "name": "cpu_percent", "instance": pod,
+             "expected_min": 80},
+            {"type": "latency_p95", "service": svc, "route": None, "factor": 3.0},
+        ], {"pod": pod, "slow_share": share, "slow_factor": 4.0})
     raise ValueError(f"unknown incident kind {kind!r}")
 
 
@@ -228,7 +247,7 @@ def background_second(demo: Demo, t: int, step: int) -> None:
 def metrics_tick(demo: Demo, t: int) -> None:
     """Every service's gauges and counters for the last 10 s (daily shape, incidents)."""
     rng, tally = demo.rng, demo.tally
-    shape = daily_shape(t)
+    shape = demo.shape(t)
     kinds = {(i.service, i.kind) for i in demo.active}
 
     def point(service: str, name: str, value: float, unit: str, kind: str = "gauge") -> None:
@@ -236,12 +255,23 @@ def metrics_tick(demo: Demo, t: int) -> None:
                                "value": round(value, 3), "kind": kind, "unit": unit,
                                "labels": _LABELS})
 
+    world = demo.world
+    if world is not None:  # per-pod gauges and counters instead of per-service ones
+        world.metrics(t, demo.active, lambda service, name, value, unit, kind, labels: demo.emit(
+            METRICS, t, {"ts": t, "service": service, "name": name, "value": round(value, 3),
+                         "kind": kind, "unit": unit, "labels": {**_LABELS, **labels}}))
     for svc in FLEET:
         name = svc.name
         point(name, "up", 0.0 if demo.down(name) else 1.0, "bool")
         if demo.down(name):
             continue
         point(name, "requests_per_s", tally[f"requests:{name}"] / 10, "1/s")
+        if world is not None:
+            disk = 40 + 2.5 * svc.weight + (t / 3_600_000) % 1 + rng.gauss(0, 0.1)
+            if (name, "disk_full") in kinds:
+                disk = rng.uniform(98.5, 100.0)
+            point(name, "disk_used_percent", min(100.0, disk), "percent")
+            continue
         point(name, "http_requests_total", demo.totals[name], "1", "counter")
         lat = max((demo.effects(name, r.key)[1] for r in svc.routes), default=1.0)
         cpu = svc.cpu * shape * (1 + 0.15 * (lat - 1)) + rng.gauss(0, 2)

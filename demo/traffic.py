@@ -42,6 +42,7 @@ from demo.incidents import (
     metrics_tick,
     plan_incident,
 )
+from demo.realism import FAMILIES, FAULT_KINDS, World
 from schemas.topics import CHANGES, LOGS
 
 __all__ = ["DEMO_TEMPLATES", "Demo", "DemoConfig", "Incident", "event_time_ms", "generate",
@@ -107,6 +108,15 @@ class DemoConfig:
     rate: float = 200.0  # base log events per second across the fleet
     incident_every_s: float = 180.0
     incidents: int | None = None  # spread N incidents evenly over duration_s instead
+    profile: str = "classic"  # "realistic": pods that churn, spikes, small gauges (realism)
+    family: str = "churn"  # the realistic world's family (``demo.realism.FAMILIES``)
+
+    def __post_init__(self) -> None:
+        if self.profile not in ("classic", "realistic"):
+            raise ValueError(f"unknown demo profile {self.profile!r}: classic or realistic")
+        if self.family not in FAMILIES:
+            raise ValueError(f"unknown demo family {self.family!r}: one of "
+                             f"{', '.join(FAMILIES)}")
 
     def schedule(self) -> Iterator[tuple[int, int]]:
         """(start_ms, end_ms) of each incident, evenly spaced, on whole seconds."""
@@ -155,7 +165,9 @@ class Demo:
         self.versions = {s.name: [rng.randint(1, 4), rng.randint(0, 30), 0] for s in FLEET}
         self._schedule = cfg.schedule()
         self._next_incident = next(self._schedule, None)
-        self._kinds = list(KINDS)
+        self.world = (World.create(cfg.seed, cfg.family, cfg.start_ms)
+                      if cfg.profile == "realistic" else None)
+        self._kinds = list(KINDS) + (list(FAULT_KINDS) if self.world else [])
         rng.shuffle(self._kinds)
         self._out: list[tuple[float, int, str, Event]] = []
         self._seq = 0
@@ -186,10 +198,15 @@ class Demo:
             self.on_incident(inc)
             self._next_incident = next(self._schedule, None)
         self.active = [i for i in self.incidents if i.active(t)]
+        world = self.world
+        if world is not None:
+            world.second(t, self.change)
         if t >= self._next_change:
             self.benign_change(t)
-            self._next_change = t + int(max(60.0, self.rng.expovariate(1 / 240)) * 1000)
-        budget, emitted = _poisson(self.rng, self.cfg.rate * daily_shape(t)), 0
+            mean = 3600 / world.knobs["changes"] if world else 240
+            self._next_change = t + int(max(60.0, self.rng.expovariate(1 / mean)) * 1000)
+        rate = self.cfg.rate * (world.rate() if world else 1.0)
+        budget, emitted = _poisson(self.rng, rate * self.shape(t)), 0
         while emitted < budget:
             svc = self.rng.choices(FLEET, cum_weights=self._cum)[0]
             if self.down(svc.name):
@@ -202,6 +219,10 @@ class Demo:
         background_second(self, t, step)
         if step % 10 == 0:
             metrics_tick(self, t)
+
+    def shape(self, t: int) -> float:
+        """The traffic multiplier at ``t`` (daily cycle; the realistic world's spikes)."""
+        return self.world.shape(t) if self.world is not None else daily_shape(t)
 
     # -- emitting ---------------------------------------------------------------------
 
@@ -223,7 +244,8 @@ class Demo:
         ms, rng = int(at), self.rng
         event: Event = {
             "ts": ms if svc.epoch_ms else rfc3339(ms), "service": svc.name, "level": level,
-            "message": fmt.format(**values), "host": rng.choice(svc.hosts),
+            "message": fmt.format(**values),
+            "host": self.world.host(svc.name) if self.world else rng.choice(svc.hosts),
             "logger": svc.logger, "env": "prod", "trace_id": f"{rng.getrandbits(128):032x}",
             "span_id": f"{rng.getrandbits(64):016x}", "event_id": self.new_id(),
             "attrs": {"label": {"template": template}},  # ground truth
@@ -251,6 +273,8 @@ class Demo:
                                  "commit": build, "author": self.slots.draw("user")})
         self.log(SERVICES[service], t + 400, "INFO", "startup",
                  {"svc": service, "version": version, "build": build})
+        if self.world is not None:
+            self.world.rollout(service)  # every pod replaced
         return change_id
 
     def benign_change(self, t: int) -> None:
@@ -284,8 +308,18 @@ class Demo:
             if inc.service == service and inc.route in (None, route) and inc.effect:
                 err = max(err, float(inc.effect.get("error_rate", 0.0)))
                 lat *= float(inc.effect.get("latency_factor", 1.0))
+                share = float(inc.effect.get("slow_share", 0.0))
+                if share and self.rng.random() < share:  # the requests of a starved pod
+                    lat *= float(inc.effect.get("slow_factor", 1.0))
                 cause = inc
+        if self.world is not None:
+            lat *= self.world.latency_factor(service, route, int(self._last))
         return err, lat, cause
+
+    def delay(self, service: str) -> float:
+        """Network delay (ms) on every call to ``service`` (a network_delay incident)."""
+        return sum(float(i.effect.get("delay_ms", 0.0)) for i in self.active
+                   if i.service == service)
 
     def down(self, service: str) -> bool:
         """Whether ``service`` is down (a dependency outage is on)."""
@@ -313,7 +347,7 @@ class Demo:
                 self.log(svc, at + dur, "WARN", "circuit_open", {"peer": callee})
             return dur, False, True
         err, lat, _ = self.effects(callee, op)
-        dur = self.latency(ROUTES[(callee, op)], lat)
+        dur = self.latency(ROUTES[(callee, op)], lat) + self.delay(callee)
         ok = rng.random() >= SERVICES[callee].error_rate + err
         peer = {"service": callee, "operation": op, "duration_ms": round(dur, 3), "ok": ok}
         ctx["dur"] = duration(dur)
@@ -368,6 +402,8 @@ class Demo:
         self.tally[f"requests:{svc.name}"] += 1
         self.tally[f"ok:{svc.name}:{route.key}"] += status < 400
         self.totals[svc.name] += 1
+        if self.world is not None:
+            self.world.count(svc.name)
         return lines
 
     def _login(self, svc: Service, at: float, ctx: dict[str, str], status: int) -> int:

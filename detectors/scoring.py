@@ -44,6 +44,21 @@ import numpy as np
 
 from detectors.feedback import ChangeLog
 from detectors.multivariate import ServiceModel
+from detectors.pooling import (
+    EXEMPT,
+    FLEET_REL,
+    FLEET_Z,
+    SIBLING_REL,
+    SIBLING_RUN,
+    SIBLING_Z,
+    Pool,
+    discrete_significant,
+    fleet_shift,
+    integral,
+    quantum_of,
+    sibling_z,
+    split_instance,
+)
 from detectors.scoring_bank import (
     COUNTER,
     SPECS,
@@ -56,6 +71,7 @@ from detectors.scoring_bank import (
     bank_key,
     counter_rate,
     features,
+    is_counter,
     severity_of,
     specs_of,
     update_rows,
@@ -80,6 +96,8 @@ __all__ = ["MV_VERSION", "SPECS", "STREAM", "VERSION", "FeatureSpec", "SeriesSta
 
 VERSION = "series-1"
 MV_VERSION = "hst-1"
+SIB_VERSION = "siblings-1"
+_NOT_LOAD = frozenset(("error_rate", "p50", "p95", "p99"))  # what a fleet shift never demotes
 MIN_Q = 2.5  # no offset takes a threshold below this (-log p; the hot filter is at 2.3)
 Scored = list[tuple[FeatureSpec, float, Score, int]]
 
@@ -106,21 +124,148 @@ class WindowScorer:
         self.scored = 0
         # (variant, detector) -> detector-wide threshold offset (``alert_budget``)
         self.offsets: dict[tuple[str, str], float] = {}
+        self.pools: dict[str, Pool] = {}  # pooled series -> its instances
+        self._pooling: set[str] = set()  # pools with windows waiting in this batch
+        # (window_s, end) -> service -> its traffic's move in that window (+1, -1, 0)
+        self.fleet: dict[tuple[int, int], dict[str, float]] = {}
+        self.demoted = 0  # anomalies demoted as a fleet-wide shift (load)
 
     def score_batch(self, windows: Iterable[WindowStats]) -> list[AnomalyEvent]:
         """Score (then learn) each window; after the batch, score the silent series."""
         before = dict(self.watermark)
         batch = Batch(self.banks)
+        pool = self.settings.pool_instances
         for w in windows:
-            if w.window_s in self.settings.window_s:
+            if w.window_s in self.settings.window_s and (
+                    w.scope != "edge" or self.settings.edges):
                 end = int(w.end.timestamp() * 1000)
-                self._accept(batch, w, end)
+                if not (pool and w.scope == "metric" and self._pool(w, end)):
+                    self._accept(batch, w, end)
                 self.watermark[w.window_s] = max(self.watermark.get(w.window_s, end), end)
-        out = self._score_all(batch)
+        out = self._pooled(batch) if self._pooling else []
+        out += self._score_all(batch)
         for ws, mark in before.items():
             if self.watermark[ws] > mark:
                 out += self._score_all(self._silences(ws, mark))
+        if self.settings.fleet_demotion and out:
+            out = self._demote(out)
         return collapse(out) if len(out) > 1 else out
+
+    # -- instances pooled, siblings compared (``detectors.pooling``) -----------------------
+
+    def _pool(self, w: WindowStats, end: int) -> bool:
+        """Stash an instance's metric window in its pool; False if it has no instance."""
+        split = split_instance(w.series)
+        if split is None:
+            return False
+        group, instance = split
+        pool = self.pools.get(group)
+        if pool is None:
+            pool = self.pools[group] = Pool(w.service, w.name, is_counter(w))
+        pool.add(w.window_s, end, instance, w.series, w.mean, w.last, w.min, w.max)
+        self._pooling.add(group)
+        return True
+
+    def _pooled(self, batch: Batch) -> list[AnomalyEvent]:
+        """Each pool's windows of this batch: the pooled value into ``batch``; instances
+        unlike their siblings as ``siblings`` anomalies."""
+        out: list[AnomalyEvent] = []
+        for group in sorted(self._pooling):
+            pool = self.pools[group]
+            st = self.states.get(group)
+            if st is None:
+                st = self.states[group] = SeriesState((pool.service, "metric", "", pool.name),
+                                                      self.banks)
+            for key in sorted(pool.values):
+                values = pool.values[key]
+                ws, end = divmod(key, 10**13)
+                pool.done[ws] = max(pool.done.get(ws, end), end)
+                st.discrete = pool.discrete and not pool.counter
+                st.quantum = pool.quantum
+                if end > st.last_end.get(ws, -1):
+                    st.last_end[ws] = end
+                    self.dirty.add(group)
+                    batch.window(st, group, ws, end, len(values), len(values))
+                    spec = COUNTER[0] if pool.counter else SPECS["metric"][0]
+                    batch.point(st, ws, end, spec, pool.pooled(ws, end, values))
+                out += self._siblings(st, group, pool, ws, end, values)
+                pool.forget_before(end - 1_800_000)
+            pool.values.clear()
+        self._pooling.clear()
+        return out
+
+    def _siblings(self, st: SeriesState, group: str, pool: Pool, ws: int, end: int,
+                  values: dict[str, float]) -> list[AnomalyEvent]:
+        """Instances of one window far from their siblings' median, ``SIBLING_RUN`` windows
+        in a row (a discrete gauge also beyond its quanta and Poisson noise)."""
+        discrete = pool.discrete and not pool.counter
+        med = sorted(values.values())[len(values) // 2] if values else 0.0
+        floor = 0.0  # counts' own noise: Poisson, of the siblings' typical count
+        if pool.counter and math.isfinite(med):
+            floor = math.sqrt(max(med, 0.0) * ws) / ws
+        elif discrete and math.isfinite(med):
+            floor = max(1.0, math.sqrt(max(med, 0.0)))
+        zs = sibling_z(values, floor)
+        out: list[AnomalyEvent] = []
+        for instance in sorted(values):
+            got = zs.get(instance)
+            odd = False
+            if got is not None:
+                z, med, scale = got
+                x = values[instance]
+                odd = (abs(z) >= SIBLING_Z and abs(x - med) >= SIBLING_REL * abs(med)
+                       and (not discrete or discrete_significant(x, med)))
+            run = pool.runs.get(instance, 0) + 1 if odd else 0
+            if run:
+                pool.runs[instance] = run
+            else:
+                pool.runs.pop(instance, None)
+            if run != SIBLING_RUN or got is None:
+                continue
+            series = pool.names.get(instance, group)
+            q = min(0.5 * z * z, 700.0)
+            for variant, v in self.variants:
+                key = f"{variant}|siblings|{instance}@{ws}"
+                calm = self._disturbed(st, key, end)
+                if not self._cooled(st, key, end, v, calm):
+                    continue
+                out.append(self._event(
+                    st, series, ws, end, variant, v, "siblings", SIB_VERSION, "mean", x, med,
+                    med - SIBLING_Z * scale, med + SIBLING_Z * scale, 1.0 - math.exp(-q),
+                    0.5 * SIBLING_Z ** 2, "up" if z > 0 else "down", "warning",
+                    {"siblings": float(len(zs)), "z": round(z, 2)}))
+        return out
+
+    # -- fleet-wide shifts -------------------------------------------------------------------
+
+    def _demote(self, events: list[AnomalyEvent]) -> list[AnomalyEvent]:
+        """Drop the traffic and metric anomalies that go with a fleet-wide traffic shift
+        in their window, unless errors or latency moved on that service too."""
+        hurt = {(a.variant, a.service, a.ts) for a in events if a.feature in _NOT_LOAD}
+        keep = []
+        for a in events:
+            if a.feature in _NOT_LOAD or a.severity == "critical" or (
+                    a.variant, a.service, a.ts) in hurt:
+                keep.append(a)
+                continue
+            shift = fleet_shift(self.fleet.get((a.window_s, a.ts), {}))
+            if shift == 0 or (a.direction == "up") != (shift > 0):
+                keep.append(a)
+            else:
+                self.demoted += 1
+        return keep
+
+    def _move(self, st: SeriesState, ws: int, end: int, scored: Scored) -> None:
+        """Note how a service's traffic moved in this window (for ``_demote``)."""
+        for spec, x, s, n in scored:
+            if spec.name != "rate_per_s" or not math.isfinite(x) or n < 2:
+                continue
+            moved = s.raw >= FLEET_Z and abs(x - s.expected) >= FLEET_REL * abs(s.expected)
+            sign = (1.0 if x > s.expected else -1.0) if moved else 0.0
+            self.fleet.setdefault((ws, end), {})[st.meta[0]] = sign
+        if len(self.fleet) > 256:
+            for k in sorted(self.fleet)[:128]:
+                del self.fleet[k]
 
     def _accept(self, batch: Batch, w: WindowStats, end: int) -> None:
         """Add the window's features to ``batch``, unless it is a revision or a replay."""
@@ -132,6 +277,11 @@ class WindowScorer:
         last = st.last_end.get(ws, -1)
         if end <= last:
             return  # already learnt
+        if w.scope == "metric" and st.discrete:
+            if not integral(w.mean, w.min, w.max, w.last):
+                st.discrete = False
+            else:
+                st.quantum = quantum_of(st.quantum, w.min, w.max, w.last)
         st.last_end[ws] = end
         self.dirty.add(w.series)
         batch.window(st, w.series, ws, end, w.count, w.samples or w.count)
@@ -184,18 +334,28 @@ class WindowScorer:
         """Significance, thresholds, confirmation, cooldowns, severity: a window's events."""
         out: list[AnomalyEvent] = []
         zs = {spec.name: round(s.raw, 2) for spec, _, s, _ in scored if s.raw == s.raw}
-        burst, base = self._error_run(st, ws, end, scored, count) if st.meta[1] == "route" \
-            else (0.0, 0.0)
+        scope = st.meta[1]
+        if scope == "service":
+            self._move(st, ws, end, scored)
+        floor = (scope == "metric" and st.discrete and self.settings.discrete_floor
+                 and st.meta[3] not in EXEMPT)
+        burst, base = self._error_run(st, ws, end, scored, count) \
+            if st.meta[1] in ("route", "edge") else (0.0, 0.0)
         for variant, v in self.variants:
-            thr_q = max(v.threshold_q + st.adj.get(variant, 0.0)
+            base_q = v.base_q(ws)
+            thr_q = max(base_q + st.adj.get(variant, 0.0)
                         + self.offsets.get((variant, "series"), 0.0), MIN_Q)
             for spec, x, s, n in scored:
                 if n < v.warmup or not math.isfinite(x) or s.score <= 0:
                     continue
                 q = -math.log(max(1.0 - s.score, 1e-300))
                 direction = practical(spec, x, s.expected, count, ws, v.min_change)
+                if (floor and spec.name == "mean" and direction is not None
+                        and not discrete_significant(
+                        x, s.expected, max(st.quantum, 1))):
+                    direction = None  # a few quanta of an integer gauge: not news
                 expected = s.expected
-                if spec.name == "error_rate" and burst >= RUN_Q + thr_q - v.threshold_q:
+                if spec.name == "error_rate" and burst >= RUN_Q + thr_q - base_q:
                     direction, q, expected = "up", max(q, burst), base  # errors in a row
                 if direction is None:
                     continue
@@ -345,3 +505,4 @@ class WindowScorer:
             if s not in kept:
                 st.release()
         self.states = {s: st for s, st in self.states.items() if s in kept}
+        self.pools = {g: p for g, p in self.pools.items() if g in kept}

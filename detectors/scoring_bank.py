@@ -64,6 +64,9 @@ _TRAFFIC = (
 _MEDIAN = FeatureSpec("p50", ("up",), 10.0, 0.5, "warning", 1.0)
 SPECS: dict[str, tuple[FeatureSpec, ...]] = {
     "service": _TRAFFIC, "route": (*_TRAFFIC, _MEDIAN),
+    # a dependency edge (caller->callee): its calls fail or slow down; how often a caller
+    # calls follows the caller's own traffic, scored on the caller
+    "edge": (*_TRAFFIC[1:], _MEDIAN),
     "metric": (FeatureSpec("mean", ("down", "up"), 0.0, 0.1, "warning"),),
     "counter": (FeatureSpec("increase_per_s", ("down", "up"), 0.0, 0.1, "warning"),),
     "template": (FeatureSpec("count", ("up",), 5.0, 1.0, "warning", 1.0),),
@@ -148,8 +151,8 @@ class Banks:
 class SeriesState:
     """Everything learnt about one series: its detector rows, clocks, cooldowns, adjustments."""
 
-    __slots__ = ("adj", "banks", "cool", "last_end", "meta", "mv", "pending", "prev", "rows",
-                 "runs")
+    __slots__ = ("adj", "banks", "cool", "discrete", "last_end", "meta", "mv", "pending",
+                 "prev", "quantum", "rows", "runs")
 
     def __init__(self, meta: tuple[str, str, str, str], banks: Banks) -> None:
         self.meta = meta  # service, scope, route, name
@@ -164,6 +167,8 @@ class SeriesState:
         # window_s -> a route's run of windows with errors (``significance.error_run``)
         self.runs: dict[int, tuple[int, int, float, float, float]] = {}
         self.mv: ServiceModel | None = None
+        self.discrete = True  # a metric whose every reading so far was a whole number
+        self.quantum = 0  # ... and the greatest common divisor of those readings
 
     @property
     def dets(self) -> dict[str, SeriesDetector]:
@@ -180,7 +185,8 @@ class SeriesState:
         """Compact snapshot: a JSON head, then each detector's ``to_bytes``."""
         head = orjson.dumps({"m": self.meta, "l": self.last_end, "c": self.cool,
                              "a": self.adj, "p": self.prev, "u": self.pending,
-                             "r": self.runs, "d": list(self.rows)},
+                             "r": self.runs, "d": list(self.rows), "q": self.discrete,
+                             "g": self.quantum},
                             option=orjson.OPT_NON_STR_KEYS)
         parts = [struct.pack("<I", len(head)), head]
         for det in self.dets.values():
@@ -213,6 +219,8 @@ class SeriesState:
                       for k, v in head.get("u", {}).items()}  # (an int: before runs)
         st.runs = {int(k): (int(v[0]), int(v[1]), float(v[2]), float(v[3]), float(v[4]))
                    for k, v in head.get("r", {}).items()}
+        st.discrete = bool(head.get("q", True))
+        st.quantum = int(head.get("g", 0))
         at = 4 + n
         try:
             for key in head["d"]:

@@ -7,6 +7,8 @@ into ``champion`` and drop ``challenger``.
 
 from __future__ import annotations
 
+import math
+
 from pydantic import BaseModel, Field
 
 
@@ -23,6 +25,19 @@ class VariantConfig(BaseModel):
     rearm_s: float = Field(default=60.0, ge=0)  # ... unless it was calm this long since
     multivariate: bool = True  # also run the per-service HalfSpaceTrees model
     mv_threshold_q: float = Field(default=10.0, gt=0)
+    # The stated false-alarm rate per series and day: when set, the threshold is the tail
+    # probability that gives it (-log p = log(windows a day / false_per_day)), not threshold_q
+    false_per_day: float | None = Field(default=None, gt=0)
+
+    def base_q(self, window_s: int) -> float:
+        """The threshold (-log p) before per-series and budget offsets, at ``window_s``.
+
+        >>> VariantConfig(false_per_day=1.0).base_q(10)  # 8640 windows a day, 1 false
+        9.06...
+        """
+        if self.false_per_day is None:
+            return self.threshold_q
+        return max(math.log(86400 / window_s / self.false_per_day), 2.5)
 
 
 class BudgetSettings(BaseModel):
@@ -54,6 +69,10 @@ class DetectionSettings(BaseModel):
     snapshot_s: float = Field(default=30.0, gt=0)  # model state snapshot period
     max_gap_windows: int = Field(default=60, ge=0)  # missing windows scored as silence
     min_alive_rate: float = Field(default=0.5, ge=0)  # events/s below which silence is normal
+    edges: bool = True  # score dependency edges (caller->callee windows)
+    pool_instances: bool = True  # score per-instance metrics pooled + against siblings
+    fleet_demotion: bool = True  # traffic moving on most services at once is load
+    discrete_floor: bool = True  # integer gauges need K quanta and Poisson noise to move
     calibrate_raise_q: float = Field(default=1.0, ge=0)  # threshold step per false positive
     calibrate_lower_q: float = Field(default=0.2, ge=0)  # step back per confirmed anomaly
     calibrate_max_q: float = Field(default=6.0, ge=0)  # bound on a series' extra threshold

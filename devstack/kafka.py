@@ -39,13 +39,16 @@ def default_cache_dir() -> Path:
 
 
 def server_properties(port: int, controller_port: int, data_dir: Path,
-                      security: BrokerSecurity | None = None) -> str:
-    """The broker config: one node that is both broker and controller, on loopback (its
-    client listener SASL_SSL with ``security``)."""
+                      security: BrokerSecurity | None = None, node_id: int = 1,
+                      voters: str = "", replication: int = 1) -> str:
+    """The broker config: a node that is both broker and controller, on loopback (its
+    client listener SASL_SSL with ``security``). Alone by default; one of a cluster with
+    ``voters`` (``id@host:port,...``) and the internal topics' ``replication``."""
+    r, isr = str(replication), str(min_insync(replication))
     settings = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+        "node.id": str(node_id),
+        "controller.quorum.voters": voters or f"{node_id}@127.0.0.1:{controller_port}",
         "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
         "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
         "controller.listener.names": "CONTROLLER",
@@ -53,11 +56,13 @@ def server_properties(port: int, controller_port: int, data_dir: Path,
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "log.dirs": str(data_dir),
         "num.partitions": "1",
-        "offsets.topic.replication.factor": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
+        "offsets.topic.replication.factor": r,
+        "transaction.state.log.replication.factor": r,
+        "transaction.state.log.min.isr": isr,
+        "share.coordinator.state.topic.replication.factor": r,
+        "share.coordinator.state.topic.min.isr": isr,
+        "default.replication.factor": r,  # topics a client creates (Faust's changelogs)
+        "min.insync.replicas": isr,
         "group.initial.rebalance.delay.ms": "0",  # consumers join at once in dev and tests
         "auto.create.topics.enable": "true",
         "delete.topic.enable": "true",
@@ -67,6 +72,12 @@ def server_properties(port: int, controller_port: int, data_dir: Path,
     if security is not None:
         settings |= security.server_properties(port, controller_port)
     return "".join(f"{k}={v}\n" for k, v in settings.items())
+
+
+def min_insync(replication: int) -> int:
+    """The in-sync replicas a write needs: 2 once there are 3 copies (one broker may be
+    lost without refusing writes), else 1."""
+    return 2 if replication >= 3 else 1
 
 
 def log4j2_properties(log_file: Path) -> str:
@@ -169,6 +180,12 @@ class LocalKafka:
     cache_dir: Path = REPO_ROOT / ".cache" / "kafka"
     heap: str = "768m"
     security: BrokerSecurity | None = None  # a SASL_SSL listener instead of PLAINTEXT
+    # one node of a cluster (devstack/kafka_cluster.py): its id, every controller, the
+    # internal topics' replication and the cluster id every node is formatted with
+    node_id: int = 1
+    voters: str = ""
+    replication: int = 1
+    cluster_id: str = ""
 
     def __post_init__(self) -> None:
         # absolute, so the pid check and the broker's cwd do not depend on ours
@@ -237,7 +254,7 @@ class LocalKafka:
         """Write server.properties and log4j2.properties (ports may change between runs)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         props = server_properties(self.port, self.controller_port, self.dir / "data",
-                                  self.security)
+                                  self.security, self.node_id, self.voters, self.replication)
         (self.dir / "server.properties").write_text(props)
         (self.dir / "log4j2.properties").write_text(log4j2_properties(self.log_file))
 
@@ -249,7 +266,7 @@ class LocalKafka:
         # a short-lived tool: the quick JIT tier and serial GC start faster
         cmd = [java, "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",
                "-cp", f"{self.libs_dir}/*", "kafka.tools.StorageTool", "format",
-               "-t", new_cluster_id(), "-c", str(self.dir / "server.properties"),
+               "-t", self.cluster_id or new_cluster_id(), "-c", str(self.dir / "server.properties"),
                *(self.security.format_args() if self.security else [])]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if out.returncode != 0:
@@ -274,18 +291,30 @@ class LocalKafka:
 
     def start(self, timeout: float = 90.0) -> KafkaStatus:
         """Start the broker detached (it outlives the caller) and wait until it answers."""
+        pid = self.launch()
+        if pid is not None:
+            self.wait_up(pid, timeout)
+        return self.status()
+
+    def launch(self, java: str | None = None) -> int | None:
+        """Spawn the broker unless ours runs already; its pid, None for a healthy broker we
+        did not start on our port. Does not wait (a cluster's nodes start together)."""
         pid = self.pid()
         if pid is None and port_in_use(self.port):
             if is_healthy(self.bootstrap, 5.0, self.client_security()):
-                return self.status()  # a broker we did not start (or lost the pid of)
+                return None  # a broker we did not start (or lost the pid of)
             raise SetupError(f"port {self.port} is taken by another program: set "
                              "LOGWARDEN_KAFKA_LOCAL_PORT to a free port")
         if pid is None:
-            java = find_java()
+            java = java or find_java()
             self.ensure_jars()
             self.format_if_needed(java)
             self.write_config()
             pid = self._spawn(java)
+        return pid
+
+    def wait_up(self, pid: int, timeout: float) -> None:
+        """Wait until the broker ``pid`` answers; stop it and raise SetupError if it does not."""
         try:
             wait_for_kafka(self.bootstrap, timeout, alive=lambda: _alive(pid),
                            security=self.client_security())
@@ -293,7 +322,6 @@ class LocalKafka:
             self.stop()
             raise SetupError(f"the local Kafka did not come up on {self.bootstrap} ({e}); "
                              f"last lines of {self.log_file}:\n{tail(self.log_file)}") from e
-        return self.status()
 
     def _spawn(self, java: str) -> int:
         cmd = [java, f"-Xmx{self.heap}", "-Xms128m", "-XX:+UseG1GC",

@@ -49,27 +49,55 @@ def demo_config(labels: list[dict[str, Any]], seed: int, rate: float,
 
 def replay(cfg: DemoConfig, detect: DetectionSettings,
            progress: Callable[[int], None] = lambda t: None,
-           on_incident: Callable[[Incident], None] = lambda i: None) -> list[dict[str, Any]]:
-    """Run the demo through ingest windows and the scorer; every anomaly, as dicts."""
-    clock = [cfg.start_ms / 1000]
+           on_incident: Callable[[Incident], None] = lambda i: None,
+           on_windows: Callable[[list[WindowStats]], None] = lambda ws: None,
+           ) -> list[dict[str, Any]]:
+    """Run the demo through ingest windows and the scorer; every anomaly, as dicts
+    (``on_windows`` sees each batch of whole windows first)."""
+    return replay_many(cfg, [detect], progress, on_incident, on_windows)[0]
+
+
+def replay_many(cfg: DemoConfig, detects: list[DetectionSettings],
+                progress: Callable[[int], None] = lambda t: None,
+                on_incident: Callable[[Incident], None] = lambda i: None,
+                on_windows: Callable[[list[WindowStats]], None] = lambda ws: None,
+                ) -> list[list[dict[str, Any]]]:
+    """``replay`` with one scorer per settings on the same windows (generated and
+    windowed once); each scorer's anomalies."""
+    # the demo stops mid-window: a window past its end is partial (a fake traffic drop)
+    stop_ms = cfg.start_ms + (cfg.duration_s or math.inf) * 1000
+    return replay_events(generate(cfg, on_incident), cfg.start_ms, stop_ms, detects, progress,
+                         on_windows)
+
+
+def replay_events(events: Iterable[tuple[str, dict[str, Any]]], start_ms: float,
+                  stop_ms: float, detects: list[DetectionSettings],
+                  progress: Callable[[int], None] = lambda t: None,
+                  on_windows: Callable[[list[WindowStats]], None] = lambda ws: None,
+                  ) -> list[list[dict[str, Any]]]:
+    """Run (topic, event) pairs in event-time order through the worker's ingest windows and
+    one scorer per settings; each scorer's anomalies, as dicts. Windows ending after
+    ``stop_ms`` are partial: dropped."""
+    clock = [start_ms / 1000]
     proc = IngestProcessor(clock=lambda: clock[0])
     changes = ChangeLog()
-    scorer = WindowScorer(detect, changes)
-    out: list[dict[str, Any]] = []
+    scorers = [WindowScorer(d, changes) for d in detects]
+    outs: list[list[dict[str, Any]]] = [[] for _ in detects]
     batch: list[Record] = []
-    # the demo stops mid-window: a window past its end is partial (a fake traffic drop)
-    stop_s = (cfg.start_ms + (cfg.duration_s or math.inf) * 1000) / 1000
+    stop_s = stop_ms / 1000
 
     def score(windows: list[WindowStats]) -> None:
         whole = [w for w in windows if w.end.timestamp() <= stop_s]
-        out.extend(a.model_dump() for a in scorer.score_batch(whole))
+        on_windows(whole)  # evaluation.paging runs the alert rules on them
+        for scorer, out in zip(scorers, outs, strict=True):
+            out.extend(a.model_dump() for a in scorer.score_batch(whole))
 
     def flush() -> None:
         result = proc.process(batch)
         batch.clear()
         score(result.windows)
 
-    for offset, (topic, event) in enumerate(generate(cfg, on_incident)):
+    for offset, (topic, event) in enumerate(events):
         if topic == CHANGES:
             changes.add(event_time_ms(event), event["service"], event["kind"],
                         event["description"])
@@ -84,7 +112,7 @@ def replay(cfg: DemoConfig, detect: DetectionSettings,
     flush()
     clock[0] += 3600.0
     score(proc.flush_idle())
-    return out
+    return outs
 
 
 # The start times of the development set in the README (seeds 0-4 at each).
@@ -111,14 +139,72 @@ def parse_seeds(text: str) -> list[int]:
     return out
 
 
-def run_scenario(cfg: DemoConfig, detect: DetectionSettings) -> dict[str, Any]:
-    """One demo run replayed and scored: the champion's figures (``FIGURES``)."""
+def run_scenario(cfg: DemoConfig, detect: DetectionSettings,
+                 before: DetectionSettings | None = None) -> dict[str, Any]:
+    """One demo run replayed and scored: the champion's figures (``FIGURES``), and each
+    variant's under ``variants``; with ``before``, also that scorer's (same windows) under
+    ``before``."""
     labels: list[dict[str, Any]] = []
-    rows = replay(cfg, detect, on_incident=lambda inc: labels.append(inc.label()))
-    r = evaluate(rows, labels, (cfg.duration_s or 0) / 3600)["champion"]
-    return {"seed": cfg.seed, "start_ms": cfg.start_ms, **{k: r[k] for k in FIGURES[:4]},
-            "detected": sum(i["detected"] for i in r["incidents"]),
-            "incidents": len(r["incidents"])}
+    detects = [detect] + ([before] if before is not None else [])
+    runs = replay_many(cfg, detects, on_incident=lambda inc: labels.append(inc.label()))
+
+    def figures(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        result = evaluate(rows, labels, (cfg.duration_s or 0) / 3600)
+        return {v: {**{k: r[k] for k in FIGURES[:4]},
+                    "detected": sum(i["detected"] for i in r["incidents"]),
+                    "incidents": len(r["incidents"])} for v, r in result.items()}
+
+    variants = figures(runs[0])
+    out = {"seed": cfg.seed, "start_ms": cfg.start_ms, "family": cfg.family,
+           "profile": cfg.profile, **variants["champion"], "variants": variants}
+    if before is not None:
+        out["before"] = figures(runs[1])
+    return out
+
+
+def run_pair(job: tuple[DemoConfig, DetectionSettings, DetectionSettings | None]
+             ) -> dict[str, Any]:
+    """``run_scenario`` of a (config, settings, before) job (for a process pool)."""
+    return run_scenario(*job)
+
+
+def totals(runs: Iterable[dict[str, Any]], variant: str = "champion") -> dict[str, Any]:
+    """``FIGURES`` added up over runs, for one variant, with the false fraction."""
+    runs = list(runs)
+    out: dict[str, Any] = {k: sum(r["variants"][variant][k] for r in runs) for k in FIGURES}
+    out["false_fraction"] = round(out["false_alarms"] / max(out["anomalies"], 1), 4)
+    return out
+
+
+def choose(runs: list[dict[str, Any]], points: Iterable[str]) -> str:
+    """The knob point (variant) best on ``runs``: most criticals detected within 60 s,
+    then most incidents detected, then the fewest false anomaly events (a share).
+
+    >>> runs = [{"variants": {"a": dict(anomalies=10, false_alarms=5, critical_within_60s=3,
+    ...     criticals=3, detected=6, incidents=6), "b": dict(anomalies=8, false_alarms=1,
+    ...     critical_within_60s=3, criticals=3, detected=6, incidents=6)}}]
+    >>> choose(runs, ["a", "b"])
+    'b'
+    """
+    def key(p: str) -> tuple[float, float, float]:
+        t = totals(runs, p)
+        return (-round(t["critical_within_60s"] / max(t["criticals"], 1), 3),
+                -round(t["detected"] / max(t["incidents"], 1), 3), t["false_fraction"])
+    return min(points, key=key)
+
+
+def leave_one_family_out(runs: list[dict[str, Any]], points: list[str]
+                         ) -> list[dict[str, Any]]:
+    """Per family: the knob point chosen on the other families' runs, and the family's
+    figures at it; worst (highest false share) first."""
+    families = sorted({r["family"] for r in runs})
+    out = []
+    for fam in families:
+        train = [r for r in runs if r["family"] != fam] or runs
+        point = choose(train, points)
+        held = totals((r for r in runs if r["family"] == fam), point)
+        out.append({"family": fam, "chosen": point, **held})
+    return sorted(out, key=lambda f: (-f["false_fraction"], f["family"]))
 
 
 def sweep(configs: Iterable[DemoConfig], detect: DetectionSettings, jobs: int,
@@ -138,6 +224,37 @@ def sweep(configs: Iterable[DemoConfig], detect: DetectionSettings, jobs: int,
             results[futures[f]] = f.result()
             done(results[futures[f]])
     return [results[i] for i in range(len(todo))]
+
+
+def sweep_pairs(jobs_list: list[tuple[DemoConfig, DetectionSettings,
+                                      DetectionSettings | None]], jobs: int,
+                done: Callable[[dict[str, Any]], None] = lambda r: None
+                ) -> list[dict[str, Any]]:
+    """``run_scenario`` for every (config, settings), ``jobs`` at a time, in order."""
+    if jobs <= 1:
+        out = []
+        for job in jobs_list:
+            out.append(run_pair(job))
+            done(out[-1])
+        return out
+    results: dict[int, dict[str, Any]] = {}
+    with ProcessPoolExecutor(jobs) as pool:
+        futures = {pool.submit(run_pair, job): i for i, job in enumerate(jobs_list)}
+        for f in as_completed(futures):
+            results[futures[f]] = f.result()
+            done(results[futures[f]])
+    return [results[i] for i in range(len(jobs_list))]
+
+
+# The knob grid that leave-one-family-out chooses from: each point is a variant of one
+# replay (champion and challenger score the same calibrated values).
+KNOB_POINTS = {"champion": None, "challenger": 3.0}  # variant -> false_per_day (None: q 6.5)
+
+
+def baseline(detect: DetectionSettings) -> DetectionSettings:
+    """The settings with this issue's rules off (no edges, pooling, floors, demotion)."""
+    return detect.model_copy(update={"edges": False, "pool_instances": False,
+                                     "fleet_demotion": False, "discrete_floor": False})
 
 
 def span_hours(rows: list[dict[str, Any]], incidents: list[dict[str, Any]]) -> float:

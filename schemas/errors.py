@@ -48,3 +48,12 @@ class StoreUnavailable(LogwardenError):
 
 class SetupError(LogwardenError):
     """A missing prerequisite (Java, Maven, a running worker) with what to do about it."""
+
+
+class OtlpRequestError(LogwardenError):
+    """An OTLP request refused whole: HTTP ``status`` (400 malformed, 413 too large)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message

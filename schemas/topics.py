@@ -39,6 +39,8 @@ class Internal:
     alert_actions: str  # ack / resolve / silence from API, Slack, SMS
     alert_signals: str  # rule verdicts and manager ticks (partition 0)
     alert_ticks: str  # evaluation ticks, one per partition
+    runbook_actions: str  # runbook triggers, approvals, ticks (partition 0)
+    auth_events: str  # authentication events for the security detectors (schemas.auth_events)
 
     @property
     def all(self) -> tuple[str, ...]:

@@ -8,7 +8,7 @@ from typing import Literal
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-Scope = Literal["service", "route", "metric", "template"]
+Scope = Literal["service", "route", "metric", "template", "edge"]
 
 
 class WindowStats(BaseModel):
@@ -16,11 +16,11 @@ class WindowStats(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    series: str  # "svc", "svc GET /cart", "svc/cpu{host=a}", "svc#<template id>"
+    series: str  # "svc", "svc GET /cart", "svc/cpu{host=a}", "svc#<template id>", "a->b"
     service: str
     scope: Scope
     route: str = ""
-    name: str = ""  # metric name or template id
+    name: str = ""  # metric name, template id, or the callee of an edge
     window_s: int
     start: datetime
     end: datetime

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -10,24 +10,32 @@ import faust
 import structlog
 from faust.auth import Credentials
 from mode import Service
+from prometheus_client import CollectorRegistry
 
 from alerting.agents.service import AlertingStage, register_alerting
 from alerting.config import AlertingSettings
 from categorisation.settings import load_categorisation
+from privacy.redact import open_redactor
+from schemas import topics
+from schemas.changes import Feedback
 from sinks.clickhouse.client import connect
 from streams.agents.categorise import CategoriseStage
+from streams.agents.incidents import register_incidents
 from streams.agents.ingest import IngestService
 from streams.agents.score_windows import ScoreService
 from streams.categorise import Categoriser
 from streams.consumer import BatchConsumer
 from streams.ingest import ingest_processor
 from streams.metrics import health, registry_for
+from streams.otlp_sink import OtlpService
 from streams.runtime import Runtime
-from streams.settings import KafkaSettings
+from streams.settings import KafkaSettings, client_id
 from streams.web_config import web_options
+from web.actions import ActionsApi
 from web.alerts import AlertsApi
 from web.api import create_app as create_api
 from web.api import serve
+from web.verdicts import VerdictsApi
 
 log = structlog.get_logger(__name__)
 
@@ -40,23 +48,27 @@ class ApiService(Service):
                  others: Sequence[BatchConsumer] = (), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.rt, self.ingest, self.alerting, self.others = runtime, ingest, alerting, others
+        self.otlp_metrics: CollectorRegistry | None = None
         self.runner: Any = None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-store")
 
     async def on_start(self) -> None:
         s = self.rt.settings
         registry = registry_for(self.ingest)
+        if self.otlp_metrics is not None:  # the OTLP receiver's counters on /metrics too
+            registry.register(self.otlp_metrics)
         alerts = None
         if self.alerting is not None:
             registry.register(self.alerting.delay)
-            alerts = alerts_api(self.alerting, s.alerting)
+            alerts = alerts_api(self.alerting, s.alerting, self.rt.send)
         app = create_api(self.rt.store, database=s.clickhouse.database,
                          executor_or_lock=self.executor,
                          health_provider=lambda: health(self.ingest, self.others),
                          metrics_registry=registry, alerts=alerts,
                          web_options=web_options(s, self.rt.send),
                          # SQL from /api/query: own clients and threads, not the writers'
-                         query_connect=lambda: connect(s.clickhouse, s.data_dir))
+                         query_connect=lambda: connect(s.clickhouse, s.data_dir),
+                         audit=self.rt.audit)
         self.runner = await serve(app, s.stream.web_host, s.stream.web_port)
         log.info("api_listening", url=f"http://{s.stream.web_host}:{s.stream.web_port}")
 
@@ -77,7 +89,9 @@ def create_app(runtime: Runtime) -> faust.App:
         datadir=str(s.data_dir / "faust"),
         web_enabled=False,
         topic_partitions=s.kafka.partitions,
-        topic_replication_factor=s.kafka.replication,
+        topic_replication_factor=s.kafka.replicas,
+        producer_acks=-1,  # every in-sync replica has it before a send counts as done
+        broker_client_id=client_id(s.stream.app_id, "faust"),
         # as the ingest consumer's: a killed worker's partitions move on after 10 s, and a
         # restarted one does not wait out Faust's default 60 s for its dead predecessor
         broker_session_timeout=10.0,
@@ -86,20 +100,33 @@ def create_app(runtime: Runtime) -> faust.App:
     if s.categorise.enabled:  # a bad categories/teams/masking file stops here, named
         stage = CategoriseStage(runtime, Categoriser(load_categorisation(s.categorise),
                                                      s.categorise))
-    processor = ingest_processor(s.stream, s.clickhouse, categorise=stage.cat if stage else None)
-    ingest = IngestService(runtime, processor, stage, loop=app.loop, beacon=app.beacon)
+    redactor = open_redactor(s.privacy, s.data_dir)  # a bad privacy.yaml stops here, named
+    processor = ingest_processor(s.stream, s.clickhouse, categorise=stage.cat if stage else None,
+                                 redact=redactor.event if redactor else None,
+                                 redact_raw=redactor.raw if redactor else None)
+    ingest = IngestService(runtime, processor, stage, redactor=redactor, loop=app.loop,
+                           beacon=app.beacon)
     app.service(ingest)  # type: ignore[arg-type]  # an instance is accepted too
     alerting = register_alerting(
         app, runtime, s.alerting, s.kafka.partitions, s.clickhouse.database,
     ) if s.alerting.enabled else None
     app.alerting = alerting  # type: ignore[attr-defined]
+    if alerting is not None and runtime.audit is not None:  # reloads go to the audit trail
+        alerting.holder.on_change = runtime.audit.config_reload
+    app.incidents = register_incidents(  # type: ignore[attr-defined]
+        app, runtime.store, s.clickhouse.database, runtime.topics.anomalies, s.incidents,
+    ) if s.incidents.enabled else None
     detect = ScoreService(runtime, loop=app.loop, beacon=app.beacon) \
         if s.detect.enabled else None
     others = [detect] if detect is not None else []
-    app.service(ApiService(runtime, ingest, alerting, others,  # type: ignore[arg-type]
-                           loop=app.loop, beacon=app.beacon))
+    api = ApiService(runtime, ingest, alerting, others, loop=app.loop, beacon=app.beacon)
+    app.service(api)  # type: ignore[arg-type]
     if detect is not None:
         app.service(detect)  # type: ignore[arg-type]
+    if s.otlp.enabled:  # the OTLP/HTTP receiver on LOGWARDEN_OTLP_PORT
+        otlp = OtlpService(s, loop=app.loop, beacon=app.beacon)
+        api.otlp_metrics = otlp.registry
+        app.service(otlp)  # type: ignore[arg-type]
     app.detect = detect  # type: ignore[attr-defined]
     app.runtime = runtime  # type: ignore[attr-defined]
     app.ingest = ingest  # type: ignore[attr-defined]
@@ -117,13 +144,23 @@ def broker_credentials(k: KafkaSettings) -> Credentials | None:
     return None
 
 
-def alerts_api(stage: AlertingStage, settings: AlertingSettings) -> AlertsApi:
-    """The alerting endpoints bound to this stage's view and actions topic."""
+def alerts_api(stage: AlertingStage, settings: AlertingSettings,
+               send: Callable[[str, bytes, str], None] | None = None) -> AlertsApi:
+    """The alerting endpoints bound to this stage's view and actions topic; verdicts are
+    sent as feedback through ``send`` (the runtime's producer)."""
 
     def suppressed(now: float) -> dict[str, str]:
         cfg = stage.holder.config
         return stage.manager.suppressed(cfg, now) if cfg else {}
 
+    verdicts = None
+    if send is not None:
+        def feedback(fb: Feedback) -> None:
+            send(topics.FEEDBACK, fb.model_dump_json().encode(), fb.target_id)
+
+        verdicts = VerdictsApi(settings, feedback)
+    actions = ActionsApi(stage.runbooks.runner, stage.runbooks.send) \
+        if stage.runbooks is not None else None
     return AlertsApi(view=stage.manager, publish=stage.publish,
                      config=lambda: stage.holder.config, settings=settings,
-                     suppressed=suppressed)
+                     suppressed=suppressed, verdicts=verdicts, actions=actions)

@@ -44,7 +44,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from mode import Service
 
-from streams.settings import KafkaSettings
+from streams.settings import KafkaSettings, client_id
 
 log = structlog.get_logger(__name__)
 
@@ -130,6 +130,7 @@ class BatchConsumer(Service):
         conf: dict[str, Any] = {
             **kafka_client_config(self.kafka),
             "group.id": self.group or f"{self.stage.name}-{uuid.uuid4().hex[:12]}",
+            "client.id": client_id(self.group or "logwarden", self.stage.name),
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest" if self.group else "latest",
             "max.partition.fetch.bytes": 4 << 20, "fetch.max.bytes": 64 << 20,

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from schemas import topics
+from schemas import auth_events, topics
 from schemas.base import decode, validate
 from schemas.changes import Change, Feedback
 from schemas.common import MAX_MESSAGE_BYTES
@@ -36,6 +36,11 @@ from sinks.clickhouse import rows
 from sinks.clickhouse.settings import ClickHouseSettings
 from streams.cardinality import OTHER, CardinalityCaps
 from streams.windows import WindowAggregator
+
+# A normalised log event redacted in place (privacy.redact.Redactor.event), and the raw
+# bytes of a dead letter redacted (Redactor.raw): None = no redaction.
+Redact = Callable[[dict[str, Any]], None]
+RedactRaw = Callable[[bytes], bytes]
 
 # (service, message, level, ts_ms, http_status, peer_ok, user_outcome, label)
 #   -> (template_id, category, severity); streams.categorise.Categoriser is one.
@@ -110,6 +115,7 @@ class Output:
     dead_letters: list[tuple[Any, ...]] = field(default_factory=list)  # dead_letters rows
     windows: list[WindowStats] = field(default_factory=list)
     feedback_events: list[Feedback] = field(default_factory=list)
+    auth_events: list[tuple[str, bytes]] = field(default_factory=list)  # (service, document)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)  # next, by partition
 
 
@@ -154,8 +160,11 @@ class IngestProcessor:
                  clock: Callable[[], float] = time.time,
                  max_future_s: float | None = None,
                  retention_s: Mapping[str, float] | None = None,
-                 caps: CardinalityCaps | None = None) -> None:
-        """``max_future_s``: how far ahead of ``clock`` an event time may be (None: only the
+                 caps: CardinalityCaps | None = None,
+                 redact: Redact | None = None, redact_raw: RedactRaw | None = None) -> None:
+        """``redact``: applied to every valid log event before anything else reads it
+        (rows, windows, templates); ``redact_raw`` to the bytes of a dead letter.
+        ``max_future_s``: how far ahead of ``clock`` an event time may be (None: only the
         contract's one day; offline replays drive ``clock`` from the data). ``retention_s``:
         by topic, how old an event may be (None: no bound)."""
         self.grace_s, self.base_s, self.rollups_s = grace_s, base_s, tuple(rollups_s)
@@ -167,6 +176,7 @@ class IngestProcessor:
         self.retention_s = dict(retention_s or {})
         self._retention_ms = {t: int(v * 1000) for t, v in self.retention_s.items()}
         self.caps = CardinalityCaps() if caps is None else caps
+        self.redact, self.redact_raw = redact, redact_raw
         # (service, route) -> their series names, for pairs under every cap (so bounded)
         self._series: dict[tuple[str, str], tuple[str, str]] = {}
         self._ts_hi = 1 << 62  # per batch: the latest and earliest event time accepted
@@ -267,9 +277,12 @@ class IngestProcessor:
     def _dead_letter(self, out: Output, r: Message, now_ms: int, stage: str,
                      reason: str) -> None:
         self.counts["dead_letter." + stage] += 1
+        raw = r.value() or b""
+        if self.redact_raw is not None and raw:
+            raw = self.redact_raw(raw)
         out.dead_letters.append(rows.dead_letter_row(
             now_ms, r.topic() or "", r.partition() or 0, r.offset() or 0, stage, reason,
-            r.value() or b"", r.key()))
+            raw, r.key()))
 
     def _check_time(self, ts_ms: int, topic: str, now_ms: int, stage: str) -> None:
         """Refuse an event time too far ahead of arrival, or older than the retention."""
@@ -301,6 +314,8 @@ class IngestProcessor:
     def _log(self, r: Message, partition: int, out: Output, now_ms: int, lo_ms: int) -> None:
         """One log event: validate, drop if a duplicate, window, categorise, row."""
         e = self._decode_log(r.value(), now_ms)
+        if self.redact is not None:
+            self.redact(e)
         ts = e["ts"]
         if ts > self._ts_hi or ts < lo_ms:
             self._check_time(ts, topics.LOGS, now_ms, "ingest.logs")  # raises with the bound
@@ -319,7 +334,18 @@ class IngestProcessor:
                 route = self._routes.get((method, path)) or self._route(method, path)
         service, level = e["service"], e["level"]
         names = self._series.get((service, route)) or self._capped(service, route)
-        self._agg(topics.LOGS, partition).add_log(names[0], names[1], ts, level, dur)
+        agg = self._agg(topics.LOGS, partition)
+        agg.add_log(names[0], names[1], ts, level, dur)
+        p = e.get("peer")
+        if type(p) is dict and p.get("service"):  # an outbound call: its dependency edge
+            pd = p.get("duration_ms")
+            agg.add_edge(names[0], self.caps.service(str(p["service"])), ts,
+                         p.get("ok") is not False,
+                         float(pd) if isinstance(pd, (int, float)) else None)
+        if e.get("user") is not None or status in auth_events.AUTH_STATUSES or route:
+            doc = auth_events.auth_event(e, route, status, event_id)
+            if doc is not None:  # the security detectors drop replayed ids themselves
+                out.auth_events.append((service, auth_events.encode(doc)))
         offset = r.offset() or 0
         if self.landed and self._landed(topics.LOGS, partition, offset, event_id):
             if self.categorise is not None:  # its template counts go on as before the crash
@@ -426,10 +452,12 @@ class IngestProcessor:
 
 
 def ingest_processor(stream: StreamBounds, clickhouse: ClickHouseSettings,
-                     categorise: Categoriser | None = None) -> IngestProcessor:
+                     categorise: Categoriser | None = None, redact: Redact | None = None,
+                     redact_raw: RedactRaw | None = None) -> IngestProcessor:
     """The processor a worker runs: grace, time bounds and caps from its settings."""
     return IngestProcessor(
-        grace_s=stream.window_grace_s, categorise=categorise,
+        grace_s=stream.window_grace_s, categorise=categorise, redact=redact,
+        redact_raw=redact_raw,
         max_future_s=stream.max_future_s,
         retention_s={topics.LOGS: clickhouse.ttl_logs_days * 86_400.0,
                      topics.METRICS: clickhouse.ttl_metrics_days * 86_400.0},

@@ -73,6 +73,13 @@ class PipelineCollector(Collector):
                                 value=self.ingest.last_batch_s)
         yield CounterMetricFamily("logwarden_produce_errors", "Failed internal produces",
                                   value=self.ingest.rt.produce_errors)
+        redactor = self.ingest.redactor
+        if redactor is not None:
+            red = CounterMetricFamily("logwarden_redactions", "PII matches redacted or "
+                                      "hashed at ingest, by privacy rule", labels=["rule"])
+            for rule, n in sorted(redactor.counts.items()):
+                red.add_metric([rule], n)
+            yield red
 
 
 def registry_for(ingest: IngestService) -> CollectorRegistry:
@@ -96,6 +103,9 @@ def health(ingest: IngestService, others: Sequence[BatchConsumer] = ()) -> dict[
         "series_folded": dict(ingest.processor.caps.folded),
         "batches": ingest.batches,
         "consumer_lag": {tp: n for c in (ingest, *others) for tp, n in c.lag.items()},
+        # which partitions this worker owns, by stage (several workers share them)
+        "partitions": {c.stage.name: sorted(f"{t}:{p}" for t, p in c.assigned)
+                       for c in (ingest, *others)},
         "writers": {t: vars(w.stats) for t, w in rt.writers.items()},
         "produce_errors": rt.produce_errors,
     }

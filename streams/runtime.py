@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 from confluent_kafka import KafkaException, Producer
 
+from audit.trail import AuditTrail
 from schemas.topics import Internal, internal
 from schemas.windows import WindowStats
 from sinks.clickhouse import rows
@@ -17,7 +18,7 @@ from sinks.clickhouse.client import SerializedStore, Store, connect
 from sinks.clickhouse.migrate import migrate
 from sinks.clickhouse.writer import TABLE_KEYS, BatchWriter
 from streams.rejected import dead_letter_refused
-from streams.settings import Settings
+from streams.settings import Settings, client_id
 
 log = structlog.get_logger(__name__)
 
@@ -31,6 +32,7 @@ class Runtime:
     writers: dict[str, BatchWriter]
     producer: Producer
     topics: Internal  # this deployment's internal topic names
+    audit: AuditTrail | None = None  # the API's writes and queries, config reloads
     started_at: float = field(default_factory=time.time)
     produce_errors: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -83,7 +85,9 @@ def open_runtime(settings: Settings, store: Store | None = None) -> Runtime:
     ch = settings.clickhouse
     producer = Producer({
         **settings.kafka.client_config(),
-        "linger.ms": 20, "compression.type": "lz4", "enable.idempotence": True,
+        # idempotent (acks=all): a broker lost mid-send neither loses nor doubles a message
+        "linger.ms": 20, "compression.type": "lz4", "enable.idempotence": True, "acks": "all",
+        "client.id": client_id(settings.stream.app_id, "producer"),
         "queue.buffering.max.messages": 200_000,
     })
     names = internal(settings.stream.app_id)
@@ -100,7 +104,9 @@ def open_runtime(settings: Settings, store: Store | None = None) -> Runtime:
                                      batch_rows=ch.batch_rows, batch_seconds=ch.batch_seconds,
                                      key_columns=TABLE_KEYS.get(table, ("event_id",)),
                                      json_rows=table in rows.JSON_TABLES, on_rejected=refused)
+    audit = (AuditTrail(shared, ch.database, "worker", settings.audit.key.get_secret_value()
+                        .encode(), settings.data_dir) if settings.audit.enabled else None)
     rt = Runtime(settings=settings, store=shared, writers=writers, producer=producer,
-                 topics=names)
+                 topics=names, audit=audit)
     holder.append(rt)
     return rt

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alerting.config import AlertingSettings
+from audit.settings import AuditSettings
 from categorisation.settings import CategorisationSettings
 from detectors.settings import DetectionSettings
+from incidents.engine import IncidentSettings
+from otlp.settings import OtlpSettings
+from privacy.settings import PrivacySettings
 from schemas.kafka_security import KafkaSecurity
 from sinks.clickhouse.settings import ClickHouseSettings
 from web.settings import WebSettings
+
+
+def client_id(app_id: str, role: str) -> str:
+    """The Kafka client id of one client of this process: the broker logs and quotas, and an
+    operator reading the consumer group, see which host, process and stage it is."""
+    return f"{app_id}-{role}-{socket.gethostname()}-{os.getpid()}"
 
 
 class KafkaSettings(KafkaSecurity):
@@ -24,12 +36,23 @@ class KafkaSettings(KafkaSecurity):
     bootstrap: str = ""  # LOGWARDEN_KAFKA_BOOTSTRAP
     local_port: int = 19092  # LOGWARDEN_KAFKA_LOCAL_PORT, used when bootstrap is empty
     partitions: int = Field(default=4, ge=1)  # partitions of the topics we create
-    replication: int = Field(default=1, ge=1)
+    # copies of each topic partition: "auto" = min(3, brokers in the cluster), resolved
+    # when a worker starts (`streams.topics.resolve_replication`); or a number
+    replication: int | Literal["auto"] = "auto"  # LOGWARDEN_KAFKA_REPLICATION
     cache_dir: Path | None = None  # LOGWARDEN_KAFKA_CACHE_DIR: jars; None = <repo>/.cache/kafka
 
     @property
     def embedded(self) -> bool:
         return not self.bootstrap
+
+    @property
+    def replicas(self) -> int:
+        """The replication factor as a number ("auto" not yet resolved counts as 1)."""
+        return 1 if self.replication == "auto" else max(1, self.replication)
+
+    def min_insync(self) -> int:
+        """min.insync.replicas of our topics: 2 once there are 3 copies, else 1."""
+        return 2 if self.replicas >= 3 else 1
 
     def bootstrap_servers(self) -> str:
         return self.bootstrap or f"127.0.0.1:{self.local_port}"
@@ -89,6 +112,10 @@ class Settings(BaseSettings):
     detect: DetectionSettings = DetectionSettings()  # LOGWARDEN_DETECT_*
     alerting: AlertingSettings = AlertingSettings()  # LOGWARDEN_ALERTING_*
     web: WebSettings = WebSettings()  # LOGWARDEN_WEB_*
+    otlp: OtlpSettings = OtlpSettings()  # LOGWARDEN_OTLP_*: the OTLP/HTTP receiver
+    privacy: PrivacySettings = PrivacySettings()  # LOGWARDEN_PRIVACY_*
+    audit: AuditSettings = AuditSettings()  # LOGWARDEN_AUDIT_*
+    incidents: IncidentSettings = IncidentSettings()  # LOGWARDEN_INCIDENTS_*
     # The CLI's API token (`logwarden query`, reports through the worker): LOGWARDEN_TOKEN,
     # else the first line of LOGWARDEN_TOKEN_FILE (None: <data dir>/cli_token, which
     # `logwarden run` and `logwarden token create --save` write, mode 0600).

@@ -113,15 +113,41 @@ def ensure_topics(bootstrap: str, topics: Mapping[str, int],
 # Ingest topics accept messages up to 16 MiB so an oversized event reaches the pipeline
 # and is dead-lettered with its reason instead of vanishing at the producer.
 INGEST_TOPIC_CONFIG = {"max.message.bytes": str(16 << 20)}
+
+
+def cluster_brokers(bootstrap: str, timeout: float = 10.0, security: Security | None = None
+                    ) -> int:
+    """How many brokers the cluster at ``bootstrap`` lists (0: no answer)."""
+    try:
+        return len(_admin(bootstrap, security).list_topics(timeout=timeout).brokers)
+    except KafkaException:
+        return 0
+
+
+def resolve_replication(s: Settings) -> Settings:
+    """``s`` with LOGWARDEN_KAFKA_REPLICATION "auto" made a number: min(3, brokers)."""
+    if s.kafka.replication != "auto":
+        return s
+    brokers = cluster_brokers(s.kafka.bootstrap_servers(), security=s.kafka.librdkafka())
+    kafka = s.kafka.model_copy(update={"replication": max(1, min(3, brokers))})
+    return s.model_copy(update={"kafka": kafka})
+
+
+def topic_config(s: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``base`` plus the durability of our topics: min.insync.replicas 2 with 3 copies."""
+    return {**(base or {}), "min.insync.replicas": str(s.kafka.min_insync())}
+
+
 def prepare_topics(s: Settings) -> None:
     """Create the contract and internal topics (idempotent)."""
     n, bootstrap = s.kafka.partitions, s.kafka.bootstrap_servers()
-    r, sec = s.kafka.replication, s.kafka.librdkafka()
-    ensure_topics(bootstrap, dict.fromkeys(topics.INGEST_TOPICS, n), INGEST_TOPIC_CONFIG, r,
-                  security=sec)
+    r, sec = s.kafka.replicas, s.kafka.librdkafka()
+    ensure_topics(bootstrap, dict.fromkeys(topics.INGEST_TOPICS, n),
+                  topic_config(s, INGEST_TOPIC_CONFIG), r, security=sec)
     # Template and detector state are changelogs (latest snapshot per key): compacted,
     # created before the plain internal topics.
     t = topics.internal(s.stream.app_id)
-    ensure_topics(bootstrap, {t.template_state: n, t.detector_state: n}, STATE_TOPIC_CONFIG, r,
+    ensure_topics(bootstrap, {t.template_state: n, t.detector_state: n},
+                  topic_config(s, STATE_TOPIC_CONFIG), r, security=sec)
+    ensure_topics(bootstrap, dict.fromkeys(t.all, n), topic_config(s), replication=r,
                   security=sec)
-    ensure_topics(bootstrap, dict.fromkeys(t.all, n), replication=r, security=sec)

@@ -242,6 +242,26 @@ class WindowAggregator:
         recent = self._recent[service, route] = _Recent(sids)
         return recent
 
+    def add_edge(self, caller: str, callee: str, ts_ms: int, ok: bool,
+                 duration_ms: float | None = None) -> None:
+        """Count one outbound call of ``caller`` to ``callee`` in their dependency edge
+        series (``caller->callee``): calls, failed calls and their latencies, as a route."""
+        acc = self._base(("edge", f"{caller}->{callee}", caller, callee), ts_ms)
+        if acc is None:
+            return
+        level = "INFO" if ok else "ERROR"
+        acc.count += 1
+        acc.levels[level] = acc.levels.get(level, 0) + 1
+        if not ok:
+            acc.error_count += 1
+        if duration_ms is not None:
+            if duration_ms > 0:
+                key = sketch_key(duration_ms)
+                acc.buckets[key] = acc.buckets.get(key, 0) + 1
+            else:
+                acc.zeros += 1
+            acc.vsum += duration_ms
+
     def add_metric(self, series: str, service: str, name: str, ts_ms: int, value: float) -> None:
         """Add one metric point to its series."""
         acc = self._base(("metric", series, service, name), ts_ms)

@@ -27,6 +27,7 @@ from alerting.lifecycle import Alert
 from alerting.oncall import who_is_on_call
 from alerting.replycodes import ReplyCode, normalise_phone
 from alerting.silences import Silence, suppressing
+from alerting.verdicts import LABELS, VerdictInput, parse_slack_verdict, parse_sms_verdict
 from alerting.webhooks import (
     SLACK_TOLERANCE_S,
     TWILIO_REPLAY_WINDOW_S,
@@ -37,8 +38,10 @@ from alerting.webhooks import (
     verify_twilio,
 )
 from alerting.yamlfile import parse_duration
+from web.actions import ActionsApi
 from web.auth import Principal, require
 from web.http import ApiError
+from web.verdicts import VerdictsApi
 
 
 class AlertView(Protocol):
@@ -123,6 +126,8 @@ class AlertsApi:
     suppressed: Callable[[float], dict[str, str]] = lambda now: {}
     clock: Callable[[], float] = field(default=time.time)
     replays: ReplayGuard = field(default_factory=ReplayGuard)
+    verdicts: VerdictsApi | None = None  # Useful / False alarm from Slack, SMS, links, page
+    actions: ActionsApi | None = None  # runbook actions: list, approve, reject
 
     def register(self, app: web.Application,
                  guard: Callable[[web.Request], None] = lambda r: None) -> None:
@@ -147,6 +152,10 @@ class AlertsApi:
         app.router.add_get("/api/oncall", guarded(self.oncall))
         app.router.add_post("/api/slack/interactions", self.slack)
         app.router.add_post("/api/twilio/sms", self.twilio)
+        if self.verdicts is not None:
+            self.verdicts.register(app)
+        if self.actions is not None:
+            self.actions.register(app)
 
     async def list_alerts(self, request: web.Request) -> web.Response:
         want = request.query.get("state", "active")
@@ -221,6 +230,14 @@ class AlertsApi:
         if not self.replays.first_time(f"slack:{sig}", float(ts) + SLACK_TOLERANCE_S, now):
             return _json({"error": {"code": "replayed",
                                     "message": "this Slack request was already handled"}}, 401)
+        if self.actions is not None and await self.actions.slack(body):
+            return web.Response(status=200, text="")
+        verdict = parse_slack_verdict(body)
+        if verdict is not None and self.verdicts is not None:
+            self.verdicts.record(VerdictInput(kind=verdict.kind, target=verdict.target,
+                                              verdict=verdict.verdict, by=verdict.by,
+                                              via="slack", nonce=sig))
+            return web.Response(status=200, text="")
         action = parse_slack_action(body)
         if action is None:
             return _json({"error": {"code": "bad_payload", "message": "no alert action"}}, 400)
@@ -243,7 +260,7 @@ class AlertsApi:
                                     "message": f"message {sid} was already handled"}}, 409)
         cmd = parse_sms_reply(form)
         if cmd is None:
-            return _twiml("Reply ACK <code> or RESOLVE <code>.")
+            return self._sms_verdict(form, sid)
         owner = phone_owners(self.config()).get(normalise_phone(cmd.phone))
         if owner is None:  # not a number we page: say nothing about codes
             return _twiml("This number is not registered with logwarden.")
@@ -253,6 +270,22 @@ class AlertsApi:
         await self.publish(SmsReply(kind=cmd.kind, code=cmd.code, phone=cmd.phone, by=owner,
                                     message_sid=sid))
         return _twiml(f"{'Acknowledged' if cmd.kind == 'ack' else 'Resolved'} {cmd.code}.")
+
+    def _sms_verdict(self, form: dict[str, str], sid: str) -> web.Response:
+        """``USEFUL <alert code>`` / ``FALSE <alert code>`` from a registered phone."""
+        v = parse_sms_verdict(form) if self.verdicts is not None else None
+        if v is None or self.verdicts is None:
+            return _twiml("Reply ACK <code> or RESOLVE <code>"
+                          + (", or USEFUL / FALSE <alert code>." if self.verdicts else "."))
+        owner = phone_owners(self.config()).get(normalise_phone(v.phone))
+        if owner is None:
+            return _twiml("This number is not registered with logwarden.")
+        a = self.view.find(v.code)
+        if a is None:
+            return _twiml(f"Alert {v.code} is unknown.")
+        self.verdicts.record(VerdictInput(kind="alert", target=a.fingerprint, verdict=v.verdict,
+                                          by=owner, via="sms", nonce=sid))
+        return _twiml(f"Recorded: {LABELS[v.verdict].lower()} for alert {v.code}.")
 
 
 def _responder(request: web.Request) -> Principal:

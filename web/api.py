@@ -29,7 +29,9 @@ from aiohttp import web
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from prometheus_client import CollectorRegistry
 
+from audit.trail import AuditTrail
 from sinks.clickhouse.client import Store
+from web.access import audit_middleware, check_filtered_sql, query_filters
 from web.alerts import AlertsApi
 from web.health import HealthProvider, health_handler, metrics_handler
 from web.http import ApiError, dumps, error_response, json_safe
@@ -142,16 +144,19 @@ class QueryResult:
 
 def run_read_query(store: Store, sql: str, params: Mapping[str, Any] | None = None, *,
                    limit: int = DEFAULT_LIMIT, max_execution_s: int = MAX_EXECUTION_S,
-                   limits: QueryLimits | None = None) -> QueryResult:
+                   limits: QueryLimits | None = None,
+                   extra_settings: Mapping[str, Any] | None = None) -> QueryResult:
     """Check and run one read-only query with ClickHouse limits; blocking (run in a thread).
 
-    ``limits`` (time, memory, threads) default to ``QueryLimits`` with ``max_execution_s``."""
+    ``limits`` (time, memory, threads) default to ``QueryLimits`` with ``max_execution_s``;
+    ``extra_settings`` (``web.access.query_filters``: rows a role may not read) go first."""
     statement = check_read_only(sql)
     if not 1 <= limit <= MAX_LIMIT:
         raise ApiError(400, "bad_limit", f"limit must be between 1 and {MAX_LIMIT}")
     # "break" stops reading after about limit+1 rows (whole blocks), we cut the exact count
     # here; readonly=1 goes last (ClickHouse refuses later settings once it is on).
-    settings = (limits or QueryLimits(max_execution_s=max_execution_s)).settings(limit + 1)
+    settings = {**(extra_settings or {}),
+                **(limits or QueryLimits(max_execution_s=max_execution_s)).settings(limit + 1)}
     started = time.perf_counter()
     result = store.query(statement, parameters=dict(params or {}), settings=settings)
     elapsed_ms = (time.perf_counter() - started) * 1000
@@ -264,7 +269,8 @@ def create_app(store: Store, *, database: str,
                max_execution_s: int | None = None,
                alerts: AlertsApi | None = None,
                web_options: WebOptions | None = None,
-               query_connect: Callable[[], Store] | None = None) -> web.Application:
+               query_connect: Callable[[], Store] | None = None,
+               audit: AuditTrail | None = None) -> web.Application:
     """The API application; dashboard reads run one at a time via ``executor_or_lock``.
 
     Pass the single-thread executor (or the lock) the ingest writer also uses, since
@@ -274,7 +280,9 @@ def create_app(store: Store, *, database: str,
 
     ``POST /api/query`` runs on a ``QueryRunner`` with clients from ``query_connect``
     (off the writer's store and thread); without it, on ``store`` like the dashboards.
-    Its limits come from ``web_options.settings`` (``max_execution_s`` overrides the time).
+    Its limits come from ``web_options.settings`` (``max_execution_s`` overrides the time),
+    and the rows its token's role may not read are filtered out (``web.access``).
+    ``audit``: every write and query is appended to the audit trail.
     """
     opts = web_options or WebOptions()
     limits = QueryLimits.from_settings(opts.settings)
@@ -295,19 +303,23 @@ def create_app(store: Store, *, database: str,
 
         return await loop.run_in_executor(None, locked)
 
-    async def run_query(sql: str, params: dict[str, Any], limit: int) -> QueryResult:
+    async def run_query(sql: str, params: dict[str, Any], limit: int,
+                        extra: dict[str, Any]) -> QueryResult:
         if runner is not None:
             return await runner.run(lambda client: run_read_query(
-                client, sql, params, limit=limit, limits=limits))
+                client, sql, params, limit=limit, limits=limits, extra_settings=extra))
         return await in_store_thread(lambda: run_read_query(
-            store, sql, params, limit=limit, limits=limits))
+            store, sql, params, limit=limit, limits=limits, extra_settings=extra))
 
     async def query(request: web.Request) -> web.Response:
-        policy.require(request, opts.settings.query_role)
+        who = policy.require(request, opts.settings.query_role)
         sql, params, fmt, limit = await _parse_query_body(request)
         check_read_only(sql)  # refuse before queueing
+        filters = query_filters(who, database)
+        if filters:
+            check_filtered_sql(_blank_quotes_and_comments(sql), who)
         try:
-            result = await run_query(sql, params, limit)
+            result = await run_query(sql, params, limit, filters)
         except DatabaseError as exc:
             hint = (f" (tables live in database {database!r}: write {database}.<table>)"
                     if getattr(exc, "code", None) in (60, 81) else "")
@@ -325,8 +337,10 @@ def create_app(store: Store, *, database: str,
     async def metrics(request: web.Request) -> web.Response:
         return metrics_handler(metrics_registry)
 
-    app = web.Application(middlewares=[_errors, _guard(opts.settings)],
-                          client_max_size=MAX_BODY_BYTES)
+    middlewares = [_errors, _guard(opts.settings)]
+    if audit is not None:
+        middlewares.append(audit_middleware(audit, lambda: policy, in_store_thread))
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     if runner is not None:
         async def close_runner(_: web.Application) -> None:
             runner.close()

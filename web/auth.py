@@ -1,4 +1,5 @@
-"""API tokens with roles: viewer < responder < admin, stored as SHA-256 hashes in a JSON file.
+"""API tokens with roles: viewer < responder < security < admin (``web.access``), stored as
+SHA-256 hashes in a JSON file.
 
 A token is 32 random bytes (``lw_`` + urlsafe base64), so a plain SHA-256 suffices: there
 is nothing to brute-force that a slow hash would protect. The file lives in the data
@@ -23,7 +24,7 @@ from aiohttp import web
 
 from web.http import ApiError
 
-ROLES = ("viewer", "responder", "admin")
+ROLES = ("viewer", "responder", "security", "admin")  # web/access.py: what security adds
 _RANK = {role: i for i, role in enumerate(ROLES)}
 
 

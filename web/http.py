@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import date, datetime
 from datetime import time as dtime
 from typing import Any
@@ -65,3 +65,19 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> web.Re
     """The JSON error body every endpoint uses: ``{"error": {"code", "message"}}``."""
     body = {"error": {"code": code, "message": message, **extra}}
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_errors(handler: Handler) -> Handler:
+    """``handler`` answering its ``ApiError`` as the JSON error body itself, so a route
+    module works the same on an app without the API's error middleware."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as e:
+            return error_response(e.status, e.code, e.message)
+
+    return wrapped

@@ -16,13 +16,16 @@ from sinks.clickhouse.queries import base as base_q
 from sinks.clickhouse.queries import pipeline as pipeline_q
 from sinks.clickhouse.queries import quality as quality_q
 from sinks.clickhouse.queries import telemetry as telemetry_q
+from web.compliance import ComplianceConfig, ComplianceInputs
+from web.compliance import sections as compliance_sections
 from web.svgchart import bar_chart, line_chart
 
 KINDS = ("daily", "weekly", "incident", "compliance")
 _CSS = """body{font-family:sans-serif;font-size:11px;color:#1d2330}h1{font-size:20px}
 h2{font-size:15px;border-bottom:1px solid #ccc;margin-top:18px}table{border-collapse:collapse;
 width:100%}td,th{border-bottom:1px solid #e3e6eb;padding:2px 6px;text-align:left}
-.kpi td{font-size:13px}.nodata{color:#888;font-style:italic}"""
+.kpi td{font-size:13px}.nodata{color:#888;font-style:italic}.ok{color:#17692a}
+.bad{color:#b00020}"""
 
 
 def as_dt(v: Any) -> datetime | None:
@@ -143,8 +146,11 @@ def _fmt_s(v: float | None) -> str:
 
 
 def build(kind: str, store: Store, db: str, span: base_q.Span, *, rate_limit_per_s: float = 1000.0,
-          step: Callable[[str], None] = lambda s: None) -> Report:
-    """Gather the figures of a ``kind`` report over ``span``; ``step`` reports progress."""
+          step: Callable[[str], None] = lambda s: None,
+          compliance: ComplianceInputs | None = None) -> Report:
+    """Gather the figures of a ``kind`` report over ``span``; ``step`` reports progress.
+    ``compliance``: the stated response times, audit key and anchors, tokens and privacy
+    rules of a compliance report (default: none stated, no key, no anchors)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}")
     rep, big = Report(kind, span), base_q.Page(1000)
@@ -200,12 +206,8 @@ def build(kind: str, store: Store, db: str, span: base_q.Span, *, rate_limit_per
                                                          "acked_at", "resolved_at"])))
     if kind == "compliance":
         step("compliance")
-        dl = pipeline_q.dead_letter_counts(store, db, span)
-        rep.sections.append(("Data handling", _table(dl, ["minute", "stage", "n"])
-                             + "<p>Retention follows LOGWARDEN_CLICKHOUSE_TTL_*_DAYS; raw "
-                             "inputs that failed validation are kept as dead letters.</p>"))
-        rep.sections.append(("Alert handling audit", _table(history, [
-            "fingerprint", "rule", "fired_at", "acked_at", "resolved_at", "suppressed"])))
+        inputs = compliance or ComplianceInputs(ComplianceConfig())
+        rep.sections[:0] = compliance_sections(store, db, span, inputs, _table)
     step("done")
     return rep
 

@@ -23,12 +23,14 @@ from alerting.oncall import Schedule, who_is_on_call
 from schemas.changes import FEEDBACK_TARGETS, Feedback
 from schemas.topics import FEEDBACK
 from sinks.clickhouse.client import Store
+from sinks.clickhouse.queries import actions as actions_q
 from sinks.clickhouse.queries import alerts as alerts_q
 from sinks.clickhouse.queries import base as base_q
 from sinks.clickhouse.queries import pipeline as pipeline_q
 from sinks.clickhouse.queries import quality as quality_q
 from sinks.clickhouse.queries import telemetry as telemetry_q
 from web import params as p
+from web.access import can_read_security
 from web.auth import POLICY_KEY, AuthPolicy, require
 from web.health import HealthProvider
 from web.http import ApiError, dumps
@@ -123,14 +125,16 @@ async def logs(request: web.Request) -> web.Response:
     ctx, span, q = _ctx(request), await _ctx(request).span(request), request.query
     page = p.page(q)
     service, level, text = p.text(q, "service"), p.choice(q, "level", p.LEVELS), p.text(q, "q")
+    hide = not can_read_security(require(request, "viewer"))  # raw security logs: by role
     if q.get("group") == "template":
         return json_response(await ctx.read(lambda s, db: telemetry_q.logs_by_template(
-            s, db, span, page, service=service, level=level, text=text)))
+            s, db, span, page, service=service, level=level, text=text, hide_security=hide)))
     if q.get("group") not in (None, ""):
         raise ApiError(400, "bad_parameter", "group must be 'template' or absent")
     template_id = p.text(q, "template_id")
     return json_response(await ctx.read(lambda s, db: telemetry_q.search_logs(
-        s, db, span, page, service=service, level=level, template_id=template_id, text=text)))
+        s, db, span, page, service=service, level=level, template_id=template_id, text=text,
+        hide_security=hide)))
 
 
 async def templates(request: web.Request) -> web.Response:
@@ -182,6 +186,15 @@ async def notifications(request: web.Request) -> web.Response:
     page, fp = p.page(q), p.text(q, "fingerprint")
     return json_response(await ctx.read(lambda s, db: alerts_q.notifications(s, db, span, page,
                                                                          fingerprint=fp)))
+
+
+async def list_actions(request: web.Request) -> web.Response:
+    ctx, q = _ctx(request), request.query
+    page = p.page(q)
+    incident, fp = p.text(q, "incident_id"), p.text(q, "fingerprint")
+    outcome = p.text(q, "outcome")
+    return json_response(await ctx.read(lambda s, db: actions_q.actions(
+        s, db, page, incident_id=incident, fingerprint=fp, outcome=outcome)))
 
 
 async def oncall(request: web.Request) -> web.Response:
@@ -270,6 +283,8 @@ ROUTES: list[tuple[str, str, Handler, str, tuple[str, ...], str]] = [
     ("GET", "/api/notifications", notifications, "Notification and escalation history",
      ("fingerprint", "since", "until", "range", "limit", "offset"), "viewer"),
     ("GET", "/api/oncall", oncall, "Schedules and who is on call", ("at",), "viewer"),
+    ("GET", "/api/actions", list_actions, "Runbook actions and their outcome",
+     ("incident_id", "fingerprint", "outcome", "limit", "offset"), "viewer"),
     ("GET", "/api/feedback", list_feedback, "Feedback verdicts",
      ("target_kind", "since", "until", "range", "limit", "offset"), "viewer"),
     ("POST", "/api/feedback", post_feedback, "Give a verdict on an alert, anomaly or "

@@ -21,7 +21,7 @@ STATIC = {"app.js": (HERE / "static" / "app.js", "application/javascript"),
           "style.css": (HERE / "static" / "style.css", "text/css"),
           "plotly.min.js": (PLOTLY_JS, "application/javascript")}
 PAGES = {"fleet": "Fleet overview", "logs": "Log explorer", "alerts": "Alerts and on-call",
-         "intelligence": "Intelligence", "pipeline": "Pipeline"}
+         "intelligence": "Intelligence", "pipeline": "Pipeline", "security": "Security"}
 _env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                           autoescape=True, undefined=jinja2.StrictUndefined)
 
@@ -65,7 +65,7 @@ async def static_file(request: web.Request) -> web.StreamResponse:
 def add_page_routes(app: web.Application) -> None:
     """Register the dashboards and their static files."""
     app.router.add_get("/", _page("fleet"))
-    for name in ("logs", "alerts", "intelligence", "pipeline"):
+    for name in ("logs", "alerts", "intelligence", "pipeline", "security"):
         app.router.add_get(f"/{name}", _page(name))
     app.router.add_get("/service/{service}", service_page)
     app.router.add_get("/static/{name}", static_file)

@@ -23,6 +23,8 @@ class WebSettings(BaseModel):
     # Host names the API answers to besides loopback (DNS rebinding guard), JSON list:
     # LOGWARDEN_WEB_ALLOWED_HOSTS='["logwarden.example.com"]'; "*" turns the check off.
     allowed_hosts: tuple[str, ...] = ()
+    # LOGWARDEN_WEB_COMPLIANCE_FILE: response times the compliance report holds alerts to
+    compliance_file: Path = Path("deploy/config/compliance.yaml")
     # POST /api/query: who may run SQL, and the limits ClickHouse enforces on each query.
     query_role: Literal["viewer", "responder", "admin"] = "responder"  # _QUERY_ROLE
     query_timeout_s: int = Field(default=60, ge=1, le=3600)  # max_execution_time

@@ -13,8 +13,10 @@ from alerting.oncall import Schedule
 from sinks.clickhouse.client import Store
 from web.auth import AuthPolicy, TokenStore
 from web.health import HealthProvider
+from web.incidents import add_incident_routes
 from web.routes_api import WebContext, add_api_routes
 from web.routes_pages import add_page_routes
+from web.routes_security import add_security_routes
 from web.settings import WebSettings
 
 
@@ -45,4 +47,6 @@ def add_web_routes(app: web.Application, store: Store, database: str,
     ctx = WebContext(store, database, run, health, opts.schedules, opts.publish,
                      opts.settings.refresh_s)
     add_api_routes(app, ctx, policy)
+    add_security_routes(app)
     add_page_routes(app)
+    add_incident_routes(app)

@@ -4,6 +4,9 @@ Pure of Kafka: ``evaluate`` takes one raw message of an input topic and the seri
 table (a Faust table, or any dict in tests) and returns the messages for the alert manager.
 Table values remember the partition their key came from, so a tick arriving on partition p
 only touches the series of partition p (their changelog stays in partition p).
+
+Windows move the event-time watermarks (``alerting/watermark.py``); ticks evaluate the
+time-based checks on the fleet watermark, not on the wall clock.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from alerting.evaluate import (
 from alerting.inputs import CanarySeen, ManagerInput, SignalInput
 from alerting.lifecycle import Signal
 from alerting.rules import RuleSet
+from alerting.watermark import Watermarks
 from schemas.topics import Internal
 from schemas.windows import WindowStats
 
@@ -63,7 +67,16 @@ def anomaly_input(doc: dict[str, Any]) -> dict[str, Any] | None:
             "name": str(doc.get("name") or doc.get("feature", "")),
             "ts": _seconds_from_ms(doc["ts"]), "score": float(doc["score"]),
             "value": float(observed) if observed is not None else math.nan,
-            "expected": doc.get("expected", "?"), "id": str(doc.get("id", ""))}
+            "observed": float(observed) if observed is not None else math.nan,
+            "expected": doc.get("expected", "?"), "id": str(doc.get("id", "")),
+            "feature": str(doc.get("feature", "")), "severity": str(doc.get("severity", "")),
+            "direction": str(doc.get("direction", "up")),
+            "lo": _float_or_nan(doc.get("lo")), "hi": _float_or_nan(doc.get("hi")),
+            **{k: str(doc[k]) for k in ("peer", "callee") if k in doc}}
+
+
+def _float_or_nan(x: Any) -> float:
+    return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else math.nan
 
 
 def template_input(doc: dict[str, Any]) -> TemplateSignal:
@@ -92,15 +105,20 @@ def _signals(sigs: list[Signal]) -> list[ManagerInput]:
 
 
 def evaluate(rules: RuleSet, table: Table, names: Internal, topic: str, partition: int,
-             raw: bytes, now: float) -> list[ManagerInput]:
+             raw: bytes, now: float, watermarks: Watermarks | None = None
+             ) -> list[ManagerInput]:
     """One input message -> messages for the alert manager (signals, canary sightings).
 
-    Raises ValueError / ValidationError / KeyError on a message it cannot read.
+    ``now`` is the arrival (wall-clock) time: it only tells idle partitions apart in
+    ``watermarks``, which every window (but the canary's) moves. Raises ValueError /
+    ValidationError / KeyError on a message it cannot read.
     """
     if topic == names.windows:
         w = WindowStats.from_json(raw)
-        if w.service == CANARY_SERVICE:
+        if w.service == CANARY_SERVICE:  # stamped with the worker's clock: no event time
             return [CanarySeen(start=w.start.timestamp(), end=w.end.timestamp())]
+        if watermarks is not None:
+            watermarks.observe(partition, w.end.timestamp(), now)
         key = w.series
         st, sigs = on_window(rules, _get(table, key), w, now)
     elif topic == names.anomalies:
@@ -126,9 +144,10 @@ def _get(table: Table, key: str) -> SeriesState | None:
     return unwrap(raw)[0] if raw is not None else None
 
 
-def evaluate_tick(rules: RuleSet, table: Table, partition: int,
-                  now: float) -> list[ManagerInput]:
-    """Time-based checks for the series of one partition; only changed states are written."""
+def evaluate_tick(rules: RuleSet, table: Table, partition: int, watermark: float | None,
+                  settle_s: float = 0.0) -> list[ManagerInput]:
+    """Time-based checks for the series of one partition at the fleet ``watermark`` (event
+    time, None before the first window); only changed states are written."""
     out: list[ManagerInput] = []
     for key, raw in list(table.items()):
         try:
@@ -138,7 +157,7 @@ def evaluate_tick(rules: RuleSet, table: Table, partition: int,
             continue
         if p != partition:
             continue
-        new, sigs = on_tick(rules, st, now)
+        new, sigs = on_tick(rules, st, watermark, settle_s)
         if new != st:
             table[key] = wrap(new, partition)
         out += _signals(sigs)

@@ -104,6 +104,8 @@ class AlertManager:
         self.graph = CallGraph()
         self.rng = rng or random.Random()
         self.errors = 0  # tick parts (a group, an escalation, an outbox item) that raised
+        # called when an alert starts a firing episode, unsilenced (runbook actions)
+        self.on_firing: Callable[[Alert, float], Awaitable[None]] | None = None
         self._limits_version = -1
 
     # -- reads (API view; never writes) --
@@ -208,7 +210,9 @@ class AlertManager:
         names = {r.name for r in cfg.rules}
         alerts = self.alerts()
         for a in alerts:
-            if a.active and a.rule not in names:  # its rule was removed by a reload
+            # its rule was removed by a reload (security rules live in security.yaml and
+            # resolve themselves: alerting.security)
+            if a.active and a.rule not in names and a.labels.get("category") != "security":
                 await self._changed(cfg, a, resolve(a, now, cfg.flapping), now)
             elif not a.active and now - a.updated_at > cfg.flapping.window_s:
                 del self.t.alerts[a.fingerprint]
@@ -310,13 +314,25 @@ class AlertManager:
         log.info("alert_changed", stage="alerting", rule=after.rule, fingerprint=fp,
                  state=after.state.value, service=after.labels.get("service", ""),
                  suppressed=reason)
+        if (self.on_firing is not None and not reason and after.state is AlertState.FIRING
+                and (before is None or before.state is AlertState.RESOLVED)):
+            await self.on_firing(after, now)
+        due_now: list[str] = []
         for m in match_routes(cfg.route, after.labels):
             key = m.group_key(after.labels)
             raw = self.t.groups.get(key)
             g = GroupState.model_validate_json(raw) if raw is not None else None
             if g is None and not after.active:
                 continue
-            self.t.groups[key] = add_alert(g, m, after, now).model_dump_json().encode()
+            g = add_alert(g, m, after, now)
+            self.t.groups[key] = g.model_dump_json().encode()
+            if g.last_notified is None and due(g, now):  # group_wait 0: page now, not at
+                due_now.append(key)  # the next tick (up to evaluation_interval_s later)
+        for key in due_now:
+            raw = self.t.groups.get(key)
+            if raw is not None:
+                await self._guarded("group", key, self._flush_group(
+                    cfg, key, raw, lambda: self.suppressed(cfg, now), now))
         for key, st in self._escalations_of(fp):
             if after.state is AlertState.ACKNOWLEDGED:
                 self.t.escalations[key] = esc.acknowledge(st, after.acked_by, now) \

@@ -25,12 +25,15 @@ import structlog
 from prometheus_client import Histogram
 from pydantic import ValidationError
 
+from alerting.actions import AuditRecorder
 from alerting.agents.evaluate_rules import CANARY_SERVICE, evaluate, evaluate_tick
 from alerting.agents.manage_alerts import AlertManager, ManagerTables, Sink
+from alerting.agents.runbooks import RunbookStage, register_runbooks
 from alerting.config import AlertingSettings
 from alerting.inhibit import CallGraph
 from alerting.inputs import Action, CanarySent, SignalInput, Tick, decode_input, encode_input
 from alerting.reload import ConfigHolder
+from alerting.watermark import Watermarks
 from schemas import topics
 from schemas.topics import Internal
 from sinks.clickhouse.client import Store
@@ -49,6 +52,8 @@ class StageRuntime(Protocol):
     def writers(self) -> Mapping[str, Sink]: ...
     @property
     def topics(self) -> Internal: ...
+    @property
+    def audit(self) -> AuditRecorder | None: ...
     def send(self, topic: str, value: bytes, key: str | bytes | None = None) -> None: ...
 
 
@@ -58,6 +63,9 @@ class AlertingStage:
     def __init__(self, holder: ConfigHolder, manager: AlertManager,
                  actions: faust.TopicT, delay: Histogram) -> None:
         self.holder, self.manager, self.actions, self.delay = holder, manager, actions, delay
+        self.runbooks: RunbookStage | None = None  # runbook actions (alerting/actions.py)
+        self.security: Any = None  # alerting.agents.security.SecurityStage, when enabled
+        self.watermarks: Watermarks | None = None
         self.counts = {"inputs": 0, "bad_inputs": 0, "signals": 0, "manager_errors": 0,
                        "bad_manager_inputs": 0}
 
@@ -99,6 +107,12 @@ def register_alerting(app: faust.App, runtime: StageRuntime, a: AlertingSettings
                       buckets=(1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 300, 600))
     manager = AlertManager(holder, a, tables, runtime.writers, observe_delay=delay.observe)
     stage = AlertingStage(holder, manager, actions, delay)
+    if a.runbooks.enabled:
+        stage.runbooks = register_runbooks(app, a, holder, t.runbook_actions, n,
+                                           runtime.writers.get("actions"), runtime.audit)
+        manager.on_firing = stage.runbooks.on_firing
+    watermarks = Watermarks(idle_s=a.watermark_idle_s)  # event time of the windows read
+    stage.watermarks = watermarks
 
     @app.agent(inputs, name="alerting-evaluate")
     async def evaluate_agent(stream: faust.StreamT[bytes]) -> None:
@@ -109,9 +123,10 @@ def register_alerting(app: faust.App, runtime: StageRuntime, a: AlertingSettings
             topic, part, now = event.message.topic, event.message.partition, time.time()
             try:
                 if topic == t.alert_ticks:
-                    out = evaluate_tick(cfg, series, part, now)
+                    out = evaluate_tick(cfg, series, part, watermarks.fleet(now),
+                                        a.absence_settle_s)
                 else:
-                    out = evaluate(cfg, series, t, topic, part, event.value, now)
+                    out = evaluate(cfg, series, t, topic, part, event.value, now, watermarks)
             except (ValueError, ValidationError, KeyError, TypeError) as e:
                 stage.counts["bad_inputs"] += 1
                 log.warning("alerting_input_refused", stage="alerting", topic=topic,
@@ -142,7 +157,9 @@ def register_alerting(app: faust.App, runtime: StageRuntime, a: AlertingSettings
                 log.exception("alerting_message_failed", stage="alerting",
                               kind=msg.type, offset=event.message.offset)
 
-    @app.timer(a.evaluation_interval_s)  # type: ignore[untyped-decorator]
+    # Timers that feed every partition run on the group's leader only: N workers must not
+    # send N ticks (or N canaries) per interval.
+    @app.timer(a.evaluation_interval_s, on_leader=True)  # type: ignore[untyped-decorator]
     async def tick() -> None:
         for p in range(n):
             await ticks.send(key=b"tick", value=b'{"type": "tick"}', partition=p)
@@ -161,7 +178,7 @@ def register_alerting(app: faust.App, runtime: StageRuntime, a: AlertingSettings
             log.warning("call_graph_refresh_failed", stage="alerting", error=str(e)[:200])
 
     if a.canary_interval_s > 0:
-        @app.timer(a.canary_interval_s)  # type: ignore[untyped-decorator]
+        @app.timer(a.canary_interval_s, on_leader=True)  # type: ignore[untyped-decorator]
         async def canary() -> None:
             now = time.time()
             runtime.send(topics.LOGS, canary_event(now), key=CANARY_SERVICE)
@@ -174,6 +191,9 @@ def register_alerting(app: faust.App, runtime: StageRuntime, a: AlertingSettings
             asyncio.get_running_loop().add_signal_handler(
                 signal.SIGHUP, lambda: holder.check(force=True))
 
+    if a.security_file is not None and str(a.security_file):
+        from alerting.agents.security import register_security
+        stage.security = register_security(app, runtime, a, signals, database)
     return stage
 
 

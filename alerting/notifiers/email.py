@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import unicodedata
+from collections.abc import Callable, Mapping
 from email.message import EmailMessage
 from email.utils import make_msgid
 
@@ -27,8 +28,14 @@ def header_value(text: str, limit: int = 900) -> str:
     return " ".join(flat.split())[:limit]
 
 
-def render_email(msg: Message, sender: str, to: list[str]) -> EmailMessage:
-    """The MIME message: subject with status and severity, text and HTML parts."""
+Links = Callable[[Message, str], Mapping[str, str]]  # (message, recipient) -> verdict -> URL
+_VERDICT_LABELS = {"useful": "Useful", "false_alarm": "False alarm"}
+
+
+def render_email(msg: Message, sender: str, to: list[str],
+                 links: Mapping[str, str] | None = None) -> EmailMessage:
+    """The MIME message: subject with status and severity, text and HTML parts, and the
+    signed verdict links (``alerting/verdicts.py``) when there are any."""
     em = EmailMessage()
     em["Subject"] = header_value(f"[{msg.status.upper()}][{msg.severity}] {msg.title}")
     em["From"] = header_value(sender)
@@ -43,7 +50,12 @@ def render_email(msg: Message, sender: str, to: list[str]) -> EmailMessage:
         lines += ["", f"Alert code: {msg.code}"]
     if msg.url:
         lines += [msg.url]
+    if links:
+        lines += ["", "Was this alert useful?"]
+        lines += [f"  {_VERDICT_LABELS.get(k, k)}: {u}" for k, u in links.items()]
     em.set_content("\n".join(lines))
+    verdicts = " | ".join(f"<a href='{html.escape(u)}'>{html.escape(_VERDICT_LABELS.get(k, k))}"
+                          "</a>" for k, u in (links or {}).items())
     colour = _COLOURS.get(msg.severity, "#555")
     rows = "".join(f"<tr><th align=left>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
                    for k, v in msg.fields.items())
@@ -53,6 +65,7 @@ def render_email(msg: Message, sender: str, to: list[str]) -> EmailMessage:
             + (f"<h3>Evidence</h3><ul>{ev}</ul>" if ev else "")
             + (f"<p>Alert code: <b>{html.escape(msg.code)}</b></p>" if msg.code else "")
             + (f"<p><a href='{html.escape(msg.url)}'>Open</a></p>" if msg.url else "")
+            + (f"<p>Was this alert useful? {verdicts}</p>" if verdicts else "")
             + "</body></html>")
     em.add_alternative(body, subtype="html")
     return em
@@ -63,15 +76,18 @@ class EmailChannel:
 
     kind = "email"
 
-    def __init__(self, name: str, settings: SmtpSettings, to: list[str]) -> None:
+    def __init__(self, name: str, settings: SmtpSettings, to: list[str],
+                 links: Links | None = None) -> None:
         self.name = name
         self.settings = settings
         self.to = to
+        self.links = links
 
     async def send(self, msg: Message) -> str:
         """Deliver; the Message-ID is the provider id. 5xx replies are permanent."""
         s = self.settings
-        em = render_email(msg, s.sender, self.to)
+        links = self.links(msg, ",".join(self.to)) if self.links else None
+        em = render_email(msg, s.sender, self.to, links)
         password = s.password.get_secret_value()
         try:
             await aiosmtplib.send(em, hostname=s.host, port=s.port,

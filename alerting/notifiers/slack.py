@@ -68,7 +68,38 @@ def blocks(msg: Message, note: str = "") -> list[dict[str, Any]]:
             {"type": "button", "action_id": "silence", "style": "danger", "value": value,
              "text": {"type": "plain_text", "text": "Silence 1h"}},
         ]})
+    if msg.fingerprint and msg.status in ("firing", "acknowledged", "resolved"):
+        out.append(verdict_block("alert", msg.fingerprint))
     return out
+
+
+def approval_blocks(action_id: str, title: str, plan: str, url: str = "") -> list[dict[str, Any]]:
+    """A runbook action awaiting approval: what it will do, Approve / Reject buttons."""
+    out: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"```{_cut(plan, 2800)}```"}},
+    ]
+    if url:
+        out.append({"type": "context", "elements": [{"type": "mrkdwn",
+                                                     "text": "runbook: " + _cut(url, 2900)}]})
+    out.append({"type": "actions", "block_id": "runbook_approval", "elements": [
+        {"type": "button", "action_id": "action_approve", "style": "primary",
+         "value": action_id, "text": {"type": "plain_text", "text": "Approve"}},
+        {"type": "button", "action_id": "action_reject", "style": "danger",
+         "value": action_id, "text": {"type": "plain_text", "text": "Reject"}},
+    ]})
+    return out
+
+
+def verdict_block(kind: str, target: str) -> dict[str, Any]:
+    """Useful / False alarm buttons (``alerting/verdicts.py``); they stay after an ack."""
+    value = f"{kind}:{target}"
+    return {"type": "actions", "block_id": "verdict_actions", "elements": [
+        {"type": "button", "action_id": "verdict_useful", "value": value,
+         "text": {"type": "plain_text", "text": "Useful"}},
+        {"type": "button", "action_id": "verdict_false", "value": value,
+         "text": {"type": "plain_text", "text": "False alarm"}},
+    ]}
 
 
 class SlackChannel:
@@ -93,6 +124,12 @@ class SlackChannel:
         resp = await self._call("chat_postMessage", channel=self.channel,
                                 text=escape(f"[{msg.status}] {msg.title}"),
                                 blocks=blocks(msg))
+        return f"{resp['channel']}:{resp['ts']}"
+
+    async def post(self, text: str, blocks: list[dict[str, Any]]) -> str:
+        """chat.postMessage of ready blocks (runbook approvals); returns ``channel:ts``."""
+        resp = await self._call("chat_postMessage", channel=self.channel, text=escape(text),
+                                blocks=blocks)
         return f"{resp['channel']}:{resp['ts']}"
 
     async def update(self, provider_id: str, msg: Message, note: str = "") -> None:

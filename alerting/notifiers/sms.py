@@ -20,6 +20,8 @@ MAX_LEN = 160
 def sms_text(msg: Message) -> str:
     """One SMS segment: status, severity, title, and how to acknowledge."""
     tail = f" Reply ACK {msg.reply_code}" if msg.reply_code and msg.status == "firing" else ""
+    if msg.status == "resolved" and msg.code:  # verdicts name the alert by its code
+        tail = f" Reply USEFUL {msg.code} or FALSE {msg.code}"
     head = f"{msg.status.upper()} {msg.severity}: "
     room = MAX_LEN - len(head) - len(tail)
     title = msg.title if len(msg.title) <= room else msg.title[: max(0, room - 1)] + "…"

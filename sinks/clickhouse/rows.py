@@ -70,6 +70,11 @@ NOTIFICATION_COLUMNS = (
 )
 SILENCE_COLUMNS = ("ts", "id", "matchers", "starts_at", "ends_at", "created_by", "comment",
                    "recurring", "deleted", "event_id")
+REDACTION_COLUMNS = ("ts", "writer", "rule", "count", "event_id")
+
+ACTION_COLUMNS = ("ts", "action_id", "incident_id", "alert_key", "fingerprint", "rule",
+                  "runbook", "step", "kind", "outcome", "by", "plan", "detail", "duration_ms",
+                  "version", "event_id")
 
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "logs": LOGS_COLUMNS, "metric_points": METRIC_COLUMNS, "windows": WINDOW_COLUMNS,
@@ -80,6 +85,8 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "anomalies": ANOMALY_COLUMNS, "detector_quality": QUALITY_COLUMNS,
     "alerts": ALERT_COLUMNS, "notifications": NOTIFICATION_COLUMNS,
     "silences": SILENCE_COLUMNS,
+    "actions": ACTION_COLUMNS,
+    "redaction_counts": REDACTION_COLUMNS,
 }
 
 
@@ -113,6 +120,12 @@ def log_row(e: dict[str, Any], event_id: str, partition: int, offset: int, now_m
         hm, hr, hs, hd, ps, po, pd, pok, ui, uip, ua, uo, _json(attrs), template_id, category,
         severity, partition, offset, now_ms / 1000,
     )
+
+
+def redaction_rows(now_ms: int, writer: str, counts: dict[str, int]) -> list[tuple[Any, ...]]:
+    """``redaction_counts`` rows: matches per privacy rule since ``writer``'s last rows."""
+    return [(now_ms, writer, rule, n, f"{writer}@{now_ms}:{rule}")
+            for rule, n in sorted(counts.items())]
 
 
 def metric_row(m: MetricPoint, event_id: str, now_ms: int, partition: int = 0,
@@ -223,3 +236,12 @@ def silence_row(s: dict[str, Any], now_ms: int, deleted: bool = False) -> tuple[
             int(ends * 1000) if ends is not None else None, s.get("created_by", ""),
             s.get("comment", ""), orjson.dumps(rec).decode() if rec else "", deleted,
             f"{s['id']}|{now_ms}|{deleted}")
+
+
+def action_row(a: dict[str, Any]) -> tuple[Any, ...]:
+    """An ``actions`` row from a runbook action's state (``alerting.actions.ActionState``):
+    one row per state change, ``event_id`` = action id and version."""
+    return (int(a["updated_at"] * 1000), a["id"], a["incident_id"], a["key"], a["fingerprint"],
+            a["rule"], a["source"], a["step"], a["kind"], a["status"], a["by"],
+            a["plan"][:4000], a["detail"][:8000], float(a["duration_ms"]), int(a["version"]),
+            f"{a['id']}:{a['version']}")

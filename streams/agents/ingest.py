@@ -8,16 +8,21 @@ has landed in ClickHouse, so a crash replays, never loses.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+import os
+import socket
+import time
+from collections import Counter, deque
 from typing import Any
 
 import structlog
 from confluent_kafka import Message
 
+from privacy.redact import Redactor
 from schemas import topics
 from schemas.dead_letters import dead_letter_message
 from schemas.errors import LogwardenError
 from sinks.clickhouse.offsets import landed_offsets
+from sinks.clickhouse.rows import redaction_rows
 from streams.agents.categorise import CategoriseStage
 from streams.consumer import Barrier, BatchConsumer, Partition
 from streams.ingest import IngestProcessor, Output
@@ -28,6 +33,7 @@ log = structlog.get_logger(__name__)
 TABLE_OF = {"logs": "logs", "metrics": "metric_points", "changes": "changes",
             "feedback": "feedback", "dead_letters": "dead_letters"}
 DEAD_LETTER_MIN_SAMPLE = 5000
+REDACTION_FLUSH_S = 10.0  # how often the per-rule redaction counts go to their table
 
 
 class TooManyDeadLetters(LogwardenError):
@@ -40,9 +46,14 @@ class IngestStage:
     name = "ingest"
 
     def __init__(self, runtime: Runtime, processor: IngestProcessor,
-                 categorise: CategoriseStage | None = None) -> None:
+                 categorise: CategoriseStage | None = None,
+                 redactor: Redactor | None = None) -> None:
         self.rt, self.processor, self.categorise = runtime, processor, categorise
         self.recent: deque[tuple[int, int]] = deque(maxlen=50)  # (records, dead letters)
+        self.redactor = redactor
+        self._redactions_sent: Counter[str] = Counter()  # counts already in the table
+        self._redactions_at = time.monotonic()
+        self._writer_id = f"{socket.gethostname()}:{os.getpid()}:{int(time.time())}"
 
     async def process(self, batch: list[Message]) -> Barrier:
         """Process one batch; its barrier holds once every row it queued has landed."""
@@ -50,6 +61,8 @@ class IngestStage:
             await self.categorise.ready.wait()
         out = self.processor.process(batch)
         await self._write(out)
+        if self.redactor is not None:
+            self._redaction_counts(force=False)
         writers = self.rt.writers
         targets = {name: w.accepted for name, w in writers.items()}
         self._check_dead_letters(len(batch), len(out.dead_letters))
@@ -84,12 +97,26 @@ class IngestStage:
         self.rt.publish_windows(self.processor.revoke(partitions))
         if self.categorise is not None:  # the next owner resumes from these snapshots
             await self.categorise.hand_over()
+        if self.redactor is not None:
+            self._redaction_counts(force=True)
         await asyncio.gather(*(w.flush_async() for w in self.rt.writers.values()))
 
     async def idle(self) -> None:
         self.rt.publish_windows(self.processor.flush_idle())
         if self.categorise is not None:
             self.categorise.tick()
+
+    def _redaction_counts(self, force: bool) -> None:
+        """Queue the matches per rule counted since the last rows (every 10 s, at most)."""
+        assert self.redactor is not None
+        if not force and time.monotonic() - self._redactions_at < REDACTION_FLUSH_S:
+            return
+        self._redactions_at = time.monotonic()
+        delta = self.redactor.counts - self._redactions_sent
+        if delta:
+            self._redactions_sent.update(delta)
+            self.rt.writers["redaction_counts"].add_many(redaction_rows(
+                int(time.time() * 1000), self._writer_id, dict(delta)))
 
     async def _write(self, out: Output) -> None:
         w = self.rt.writers
@@ -100,6 +127,8 @@ class IngestStage:
         for row in out.dead_letters:
             self.rt.send(self.rt.topics.dead_letters, dead_letter_message(row), key=row[1])
         self.rt.publish_windows(out.windows)
+        for service, doc in out.auth_events:  # for the security detectors
+            self.rt.send(self.rt.topics.auth_events, doc, key=service)
         for f in out.feedback_events:
             log.info("feedback_received", stage="ingest", target=f.target_id, verdict=f.verdict)
         if self.categorise is not None:
@@ -120,10 +149,12 @@ class IngestService(BatchConsumer):
     """The ingest stage on its consumer (group ``<app_id>-ingest``, the contract topics)."""
 
     def __init__(self, runtime: Runtime, processor: IngestProcessor,
-                 categorise: CategoriseStage | None = None, **kwargs: Any) -> None:
+                 categorise: CategoriseStage | None = None, redactor: Redactor | None = None,
+                 **kwargs: Any) -> None:
         s = runtime.settings
-        self.rt, self.processor = runtime, processor
-        super().__init__(IngestStage(runtime, processor, categorise), topics.INGEST_TOPICS,
+        self.rt, self.processor, self.redactor = runtime, processor, redactor
+        super().__init__(IngestStage(runtime, processor, categorise, redactor),
+                         topics.INGEST_TOPICS,
                          s.kafka, group=f"{s.stream.app_id}-ingest",
                          batch_size=s.stream.batch_size,
                          stop_timeout_s=s.stream.stop_timeout_s, **kwargs)

@@ -42,7 +42,7 @@ from sinks.clickhouse.queries.quality import verdict_history
 from streams.consumer import Barrier, BatchConsumer, Partition, always
 from streams.runtime import Runtime
 from streams.state import read_compacted
-from streams.topics import STATE_TOPIC_CONFIG, ensure_topics
+from streams.topics import STATE_TOPIC_CONFIG, ensure_topics, topic_config
 
 log = structlog.get_logger(__name__)
 
@@ -280,7 +280,7 @@ class ScoreService(BatchConsumer):
         s = self.rt.settings
         await asyncio.to_thread(ensure_topics, s.kafka.bootstrap_servers(),
                                 {self.detect.state_topic: s.kafka.partitions},
-                                STATE_TOPIC_CONFIG, s.kafka.replication,
+                                topic_config(s, STATE_TOPIC_CONFIG), s.kafka.replicas,
                                 security=s.kafka.librdkafka())
         await super().on_start()
         await self.add_runtime_dependency(self.side)

@@ -84,9 +84,11 @@ class Worker:
                 self.proc.wait()
 
 
-def start_worker(bootstrap: str, data_dir: Path, app_id: str, **extra_env: str) -> Worker:
-    """Start ``logwarden worker`` and wait until its API answers."""
-    port = free_port()
+def start_worker(bootstrap: str, data_dir: Path, app_id: str, port: int | None = None,
+                 **extra_env: str) -> Worker:
+    """Start ``logwarden worker`` (its API on ``port``, a free one by default) and wait until
+    its API answers."""
+    port = port or free_port()
     env = {**os.environ, "LOGWARDEN_KAFKA_BOOTSTRAP": bootstrap,
            "LOGWARDEN_DATA_DIR": str(data_dir), "LOGWARDEN_STREAM_WEB_PORT": str(port),
            "LOGWARDEN_STREAM_APP_ID": app_id, "LOGWARDEN_STREAM_WINDOW_GRACE_S": "2",

@@ -143,6 +143,17 @@ const pages = {
     }
     document.getElementById("more").style.display = res.next_offset === null ? "none" : "";
   },
+  async security() {
+    const d = await api("/api/security", range());
+    const lab = (r, k) => (r.labels || {})[k] || "";
+    fillTable("sec-alerts", d.alerts, r => [esc(r.state), esc(r.severity), esc(r.rule), esc(lab(r, "ip")), esc(lab(r, "user")), esc(r.summary), esc(r.starts_at)]);
+    fillTable("sec-by-address", d.failures_by_address, r => [esc(r.ip), String(r.failures), String(r.users), esc((r.sample_users || []).join(", ")), esc(r.last)]);
+    fillTable("sec-by-user", d.failures_by_user, r => [esc(r.user), String(r.failures), String(r.addresses), esc((r.sample_addresses || []).join(", ")), esc(r.last)]);
+    fillTable("sec-new-addresses", d.new_addresses, r => [esc(r.user), esc(r.ip), esc(r.first_seen), String(r.logins)]);
+    fillTable("sec-privilege", d.privilege_changes, r => [esc(r.ts), esc(r.service), esc(r.user), esc(r.ip), esc(r.action), esc(r.outcome), esc(r.message)]);
+    const top = d.failures_by_address.slice(0, 15);
+    draw("chart-sec-failures", top.length ? [{type: "bar", x: top.map(r => r.ip), y: top.map(r => r.failures), name: "failures"}] : [], "Failed logins by address (top 15)", {xaxis: {type: "category"}});
+  },
   async alerts() {
     const [al, oc, no, si] = await Promise.all([api("/api/alerts", {limit: 200}), api("/api/oncall"),
       api("/api/notifications", Object.assign({limit: 100}, {range: "24h"})), api("/api/silences", {limit: 100})]);
@@ -153,7 +164,9 @@ const pages = {
     const when = v => typeof v === "number" ? new Date(v * 1000).toISOString().slice(0, 19).replace("T", " ") : v;
     fillTable("alerts", open, r => [esc(r.state), esc(label(r, "severity")), esc(label(r, "service")), esc(r.rule), esc(r.summary), esc(when(r.starts_at)), esc(r.acked_by),
       (r.state === "firing" ? '<button class="act" data-act="ack" data-fp="' + esc(r.fingerprint) + '">ack</button>' : "") +
-      '<button class="act" data-act="resolve" data-fp="' + esc(r.fingerprint) + '">resolve</button>']);
+      '<button class="act" data-act="resolve" data-fp="' + esc(r.fingerprint) + '">resolve</button>' +
+      '<button class="verdict" data-verdict="useful" data-fp="' + esc(r.fingerprint) + '">useful</button>' +
+      '<button class="verdict" data-verdict="false_alarm" data-fp="' + esc(r.fingerprint) + '">false alarm</button>']);
     const oncall = oc.items || Object.entries(oc.schedules || {}).map(([k, v]) => ({schedule: k, on_call: v}));
     fillTable("oncall", oncall, r => [esc(r.schedule), esc(r.on_call.join(", "))]);
     fillTable("notifications", no.items, r => [esc(r.ts), esc(r.kind), esc(r.receiver), esc(r.channel), esc(r.status), String(r.attempt), esc(r.error)]);
@@ -204,6 +217,15 @@ async function refresh() {
   } catch (e) { st.textContent = "⚠ " + e.message; }
 }
 document.addEventListener("click", async ev => {
+  const v = ev.target.closest("button.verdict");
+  if (v) {  // Useful / False alarm: recorded as feedback (POST /api/verdicts)
+    const out = document.getElementById("action-status");
+    const r = await fetch("/api/verdicts", {method: "POST", headers: Object.assign({"Content-Type": "application/json"}, authHeaders()),
+      body: JSON.stringify({kind: "alert", target: v.dataset.fp, verdict: v.dataset.verdict, via: "page"})});
+    const res = await r.json().catch(() => ({}));
+    out.textContent = r.ok ? "verdict recorded: " + v.dataset.verdict.replace("_", " ") : "⚠ " + ((res.error && res.error.message) || r.statusText);
+    return;
+  }
   const b = ev.target.closest("button.act");
   if (!b) return;
   const out = document.getElementById("action-status");

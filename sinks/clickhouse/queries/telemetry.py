@@ -134,16 +134,23 @@ LOG_COLUMNS = ("ts, service, level, message, host, http_route, http_status, "
                "http_duration_ms, template_id, category, severity, trace_id, event_id")
 
 
+# Security logs (readable by the security and admin roles only, web/access.py): lines
+# categorised security, and events with a user action (logins, resets, role changes).
+SECURITY_LOGS = "(category = 'security' OR user_action != '')"
+
+
 def search_logs(store: Store, db: str, span: Span, page: Page, *, service: str | None = None,
                 level: str | None = None, template_id: str | None = None,
-                text: str | None = None) -> dict[str, Any]:
-    """Log lines in ``span``, newest first, filtered by service, level, template and text."""
+                text: str | None = None, hide_security: bool = False) -> dict[str, Any]:
+    """Log lines in ``span``, newest first, filtered by service, level, template and text
+    (``hide_security``: without the security logs)."""
     where, extra = filters({
         "service": ("service = {service:String}", service),
         "level": ("level = {level:String}", level.upper() if level else level),
         "template_id": ("template_id = {template_id:String}", template_id),
         "text": ("positionCaseInsensitive(message, {text:String}) > 0", text),
     })
+    where += f" AND NOT {SECURITY_LOGS}" if hide_security else ""
     sql = (f"SELECT {LOG_COLUMNS} FROM {ident(db)}.logs WHERE ts >= {{since:{TS}}} "
            f"AND ts < {{until:{TS}}}{where} ORDER BY ts DESC")
     return paged(store, sql, {**span.params(), **extra}, page)
@@ -151,13 +158,14 @@ def search_logs(store: Store, db: str, span: Span, page: Page, *, service: str |
 
 def logs_by_template(store: Store, db: str, span: Span, page: Page, *,
                      service: str | None = None, level: str | None = None,
-                     text: str | None = None) -> dict[str, Any]:
+                     text: str | None = None, hide_security: bool = False) -> dict[str, Any]:
     """The search grouped by template: count, levels, first/last seen, one example."""
     where, extra = filters({
         "service": ("service = {service:String}", service),
         "level": ("level = {level:String}", level.upper() if level else level),
         "text": ("positionCaseInsensitive(message, {text:String}) > 0", text),
     })
+    where += f" AND NOT {SECURITY_LOGS}" if hide_security else ""
     sql = ("SELECT service, template_id, count() AS lines, groupUniqArray(level) AS levels, "
            "min(ts) AS first_seen, max(ts) AS last_seen, any(message) AS example "
            f"FROM {ident(db)}.logs WHERE ts >= {{since:{TS}}} AND ts < {{until:{TS}}}{where} "

@@ -74,7 +74,8 @@ async def test_slack_post_then_update(peer: Peer) -> None:
     method, body, _ = peer.requests[1]
     blocks = body["blocks"] if isinstance(body["blocks"], list) else json.loads(body["blocks"])
     assert method == "chat.update" and body["ts"] == "1700000000.000001"
-    assert not any(b["type"] == "actions" for b in blocks)  # buttons gone once acknowledged
+    # ack / resolve / silence gone once acknowledged; the verdict buttons stay
+    assert [b.get("block_id") for b in blocks if b["type"] == "actions"] == ["verdict_actions"]
     assert "acked by alice" in str(blocks)
 
 

@@ -46,9 +46,12 @@ def db(chdb_store: Client) -> Iterator[str]:
     chdb_store.command(f"CREATE DATABASE {name}")
     chdb_store.command(
         f"CREATE TABLE {name}.logs (ts DateTime64(3, 'UTC'), service LowCardinality(String), "
-        "level String, latency Float64, note Nullable(String)) ENGINE = MergeTree ORDER BY ts")
+        "level String, latency Float64, note Nullable(String), "
+        # what a responder's row filter reads (web/access.py: security logs are hidden)
+        "category LowCardinality(String) DEFAULT '', user_action String DEFAULT '') "
+        "ENGINE = MergeTree ORDER BY ts")
     chdb_store.command(
-        f"INSERT INTO {name}.logs SELECT toDateTime64('2024-05-01 00:00:00', 3, 'UTC') + number, "
+        f"INSERT INTO {name}.logs (ts, service, level, latency, note) SELECT toDateTime64('2024-05-01 00:00:00', 3, 'UTC') + number, "
         "['web', 'db', 'auth'][number % 3 + 1], if(number % 10 = 0, 'ERROR', 'INFO'), "
         "if(number = 6, nan, number / 10), if(number % 2 = 0, NULL, 'n') FROM numbers(30)")
     yield name

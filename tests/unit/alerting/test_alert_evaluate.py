@@ -91,14 +91,17 @@ def test_absence_fires_on_tick_and_resolves_when_data_returns() -> None:
     rs = rules({"name": "Down", "kind": "absence", "for": "2m"})
     st, _ = run(rs, [win(0)])
     assert st is not None
-    st, sigs = on_tick(rs, st, T0 + 60 + 100)
+    # the watermark (event time) must pass the last data + for + one window: a window
+    # holding data could still be on its way until then
+    st, sigs = on_tick(rs, st, T0 + 60 + 120 + 59)
     assert sigs == []
-    st, sigs = on_tick(rs, st, T0 + 60 + 130)
+    st, sigs = on_tick(rs, st, T0 + 60 + 120 + 60)
     assert [s.status for s in sigs] == ["firing"]
-    st, again = on_tick(rs, st, T0 + 60 + 200)
+    assert sigs[0].ts == T0 + 60 + 120  # the event time it became true, not the tick's
+    st, again = on_tick(rs, st, T0 + 60 + 400)
     assert again == []  # fires once
     st, sigs = on_window(rs, st, win(5), T0 + 400)
-    assert [s.status for s in sigs] == ["resolved"]
+    assert [s.status for s in sigs] == ["resolved"] and sigs[0].ts == T0 + 300
 
 
 def test_anomaly_fires_and_times_out() -> None:

@@ -10,7 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from cli import produce
-from cli.produce import Pacer, produce_lines, resolve_topic, route_line
+from cli.produce import EventTimePacer, Pacer, produce_lines, resolve_topic, route_line
 from schemas.topics import FEEDBACK, LOGS, METRICS
 
 
@@ -68,6 +68,28 @@ def test_pacer_sleeps_until_each_event_is_due() -> None:
         pacer.wait(n)
     assert now[0] == pytest.approx(100.4)
     assert Pacer(0.0, clock=lambda: 0.0, sleep=sleep).wait(10**6) is None
+
+
+def test_event_time_pacer_replays_as_lived_or_faster() -> None:
+    now = [100.0]
+
+    def sleep(s: float) -> None:
+        now[0] += s
+
+    stamps = ["2026-12-01T00:00:00Z", 1_796_083_201_000, "2026-12-01T00:00:03Z"]
+    lines = [route_line(orjson.dumps({"ts": t, "service": "a"}), "logs") for t in stamps]
+    assert [ln.ts_s for ln in lines] == [1_796_083_200.0, 1_796_083_201.0, 1_796_083_203.0]
+    pacer = EventTimePacer(1.0, clock=lambda: now[0], sleep=sleep)
+    for ln in lines:
+        pacer.wait(ln.ts_s)
+    assert now[0] == pytest.approx(103.0)  # 1x: three seconds of event time, three of clock
+    fast = EventTimePacer(60.0, clock=lambda: now[0], sleep=sleep)
+    for ln in lines:
+        fast.wait(ln.ts_s)
+    assert now[0] == pytest.approx(103.05)
+    EventTimePacer(0.0, clock=lambda: now[0], sleep=sleep).wait(1e12)  # full speed
+    assert route_line(b'{"ts": "soon", "service": "a"}', "logs").ts_s is None
+    assert now[0] == pytest.approx(103.05)
 
 
 def test_produce_lines_reports_invalid_lines_with_numbers_and_still_sends_them() -> None:

@@ -1,0 +1,76 @@
+"""Event-time watermarks for rule evaluation: how far the stream has got, per partition and
+for the whole fleet.
+
+Rules that fire on *nothing happening* (absence) or that end on a time-out (anomaly and
+template alerts' ``resolve_after``) need a clock. Wall-clock time is wrong for them: a
+recorded day replayed at full speed would fire every absence rule at once, and a live
+stream that lags would resolve alerts it has not seen the end of. So they read the
+stream's own clock instead.
+
+- A **partition watermark** is the largest window end (event time) seen on one partition
+  of the windows topic. Windows close on their service's own event-time watermark
+  (``streams/windows.py``), so a window end is a stated "nothing earlier is still coming".
+- The **fleet watermark** is the smallest partition watermark among the partitions that
+  are live: a partition that sent nothing for ``idle_s`` seconds of *arrival* (wall-clock)
+  time is idle and left out, as Flink's ``withIdleness`` does, so one quiet partition does
+  not stop the clock for everyone. When every partition is idle the fleet watermark is the
+  largest one: the stream has caught up with everything it was sent.
+- Only windows move watermarks. Anomalies and template events are sparse and derived from
+  the same events later, so they would only hold the clock back; the canary's windows are
+  stamped with the worker's wall clock and are left out too.
+
+Nothing here reads a clock: the caller passes ``now`` (arrival time) explicitly.
+
+>>> wm = Watermarks(idle_s=30.0)
+>>> wm.observe(0, 1_000.0, now=5.0); wm.observe(1, 1_060.0, now=5.0)
+>>> wm.fleet(now=6.0)          # partition 0 is the slowest live one
+1000.0
+>>> wm.observe(1, 1_120.0, now=40.0)
+>>> wm.fleet(now=40.0)         # partition 0 has been idle for 35 s: left out
+1120.0
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class _Source:
+    event_ts: float  # the largest event time seen (epoch s)
+    arrived: float  # arrival (wall-clock) time of the last message
+
+
+@dataclass
+class Watermarks:
+    """Per-partition and fleet event-time watermarks (epoch seconds)."""
+
+    idle_s: float = 30.0  # LOGWARDEN_ALERTING_WATERMARK_IDLE_S
+    sources: dict[int, _Source] = field(default_factory=dict)
+
+    def observe(self, partition: int, event_ts: float, now: float) -> None:
+        """A window ending at ``event_ts`` arrived on ``partition`` at wall-clock ``now``."""
+        s = self.sources.get(partition)
+        if s is None:
+            self.sources[partition] = _Source(event_ts, now)
+        else:
+            s.event_ts = max(s.event_ts, event_ts)
+            s.arrived = max(s.arrived, now)
+
+    def partition(self, partition: int) -> float | None:
+        """The watermark of one partition, None before its first window."""
+        s = self.sources.get(partition)
+        return s.event_ts if s is not None else None
+
+    def live(self, now: float) -> list[int]:
+        """Partitions that sent a window less than ``idle_s`` ago."""
+        return sorted(p for p, s in self.sources.items() if now - s.arrived < self.idle_s)
+
+    def fleet(self, now: float) -> float | None:
+        """The fleet watermark (see the module docstring); None before any window."""
+        if not self.sources:
+            return None
+        live = [s.event_ts for s in self.sources.values() if now - s.arrived < self.idle_s]
+        if live:
+            return min(live)
+        return max(s.event_ts for s in self.sources.values())

@@ -1,0 +1,149 @@
+"""``make bench``: the cost of PII redaction on the ingest stage, as a ratio measured in one
+run: the same payloads through the same categorised ingest processor with and without the
+redactor of deploy/config/privacy.yaml, alternated (A B A B ...) so that a machine busy
+with something else slows both alike. Prints one JSON line.
+
+The payloads mix what services log: plain request lines (most), lines with timestamps
+and ids (digit runs: the numeric screen lets them through to the number rules), login
+events with ``user`` fields, and lines holding e-mails, IPs, tokens, keys, phones, cards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+
+from privacy.redact import Redactor
+from privacy.settings import load_privacy
+from schemas import topics
+
+N_EVENTS = int(os.environ.get("LOGWARDEN_BENCH_PRIVACY_EVENTS", "100000"))
+ROUNDS = int(os.environ.get("LOGWARDEN_BENCH_PRIVACY_ROUNDS", "3"))
+SERVICES = [f"svc-{i:02d}" for i in range(20)]
+ROUTES = ["/cart", "/pay", "/search", "/users/{id}", "/items/{id}", "/login"]
+# Share of each kind of line (the rest: plain request lines).
+MIX = {"numeric": 0.15, "login": 0.10, "email": 0.05, "ip": 0.05, "secret": 0.03,
+       "phone_card": 0.02}
+
+
+def message(kind: str, rng: random.Random) -> str:
+    """One log message of ``kind``."""
+    n = rng.randrange(10_000)
+    if kind == "numeric":
+        return (f"2026-11-{rng.randrange(1, 29):02d}T10:{rng.randrange(60):02d}:00Z job "
+                f"{rng.randrange(10**8)} finished in {rng.randrange(900)} ms (batch {n})")
+    if kind == "login":
+        return f"login {'ok' if rng.random() < 0.9 else 'failed'} for account {n}"
+    if kind == "email":
+        return f"sent receipt to user{n}@example.com for order {rng.randrange(10**6)}"
+    if kind == "ip":
+        return f"connection from 10.{n % 256}.{rng.randrange(256)}.{rng.randrange(256)} closed"
+    if kind == "secret":
+        return f"retrying with api_key={uuid.uuid4().hex} after 401"
+    if kind == "phone_card":
+        return (f"sms to +1 415 555 {n:04d} queued" if rng.random() < 0.5 else
+                "charge 4111 1111 1111 1111 declined")
+    return (f"GET {ROUTES[n % len(ROUTES)]} user={n} status=200 "
+            f"took {rng.randrange(1, 900)}ms")
+
+
+def events(n: int, seed: int = 1, mix: dict[str, float] | None = None) -> list[bytes]:
+    """``n`` log events of ``mix`` (default ``MIX``), over the last five minutes."""
+    rng = random.Random(seed)
+    start = int(time.time() * 1000) - 300_000
+    mix = MIX if mix is None else mix
+    kinds, weights = [*mix, "plain"], [*mix.values(), 1 - sum(mix.values())]
+    out = []
+    for i in range(n):
+        kind = rng.choices(kinds, weights)[0]
+        svc = SERVICES[i % len(SERVICES)]
+        e: dict[str, object] = {
+            "ts": start + i * 300_000 // n, "service": svc, "level": "INFO",
+            "message": message(kind, rng), "host": f"{svc}-{rng.randrange(4)}",
+            "event_id": uuid.uuid4().hex}
+        if kind == "login":
+            e["user"] = {"id": f"user{rng.randrange(5000)}",
+                         "ip": f"192.0.2.{rng.randrange(256)}", "action": "login",
+                         "outcome": "success"}
+        else:
+            route = ROUTES[rng.randrange(len(ROUTES))]
+            e["http"] = {"method": "GET", "route": route, "status": 200,
+                         "duration_ms": round(rng.lognormvariate(3, 0.7), 2)}
+        out.append(orjson.dumps(e))
+    return out
+
+
+def stage_seconds(payloads: list[bytes], redactor: Redactor | None) -> float:
+    """Seconds the categorised ingest stage takes over ``payloads`` (a fresh processor)."""
+    from categorisation.settings import load_categorisation
+    from streams.categorise import Categoriser
+    from streams.ingest import IngestProcessor, Record
+    from streams.settings import Settings
+
+    s = Settings().categorise
+    proc = IngestProcessor(categorise=Categoriser(load_categorisation(s), s),
+                           redact=redactor.event if redactor else None,
+                           redact_raw=redactor.raw if redactor else None)
+    recs = [Record(topics.LOGS, 0, i, None, p) for i, p in enumerate(payloads)]
+    t0 = time.perf_counter()
+    for i in range(0, len(recs), 5000):
+        proc.process(recs[i:i + 5000])
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    """Run the redaction cost benchmark and print its JSON line."""
+    from streams.settings import Settings
+
+    cfg_path = Settings().privacy.config_file
+    redactor = Redactor(load_privacy(cfg_path), b"bench-key-0123456789abcdef")
+    payloads = events(N_EVENTS)
+    stage_seconds(payloads[:5000], redactor)  # warm the imports and caches
+    plain, redacted = [], []
+    for r in range(ROUNDS):
+        print(f"round {r + 1}/{ROUNDS}…", file=sys.stderr)
+        plain.append(stage_seconds(payloads, None))
+        redacted.append(stage_seconds(payloads, redactor))
+    ratios = [p / q for p, q in zip(plain, redacted, strict=True)]  # throughput ratio
+    # The same on lines without personal data (the plain request lines only): the cost of
+    # the screens alone.
+    clean = events(N_EVENTS // 2, seed=2, mix={})
+    clean_ratios = [stage_seconds(clean, None) / stage_seconds(clean, redactor)
+                    for _ in range(ROUNDS)]
+    lines = sum(1 for p in payloads if any(
+        w in p for w in (b"@", b"api_key", b"+1 415", b"4111", b"10.", b'"user"')))
+    figures = {
+        "bench": "privacy", "events": N_EVENTS, "rounds": ROUNDS,
+        "config": str(cfg_path), "lines_with_pii": lines,
+        "ingest_per_s_without": round(N_EVENTS / statistics.median(plain)),
+        "ingest_per_s_with": round(N_EVENTS / statistics.median(redacted)),
+        "throughput_ratio_median": round(statistics.median(ratios), 3),
+        "throughput_ratio_worst": round(min(ratios), 3),
+        "cost_pct_median": round(100 * (1 - statistics.median(ratios)), 1),
+        "cost_pct_worst": round(100 * (1 - min(ratios)), 1),
+        "cost_pct_lines_without_pii_median": round(100 * (1 - statistics.median(clean_ratios)),
+                                                   1),
+        "matches_per_rule": dict(sorted(redactor.counts.items())),
+        "compiled_ingest": bool(_compiled()),
+    }
+    print(f"redaction costs {figures['cost_pct_median']}% of ingest throughput (worst round "
+          f"{figures['cost_pct_worst']}%)", file=sys.stderr)
+    print(json.dumps(figures))
+
+
+def _compiled() -> list[str]:
+    from schemas.native import compiled
+
+    return [m for m in compiled() if Path(m).stem == "ingest"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""Group signals into incidents: by time, the call graph, shared changes, shared templates.
+
+A signal joins an incident that is not resolved, whose last signal is at most ``quiet_ms``
+before it, and that it is related to: the same service, a service one call edge away
+(either direction), a change both name, or a template both name. Related to none, it opens
+a new incident. Two incidents are never merged afterwards: a signal related to two joins the
+older (PagerDuty and incident.io group the same way: time window + relatedness, no
+re-clustering). The ``quiet_ms`` bound is what keeps two distinct problems apart: after that
+much silence the next signal opens a new incident even on the same service.
+
+>>> from incidents.model import Signal
+>>> st = GroupingState()
+>>> a = Signal(id="1", ts=0, service="db", kind="anomaly")
+>>> b = Signal(id="2", ts=20_000, service="api", kind="anomaly")
+>>> c = Signal(id="3", ts=30_000, service="mail", kind="anomaly")
+>>> [assign(st, s, edges={("api", "db")}) for s in (a, b, c)]
+[('inc-...', True), ('inc-...', False), ('inc-...', True)]
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict
+
+from incidents.model import SEVERITIES, Incident, Signal, TimelineEntry
+
+
+class GroupingConfig(BaseModel):
+    """Grouping knobs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    quiet_ms: int = 120_000  # silence after which an incident takes no more signals
+    max_signals: int = 500  # signal ids kept per incident (counts go on)
+
+
+@dataclass
+class GroupingState:
+    """The incidents that can still take signals, and signal ids already placed."""
+
+    incidents: dict[str, Incident] = field(default_factory=dict)
+    placed: dict[str, str] = field(default_factory=dict)  # signal id -> incident id
+
+
+def incident_id(sig: Signal) -> str:
+    """A stable id from the opening signal (a redelivered signal opens the same one)."""
+    return "inc-" + hashlib.sha1(f"{sig.service}|{sig.id}".encode()).hexdigest()[:12]
+
+
+def related(inc: Incident, sig: Signal, edges: set[tuple[str, str]]) -> bool:
+    """Whether a signal is about the same problem as an incident (time aside)."""
+    if sig.service in inc.services:
+        return True
+    if any((sig.service, s) in edges or (s, sig.service) in edges for s in inc.services):
+        return True
+    if set(sig.change_ids) & set(inc.change_ids):
+        return True
+    return bool(sig.template and sig.template in inc.templates)
+
+
+def assign(st: GroupingState, sig: Signal, edges: Iterable[tuple[str, str]] = (),
+           cfg: GroupingConfig | None = None, wall_ms: int = 0) -> tuple[str, bool]:
+    """Place a signal: (incident id, whether it opened a new incident). Idempotent: a
+    signal already placed returns its incident and changes nothing."""
+    cfg = cfg or GroupingConfig()
+    if sig.id in st.placed:
+        return st.placed[sig.id], False
+    graph = set(edges)
+    candidates = sorted((i for i in st.incidents.values()
+                         if i.status != "resolved"
+                         and sig.ts - cfg.quiet_ms <= i.last_signal_ms
+                         and i.ts - cfg.quiet_ms <= sig.ts
+                         and related(i, sig, graph)), key=lambda i: (i.ts, i.id))
+    opened = not candidates
+    if opened:
+        inc = Incident(id=incident_id(sig), ts=sig.ts, last_signal_ms=sig.ts,
+                       severity=sig.severity, opened_wall_ms=wall_ms,
+                       title=sig.summary or f"{sig.kind} on {sig.service}")
+        st.incidents[inc.id] = inc
+    else:
+        inc = candidates[0]
+    add_signal(inc, sig, cfg)
+    st.placed[sig.id] = inc.id
+    return inc.id, opened
+
+
+def add_signal(inc: Incident, sig: Signal, cfg: GroupingConfig) -> None:
+    """Fold one signal into an incident (in place)."""
+    inc.version += 1
+    inc.ts = min(inc.ts, sig.ts)
+    inc.last_signal_ms = max(inc.last_signal_ms, sig.ts)
+    if sig.service not in inc.services:
+        inc.services.append(sig.service)
+    if sig.route and sig.route not in inc.routes:
+        inc.routes.append(sig.route)
+    if sig.template and sig.template not in inc.templates:
+        inc.templates.append(sig.template)
+    for c in sig.change_ids:
+        if c not in inc.change_ids:
+            inc.change_ids.append(c)
+    if sig.kind == "change" and sig.id not in inc.change_ids:
+        inc.change_ids.append(sig.id)
+    if sig.kind == "alert":
+        inc.alerts += 1
+    elif sig.kind == "anomaly":
+        inc.anomalies += 1
+    if _rank(sig.severity) > _rank(inc.severity):
+        inc.severity = sig.severity
+    if len(inc.signal_ids) < cfg.max_signals:
+        inc.signal_ids.append(sig.id)
+    inc.timeline.append(TimelineEntry(ts=sig.ts, kind=sig.kind, ref=sig.id,
+                                      text=f"{sig.service}: {sig.summary or sig.kind}"))
+    inc.timeline.sort(key=lambda e: e.ts)
+
+
+def _rank(severity: str) -> int:
+    return SEVERITIES.index(severity) if severity in SEVERITIES else 0
+
+
+def expire(st: GroupingState, watermark_ms: int, keep_ms: int) -> list[str]:
+    """Forget incidents quiet for ``keep_ms`` (they can take no more signals); their ids."""
+    gone = [i for i, inc in st.incidents.items() if inc.last_signal_ms < watermark_ms - keep_ms]
+    for i in gone:
+        del st.incidents[i]
+    st.placed = {s: i for s, i in st.placed.items() if i not in gone}
+    return gone

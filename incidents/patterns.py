@@ -1,0 +1,107 @@
+"""Event patterns of a service, counted per minute: the raw material of root-cause ranking.
+
+Nezha (Yu et al., FSE 2023) finds root causes by comparing the *event patterns* of a fault
+period with those of a normal period: which log statements, calls and responses became more
+or less frequent than usual. We keep the same idea with patterns every log row already has:
+
+- ``T:<template>:<level>`` an application log statement (its template id, or its logger
+  when no template was mined, such as ``c.s.ContactsServiceImpl#31``);
+- ``H:<route>:<status>`` a served request (access line);
+- ``P:<callee>:<operation>:<ok>`` an outbound call (``peer``), which also gives the call
+  graph edge caller -> callee.
+
+A service's counts live in one-minute buckets (``PatternCounts``); a window is the sum of
+its buckets. Both the live engine (from ClickHouse) and the evaluation (from a replayed
+file) build them with ``pattern_of``, so they rank from the same features.
+
+>>> pattern_of({"service": "a", "level": "ERROR", "logger": "A#3", "message": "x"})
+'T:A#3:ERROR'
+>>> pattern_of({"service": "a", "level": "INFO", "message": "m",
+...             "peer": {"service": "b", "operation": "GET /x", "ok": False}})
+'P:b:GET /x:0'
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+BUCKET_MS = 60_000  # pattern counts are kept per minute
+
+
+def pattern_of(event: Mapping[str, Any]) -> str:
+    """The pattern key of one log event (ingest-contract dict or a logs-table row)."""
+    http = event.get("http")
+    if http:
+        return f"H:{http.get('route', '')}:{int(http.get('status') or 0)}"
+    peer = event.get("peer")
+    if peer:
+        ok = peer.get("ok")
+        return f"P:{peer.get('service', '')}:{peer.get('operation', '')}:{int(ok is not False)}"
+    template = event.get("template_id") or event.get("logger") or ""
+    return f"T:{template}:{str(event.get('level', '')).upper()}"
+
+
+def callee_of(event: Mapping[str, Any]) -> str | None:
+    """The service an outbound-call line calls, else None."""
+    peer = event.get("peer")
+    return str(peer["service"]) if peer and peer.get("service") else None
+
+
+class PatternCounts:
+    """Per-minute pattern counts per service, plus the call edges seen (caller, callee)."""
+
+    def __init__(self) -> None:
+        self.buckets: dict[int, dict[str, Counter[str]]] = defaultdict(
+            lambda: defaultdict(Counter))
+        self.edges: set[tuple[str, str]] = set()
+
+    def add(self, ts_ms: int, service: str, pattern: str, n: int = 1) -> None:
+        """Count ``n`` occurrences of ``pattern`` at ``ts_ms``."""
+        self.buckets[ts_ms // BUCKET_MS][service][pattern] += n
+
+    def add_event(self, event: Mapping[str, Any], ts_ms: int) -> None:
+        """Count one log event (and remember its call edge)."""
+        service = str(event["service"])
+        self.add(ts_ms, service, pattern_of(event))
+        callee = callee_of(event)
+        if callee:
+            self.edges.add((service, callee))
+
+    def window(self, start_ms: int, end_ms: int,
+               exclude: Iterable[tuple[int, int]] = ()) -> dict[str, Counter[str]]:
+        """Summed counts per service of the buckets overlapping [start_ms, end_ms),
+        skipping buckets that overlap any excluded (start, end) span."""
+        spans = list(exclude)
+        out: dict[str, Counter[str]] = defaultdict(Counter)
+        for b, per in self.buckets.items():
+            lo, hi = b * BUCKET_MS, (b + 1) * BUCKET_MS
+            if hi <= start_ms or lo >= end_ms:
+                continue
+            if any(lo < e and s < hi for s, e in spans):
+                continue
+            for service, c in per.items():
+                out[service].update(c)
+        return out
+
+    def baseline(self, start_ms: int, end_ms: int,
+                 exclude: Mapping[str, Iterable[tuple[int, int]]] | None = None
+                 ) -> dict[str, Counter[str]]:
+        """``window(start_ms, end_ms)`` without, per service, the spans in ``exclude``
+        (the earlier incidents it was a suspect of: a fault must not become normal)."""
+        out = self.window(start_ms, end_ms)
+        for service, spans in (exclude or {}).items():
+            if service not in out:
+                continue
+            for lo, hi in spans:
+                lo, hi = max(lo, start_ms), min(hi, end_ms)
+                if lo < hi:
+                    out[service].subtract(self.window(lo, hi).get(service, Counter()))
+            out[service] = +out[service]
+        return out
+
+    def prune(self, before_ms: int) -> None:
+        """Forget buckets older than ``before_ms`` (bounded memory)."""
+        for b in [b for b in self.buckets if (b + 1) * BUCKET_MS <= before_ms]:
+            del self.buckets[b]

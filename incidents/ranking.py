@@ -1,0 +1,232 @@
+"""Rank the suspect services of an incident, each with the evidence behind it.
+
+The method, and why (docs/incidents.md has the measured figures):
+
+1. **Pattern surprise** (Nezha-style event-pattern comparison). For every service seen in
+   the incident window, compare each pattern's count with what the baseline share of that
+   pattern predicts: ``|w - e| / sqrt(e + 1)`` with ``e = n_w * (b + 0.5) / (n_b + 1)``
+   (a Poisson deviation, with add-half smoothing so a pattern never seen before counts as
+   new). A service's surprise is its most surprising pattern: a new error template, a
+   vanished log statement (a code path no longer taken), a surge of 500s or failed calls.
+   Comparing shares, not rates, makes it insensitive to traffic going up or down.
+2. **Resource saturation.** The largest rise of a resource gauge (CPU, memory, pool) over
+   its baseline in units of its baseline spread, ``(max_w - mean_b) / (sd_b + 1)``,
+   weighted by ``saturation_weight`` so it is comparable with the surprise.
+3. **Direction of the call graph** (MicroRCA / MonitorRank intuition: errors and latency
+   flow upstream from the root). A service that calls another suspect whose score is at
+   least ``callee_threshold`` is probably a victim: its score is multiplied by
+   ``victim_factor``.
+4. **Changes.** A deploy or config change of the service within ``change_window_ms``
+   before the incident's first signal multiplies its score by ``1 + change_boost``.
+5. **Who went bad first** breaks ties and is shown as evidence.
+
+Every knob is in ``RankConfig``; the defaults are the knobs chosen leave-one-out on the
+Nezha TrainTicket cases (``logwarden eval incidents``).
+
+>>> from collections import Counter
+>>> base = {"api": Counter({"H:/x:200": 100}), "db": Counter({"T:q:INFO": 100})}
+>>> win = {"api": Counter({"H:/x:200": 70, "H:/x:500": 30}),
+...        "db": Counter({"T:q:INFO": 40, "T:timeout:ERROR": 40})}
+>>> r = rank(win, base, edges={("api", "db")})
+>>> [s.service for s in r]
+['db', 'api']
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict
+
+
+class RankConfig(BaseModel):
+    """The ranking's knobs (chosen leave-one-out, see the module docstring)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    callee_threshold: float = 4.0  # a callee scoring this much makes its callers victims
+    victim_factor: float = 0.7  # a victim's score is multiplied by this
+    saturation_weight: float = 0.5  # one baseline spread of resource rise = this much surprise
+    inbound_weight: float = 1.0  # callers' surging failed calls to a service count this much
+    change_window_ms: int = 30 * 60_000  # a change this long before the first signal counts
+    change_boost: float = 0.5  # a recent change multiplies its service's score by 1 + this
+    top_patterns: int = 3  # patterns quoted per suspect in the evidence
+    # the top this-many suspects of earlier incidents leave those incidents' windows out of
+    # their baseline (a repeated fault must not look normal the second time)
+    exclude_top: int = 1
+
+
+@dataclass(frozen=True)
+class Change:
+    """A deploy / config / flag change, as the ranking needs it."""
+
+    id: str
+    ts: int  # epoch ms
+    service: str
+    kind: str
+    description: str = ""
+
+
+@dataclass
+class Suspect:
+    """One ranked service with the signals behind its score."""
+
+    service: str
+    score: float
+    surprise: float = 0.0
+    saturation: float = 0.0
+    victim_of: str = ""  # the anomalous callee that made this service a likely victim
+    inbound: str = ""  # callers' failed calls to this service, when they made its score
+    first_bad_ms: int | None = None
+    patterns: list[tuple[str, int, float]] = field(default_factory=list)  # key, now, expected
+    changes: list[str] = field(default_factory=list)  # change ids
+
+    def evidence(self) -> list[str]:
+        """Short human lines: why this service is a suspect."""
+        out: list[str] = []
+        for key, now, expected in self.patterns:
+            out.append(f"{describe(key)}: {now} in the window, {expected:.1f} expected")
+        if self.saturation > 0:
+            out.append(f"resource saturation: {self.saturation:.1f} baseline spreads above normal")
+        if self.inbound:
+            out.append(f"callers see it failing: {self.inbound}")
+        if self.victim_of:
+            out.append(f"calls {self.victim_of}, which is anomalous (likely a victim)")
+        if self.changes:
+            out.append("recent change: " + ", ".join(self.changes))
+        return out
+
+
+def describe(pattern: str) -> str:
+    """A pattern key in words.
+
+    >>> describe("P:db:GET /q:0")
+    'failed calls to db GET /q'
+    """
+    kind, _, rest = pattern.partition(":")
+    if kind == "H":
+        route, _, status = rest.rpartition(":")
+        return f"HTTP {status} on {route}"
+    if kind == "P":
+        body, _, ok = rest.rpartition(":")
+        callee, _, op = body.partition(":")
+        return f"{'failed ' if ok == '0' else ''}calls to {callee} {op}".rstrip()
+    template, _, level = rest.rpartition(":")
+    return f"{level} log {template}"
+
+
+ERROR_MARKS = (":ERROR", ":CRITICAL", ":FATAL", ":0")  # error lines, failed calls
+
+
+def surprise(window: Counter[str], baseline: Counter[str], top: int = 3,
+             min_baseline: int = 100) -> tuple[float, list[tuple[str, int, float]]]:
+    """The largest Poisson deviation of a pattern's count from its baseline share, and the
+    ``top`` most surprising patterns as (key, count, expected).
+
+    With fewer than ``min_baseline`` baseline events (a new service, the first minutes of
+    a fleet) shares mean nothing: only error lines, 5xx and failed calls count then, each
+    against an expectation of zero.
+    """
+    n_w = sum(window.values())
+    if n_w == 0:
+        return 0.0, []
+    n_b = sum(baseline.values())
+    scored = []
+    if n_b < min_baseline:
+        for key, now in window.items():
+            if key.endswith(ERROR_MARKS) or _is_5xx(key):
+                scored.append((math.sqrt(now), key, now, 0.0))
+    else:
+        for key in window.keys() | baseline.keys():
+            expected = n_w * (baseline[key] + 0.5) / (n_b + 1)
+            dev = abs(window[key] - expected) / math.sqrt(expected + 1)
+            scored.append((dev, key, window[key], expected))
+    scored.sort(reverse=True)
+    return (scored[0][0] if scored else 0.0), [(k, n, e) for _, k, n, e in scored[:top]]
+
+
+def _failed_call(key: str) -> bool:
+    return key.startswith("P:") and key.endswith(":0")
+
+
+def _is_5xx(key: str) -> bool:
+    return key.startswith("H:") and key.rsplit(":", 1)[-1].startswith("5")
+
+
+def saturation(window: Iterable[float], baseline: Iterable[float]) -> float:
+    """How far a resource gauge's peak rose above its baseline, in baseline spreads + 1."""
+    w = list(window)
+    b = list(baseline)
+    if not w or not b:  # no baseline: a level alone says nothing
+        return 0.0
+    mu = sum(b) / len(b)
+    sd = math.sqrt(sum((x - mu) ** 2 for x in b) / len(b))
+    return max(0.0, (max(w) - mu) / (sd + 1.0))
+
+
+def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]],
+         edges: Iterable[tuple[str, str]] = (),
+         resources: Mapping[str, float] | None = None,
+         changes: Iterable[Change] = (), first_bad: Mapping[str, int] | None = None,
+         opened_ms: int | None = None, cfg: RankConfig | None = None) -> list[Suspect]:
+    """Suspect services, best first (see the module docstring for the method).
+
+    ``window``/``baseline``: pattern counts per service; ``edges``: (caller, callee);
+    ``resources``: saturation per service (``saturation``); ``first_bad``: the first
+    anomalous event time per service; ``opened_ms``: the incident's first signal.
+    """
+    cfg = cfg or RankConfig()
+    resources = resources or {}
+    first_bad = first_bad or {}
+    suspects: dict[str, Suspect] = {}
+    for service in sorted(window.keys() | resources.keys()):
+        own = window.get(service, Counter())
+        if cfg.inbound_weight > 0:  # failed calls are evidence about the callee (below)
+            own = Counter({k: n for k, n in own.items() if not _failed_call(k)})
+        s, top = surprise(own, baseline.get(service, Counter()), cfg.top_patterns)
+        sat = resources.get(service, 0.0)
+        suspects[service] = Suspect(service=service, score=max(s, cfg.saturation_weight * sat),
+                                    surprise=s, saturation=sat, patterns=top,
+                                    first_bad_ms=first_bad.get(service))
+    # failed calls surging in callers are evidence against the callee (a service that is
+    # down writes nothing itself: only its callers see it)
+    if cfg.inbound_weight > 0:
+        for caller, counts in window.items():
+            n_w = sum(counts.values())
+            base = baseline.get(caller, Counter())
+            n_b = sum(base.values())
+            for key, now in counts.items():
+                if not _failed_call(key):
+                    continue
+                callee = key[2:].split(":", 1)[0]
+                expected = n_w * (base[key] + 0.5) / (n_b + 1)
+                dev = (now - expected) / math.sqrt(expected + 1)
+                target = suspects.get(callee)
+                if target is None:
+                    target = suspects[callee] = Suspect(service=callee, score=0.0,
+                                                        first_bad_ms=first_bad.get(callee))
+                if cfg.inbound_weight * dev > target.score:
+                    target.score = cfg.inbound_weight * dev
+                    target.inbound = f"{now} failed calls from {caller} ({expected:.1f} expected)"
+    raw = {name: s.score for name, s in suspects.items()}
+    callees: dict[str, set[str]] = {}
+    for caller, callee in edges:
+        if caller != callee:
+            callees.setdefault(caller, set()).add(callee)
+    for name, sus in suspects.items():
+        worst = max(callees.get(name, ()), key=lambda c: raw.get(c, 0.0), default=None)
+        if worst is not None and raw.get(worst, 0.0) >= cfg.callee_threshold:
+            sus.score *= cfg.victim_factor
+            sus.victim_of = worst
+    if opened_ms is not None:
+        for ch in changes:
+            s2 = suspects.get(ch.service)
+            if s2 is not None and opened_ms - cfg.change_window_ms <= ch.ts <= opened_ms + 60_000:
+                s2.changes.append(ch.id)
+                s2.score *= 1 + cfg.change_boost
+    never = 2**62
+    return sorted(suspects.values(),
+                  key=lambda s: (-s.score, s.first_bad_ms or never, s.service))

@@ -1,0 +1,1 @@
+"""PII redaction at ingest: rules (``rules``), the redactor (``redact``), settings and YAML."""

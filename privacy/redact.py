@@ -1,0 +1,206 @@
+"""The redactor: applies the privacy rules to a log event in place, before anything else
+sees it (ingest calls it right after validation, so rows, templates, windows, alerts and
+notifications only ever hold the redacted text).
+
+A rule either *redacts* a match (``<email>``) or replaces it with a *keyed hash*
+(``<email#9f2c…>``, keyed BLAKE2b): without the key nobody can confirm a guessed value,
+and one user's events still join on the same token. Whole ``user.id`` / ``user.ip`` values
+are hashed bare, so the security detectors still count per user and per address.
+
+>>> from privacy.settings import PrivacyConfig, RuleConfig
+>>> r = Redactor(PrivacyConfig(rules=(RuleConfig(name="email", kind="email", action="hash"),
+...     RuleConfig(name="card", kind="card"))), b"k" * 32)
+>>> r.text("mail bob@example.com paid 4111-1111-1111-1111", "message")
+'mail <email#3a82f96510d851dd> paid <card>'
+>>> dict(r.counts)
+{'email': 1, 'card': 1}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from privacy.rules import BUILTINS, SCREEN_BITS, screen_mask
+from privacy.settings import PrivacyConfig, PrivacySettings, RuleConfig, hash_key, load_privacy
+
+_CACHE_MAX = 200_000
+
+
+class _Rule:
+    """One compiled rule: its regex, the check of a match, what replaces it."""
+
+    __slots__ = ("action", "check", "counts", "group", "hasher", "name", "rx", "screen_key",
+                 "sub", "words")
+
+    def __init__(self, cfg: RuleConfig, counts: Counter[str],
+                 hasher: Callable[[str], str]) -> None:
+        self.name, self.action, self.counts, self.hasher = cfg.name, cfg.action, counts, hasher
+        if cfg.kind == "custom":
+            assert cfg.pattern is not None
+            self.rx = re.compile(cfg.pattern)
+            self.check: Callable[[str], bool] | None = None
+            self.group = 1 if self.rx.groups else 0
+            self.words = tuple(w.lower() for w in cfg.screen_words)
+            self.screen_key = "words:" + "|".join(self.words) if self.words else "always"
+        else:
+            b = BUILTINS[cfg.kind]
+            self.rx = re.compile(b.pattern, b.flags)
+            self.check, self.group = b.check, b.group
+            self.screen_key, self.words = b.screen, ()
+        self.sub = self.rx.sub
+
+    def replace(self, m: re.Match[str]) -> str:
+        value = m.group(self.group)
+        if self.check is not None and not self.check(value):
+            return m.group(0)
+        self.counts[self.name] += 1
+        token = (f"<{self.name}>" if self.action == "redact"
+                 else f"<{self.name}#{self.hasher(value)}>")
+        if self.group == 0:
+            return token
+        start, end = m.span(self.group)
+        whole = m.group(0)
+        base = m.start(0)
+        return whole[:start - base] + token + whole[end - base:]
+
+    def apply(self, text: str) -> str:
+        return self.sub(self.replace, text)
+
+
+# Steps of rules sharing a screen, each with its bit: a built-in screen's
+# (``screen_mask``), or one given to a custom rule's words, or ALWAYS.
+Plan = list[tuple[int, list[_Rule]]]
+ALWAYS = 1 << 7  # custom rules without screen words: their regex runs on every text
+
+
+class Redactor:
+    """Applies a ``PrivacyConfig`` with hash key ``key``; ``counts`` counts matches by rule."""
+
+    def __init__(self, config: PrivacyConfig, key: bytes) -> None:
+        if len(key) < 16:
+            raise ValueError("the privacy hash key must be at least 16 bytes")
+        self.config = config
+        self.counts: Counter[str] = Counter()
+        self._key = key[:64]
+        self._chars = config.hash_chars
+        self._cache: dict[str, str] = {}
+        self._plans: dict[str, Plan] = {}
+        rules = [(_Rule(cfg, self.counts, self.hash), cfg) for cfg in config.rules]
+        bits = dict(SCREEN_BITS, always=ALWAYS)
+        for r, _ in rules:  # one more bit per distinct set of custom screen words
+            bits.setdefault(r.screen_key, 1 << len(bits) + 2)
+        # per target: the bits always set, and (bit, words) of the custom word screens
+        self._fixed: dict[str, int] = {}
+        self._words: dict[str, list[tuple[int, tuple[str, ...]]]] = {}
+        for target in ("message", "attrs", "user.action", "user.id", "user.ip"):
+            mine = [r for r, cfg in rules if target in cfg.fields]
+            self._plans[target] = self._plan(mine, bits)
+            self._fixed[target] = ALWAYS if any(r.screen_key == "always" for r in mine) else 0
+            self._words[target] = sorted({(bits[r.screen_key], r.words) for r in mine
+                                          if r.words})
+        self._user_id, self._user_ip = config.user.id, config.user.ip
+        self._attrs = bool(self._plans["attrs"])
+        self._action = bool(self._plans["user.action"])
+
+    @staticmethod
+    def _plan(rules: list[_Rule], bits: dict[str, int]) -> Plan:
+        """Rules in file order (which decides overlaps: an IP is not a phone number when the
+        ipv4 rule comes first), neighbours with the same screen in one step."""
+        plan: Plan = []
+        last = None
+        for r in rules:
+            if r.screen_key != last:
+                plan.append((bits[r.screen_key], []))
+                last = r.screen_key
+            plan[-1][1].append(r)
+        return plan
+
+    def hash(self, value: str) -> str:
+        """The keyed hash of ``value`` (hex, ``hash_chars`` long), cached."""
+        got = self._cache.get(value)
+        if got is None:
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache.clear()
+            got = hashlib.blake2b(value.encode(), key=self._key,
+                                  digest_size=32).hexdigest()[:self._chars]
+            self._cache[value] = got
+        return got
+
+    def text(self, text: str, target: str = "message") -> str:
+        """``text`` with every match of the rules for ``target`` replaced."""
+        plan = self._plans[target]
+        if not plan:
+            return text
+        low = text.lower()
+        m = screen_mask(text, low) | self._fixed[target]
+        for bit, words in self._words[target]:
+            for w in words:
+                if w in low:
+                    m |= bit
+                    break
+        if not m:  # most lines: no screen passed, no regex runs
+            return text
+        for bit, rules in plan:
+            if m & bit:
+                for r in rules:
+                    text = r.sub(r.replace, text)
+        return text
+
+    def event(self, e: dict[str, Any]) -> None:
+        """Redact a normalised log event in place: message, user fields, attrs."""
+        msg = e["message"]
+        out = self.text(msg)
+        if out is not msg:
+            e["message"] = out
+        u = e.get("user")
+        if u:
+            self._user(u)
+        if self._attrs:
+            attrs = e.get("attrs")
+            if attrs:
+                self._walk(attrs)
+
+    def _user(self, u: dict[str, Any]) -> None:
+        uid, ip = u.get("id"), u.get("ip")
+        if uid and self._user_id != "keep":
+            self.counts["user.id"] += 1
+            u["id"] = self.hash(uid) if self._user_id == "hash" else "<user.id>"
+        if ip and self._user_ip != "keep":
+            self.counts["user.ip"] += 1
+            u["ip"] = self.hash(ip) if self._user_ip == "hash" else "<user.ip>"
+        action = u.get("action")
+        if action and self._action:
+            u["action"] = self.text(action, "user.action")
+
+    def _walk(self, d: dict[str, Any] | list[Any]) -> None:
+        """Redact the strings of ``attrs`` at any depth, in place."""
+        keys: Any = d.keys() if isinstance(d, dict) else range(len(d))
+        for k in list(keys):
+            v = d[k]
+            if type(v) is str:
+                new = self.text(v, "attrs")
+                if new is not v:
+                    d[k] = new
+            elif isinstance(v, dict | list):
+                self._walk(v)
+
+    def raw(self, raw: bytes) -> bytes:
+        """Bytes of a message that failed validation (a dead letter), redacted as text:
+        the bytes that are not UTF-8 pass through unchanged."""
+        text = raw.decode("utf-8", "surrogateescape")
+        out = self.text(self.text(text, "message"), "attrs")
+        return raw if out == text else out.encode("utf-8", "surrogateescape")
+
+
+
+def open_redactor(s: PrivacySettings, data_dir: Path) -> Redactor | None:
+    """The worker's redactor (None when ``LOGWARDEN_PRIVACY_ENABLED=false``); a rule file
+    that does not validate raises ConfigError naming file, line and field."""
+    if not s.enabled:
+        return None
+    return Redactor(load_privacy(s.config_file), hash_key(s, data_dir))

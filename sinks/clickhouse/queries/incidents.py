@@ -1,0 +1,144 @@
+"""Incidents: write a version, read the newest version of each (list, one, metrics input),
+and the rows an incident's timeline and evidence pack need (logs, metrics, changes, alerts,
+notifications, and runbook ``actions`` when that table exists)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sinks.clickhouse.client import Store
+from sinks.clickhouse.queries.base import TS, ident, select
+
+_COLUMNS = ("id", "ts", "updated_at", "version", "status", "severity", "team", "services",
+            "root_cause", "suspect_changes", "alerts", "anomalies", "doc")
+
+
+def _dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def save_incident(store: Store, db: str, doc: Mapping[str, Any], now_ms: int) -> None:
+    """Write one version of an incident (``Incident.model_dump``); same version = same row."""
+    row = [doc["id"], _dt(int(doc["ts"])), _dt(now_ms), int(doc["version"]), doc["status"],
+           doc["severity"], doc.get("team", ""), list(doc["services"]),
+           list(doc["root_cause"]), list(doc["suspect_changes"]), int(doc["alerts"]),
+           int(doc["anomalies"]), json.dumps(doc, separators=(",", ":"))]
+    store.insert(f"{ident(db)}.incidents", [row], column_names=list(_COLUMNS),
+                 settings={"insert_deduplication_token": f"inc-{doc['id']}-{doc['version']}"})
+
+
+_NEWEST = ("SELECT id, argMax(doc, version) AS doc, max(version) AS v, any(ts) AS ts "
+           "FROM {db}.incidents GROUP BY id")
+
+
+def list_incidents(store: Store, db: str, since_ms: int, *, status: str | None = None,
+                   service: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+    """The newest version of every incident whose first signal is at or after ``since_ms``,
+    newest first."""
+    where = " AND ts >= {since:" + TS + "}"
+    params: dict[str, Any] = {"since": _dt(since_ms), "limit": limit}
+    sql = (f"SELECT doc FROM ({_NEWEST.format(db=ident(db))}) WHERE 1{where} "
+           "ORDER BY ts DESC LIMIT {limit:UInt32}")
+    docs = [json.loads(r["doc"]) for r in select(store, sql, params)]
+    if status:
+        docs = [d for d in docs if d["status"] == status]
+    if service:
+        docs = [d for d in docs if service in d["services"]]
+    return docs
+
+
+def get_incident(store: Store, db: str, incident_id: str) -> dict[str, Any] | None:
+    """The newest version of one incident, or None."""
+    sql = (f"SELECT argMax(doc, version) AS doc FROM {ident(db)}.incidents "
+           "WHERE id = {id:String} GROUP BY id")
+    rows = select(store, sql, {"id": incident_id})
+    return json.loads(rows[0]["doc"]) if rows else None
+
+
+def unresolved_incidents(store: Store, db: str, since_ms: int) -> list[dict[str, Any]]:
+    """Incidents not resolved (and recently resolved ones) since ``since_ms``: what the
+    engine reloads at start."""
+    return list_incidents(store, db, since_ms, limit=10_000)
+
+
+def pattern_counts(store: Store, db: str, since_ms: int, until_ms: int
+                   ) -> list[dict[str, Any]]:
+    """Per minute, service and pattern (see ``incidents.patterns``): log row counts."""
+    sql = ("SELECT intDiv(toUnixTimestamp64Milli(ts), 60000) AS bucket, service, "
+           "multiIf(http_status > 0, concat('H:', http_route, ':', toString(http_status)), "
+           "peer_service != '', concat('P:', peer_service, ':', peer_operation, ':', "
+           "toString(ifNull(peer_ok, 1))), "
+           "concat('T:', if(template_id != '', template_id, logger), ':', upper(level))) "
+           "AS pattern, count() AS n, any(peer_service) AS callee "
+           f"FROM {ident(db)}.logs WHERE ts >= {{since:{TS}}} AND ts < {{until:{TS}}} "
+           "GROUP BY bucket, service, pattern LIMIT 200000")
+    return select(store, sql, {"since": _dt(since_ms), "until": _dt(until_ms)})
+
+
+def resource_points(store: Store, db: str, since_ms: int, until_ms: int,
+                    names_regex: str) -> list[dict[str, Any]]:
+    """(ts ms, service, value) of resource gauges whose name matches ``names_regex``."""
+    sql = ("SELECT toUnixTimestamp64Milli(ts) AS ts_ms, service, name, value "
+           f"FROM {ident(db)}.metric_points WHERE ts >= {{since:{TS}}} AND ts < {{until:{TS}}} "
+           "AND match(name, {rx:String}) LIMIT 200000")
+    return _ms(select(store, sql, {"since": _dt(since_ms), "until": _dt(until_ms),
+                                   "rx": names_regex}))
+
+
+def changes_between(store: Store, db: str, since_ms: int, until_ms: int
+                    ) -> list[dict[str, Any]]:
+    """Changes (deploys, config, flags) in [since, until)."""
+    sql = ("SELECT event_id AS id, toUnixTimestamp64Milli(ts) AS ts_ms, service, kind, "
+           f"description FROM {ident(db)}.changes WHERE ts >= {{since:{TS}}} "
+           f"AND ts < {{until:{TS}}} ORDER BY ts LIMIT 1000")
+    return _ms(select(store, sql, {"since": _dt(since_ms), "until": _dt(until_ms)}))
+
+
+def _ms(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``ts_ms`` (an alias must not shadow the ``ts`` column in WHERE) back to ``ts``."""
+    for r in rows:
+        r["ts"] = int(r.pop("ts_ms"))
+    return rows
+
+
+def sample_lines(store: Store, db: str, service: str, since_ms: int, until_ms: int,
+                 limit: int = 3) -> list[str]:
+    """A few WARN-or-worse log lines of a service in the window, else any lines."""
+    sql = ("SELECT message FROM " + ident(db) + ".logs WHERE service = {service:String} "
+           f"AND ts >= {{since:{TS}}} AND ts < {{until:{TS}}} "
+           "ORDER BY level IN ('ERROR', 'CRITICAL', 'FATAL', 'WARN', 'WARNING') DESC, ts "
+           "LIMIT {limit:UInt32}")
+    rows = select(store, sql, {"service": service, "since": _dt(since_ms),
+                               "until": _dt(until_ms), "limit": limit})
+    return [str(r["message"])[:300] for r in rows]
+
+
+def related_rows(store: Store, db: str, services: Sequence[str], since_ms: int,
+                 until_ms: int, incident_id: str) -> list[dict[str, Any]]:
+    """Timeline rows from other stages: alerts and notifications of the incident's services,
+    and runbook actions of the incident (the ``actions`` table: incident_id, ts, kind,
+    outcome), each as ``{ts, kind, text, ref}``."""
+    span = {"since": _dt(since_ms), "until": _dt(until_ms), "services": list(services),
+            "incident": incident_id}
+    d = ident(db)
+    out = select(store, (
+        "SELECT toUnixTimestamp64Milli(ts) AS ts_ms, 'alert' AS kind, "
+        "concat(rule, ' ', state, ' on ', service, ': ', summary) AS text, fingerprint AS ref "
+        f"FROM {d}.alerts WHERE service IN {{services:Array(String)}} "
+        f"AND ts >= {{since:{TS}}} AND ts < {{until:{TS}}} ORDER BY ts LIMIT 500"), span)
+    out += select(store, (
+        "SELECT toUnixTimestamp64Milli(ts) AS ts_ms, 'notification' AS kind, "
+        "concat(receiver, ' via ', channel, ': ', status) AS text, message_id AS ref "
+        f"FROM {d}.notifications WHERE ts >= {{since:{TS}}} AND ts < {{until:{TS}}} "
+        "AND fingerprint IN (SELECT fingerprint FROM "
+        f"{d}.alerts WHERE service IN {{services:Array(String)}} AND ts >= {{since:{TS}}} "
+        f"AND ts < {{until:{TS}}}) ORDER BY ts LIMIT 500"), span)
+    out += select(store, (
+        "SELECT toUnixTimestamp64Milli(ts) AS ts_ms, 'action' AS kind, "
+        "concat(kind, ': ', outcome) AS text, '' AS ref "
+        f"FROM {d}.actions WHERE incident_id = {{incident:String}} ORDER BY ts LIMIT 500"),
+        span)
+    return sorted(_ms(out), key=lambda r: int(r["ts"]))

@@ -1,0 +1,165 @@
+"""Incidents in real chDB: versions stored and read back, evidence from the logs table, the
+API (list, show, actions, postmortem, metrics) and the /incidents page."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
+
+from incidents.engine import IncidentEngine, signal_from_anomaly
+from sinks.clickhouse.client import Client, connect
+from sinks.clickhouse.migrate import migrate
+from sinks.clickhouse.queries import incidents as q
+from sinks.clickhouse.settings import ClickHouseSettings
+from streams.agents.incidents import IncidentStage, StoreTelemetry, save
+from web.api import create_app
+from web.auth import TokenStore
+from web.settings import WebSettings
+from web.site import WebOptions
+
+pytestmark = pytest.mark.integration
+NOW = int(time.time() * 1000) // 60_000 * 60_000
+
+
+@pytest.fixture
+def db(chdb_store: Client) -> Iterator[str]:
+    name = f"lw_inc_{uuid.uuid4().hex[:10]}"
+    migrate(chdb_store, ClickHouseSettings(database=name))
+    yield name
+    chdb_store.command(f"DROP DATABASE IF EXISTS {name}")
+
+
+def log_rows(start_ms: int, minutes: int, bad_from_ms: int) -> list[list[Any]]:
+    """api -> db traffic; from ``bad_from_ms`` db logs a new error and api answers 500."""
+    rows = []
+    for m in range(minutes):
+        for k in range(20):
+            t = start_ms + m * 60_000 + k * 3000
+            ts = datetime.fromtimestamp(t / 1000, UTC)
+            bad = t >= bad_from_ms and k % 2 == 0
+            rows.append([ts, "api", "INFO", "GET /x", "", "", 500 if bad else 200, "", "", None,
+                         f"a{t}"])
+            rows.append([ts, "api", "INFO", "call db", "", "", 0, "db", "query",
+                         0 if bad else 1, f"p{t}"])
+            rows.append([ts, "db", "ERROR" if bad else "INFO",
+                         "deadlock on orders" if bad else "query ok",
+                         "t-dead" if bad else "t-ok", "Db#1", 0, "", "", None, f"d{t}"])
+    return rows
+
+
+COLS = ["ts", "service", "level", "message", "template_id", "logger", "http_status",
+        "peer_service", "peer_operation", "peer_ok", "event_id"]
+
+
+def test_stage_builds_evidence_from_the_store_and_restarts_into_the_same_incident(
+        chdb_store: Client, db: str) -> None:
+    bad = NOW - 5 * 60_000
+    chdb_store.insert(f"{db}.logs", log_rows(NOW - 60 * 60_000, 60, bad), column_names=COLS)
+    stage = IncidentStage(chdb_store, db, IncidentEngine().s)
+    stage.restore(NOW)
+    import orjson
+    a1 = {"id": "an-1", "ts": bad + 5000, "service": "api", "feature": "error_rate",
+          "observed": 0.5, "expected": 0.0, "severity": "critical", "variant": "champion"}
+    inc = stage.handle(orjson.dumps(a1), NOW - 100_000)
+    assert inc is not None
+    built = stage.tick(NOW - 100_000 + 31_000)
+    assert [i.id for i in built] == [inc.id]
+    stored = q.get_incident(chdb_store, db, inc.id)
+    assert stored is not None and stored["root_cause"][0] == "db"
+    assert any("t-dead" in line for line in stored["suspects"][0]["evidence"])
+    assert ("api", "db") in stage.engine.edges
+    # a new stage (a restarted worker) groups the next signal into the same incident
+    again = IncidentStage(chdb_store, db, IncidentEngine().s)
+    again.restore(NOW)
+    a2 = {**a1, "id": "an-2", "ts": bad + 30_000, "service": "db"}
+    joined = again.handle(orjson.dumps(a2), NOW)
+    assert joined is not None and joined.id == inc.id and joined.anomalies == 2
+    assert again.handle(orjson.dumps(a2), NOW) is None  # redelivered: nothing new
+    tel = StoreTelemetry(chdb_store, db)
+    assert tel.samples("db", bad, NOW + 1)[0] == "deadlock on orders"
+
+
+def test_versions_newest_wins_and_list_filters(chdb_store: Client, db: str) -> None:
+    eng = IncidentEngine()
+    inc = eng.on_signal(signal_from_anomaly(
+        {"id": "x1", "ts": NOW - 60_000, "service": "db", "severity": "warning"}), 0)
+    assert inc is not None
+    save(chdb_store, db, inc, NOW)
+    newer = inc.model_copy(update={"status": "acknowledged"})
+    save(chdb_store, db, newer, NOW + 1)
+    save(chdb_store, db, newer, NOW + 1)  # the same write retried: one row
+    docs = q.list_incidents(chdb_store, db, NOW - 3_600_000)
+    assert [d["status"] for d in docs] == ["acknowledged"]
+    assert q.list_incidents(chdb_store, db, NOW - 3_600_000, status="open") == []
+    assert q.list_incidents(chdb_store, db, NOW) == []
+
+
+@pytest.fixture
+async def client(chdb_store: Client, db: str, tmp_path: Path, chdb_dir: Path
+                 ) -> AsyncIterator[TestClient[Any, Any]]:
+    tokens = tmp_path / "tokens.json"
+    token = TokenStore(tokens).create("ana", "responder")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        app = create_app(chdb_store, database=db, executor_or_lock=pool,
+                         health_provider=lambda: {"status": "ok"},
+                         metrics_registry=CollectorRegistry(),
+                         web_options=WebOptions(settings=WebSettings(), tokens_path=tokens),
+                         query_connect=lambda: connect(ClickHouseSettings(), chdb_dir))
+        async with TestClient(TestServer(app),
+                              headers={"Authorization": f"Bearer {token}"}) as c:
+            yield c
+
+
+async def test_api_lists_shows_acts_and_drafts(client: TestClient[Any, Any],
+                                               chdb_store: Client, db: str) -> None:
+    eng = IncidentEngine()
+    inc = eng.on_signal(signal_from_anomaly(
+        {"id": "y1", "ts": NOW - 120_000, "service": "db", "severity": "critical"}), 0)
+    assert inc is not None
+    save(chdb_store, db, inc, NOW - 100_000)
+    chdb_store.insert(f"{db}.alerts", [[datetime.fromtimestamp((NOW - 110_000) / 1000, UTC),
+                                        "fp1", "DbErrors", "firing", "critical", "db",
+                                        "db errors up", 1, "e1"]],
+                      column_names=["ts", "fingerprint", "rule", "state", "severity", "service",
+                                    "summary", "version", "event_id"])
+    r = await client.get("/api/incidents?since=1h")
+    body = await r.json()
+    assert r.status == 200 and [i["id"] for i in body["items"]] == [inc.id]
+    item = body["items"][0]
+    for key in ("id", "ts", "severity", "status", "services", "root_cause",
+                "suspect_changes", "alerts"):
+        assert key in item
+    r = await client.get(f"/api/incidents/{inc.id}")
+    kinds = [e["kind"] for e in (await r.json())["timeline"]]
+    assert kinds == ["anomaly", "alert"]
+    r = await client.post(f"/api/incidents/{inc.id}/ack", json={"text": "on it"})
+    assert r.status == 200 and (await r.json())["owner"] == "ana"
+    r = await client.post(f"/api/incidents/{inc.id}/note", json={"text": "pool raised"})
+    assert r.status == 200
+    r = await client.post(f"/api/incidents/{inc.id}/resolve", json={})
+    assert (await r.json())["status"] == "resolved"
+    r = await client.post(f"/api/incidents/{inc.id}/ack", json={})
+    assert r.status == 409
+    r = await client.get(f"/api/incidents/{inc.id}/postmortem?format=md")
+    md = await r.text()
+    assert "## Timeline" in md and "pool raised" in md and "acknowledged by ana" in md
+    r = await client.get(f"/api/incidents/{inc.id}/postmortem?format=html")
+    assert r.content_type == "text/html" and "<h2>Root cause and evidence</h2>" in await r.text()
+    r = await client.get("/api/incident-metrics?since=1d")
+    m = await r.json()
+    assert m["overall"]["incidents"] == 1 and m["overall"]["mttr_s"] is not None
+    r = await client.get("/api/incidents/nope")
+    assert r.status == 404
+    r = await client.get("/api/incidents?since=yesterday")
+    assert r.status == 400
+    r = await client.get("/incidents")
+    assert r.status == 200 and "/api/incidents" in await r.text()

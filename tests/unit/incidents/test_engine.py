@@ -1,0 +1,131 @@
+"""The engine on a constructed timeline: evidence on time, state restored, actions, metrics,
+postmortem."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from incidents.engine import IncidentEngine, signal_from_anomaly
+from incidents.evidence import pack_lines
+from incidents.metrics import incident_metrics
+from incidents.model import IncidentError, Signal, apply_action
+from incidents.postmortem import markdown, to_html
+
+T0 = 1_700_000_000_000
+
+
+class Tel:
+    """Telemetry of a small fleet: api -> db, db starts throwing at T0."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def pattern_rows(self, since_ms: int, until_ms: int) -> Sequence[Mapping[str, Any]]:
+        self.reads += 1
+        rows = []
+        for b in range(since_ms // 60_000, until_ms // 60_000 + 1):
+            bad = b * 60_000 >= T0 - 60_000
+            rows += [{"bucket": b, "service": "api", "pattern": "H:/x:200", "n": 100},
+                     {"bucket": b, "service": "api", "pattern": "P:db:q:1", "n": 100,
+                      "callee": "db"},
+                     {"bucket": b, "service": "db", "pattern": "T:ok:INFO", "n": 100}]
+            if bad:
+                rows += [{"bucket": b, "service": "api", "pattern": "H:/x:500", "n": 30},
+                         {"bucket": b, "service": "db", "pattern": "T:pool empty:ERROR",
+                          "n": 30}]
+        return rows
+
+    def resource_rows(self, since_ms: int, until_ms: int, regex: str
+                      ) -> Sequence[Mapping[str, Any]]:
+        return []
+
+    def change_rows(self, since_ms: int, until_ms: int) -> Sequence[Mapping[str, Any]]:
+        return [{"id": "chg-7", "ts": T0 - 300_000, "service": "db", "kind": "config",
+                 "description": "pool size 10"}]
+
+    def samples(self, service: str, since_ms: int, until_ms: int) -> list[str]:
+        return [f"{service}: pool empty after 5000 ms"]
+
+
+def anomaly(i: str, ts: int, service: str) -> dict[str, Any]:
+    return {"id": i, "ts": ts, "service": service, "feature": "error_rate", "observed": 0.3,
+            "expected": 0.01, "severity": "critical", "series": f"{service}|error_rate"}
+
+
+def test_evidence_is_built_30s_after_the_first_signal_and_refreshed_for_3_minutes() -> None:
+    eng = IncidentEngine()
+    eng.edges = {("api", "db")}
+    tel = Tel()
+    inc = eng.on_signal(signal_from_anomaly(anomaly("a1", T0, "api")), wall_ms=0)
+    assert inc is not None
+    eng.on_signal(signal_from_anomaly(anomaly("a2", T0 + 10_000, "db")), wall_ms=0)
+    assert eng.advance(T0 + 29_000, tel) == []
+    built = eng.advance(T0 + 31_000, tel)
+    assert len(built) == 1 and built[0].evidence_ms == T0 + 30_000
+    assert built[0].root_cause[0] == "db"
+    assert built[0].suspect_changes == ["chg-7"]
+    lines = pack_lines(built[0])
+    assert lines[0].startswith("1. db") and "pool empty" in lines[0]
+    assert any("pool empty after" in line for line in lines)
+    reads = tel.reads
+    eng.advance(T0 + 600_000, tel)
+    # refreshed at +60 s ... +180 s (every 30 s), then settled
+    assert tel.reads - reads == 5
+    eng.advance(T0 + 900_000, tel)
+    assert tel.reads - reads == 5
+
+
+def test_a_quiet_incident_gets_its_evidence_by_wall_time() -> None:
+    eng = IncidentEngine()
+    eng.on_signal(signal_from_anomaly(anomaly("a1", T0, "db")), wall_ms=5_000_000)
+    assert eng.tick(5_010_000, Tel()) == []
+    built = eng.tick(5_031_000, Tel())
+    assert built and built[0].evidence_wall_ms == 5_031_000
+
+
+def test_state_survives_a_restart_through_the_stored_documents() -> None:
+    eng = IncidentEngine()
+    inc = eng.on_signal(signal_from_anomaly(anomaly("a1", T0, "db")), wall_ms=0)
+    assert inc is not None
+    docs = [inc.model_dump(mode="json")]
+    again = IncidentEngine()
+    assert again.restore(docs) == 1
+    # the redelivered anomaly is not counted twice; a new one joins the same incident
+    assert again.on_signal(signal_from_anomaly(anomaly("a1", T0, "db")), 0) is None
+    joined = again.on_signal(signal_from_anomaly(anomaly("a3", T0 + 20_000, "db")), 0)
+    assert joined is not None and joined.id == inc.id and joined.anomalies == 2
+
+
+def test_minor_signals_open_nothing() -> None:
+    eng = IncidentEngine()
+    info = Signal(id="x", ts=T0, service="db", kind="anomaly", severity="info")
+    assert eng.on_signal(info, 0) is None
+
+
+def test_the_state_machine_and_the_metrics_and_the_postmortem() -> None:
+    eng = IncidentEngine()
+    inc = eng.on_signal(signal_from_anomaly(anomaly("a1", T0, "db")), wall_ms=0)
+    assert inc is not None
+    inc = eng.advance(T0 + 31_000, Tel())[0]
+    inc = apply_action(inc, "ack", "ana", T0 + 120_000)
+    assert inc.owner == "ana"
+    with pytest.raises(IncidentError):
+        apply_action(inc, "ack", "bob", T0 + 130_000)
+    inc = apply_action(inc, "note", "ana", T0 + 150_000, "raised the pool to 50")
+    inc = apply_action(inc, "resolve", "ana", T0 + 600_000)
+    with pytest.raises(IncidentError):
+        apply_action(inc, "mitigate", "ana", T0 + 700_000)
+    m = incident_metrics([inc.model_dump()])
+    assert (m["overall"]["mttd_s"], m["overall"]["mtta_s"], m["overall"]["mttr_s"]) == (
+        30.0, 120.0, 600.0)
+    assert list(m["weekly"]) == ["2023-W46"] and list(m["teams"]) == ["(none)"]
+    md = markdown(inc.model_dump())
+    for head in ("## Summary", "## Impact", "## Timeline", "## Root cause and evidence",
+                 "## Actions taken", "## Follow-ups"):
+        assert head in md
+    assert "raised the pool to 50" in md and "1. db" in md
+    page = to_html({**inc.model_dump(), "title": "<script>x</script>"})
+    assert "<script>x" not in page and "&lt;script&gt;" in page

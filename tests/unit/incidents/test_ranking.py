@@ -1,0 +1,76 @@
+"""Ranking on constructed pattern counts: the root first, with its evidence."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from incidents.ranking import Change, RankConfig, rank
+
+# web -> api -> db, and web -> search
+EDGES = {("web", "api"), ("api", "db"), ("web", "search")}
+
+
+def healthy() -> dict[str, Counter[str]]:
+    return {"web": Counter({"H:/:200": 1000, "P:api:GET /x:1": 1000, "P:search:GET /s:1": 500}),
+            "api": Counter({"H:/x:200": 1000, "P:db:query:1": 1000, "T:handled:INFO": 1000}),
+            "db": Counter({"T:query ok:INFO": 1000}),
+            "search": Counter({"H:/s:200": 500, "T:search done:INFO": 500})}
+
+
+def test_a_new_error_template_in_the_callee_beats_the_500s_it_causes_upstream() -> None:
+    window = {"web": Counter({"H:/:200": 60, "H:/:500": 40, "P:api:GET /x:1": 60,
+                              "P:api:GET /x:0": 40, "P:search:GET /s:1": 50}),
+              "api": Counter({"H:/x:200": 60, "H:/x:500": 40, "P:db:query:1": 60,
+                              "P:db:query:0": 40, "T:handled:INFO": 60}),
+              "db": Counter({"T:query ok:INFO": 60, "T:deadlock detected:ERROR": 40}),
+              "search": Counter({"H:/s:200": 50, "T:search done:INFO": 50})}
+    ranked = rank(window, healthy(), EDGES)
+    assert [s.service for s in ranked[:3]] == ["db", "api", "web"]
+    assert any("deadlock detected" in line for line in ranked[0].evidence())
+    assert ranked[1].victim_of == "db"
+
+
+def test_a_vanished_log_statement_points_at_its_service() -> None:
+    # a method returns early: its "handled" line disappears, nothing errors
+    window = {**{k: Counter({p: n // 10 for p, n in c.items()}) for k, c in healthy().items()}}
+    window["api"] = Counter({"H:/x:200": 100, "P:db:query:1": 100})
+    ranked = rank(window, healthy(), EDGES)
+    assert ranked[0].service == "api"
+    assert "INFO log handled" in ranked[0].evidence()[0]
+
+
+def test_a_silent_dead_service_is_found_through_its_callers_failed_calls() -> None:
+    window = {"web": Counter({"H:/:200": 50, "P:api:GET /x:1": 50, "P:search:GET /s:0": 50,
+                              "H:/:503": 50}),
+              "api": Counter({"H:/x:200": 50, "P:db:query:1": 50, "T:handled:INFO": 50})}
+    ranked = rank(window, healthy(), EDGES)
+    assert ranked[0].service == "search"
+    assert "failed calls from web" in ranked[0].inbound
+
+
+def test_cpu_saturation_ranks_a_service_whose_logs_look_normal() -> None:
+    window = {k: Counter({p: n // 10 for p, n in c.items()}) for k, c in healthy().items()}
+    ranked = rank(window, healthy(), EDGES, resources={"search": 20.0, "db": 0.5})
+    assert ranked[0].service == "search"
+    assert "resource saturation" in ranked[0].evidence()[-1]
+
+
+def test_a_recent_change_decides_between_equal_suspects() -> None:
+    window = {"api": Counter({"H:/x:500": 30, "H:/x:200": 70}),
+              "search": Counter({"H:/s:500": 30, "H:/s:200": 70})}
+    base = {"api": Counter({"H:/x:200": 1000}), "search": Counter({"H:/s:200": 1000})}
+    changes = [Change(id="chg-1", ts=9_000_000, service="search", kind="deploy")]
+    ranked = rank(window, base, (), changes=changes, opened_ms=9_600_000)
+    assert ranked[0].service == "search" and ranked[0].changes == ["chg-1"]
+    # a change long before the incident does not count
+    old = [Change(id="chg-0", ts=0, service="search", kind="deploy")]
+    assert rank(window, base, (), changes=old, opened_ms=9_600_000)[0].changes == []
+
+
+def test_the_victim_rule_can_be_turned_off() -> None:
+    window = {"api": Counter({"H:/x:500": 80, "H:/x:200": 20}),
+              "db": Counter({"T:query ok:INFO": 40, "T:slow:WARN": 60})}
+    base = {"api": Counter({"H:/x:200": 1000}), "db": Counter({"T:query ok:INFO": 1000})}
+    off = RankConfig(victim_factor=1.0, inbound_weight=0.0)
+    assert rank(window, base, EDGES, cfg=off)[0].service == "api"
+    assert rank(window, base, EDGES)[0].service == "db"
