@@ -166,8 +166,6 @@ class TemplateMiner:
         # miners of one registry (`share_values_with`): a fleet's services share value types
         self._pairs: dict[tuple[str, str], list[tuple[TemplateMiner, _Cluster, int]]] = {}
         self._flip_later: list[tuple[TemplateMiner, _Cluster, int]] = []
-        # the rest of a masked line (all but its first token) -> first tokens seen with it
-        self._firsts: dict[tuple[str, ...], set[str]] = {}
         self._touched: list[TemplateMiner] = []  # other miners whose slots this one flipped
         self._tick = 0
         self._seq = 0
@@ -199,11 +197,8 @@ class TemplateMiner:
                 cluster.last = self._tick
                 self._clusters.move_to_end(cluster.key)
                 return Match(t.id, t.text, t.size, "same")
-        cluster, absorb = self._route(key)
+        cluster = self._route(key)
         t, change = self._join(cluster, key)
-        if absorb:
-            t = self._absorb_firsts(key, absorb, t, change == "new")
-            change = "changed"
         if self.config.cache_size:
             if len(self._cache) >= self.config.cache_size:
                 self._cache.clear()
@@ -250,90 +245,19 @@ class TemplateMiner:
 
     # -- routing and similarity (Drain) -------------------------------------------------------
 
-    def _route(self, tokens: tuple[str, ...]) -> tuple[_Cluster, list[str]]:
-        """The cluster of a masked line: the most similar of its leaf, or a new one; and the
-        first tokens whose templates this line's now absorbs (see `_first_is_variable`)."""
-        absorb = self._first_is_variable(tokens)
-        leaf = self._leaf_key(tokens, first_variable=absorb is not None)
+    def _route(self, tokens: tuple[str, ...]) -> _Cluster:
+        """The cluster of a masked line: the most similar of its leaf, or a new one."""
+        leaf = self._leaf_key(tokens)
         candidates = self._leaves.get(leaf)
         best = self._best(candidates, tokens) if candidates else None
-        if best is not None:
-            return best, absorb or []
-        if absorb is None and self.config.variable_first_token and leaf[1:2] != (WILDCARD,):
-            # a first token already found variable (before a restart, say): its cluster
-            others = self._leaves.get(self._leaf_key(tokens, first_variable=True,
-                                                     known_only=True))
-            best = self._best([c for c in others if c.tokens[0] == WILDCARD],
-                              tokens) if others else None
-            if best is not None:
-                return best, []
-        cluster = self._create(list(tokens), leaf)
-        if absorb is not None:
-            cluster.tokens[0] = WILDCARD
-        return cluster, absorb or []
+        return best if best is not None else self._create(list(tokens), leaf)
 
-    def _first_is_variable(self, tokens: tuple[str, ...]) -> list[str] | None:
-        """Brain's column rule for the first token, which the tree routes by and so never
-        meets another value in a cluster: once more than ``max_constant_values`` first tokens
-        were seen before the same rest of a line (``alice logged in from <*>``), the first
-        token is a variable. Returns None while it is a constant, else the first tokens whose
-        templates are still to be absorbed (empty after the crossing)."""
-        cfg = self.config
-        if (not cfg.variable_first_token or cfg.prefix_tokens < 1 or len(tokens) < 2
-                or WILDCARD in tokens[0]):
-            return None
-        rest = tokens[1:]
-        firsts = self._firsts.get(rest)
-        if firsts is None:
-            if len(self._firsts) >= cfg.cache_size:
-                self._firsts.clear()  # cheap bound: relearnt from new lines
-            firsts = self._firsts[rest] = set()
-        if len(firsts) > cfg.max_constant_values:
-            return []
-        firsts.add(tokens[0])
-        if len(firsts) > cfg.max_constant_values:
-            return [f for f in firsts if f != tokens[0]]
-        return None
-
-    def _absorb_firsts(self, tokens: tuple[str, ...], firsts: list[str], t: _Template,
-                       fresh: bool) -> _Template:
-        """Merge the templates of ``firsts`` + the rest of ``tokens`` (one per first token,
-        made while it was a constant) into ``t``, the template with a variable first token.
-        The oldest keeps its id, the others become its aliases (``fresh``: ``t`` was made
-        for this line)."""
-        survivor, text = t, t.text
-        for first in firsts:
-            line = (first, *tokens[1:])
-            self._cache.pop(line, None)
-            candidates = self._leaves.get(self._leaf_key(line, known_only=True))
-            c = self._best(candidates, line) if candidates else None
-            if c is None or c.tokens[0] == WILDCARD:
-                continue
-            old = c.templates.pop(tuple(line[i] for i in c.order), None)  # c keeps its shape
-            if old is None:
-                continue
-            while old.into is not None:
-                old = old.into
-            old.refs -= 1  # merges fold refs into the survivor
-            if old.alive and old is not survivor:
-                survivor = self._merge(survivor, old, False)
-        self._retext(survivor, text)
-        if fresh and survivor is not t:  # no line ever saw ``t``'s id: forget it
-            self._merges = [m for m in self._merges if m[0] != t.id]
-            self._aliases.pop(t.id, None)
-        return survivor
-
-    def _leaf_key(self, tokens: tuple[str, ...], first_variable: bool = False,
-                  known_only: bool = False) -> tuple[str, ...]:
-        """The tree path of a line: its token count, then up to `prefix_tokens` tokens
-        (``known_only``: the path as it stands, without adding a child)."""
+    def _leaf_key(self, tokens: tuple[str, ...]) -> tuple[str, ...]:
+        """The tree path of a line: its token count, then up to `prefix_tokens` tokens."""
         path: tuple[str, ...] = (str(len(tokens)),)
-        for depth, tok in enumerate(tokens[: self.config.prefix_tokens]):
-            if WILDCARD in tok or (first_variable and depth == 0):
+        for tok in tokens[: self.config.prefix_tokens]:
+            if WILDCARD in tok:
                 tok = WILDCARD
-            elif known_only:
-                if tok not in self._children.get(path, ()):
-                    tok = WILDCARD
             else:
                 kids = self._children.setdefault(path, set())
                 if tok not in kids:

@@ -87,32 +87,6 @@ def test_enumerations_stay_apart() -> None:
                                               "Connection reset by <*>"]
 
 
-def test_a_first_token_with_many_values_is_a_variable_and_keeps_the_first_id() -> None:
-    m = TemplateMiner("api")
-    users = ["trent", "victor_admin", "peggy.ops", "grace", "oscar", "ivan", "judy"]
-    got = [m.add(f"{u} via updated of fast") for u in users]
-    assert got[0].template == "trent via updated of fast"  # a constant while it has <= 4 values
-    assert got[4].change == "changed" and got[4].template == "<*> via updated of fast"
-    assert got[4].template_id == got[0].template_id  # the oldest keeps its id
-    assert got[6].template_id == got[0].template_id and got[6].change == "same"
-    assert {m.resolve(g.template_id) for g in got} == {got[0].template_id}
-    assert list(m.templates().values()) == ["<*> via updated of fast"]
-    merged = {old for old, _ in m.pop_merges()}
-    assert merged == {g.template_id for g in got[1:4]}
-    twin = TemplateMiner("api")
-    twin.restore(m.snapshot())
-    assert twin.add("zoe via updated of fast").template_id == got[0].template_id
-
-
-def test_a_first_token_with_few_values_stays_a_constant() -> None:
-    m = TemplateMiner("syslog")
-    names = {d: m.add(f"{d} startup succeeded").template_id for d in ("cupsd", "klogd", "hcid")}
-    assert len(set(names.values())) == 3
-    off = TemplateMiner("api", MinerConfig(variable_first_token=False))
-    ids = {off.add(f"{u} via updated of fast").template_id for u in "abcdefgh"}
-    assert len(ids) == 8
-
-
 def test_variables_of_several_words_meet_across_lengths() -> None:
     m = TemplateMiner("search")
     words = ["red", "shoes", "café", "東京", "lamp", "tent", "mug"]
