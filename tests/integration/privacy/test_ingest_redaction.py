@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from prometheus_client import generate_latest
 
 from privacy.redact import open_redactor
@@ -47,8 +47,29 @@ def settings(kafka_bootstrap: str, chdb_store: Client, tmp_path: Path) -> Iterat
     )
     migrate(chdb_store, s.clickhouse)
     prepare_topics(s)
+    start_at_the_end(kafka_bootstrap, f"{s.stream.app_id}-ingest", topics.INGEST_TOPICS)
     yield s
     chdb_store.command(f"DROP DATABASE IF EXISTS {s.clickhouse.database}")
+
+
+def start_at_the_end(bootstrap: str, group: str, names: tuple[str, ...]) -> None:
+    """Commit ``group``'s offsets at the end of ``names``: it reads only what comes after, not
+    the lines earlier tests left on the shared topics (the counts below are exact)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    deadline = time.monotonic() + 30
+    ends: list[TopicPartition] = []
+    for name in names:
+        while True:
+            try:
+                parts = c.list_topics(name, timeout=10).topics[name].partitions
+                ends += [TopicPartition(name, p, c.get_watermark_offsets(
+                    TopicPartition(name, p), timeout=10)[1]) for p in parts]
+                break
+            except KafkaException:  # no leader elected yet
+                assert time.monotonic() < deadline, f"{name} has no leaders"
+                time.sleep(0.2)
+    c.commit(offsets=ends, asynchronous=False)
+    c.close()
 
 
 async def wait_until(check: Any, timeout: float = 90.0) -> None:
