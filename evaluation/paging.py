@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from demo.fleet import CALLERS
 from demo.traffic import DemoConfig
 from detectors.settings import DetectionSettings
 from evaluation.incidents import match
+from evaluation.pool import run_all
 from evaluation.scenarios import replay
 from schemas.windows import WindowStats
 
@@ -225,13 +226,8 @@ def sweep(demos: list[DemoConfig], config_path: Path, detect: DetectionSettings,
           ) -> list[dict[str, Any]]:
     """``run_one`` over every run, worst first (critical pages missed or late, then false
     pages, then the slowest page)."""
-    if jobs <= 1:
-        runs = [run_one(d, config_path, detect, grace_s, settle_s) for d in demos]
-    else:
-        with ProcessPoolExecutor(jobs) as pool:
-            runs = list(pool.map(run_one, demos, [config_path] * len(demos),
-                                 [detect] * len(demos), [grace_s] * len(demos),
-                                 [settle_s] * len(demos)))
+    runs = run_all(partial(run_one, config_path=config_path, detect=detect, grace_s=grace_s,
+                           settle_s=settle_s), demos, jobs)
     return sorted(runs, key=worst_first)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from detectors.feedback import ChangeLog
 from detectors.scoring import WindowScorer
 from detectors.settings import DetectionSettings
 from evaluation.incidents import evaluate
+from evaluation.pool import run_all
 from schemas.topics import CHANGES, LOGS
 from schemas.windows import WindowStats
 from streams.ingest import IngestProcessor, Record
@@ -210,20 +211,7 @@ def leave_one_family_out(runs: list[dict[str, Any]], points: list[str]
 def sweep(configs: Iterable[DemoConfig], detect: DetectionSettings, jobs: int,
           done: Callable[[dict[str, Any]], None] = lambda r: None) -> list[dict[str, Any]]:
     """``run_scenario`` for every config, ``jobs`` at a time; results in config order."""
-    todo = list(configs)
-    if jobs <= 1:
-        out = []
-        for cfg in todo:
-            out.append(run_scenario(cfg, detect))
-            done(out[-1])
-        return out
-    results: dict[int, dict[str, Any]] = {}
-    with ProcessPoolExecutor(jobs) as pool:
-        futures = {pool.submit(run_scenario, cfg, detect): i for i, cfg in enumerate(todo)}
-        for f in as_completed(futures):
-            results[futures[f]] = f.result()
-            done(results[futures[f]])
-    return [results[i] for i in range(len(todo))]
+    return run_all(partial(run_scenario, detect=detect), configs, jobs, done)
 
 
 def sweep_pairs(jobs_list: list[tuple[DemoConfig, DetectionSettings,
@@ -231,19 +219,7 @@ def sweep_pairs(jobs_list: list[tuple[DemoConfig, DetectionSettings,
                 done: Callable[[dict[str, Any]], None] = lambda r: None
                 ) -> list[dict[str, Any]]:
     """``run_scenario`` for every (config, settings), ``jobs`` at a time, in order."""
-    if jobs <= 1:
-        out = []
-        for job in jobs_list:
-            out.append(run_pair(job))
-            done(out[-1])
-        return out
-    results: dict[int, dict[str, Any]] = {}
-    with ProcessPoolExecutor(jobs) as pool:
-        futures = {pool.submit(run_pair, job): i for i, job in enumerate(jobs_list)}
-        for f in as_completed(futures):
-            results[futures[f]] = f.result()
-            done(results[futures[f]])
-    return [results[i] for i in range(len(jobs_list))]
+    return run_all(run_pair, jobs_list, jobs, done)
 
 
 # The knob grid that leave-one-family-out chooses from: each point is a variant of one
