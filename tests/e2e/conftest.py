@@ -41,7 +41,8 @@ class Worker:
 
     @property
     def token(self) -> str:
-        """A responder token (SQL needs one): also in ``env`` for the CLI's subprocesses."""
+        """An admin token: SQL needs one, and the tests read every row, security lines
+        included (a responder's SQL does not see them). Also in ``env`` for the CLI."""
         return self.env["LOGWARDEN_TOKEN"]
 
     @property
@@ -94,7 +95,7 @@ def start_worker(bootstrap: str, data_dir: Path, app_id: str, port: int | None =
            "LOGWARDEN_STREAM_APP_ID": app_id, "LOGWARDEN_STREAM_WINDOW_GRACE_S": "2",
            "LOGWARDEN_CLICKHOUSE_BATCH_SECONDS": "0.3", **extra_env}
     data_dir.mkdir(parents=True, exist_ok=True)
-    env["LOGWARDEN_TOKEN"] = TokenStore(data_dir / "api_tokens.json").create("e2e", "responder")
+    env["LOGWARDEN_TOKEN"] = TokenStore(data_dir / "api_tokens.json").create("e2e", "admin")
     log = data_dir / "worker.log"
     proc = subprocess.Popen([str(BIN), "worker"], env=env, stdout=log.open("wb"),
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
