@@ -19,9 +19,12 @@ from typing import Any
 
 import pytest
 
+from privacy.redact import Redactor, open_redactor
+from privacy.settings import PrivacySettings
 from web.auth import TokenStore
 
 BIN = Path(sys.executable).parent / "logwarden"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -44,6 +47,18 @@ class Worker:
         """An admin token: SQL needs one, and the tests read every row, security lines
         included (a responder's SQL does not see them). Also in ``env`` for the CLI."""
         return self.env["LOGWARDEN_TOKEN"]
+
+    @property
+    def redactor(self) -> Redactor:
+        """The worker's redaction at ingest (same rules, same hash key)."""
+        privacy = PrivacySettings(config_file=ROOT / "deploy/config/privacy.yaml")
+        redactor = open_redactor(privacy, Path(self.env["LOGWARDEN_DATA_DIR"]))
+        assert redactor is not None, "privacy is off in this worker"
+        return redactor
+
+    def hashed(self, value: str) -> str:
+        """``value`` (a user id or address) as the worker stores it: its keyed hash."""
+        return self.redactor.hash(value)
 
     @property
     def api(self) -> str:

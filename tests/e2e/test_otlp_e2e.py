@@ -87,7 +87,7 @@ def test_sdk_logs_and_metrics_are_queryable(otlp_worker: tuple[Worker, str],
         "SELECT level, message, env, host, logger, trace_id, http_method, http_route, "
         "http_status, user_id FROM logwarden.logs WHERE service = {s:String}", s=service)
     assert row == ["ERROR", "payment declined for order 1", "e2e", "pod-1", log.name,
-                   trace_id, "POST", "/pay", 502, "u-1"]
+                   trace_id, "POST", "/pay", 502, worker.hashed("u-1")]  # user ids: hashed
 
     latencies = []
     for i in range(LATENCY_RECORDS):

@@ -68,7 +68,8 @@ def test_stuffing_pages_critical_within_60_s_of_the_attack(attacked: Any) -> Non
     alerts = {a["rule"]: a for a in security_alerts(w)}
     a = alerts["CredentialStuffing"]
     assert a["labels"]["severity"] == "critical"
-    assert a["labels"]["ip"] in attack.ips
+    ips = {w.hashed(ip) for ip in attack.ips}  # user ids and addresses are stored hashed
+    assert a["labels"]["ip"] in ips
     assert int(a["annotations"]["count"]) >= 8 and a["annotations"]["users"]
     sql = ("SELECT toUnixTimestamp64Milli(trigger_ts), evidence FROM logwarden.alerts "
            "WHERE rule = 'CredentialStuffing' AND labels['category'] = 'security' "
@@ -78,7 +79,7 @@ def test_stuffing_pages_critical_within_60_s_of_the_attack(attacked: Any) -> Non
     # event time: the alert's trigger is within 60 s of the attack's first attempt
     assert (int(trigger_ms) - attack.start_ms) / 1000 <= 60
     ev = json.loads(evidence)["log_lines"]
-    assert any(line.startswith("addresses") and any(ip in line for ip in attack.ips)
+    assert any(line.startswith("addresses") and any(ip in line for ip in ips)
                for line in ev)
     assert any(line.startswith("users") for line in ev)
     w.wait_for(lambda: any(a["rule"] == "PrivilegeChange" for a in security_alerts(w)),
@@ -121,22 +122,23 @@ def test_security_page_shows_the_attack(attacked: Any, browser: Any) -> None:
 
     w.wait_for(lambda: any(a["rule"] == "CredentialStuffing" for a in page_alerts()),
                timeout=240, what="/api/security alerts")
+    ips = {w.hashed(ip) for ip in attack.ips}  # user ids and addresses are stored hashed
     browser.get(f"{w.api}/security")
     deadline = time.monotonic() + 240
     while True:  # the page polls; alerts reach ClickHouse after the manager's writer flush
         by_address = rows(browser, "sec-by-address")
         alerts = rows(browser, "sec-alerts")
-        if any(ip in r for r in by_address for ip in attack.ips) \
+        if any(ip in r for r in by_address for ip in ips) \
                 and any("CredentialStuffing" in r for r in alerts):
             break
         assert time.monotonic() < deadline, f"page shows {by_address[:3]} / {alerts[:3]}"
         time.sleep(1)
     assert browser.execute_script("return document.getElementById('status').textContent") == ""
     assert any("role.grant" in r for r in rows(browser, "sec-privilege"))
-    assert any(u in r for r in rows(browser, "sec-by-user") for u in attack.users)
+    assert any(w.hashed(u) in r for r in rows(browser, "sec-by-user") for u in attack.users)
     assert browser.execute_script("return document.getElementById('chart-sec-failures').data"
                                   ".length") > 0
     ticks = browser.execute_script("return [...document.querySelectorAll("
                                    "'#chart-sec-failures .xtick text')].map(t => t.textContent)")
-    assert any(ip in ticks for ip in attack.ips), ticks  # addresses on the axis, not dates
+    assert any(ip in ticks for ip in ips), ticks  # addresses on the axis, not dates
     browser.save_screenshot(str(SHOTS / "security.png"))
