@@ -51,7 +51,8 @@ def db(chdb_store: Client) -> Iterator[str]:
         "category LowCardinality(String) DEFAULT '', user_action String DEFAULT '') "
         "ENGINE = MergeTree ORDER BY ts")
     chdb_store.command(
-        f"INSERT INTO {name}.logs (ts, service, level, latency, note) SELECT toDateTime64('2024-05-01 00:00:00', 3, 'UTC') + number, "
+        f"INSERT INTO {name}.logs (ts, service, level, latency, note) "
+        "SELECT toDateTime64('2024-05-01 00:00:00', 3, 'UTC') + number, "
         "['web', 'db', 'auth'][number % 3 + 1], if(number % 10 = 0, 'ERROR', 'INFO'), "
         "if(number = 6, nan, number / 10), if(number % 2 = 0, NULL, 'n') FROM numbers(30)")
     yield name
