@@ -27,6 +27,8 @@ MODULES = (
     "streams/ingest.py",
     "streams/categorise.py",
     "sinks/clickhouse/rows.py",
+    "privacy/rules.py",
+    "privacy/redact.py",
 )
 
 
