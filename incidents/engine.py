@@ -75,6 +75,18 @@ class IncidentEngine:
         iid, _ = assign(self.state, sig, self.edges, self.s.grouping, wall_ms)
         return self.state.incidents[iid]
 
+    def incident_for(self, service: str, ts_ms: int) -> str | None:
+        """The id of the unresolved incident that holds ``service`` at event time ``ts_ms``
+        (from its first signal to ``quiet_ms`` after its last), the newest if several; None
+        when there is none. Called from the alerting stage's thread: reads a snapshot."""
+        try:
+            found = [inc for inc in list(self.state.incidents.values())
+                     if inc.status != "resolved" and service in inc.services
+                     and inc.ts <= ts_ms <= inc.last_signal_ms + self.s.grouping.quiet_ms]
+        except RuntimeError:  # the dict changed while copied: take the next trigger's view
+            return None
+        return max(found, key=lambda inc: inc.ts).id if found else None
+
     def on_action(self, incident: Incident, action: Action, actor: str, wall_ms: int,
                   text: str = "") -> Incident:
         """A responder's action (IncidentError when the state forbids it)."""

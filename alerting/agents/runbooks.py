@@ -10,6 +10,7 @@ long command holds later messages up to its timeout; actions are rare and bounde
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -44,6 +45,9 @@ class RunbookStage:
     def __init__(self, runner: ActionRunner, topic: Any, holder: ConfigHolder) -> None:
         self.runner, self.topic, self.holder = runner, topic, holder
         self.counts = {"inputs": 0, "bad_inputs": 0, "errors": 0}
+        # (service, event time ms) -> the open incident that holds it: set by the worker
+        # when the incidents stage runs in the same process (streams/app.py)
+        self.incident_of: Callable[[str, int], str | None] | None = None
 
     async def send(self, msg: RunbookInput) -> None:
         """Queue a trigger, an approval or a tick for the runner."""
@@ -56,9 +60,12 @@ class RunbookStage:
         found = cfg.runbook(alert.rule, alert.labels) if cfg else None
         if found is None or not found[1].automated:
             return
+        incident = (self.incident_of(alert.labels.get("service", ""),
+                                     int(alert.trigger_ts * 1000))
+                    if self.incident_of is not None else None)
         await self.send(RunbookTrigger(rule=alert.rule, labels=alert.labels,
                                        fingerprint=alert.fingerprint, episode=alert.starts_at,
-                                       ts=now))
+                                       ts=now, incident_id=incident or ""))
 
 
 def slack_approval(settings: AlertingSettings) -> ApprovalNotice:

@@ -73,6 +73,27 @@ async def test_a_trigger_per_firing_episode_of_an_automated_runbook(tmp_path: Pa
     assert {p for _, _, p in topic.sent} == {0} and msgs[0].key != msgs[1].key
 
 
+async def test_alerts_inside_one_incident_share_its_actions(tmp_path: Path) -> None:
+    m, _, _ = build_manager(tmp_path, CONFIG)
+    topic = Topic()
+    stage = RunbookStage(runner=None, topic=topic, holder=m.holder)  # type: ignore[arg-type]
+    seen: list[tuple[str, int]] = []
+
+    def incident_of(service: str, ts_ms: int) -> str | None:
+        seen.append((service, ts_ms))
+        return "inc-1" if service in ("pay", "db") else None
+
+    stage.incident_of = incident_of
+    m.on_firing = stage.on_firing
+    for service in ("pay", "db", "web"):
+        await m.handle(signal("Errors", service=service), 1000)
+    msgs: list[Any] = [decode_runbook_input(v) for _, v, _ in topic.sent]
+    assert seen == [("pay", 1_000_000), ("db", 1_000_000), ("web", 1_000_000)]  # event ms
+    assert [x.incident_id for x in msgs] == ["inc-1", "inc-1", ""]
+    # the action ids derive from the key: one set of actions for the incident
+    assert msgs[0].key == msgs[1].key == "inc-1" and msgs[2].key != "inc-1"
+
+
 async def test_a_silenced_alert_starts_no_action(tmp_path: Path) -> None:
     m, _, _ = build_manager(tmp_path, CONFIG)
     topic = Topic()

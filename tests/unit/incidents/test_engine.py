@@ -129,3 +129,19 @@ def test_the_state_machine_and_the_metrics_and_the_postmortem() -> None:
     assert "raised the pool to 50" in md and "1. db" in md
     page = to_html({**inc.model_dump(), "title": "<script>x</script>"})
     assert "<script>x" not in page and "&lt;script&gt;" in page
+
+
+def test_an_alert_finds_the_open_incident_of_its_service_and_time() -> None:
+    eng = IncidentEngine()
+    eng.edges = {("api", "db")}
+    inc = eng.on_signal(signal_from_anomaly(anomaly("a1", T0, "api")), wall_ms=0)
+    assert inc is not None
+    eng.on_signal(signal_from_anomaly(anomaly("a2", T0 + 10_000, "db")), wall_ms=0)
+    quiet = eng.s.grouping.quiet_ms
+    assert eng.incident_for("db", T0 + 20_000) == inc.id
+    assert eng.incident_for("api", T0 + 10_000 + quiet) == inc.id  # until it goes quiet
+    assert eng.incident_for("api", T0 + 10_001 + quiet) is None
+    assert eng.incident_for("api", T0 - 1) is None  # before its first signal
+    assert eng.incident_for("web", T0 + 20_000) is None  # not one of its services
+    eng.on_action(inc, "resolve", "ana", 0)
+    assert eng.incident_for("db", T0 + 20_000) is None  # resolved: a new problem
