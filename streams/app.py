@@ -113,12 +113,13 @@ def create_app(runtime: Runtime) -> faust.App:
     app.alerting = alerting  # type: ignore[attr-defined]
     if alerting is not None and runtime.audit is not None:  # reloads go to the audit trail
         alerting.holder.on_change = runtime.audit.config_reload
-    app.incidents = register_incidents(  # type: ignore[attr-defined]
+    incidents = register_incidents(
         app, runtime.store, s.clickhouse.database, runtime.topics.anomalies, s.incidents,
     ) if s.incidents.enabled else None
-    if app.incidents is not None and alerting is not None and alerting.runbooks is not None:
+    app.incidents = incidents  # type: ignore[attr-defined]
+    if incidents is not None and alerting is not None and alerting.runbooks is not None:
         # an alert inside an open incident runs its runbook once per incident
-        alerting.runbooks.incident_of = app.incidents.engine.incident_for
+        alerting.runbooks.incident_of = incidents.engine.incident_for
     detect = ScoreService(runtime, loop=app.loop, beacon=app.beacon) \
         if s.detect.enabled else None
     others = [detect] if detect is not None else []
