@@ -284,6 +284,9 @@ class ReplayTelemetry:
     def samples(self, service: str, since_ms: int, until_ms: int) -> list[str]:
         return []
 
+    def users_affected(self, services: Sequence[str], since_ms: int, until_ms: int) -> int:
+        return 0  # the replays carry no user ids
+
 
 def grouping(anomalies: Sequence[Mapping[str, Any]], truths: Sequence[Truth], rp: Replay,
              early_ms: int, slack_ms: int = 120_000,

@@ -55,6 +55,10 @@ class Telemetry(Protocol):
         """A few log lines of ``service`` in the window."""
         ...
 
+    def users_affected(self, services: Sequence[str], since_ms: int, until_ms: int) -> int:
+        """Distinct users (``user.id``) whose requests to ``services`` failed in the window."""
+        ...
+
 
 def effective_ms(inc: Incident, watermark_ms: int, wall_ms: int) -> int:
     """The incident's "now": event time, or its first signal plus the wall time since it
@@ -129,6 +133,7 @@ def build(inc: Incident, tel: Telemetry, watermark_ms: int, wall_ms: int,
     by_change = [c for s in ranked for c in s.changes]
     out.suspect_changes = list(dict.fromkeys(by_change + inc.change_ids))
     out.samples = tel.samples(ranked[0].service, lo, hi) if ranked else []
+    out.users_affected = tel.users_affected(inc.services, lo, hi)
     out.evidence_updated_ms = watermark_ms
     first = out.evidence_ms is None
     out.evidence_ms = watermark_ms if first else out.evidence_ms

@@ -71,7 +71,7 @@ class Incident(BaseModel):
     title: str = ""
     services: list[str] = Field(default_factory=list)
     routes: list[str] = Field(default_factory=list)
-    users_affected: int = 0
+    users_affected: int = 0  # distinct users whose requests failed (evidence.build)
     signal_ids: list[str] = Field(default_factory=list)
     templates: list[str] = Field(default_factory=list)
     change_ids: list[str] = Field(default_factory=list)  # changes seen among the signals
@@ -101,7 +101,7 @@ class Incident(BaseModel):
                 "status": self.status, "services": self.services,
                 "root_cause": self.root_cause, "suspect_changes": self.suspect_changes,
                 "alerts": self.alerts, "anomalies": self.anomalies, "title": self.title,
-                "owner": self.owner}
+                "owner": self.owner, "users_affected": self.users_affected}
 
 
 def apply_action(inc: Incident, action: Action, actor: str, now_ms: int,

@@ -124,7 +124,7 @@ PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Incidents</tit
 <h1>Incidents</h1>
 <table id="incidents" class="grid"><thead><tr><th>opened</th><th>severity</th>
 <th>status</th><th>services</th><th>root cause (ranked)</th><th>evidence</th>
-<th>alerts</th></tr></thead><tbody></tbody></table>
+<th>alerts</th><th>users affected</th></tr></thead><tbody></tbody></table>
 <script>
 const ESC={'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'};
 function esc(s){return String(s).replace(/[&<>"']/g,c=>ESC[c]);}
@@ -134,7 +134,7 @@ async function load(){
   esc(new Date(i.ts).toISOString())+'</td><td>'+esc(i.severity)+'</td><td>'+esc(i.status)+
   '</td><td>'+esc(i.services.join(', '))+'</td><td>'+esc(i.root_cause.join(' > '))+
   '</td><td>'+esc((i.suspects[0]||{evidence:[]}).evidence.slice(0,2).join('; '))+'</td><td>'+
-  esc(i.alerts+i.anomalies)+'</td></tr>').join('');
+  esc(i.alerts+i.anomalies)+'</td><td>'+esc(i.users_affected||0)+'</td></tr>').join('');
 }
 load(); setInterval(load, 5000);
 </script></body></html>"""

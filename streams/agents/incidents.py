@@ -48,6 +48,9 @@ class StoreTelemetry:
     def samples(self, service: str, since_ms: int, until_ms: int) -> list[str]:
         return q.sample_lines(self.store, self.db, service, since_ms, until_ms)
 
+    def users_affected(self, services: Sequence[str], since_ms: int, until_ms: int) -> int:
+        return q.users_affected(self.store, self.db, services, since_ms, until_ms)
+
 
 def save(store: Store, db: str, inc: Incident, wall_ms: int) -> Incident:
     """Write a new version (versions grow with wall time, so the newest writer wins)."""

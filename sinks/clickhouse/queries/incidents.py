@@ -116,6 +116,19 @@ def sample_lines(store: Store, db: str, service: str, since_ms: int, until_ms: i
     return [str(r["message"])[:300] for r in rows]
 
 
+def users_affected(store: Store, db: str, services: Sequence[str], since_ms: int,
+                   until_ms: int) -> int:
+    """Distinct users whose events on ``services`` failed in the window: an error line or
+    an HTTP 5xx answer carrying a ``user.id`` (a keyed hash when privacy hashes it)."""
+    sql = ("SELECT uniqExact(user_id) AS n FROM " + ident(db) + ".logs WHERE service IN "
+           f"{{services:Array(String)}} AND ts >= {{since:{TS}}} AND ts < {{until:{TS}}} "
+           "AND user_id != '' AND (level IN ('ERROR', 'CRITICAL', 'FATAL') "
+           "OR http_status >= 500)")
+    rows = select(store, sql, {"services": list(services), "since": _dt(since_ms),
+                               "until": _dt(until_ms)})
+    return int(rows[0]["n"]) if rows else 0
+
+
 def related_rows(store: Store, db: str, services: Sequence[str], since_ms: int,
                  until_ms: int, incident_id: str) -> list[dict[str, Any]]:
     """Timeline rows from other stages: alerts and notifications of the incident's services,

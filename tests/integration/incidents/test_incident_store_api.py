@@ -47,17 +47,17 @@ def log_rows(start_ms: int, minutes: int, bad_from_ms: int) -> list[list[Any]]:
             ts = datetime.fromtimestamp(t / 1000, UTC)
             bad = t >= bad_from_ms and k % 2 == 0
             rows.append([ts, "api", "INFO", "GET /x", "", "", 500 if bad else 200, "", "", None,
-                         f"a{t}"])
+                         f"a{t}", f"u{k % 4}"])  # the failed requests: users u0 and u2
             rows.append([ts, "api", "INFO", "call db", "", "", 0, "db", "query",
-                         0 if bad else 1, f"p{t}"])
+                         0 if bad else 1, f"p{t}", ""])
             rows.append([ts, "db", "ERROR" if bad else "INFO",
                          "deadlock on orders" if bad else "query ok",
-                         "t-dead" if bad else "t-ok", "Db#1", 0, "", "", None, f"d{t}"])
+                         "t-dead" if bad else "t-ok", "Db#1", 0, "", "", None, f"d{t}", ""])
     return rows
 
 
 COLS = ["ts", "service", "level", "message", "template_id", "logger", "http_status",
-        "peer_service", "peer_operation", "peer_ok", "event_id"]
+        "peer_service", "peer_operation", "peer_ok", "event_id", "user_id"]
 
 
 def test_stage_builds_evidence_from_the_store_and_restarts_into_the_same_incident(
@@ -76,6 +76,7 @@ def test_stage_builds_evidence_from_the_store_and_restarts_into_the_same_inciden
     stored = q.get_incident(chdb_store, db, inc.id)
     assert stored is not None and stored["root_cause"][0] == "db"
     assert any("t-dead" in line for line in stored["suspects"][0]["evidence"])
+    assert stored["users_affected"] == 2  # u0 and u2 got 500s; u1 and u3 did not
     assert ("api", "db") in stage.engine.edges
     # a new stage (a restarted worker) groups the next signal into the same incident
     again = IncidentStage(chdb_store, db, IncidentEngine().s)

@@ -49,6 +49,9 @@ class Tel:
     def samples(self, service: str, since_ms: int, until_ms: int) -> list[str]:
         return [f"{service}: pool empty after 5000 ms"]
 
+    def users_affected(self, services: Sequence[str], since_ms: int, until_ms: int) -> int:
+        return 3 * len(services)
+
 
 def anomaly(i: str, ts: int, service: str) -> dict[str, Any]:
     return {"id": i, "ts": ts, "service": service, "feature": "error_rate", "observed": 0.3,
@@ -66,6 +69,7 @@ def test_evidence_is_built_30s_after_the_first_signal_and_refreshed_for_3_minute
     built = eng.advance(T0 + 31_000, tel)
     assert len(built) == 1 and built[0].evidence_ms == T0 + 30_000
     assert built[0].root_cause[0] == "db"
+    assert built[0].users_affected == 6  # read for the incident's services (api, db)
     assert built[0].suspect_changes == ["chg-7"]
     lines = pack_lines(built[0])
     assert lines[0].startswith("1. db") and "pool empty" in lines[0]
