@@ -5,7 +5,8 @@ Every verdict becomes a ``logwarden.feedback.v1`` message (``schemas.changes.Fee
 ``useful`` is verdict ``true``, ``false alarm`` is ``false``) with the channel in
 ``attrs.via``. That topic is what the false-alert budget (``detectors/alert_budget.py``, via
 ``sinks/clickhouse/queries/quality.py``: a verdict on an alert counts for the anomaly that
-fired it) and detector quality already read, so nothing downstream changes.
+fired it, one on an incident for each of its anomalies) and detector quality already read,
+so nothing downstream changes.
 
 Who gave it always comes from how the request was authenticated: the API token's name, the
 Slack user of a signed interaction, the user whose registered phone sent the SMS, the

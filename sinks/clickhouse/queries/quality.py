@@ -10,7 +10,8 @@ from sinks.clickhouse.client import Store
 from sinks.clickhouse.queries.base import TS, Page, Span, filters, ident, paged, select
 
 # Each judged anomaly once: a person's last verdict on it, when it was given, and the
-# detector and variant that raised it. A verdict on an alert that an anomaly rule fired
+# detector and variant that raised it (and incident verdicts below). A verdict on an alert
+# that an anomaly rule fired
 # counts for that anomaly (the ``anomaly_id`` of the alert's evidence in its newest row
 # before the verdict).
 _ALERT_VERDICTS = (
@@ -23,13 +24,25 @@ _ALERT_VERDICTS = (
     "WHERE al.alert_ts <= f.ts GROUP BY f.target_id, f.verdict, f.ts"
 )
 
+# A verdict on an incident counts for every anomaly the incident holds (its signal ids, in
+# its newest version).
+_INCIDENT_VERDICTS = (
+    "SELECT arrayJoin(JSONExtract(inc.doc, 'signal_ids', 'Array(String)')) AS target_id, "
+    "f.verdict AS verdict, f.ts AS ts "
+    "FROM (SELECT target_id, verdict, ts FROM {db}.feedback FINAL "
+    "WHERE target_kind = 'incident' AND verdict IN ('true', 'false')) AS f "
+    "INNER JOIN (SELECT id, argMax(doc, version) AS doc FROM {db}.incidents GROUP BY id) "
+    "AS inc ON inc.id = f.target_id"
+)
+
 
 _JUDGED_ANOMALIES = (
     "SELECT v.judged_at AS ts, a.detector AS detector, a.variant AS variant, "
     "v.last_verdict AS verdict "
     "FROM (SELECT target_id, argMax(verdict, ts) AS last_verdict, max(ts) AS judged_at "
     "FROM (SELECT target_id, verdict, ts FROM {db}.feedback FINAL "
-    "WHERE target_kind = 'anomaly' UNION ALL " + _ALERT_VERDICTS + ") GROUP BY target_id) AS v "
+    "WHERE target_kind = 'anomaly' UNION ALL " + _ALERT_VERDICTS + " UNION ALL "
+    + _INCIDENT_VERDICTS + ") GROUP BY target_id) AS v "
     "INNER JOIN (SELECT event_id, any(detector) AS detector, any(variant) AS variant "
     "FROM {db}.anomalies GROUP BY event_id) AS a ON a.event_id = v.target_id"
 )

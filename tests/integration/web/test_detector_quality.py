@@ -12,8 +12,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from clickhouse_connect.driver.client import Client
 from prometheus_client import CollectorRegistry
 
+from incidents.model import Incident
 from sinks.clickhouse.migrate import migrate
 from sinks.clickhouse.queries.base import Span
+from sinks.clickhouse.queries.incidents import save_incident
 from sinks.clickhouse.queries.quality import detector_quality_by_day, verdict_history
 from sinks.clickhouse.settings import ClickHouseSettings
 from web.api import create_app
@@ -117,3 +119,26 @@ def test_a_verdict_on_an_alert_counts_for_the_anomaly_that_fired_it(chdb_store: 
     day = detector_quality_by_day(chdb_store, s.database, span)
     assert [(r["detector"], r["false_alerts"], r["true_alerts"]) for r in day] == [
         ("series", 1, 0)]
+
+
+def test_a_verdict_on_an_incident_counts_for_each_of_its_anomalies(chdb_store: Client) -> None:
+    s = ClickHouseSettings(database=f"lw_{uuid.uuid4().hex[:10]}")
+    migrate(chdb_store, s)
+    t0 = datetime.now(UTC) - timedelta(hours=2)
+    chdb_store.insert("anomalies", [["x1", t0, "pay", "pay", "series", "champion"],
+                                    ["x2", t0, "db", "db", "hst", "champion"],
+                                    ["x3", t0, "web", "web", "hst", "champion"]],
+                      database=s.database, column_names=["event_id", "ts", "series", "service",
+                                                         "detector", "variant"])
+    inc = Incident(id="inc-1", ts=int(t0.timestamp() * 1000), last_signal_ms=0,
+                   services=["pay", "db"], signal_ids=["x1"], version=1)
+    save_incident(chdb_store, s.database, inc.model_dump(mode="json"), 0)
+    inc.signal_ids, inc.version = ["x1", "x2"], 2  # the newest version holds x2 too
+    save_incident(chdb_store, s.database, inc.model_dump(mode="json"), 0)
+    feedback = [[t0 + timedelta(minutes=5), "incident", "inc-1", "false", "f1"],
+                [t0 + timedelta(minutes=6), "incident", "inc-9", "false", "f2"]]  # unknown
+    chdb_store.insert("feedback", feedback, database=s.database,
+                      column_names=["ts", "target_kind", "target_id", "verdict", "event_id"])
+    history = verdict_history(chdb_store, s.database, 100)
+    assert sorted((r["detector"], r["verdict"]) for r in history) == [
+        ("hst", "false"), ("series", "false")]  # x1 and x2, not x3
