@@ -79,6 +79,7 @@ from detectors.scoring_bank import (
 from detectors.series import Score, SeriesConfig
 from detectors.settings import DetectionSettings, VariantConfig
 from detectors.significance import (
+    RUN_GAP,
     RUN_Q,
     beyond,
     collapse,
@@ -275,16 +276,22 @@ class WindowScorer:
                                                      self.banks)
         ws = w.window_s
         last = st.last_end.get(ws, -1)
-        if end <= last:
-            return  # already learnt
+        late = end <= last
+        if late and not (w.count and st.imputed.get(ws, end + 1) <= end):
+            return  # already learnt (a window late for a silence imputed in its place is not)
         if w.scope == "metric" and st.discrete:
             if not integral(w.mean, w.min, w.max, w.last):
                 st.discrete = False
             else:
                 st.quantum = quantum_of(st.quantum, w.min, w.max, w.last)
-        st.last_end[ws] = end
+        if not late:
+            st.last_end[ws] = end
+            st.imputed.pop(ws, None)
         self.dirty.add(w.series)
-        batch.window(st, w.series, ws, end, w.count, w.samples or w.count)
+        prior = st.timed.get(ws, -1)
+        if w.p95 == w.p95 and end > prior:  # it has latencies
+            st.timed[ws] = end
+        batch.window(st, w.series, ws, end, w.count, w.samples or w.count, w.p50, prior)
         specs = specs_of(w)
         if specs is COUNTER:  # its increase since the last window, as in ``features``
             x = counter_rate(w.last, (end - last) / 1000.0, st.prev.get(ws))
@@ -326,11 +333,13 @@ class WindowScorer:
                 continue
             scored = [(batch.spec[k], batch.x[k], Score(*cols[k]), nb[k]) for k in range(a, b)]
             out += self._rules(st, batch.series[i], batch.ws[i], batch.end[i], scored,
-                               batch.count[i], batch.samples[i])
+                               batch.count[i], batch.samples[i], batch.median[i],
+                               batch.prior[i])
         return out
 
     def _rules(self, st: SeriesState, series: str, ws: int, end: int, scored: Scored,
-               count: int, samples: int) -> list[AnomalyEvent]:
+               count: int, samples: int, median: float = math.nan, prior: int = -1
+               ) -> list[AnomalyEvent]:
         """Significance, thresholds, confirmation, cooldowns, severity: a window's events."""
         out: list[AnomalyEvent] = []
         zs = {spec.name: round(s.raw, 2) for spec, _, s, _ in scored if s.raw == s.raw}
@@ -363,10 +372,16 @@ class WindowScorer:
                 calm = self._disturbed(st, key, end)
                 if q < thr_q:
                     continue
-                tail = beyond(spec.name, samples)
+                if scope == "metric" and not self._in_run(st, key, spec.name, ws, end,
+                                                          direction):
+                    continue
+                tail = beyond(spec.name, samples, median, s.expected)
                 if math.isfinite(tail):  # a percentile: as good as its requests beyond it
                     before = st.pending.get(key)
-                    run = before[1] if before and before[0] == end - ws * 1000 else None
+                    # a run goes on over windows without latencies (they say nothing),
+                    # up to RUN_GAP of them, and stops at one with latencies below this
+                    run = before[1] if before and before[0] == prior and (
+                        end - prior <= (RUN_GAP + 1) * ws * 1000) else None
                     st.pending[key] = (end, tail + (run or 0.0))
                     if not confirmed(tail, run):
                         continue
@@ -386,6 +401,29 @@ class WindowScorer:
             out += self._multivariate(st, series, end, {sp.name: x for sp, x, _, _ in scored},
                                       zs, moved)
         return out
+
+    def _in_run(self, st: SeriesState, key: str, feature: str, ws: int, end: int,
+                direction: Dir) -> bool:
+        """Whether this point beyond the threshold ends a run of ``metric_run`` such points
+        of the series in a row, the same way (consecutive: at most 1.5 sampling steps
+        apart, so a calm point in between, which is never scored this far, breaks it)."""
+        need = self.settings.metric_run
+        if need <= 1:
+            return True
+        row = st.rows.get(bank_key(feature, ws))
+        step_ms = 1500.0 * float(self.banks[bank_key(feature, ws)].step[row]) \
+            if row is not None else 0.0
+        sign = 1.0 if direction == "up" else -1.0
+        before = st.pending.get(key)
+        run = 1
+        if before is not None and 0 < end - before[0] <= max(step_ms, 1500.0 * ws) and (
+                before[1] * sign > 0):
+            run = int(abs(before[1])) + 1
+        if run >= need:
+            st.pending.pop(key, None)
+            return True
+        st.pending[key] = (end, sign * run)
+        return False
 
     def _error_run(self, st: SeriesState, ws: int, end: int, scored: Scored, count: int
                    ) -> tuple[float, float]:
@@ -457,6 +495,7 @@ class WindowScorer:
             row = st.rows.get(key)
             if row is None or self.banks[key].level[row] < self.settings.min_alive_rate:
                 continue
+            st.imputed.setdefault(ws, last + step)
             for end in range(last + step, upto + 1, step):
                 st.last_end[ws] = end
                 out.window(st, series, ws, end, 0, 0)

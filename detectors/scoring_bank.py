@@ -151,14 +151,18 @@ class Banks:
 class SeriesState:
     """Everything learnt about one series: its detector rows, clocks, cooldowns, adjustments."""
 
-    __slots__ = ("adj", "banks", "cool", "discrete", "last_end", "meta", "mv", "pending",
-                 "prev", "quantum", "rows", "runs")
+    __slots__ = ("adj", "banks", "cool", "discrete", "imputed", "last_end", "meta", "mv",
+                 "pending", "prev", "quantum", "rows", "runs", "timed")
 
     def __init__(self, meta: tuple[str, str, str, str], banks: Banks) -> None:
         self.meta = meta  # service, scope, route, name
         self.banks = banks
         self.rows: dict[str, int] = {}  # "<feature>@<window_s>" -> its row in banks[key]
         self.last_end: dict[int, int] = {}  # window_s -> last window end scored (ms)
+        # window_s -> the first window end of the silence imputed since the last real
+        # window (``WindowScorer._silences``): a real window late for it is still scored
+        self.imputed: dict[int, int] = {}
+        self.timed: dict[int, int] = {}  # window_s -> end of its last window with latencies
         self.cool: dict[str, int] = {}  # "<variant>|<detector>|<feature>" -> last alarm (ms)
         self.adj: dict[str, float] = {}  # variant -> threshold adjustment (-log p units)
         self.prev: dict[int, float] = {}  # window_s -> a counter's last value
@@ -256,13 +260,15 @@ class Batch:
         self.end: list[int] = []
         self.count: list[int] = []
         self.samples: list[int] = []  # latencies behind its percentiles
+        self.median: list[float] = []  # its median latency (NaN: none)
+        self.prior: list[int] = []  # end of the series' previous window with latencies
         self.first: list[int] = []
         self.spec: list[FeatureSpec] = []  # per point: feature and value
         self.x: list[float] = []
         self.by_key: dict[str, Columns] = {}  # the points of each feature key
 
     def window(self, st: SeriesState, series: str, ws: int, end: int, count: int,
-               samples: int) -> None:
+               samples: int, median: float = math.nan, prior: int = -1) -> None:
         """Start a window; its points follow."""
         self.st.append(st)
         self.series.append(series)
@@ -270,6 +276,8 @@ class Batch:
         self.end.append(end)
         self.count.append(count)
         self.samples.append(samples)
+        self.median.append(median)
+        self.prior.append(prior)
         self.first.append(len(self.x))
 
     def point(self, st: SeriesState, ws: int, end: int, spec: FeatureSpec, x: float) -> None:

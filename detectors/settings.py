@@ -73,6 +73,10 @@ class DetectionSettings(BaseModel):
     pool_instances: bool = True  # score per-instance metrics pooled + against siblings
     fleet_demotion: bool = True  # traffic moving on most services at once is load
     discrete_floor: bool = True  # integer gauges need K quanta and Poisson noise to move
+    # A gauge (scope metric) alarms after this many of its points in a row beyond the
+    # threshold, the same way (a run rule, as in statistical process control): a raw
+    # gauge's lone spikes are its normal heavy tail; 1 alarms on single points
+    metric_run: int = Field(default=2, ge=1)
     calibrate_raise_q: float = Field(default=1.0, ge=0)  # threshold step per false positive
     calibrate_lower_q: float = Field(default=0.2, ge=0)  # step back per confirmed anomaly
     calibrate_max_q: float = Field(default=6.0, ge=0)  # bound on a series' extra threshold

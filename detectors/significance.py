@@ -53,12 +53,16 @@ MIN_EVENTS = 4.0  # a count-based change needs at least this many events more (o
 POISSON_Z = 3.0  # ... and this many Poisson standard deviations
 CONFIRM_TAIL = 10.0  # requests beyond a percentile that make one window enough ...
 RUN_TAIL = 4.0  # ... else, over windows in a row (at least two), this many
+RUN_GAP = 2  # windows without timed requests that do not break such a run
 RUN_Q = 13.8  # -log p (p = 1e-6) of a route's errors over windows in a row ...
 RATE_FLOOR = 0.005  # ... tested at no less than this error rate; after this many windows
 RUN_WINDOWS = 30  # a run starts again at the rate learnt since (a lasting change is news once)
 Run = tuple[int, int, float, float, float]  # end ms, windows, errors, requests, base rate
 PERCENTILES = ("p50", "p95", "p99")
 _SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
+# which of one service's anomalies in a window stands for the others: the broadest symptom
+_SCOPE_RANK = {"service": 0, "route": 1, "edge": 2, "metric": 3}
+_DETECTOR_RANK = {"siblings": 0, "series": 1}  # the one naming the odd instance first
 
 
 def significant(feature: str, x: float, expected: float, count: int, ws: int) -> bool:
@@ -115,11 +119,15 @@ def run_q(run: Run) -> float:
     return poisson_tail_q(errors, lam)
 
 
-def beyond(feature: str, samples: int) -> float:
+def beyond(feature: str, samples: int, median: float = math.nan,
+           expected: float = math.nan) -> float:
     """Timed requests beyond a percentile in a window of ``samples`` (inf for any other
-    feature: its noise is not a tail's)."""
+    feature: its noise is not a tail's). When the window's median is above the percentile's
+    expected value, at least half of the requests are beyond that: the whole distribution
+    moved, not just its tail (a slow service with few requests)."""
     if feature in PERCENTILES:
-        return samples * (100 - int(feature[1:])) / 100
+        tail = samples * (100 - int(feature[1:])) / 100
+        return max(tail, samples / 2) if median > expected else tail
     return math.inf
 
 
@@ -145,12 +153,14 @@ def practical(spec: FeatureSpec, x: float, expected: float, count: int, ws: int,
     return direction if significant(spec.name, x, expected, count, ws) else None
 
 
-def _rank(a: AnomalyEvent) -> tuple[int, bool, float]:
-    return _SEVERITY_RANK[a.severity], a.detector != "series", -a.score
+def _rank(a: AnomalyEvent) -> tuple[int, int, int, float]:
+    return (_SEVERITY_RANK[a.severity], _SCOPE_RANK.get(a.scope, len(_SCOPE_RANK)),
+            _DETECTOR_RANK.get(a.detector, len(_DETECTOR_RANK)), -a.score)
 
 
 def collapse(events: list[AnomalyEvent]) -> list[AnomalyEvent]:
-    """One event per (variant, service, window end): the most severe, highest scored one;
+    """One event per (variant, service, window end): the most severe, of the broadest scope
+    (service, route, edge, metric), highest scored one;
     the others it stands for join its ``contributing`` as ``"<series>:<feature>": score``."""
     best: dict[tuple[str, str, int], AnomalyEvent] = {}
     merged: dict[tuple[str, str, int], dict[str, float]] = {}

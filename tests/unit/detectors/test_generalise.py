@@ -172,9 +172,21 @@ def test_false_per_day_sets_the_threshold_from_a_stated_false_alarm_rate() -> No
     steps = [[_gauge("api/cpu", i, 30 + rng.gauss(0, 3) + jumps.get(i, 0))] for i in range(540)]
 
     def alarms(per_day: float) -> set[int]:
-        got = _run(steps, DetectionSettings(champion=VariantConfig(false_per_day=per_day)))
+        got = _run(steps, DetectionSettings(champion=VariantConfig(false_per_day=per_day),
+                                            metric_run=1))  # single points: no run rule
         return {(a.ts // 1000 - T0) // 10 for a in got}
 
     many, some, few = alarms(1000.0), alarms(100.0), alarms(10.0)
     assert many >= some >= few and len(many) > len(some) > len(few) >= 1
     assert {420, 480} <= some and 480 in few
+
+
+def test_a_gauge_alarms_on_two_points_in_a_row_not_on_a_lone_spike() -> None:
+    rng = random.Random(5)
+    spikes = {300: 90.0, 400: 90.0, 401: 90.0, 402: 90.0}  # a lone spike, then a shift
+    steps = [[_gauge("api/cpu", i, 30 + rng.gauss(0, 3) + spikes.get(i, 0.0))]
+             for i in range(460)]
+    got = {(a.ts // 1000 - T0) // 10 for a in _run(steps)}
+    assert got == {401}  # the shift, at its second point; the lone spike is the gauge's tail
+    single = {(a.ts // 1000 - T0) // 10 for a in _run(steps, DetectionSettings(metric_run=1))}
+    assert {300, 400} <= single

@@ -157,7 +157,32 @@ def test_a_counter_is_scored_on_its_rate_not_its_growing_value() -> None:
         rate = 0.0 if i >= 380 else 20.0 + i % 3  # from 380 on nothing is counted
         total += 10 * rate
         found += [(i, a.feature, a.direction) for a in sc.score_batch([_counter(i, total)])]
-    assert found == [(380, "increase_per_s", "down")]
+    assert found == [(381, "increase_per_s", "down")]  # its second point in a row
     assert sc.states["api/http_requests_total"].prev == {10: total}
     gauge = _counter(1, 5.0).model_copy(update={"name": "queue_depth"})
     assert [s.name for s, _ in features(gauge)] == ["mean"]
+
+
+def test_a_slow_service_with_few_requests_is_seen_late_windows_and_all() -> None:
+    """Three timed requests a window (of ten), all of them 30x slower: the whole distribution moved
+    (its median is above the usual p95), so a run of such windows confirms it, over
+    windows without requests in between; its windows arrive after the scorer imputed
+    silence for them (they closed late) and are still scored."""
+    sc = WindowScorer(DetectionSettings())
+
+    def slow(i: int, p: float) -> WindowStats:
+        return win(i, "shop", count=10, samples=3, rate_per_s=1.0, error_rate=0.0,
+                   p50=p, p95=p, p99=p)
+
+    warm_up = [a for i in range(300) for a in sc.score_batch([
+        slow(i, 10.0 + i % 3), win(i, "other")])]
+    assert warm_up == []
+    # the fleet goes on to window 310 before the shop's slow windows arrive
+    sc.score_batch([win(i, "other") for i in range(300, 311)])
+    silent = sc.score_batch([win(311, "other")])  # the shop's silence imputed up to 310
+    assert [(a.feature, a.direction) for a in silent if a.service == "shop"] == [
+        ("rate_per_s", "down")]
+    late = [slow(300, 300.0), slow(301, 310.0), slow(303, 290.0), slow(304, 320.0)]
+    found = [a for a in sc.score_batch(late) if a.service == "shop" and a.detector == "series"]
+    assert [(a.feature, a.scope, a.ts // 1000 - T0) for a in found] == [
+        ("p95", "service", 3030)]  # window 303: 1.5 + 1.5 + 1.5 requests beyond
