@@ -6,8 +6,9 @@ Two published ideas, each doing what it is good at:
    (`categorisation.masking`: only unambiguous variables such as numbers, IPs, UUIDs, hex),
    split into tokens and routed through a fixed-depth prefix tree (token count, then the first
    tokens). The leaf holds clusters; the line joins the most similar one (share of equal tokens
-   at equal positions) if that share reaches ``sim_threshold``. Positions where a cluster's
-   lines differ become *slots*.
+   at equal positions) if that share reaches ``sim_threshold`` and, as Drain's similarity
+   counts equal *constant* tokens, they share at least one constant word (``123 apples`` and
+   ``456 pears`` stay apart). Positions where a cluster's lines differ become *slots*.
 2. **Brain** (Yu et al., IEEE TSC 2023) decides which slots are variables from the data: in
    its bidirectional tree a column is a variable when it holds more than a threshold of
    distinct values, and otherwise splits the group. Here a slot is a variable once it has held
@@ -271,7 +272,8 @@ class TemplateMiner:
     def _best(self, candidates: list[_Cluster], tokens: tuple[str, ...]) -> _Cluster | None:
         """The most similar cluster of a leaf, if similar enough (Drain's fast match).
 
-        Similar means: at most ``max(1, (1 - sim_threshold) * n)`` of the n positions differ.
+        Similar means: at most ``max(1, (1 - sim_threshold) * n)`` of the n positions differ,
+        and a line holding a constant word shares one with the cluster.
         A slot or a variable of the cluster never differs (the split by values comes after),
         nor does ``key=value`` meeting ``key=<*>``.
         """
@@ -280,12 +282,15 @@ class TemplateMiner:
         best: _Cluster | None = None
         best_diff, best_params = n + 1, -1
         runs = self.config.diff_runs
+        constant = any(WILDCARD not in u for u in tokens)
         for c in candidates:
-            diff = params = 0
+            diff = params = same = 0
             slots = c.slots
             last = -2  # position of the previous difference
             for i, (t, u) in enumerate(zip(c.tokens, tokens, strict=True)):
                 if t == u:
+                    if t != WILDCARD:
+                        same += 1
                     continue
                 if t == WILDCARD or i in slots:
                     params += 1
@@ -297,6 +302,8 @@ class TemplateMiner:
                     if not (runs and last == i - 1):
                         diff += 1
                     last = i
+            if constant and not same:
+                continue  # no constant word in common: joining would leave only <*>
             if diff < best_diff or (diff == best_diff and params > best_params):
                 best, best_diff, best_params = c, diff, params
         return best if best_diff <= allowed else None

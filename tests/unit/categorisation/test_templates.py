@@ -87,6 +87,16 @@ def test_enumerations_stay_apart() -> None:
                                               "Connection reset by <*>"]
 
 
+def test_lines_sharing_no_constant_word_stay_apart() -> None:
+    m = TemplateMiner("shop")
+    words = ["apples", "pears", "plums", "figs", "limes", "dates"]
+    for i in range(3):
+        for w in words:
+            m.add(f"{i} {w}")
+    assert sorted(m.templates().values()) == sorted(f"<*> {w}" for w in words)
+    assert m.add("7 8").template == m.add("9 10").template == "<*>"  # all variables: one
+
+
 def test_variables_of_several_words_meet_across_lengths() -> None:
     m = TemplateMiner("search")
     words = ["red", "shoes", "café", "東京", "lamp", "tent", "mug"]
