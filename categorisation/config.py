@@ -67,6 +67,9 @@ class MinerConfig(BaseModel):
     shared_values: bool = True
     # adjacent differing tokens count as one difference (a variable of several words)
     diff_runs: bool = True
+    # Brain's rule for the first token too: more than max_constant_values first tokens
+    # before one rest of a line make it a variable; such lines route by their next token
+    variable_first_token: bool = True
     collapse_variables: bool = True  # a run of <*> is one variable (lengths meet)
     first_line_only: bool = True  # a multi-line message (stack trace): its first line + <*>
     max_clusters: int = Field(default=20_000, ge=1)  # live templates per service, LRU beyond

@@ -6,8 +6,9 @@ Two published ideas, each doing what it is good at:
    (`categorisation.masking`: only unambiguous variables such as numbers, IPs, UUIDs, hex),
    split into tokens and routed through a fixed-depth prefix tree (token count, then the first
    tokens). The leaf holds clusters; the line joins the most similar one (share of equal tokens
-   at equal positions) if that share reaches ``sim_threshold``. Positions where a cluster's
-   lines differ become *slots*.
+   at equal positions) if that share reaches ``sim_threshold`` and, as Drain's similarity
+   counts equal *constant* tokens, they share at least one constant word (``123 apples`` and
+   ``456 pears`` stay apart). Positions where a cluster's lines differ become *slots*.
 2. **Brain** (Yu et al., IEEE TSC 2023) decides which slots are variables from the data: in
    its bidirectional tree a column is a variable when it holds more than a threshold of
    distinct values, and otherwise splits the group. Here a slot is a variable once it has held
@@ -15,6 +16,12 @@ Two published ideas, each doing what it is good at:
    holds a number or an IP is a parameter slot). Until then its value is part of the template:
    "Connection closed by <*>" and "Connection reset by <*>" share a Drain cluster but are two
    templates.
+3. The **first token** is where the tree routes, so its values never meet in a cluster and
+   Brain's rule would never see them. It is applied there directly
+   (``variable_first_token``): once more than ``max_constant_values`` first tokens were seen
+   before the same rest of a line, the first token is a variable, the templates made per value
+   merge into the oldest (aliases as above), and lines of that shape route by their *next*
+   token below a ``<*>`` node, so short lines of other shapes do not meet them.
 
 A slot only ever turns from constant to variable, never back. When it does, the templates of
 its cluster that differed only there merge into the oldest one, which keeps its id; each
@@ -166,6 +173,8 @@ class TemplateMiner:
         # miners of one registry (`share_values_with`): a fleet's services share value types
         self._pairs: dict[tuple[str, str], list[tuple[TemplateMiner, _Cluster, int]]] = {}
         self._flip_later: list[tuple[TemplateMiner, _Cluster, int]] = []
+        # the rest of a masked line (all but its first token) -> first tokens seen with it
+        self._firsts: dict[tuple[str, ...], set[str]] = {}
         self._touched: list[TemplateMiner] = []  # other miners whose slots this one flipped
         self._tick = 0
         self._seq = 0
@@ -197,8 +206,11 @@ class TemplateMiner:
                 cluster.last = self._tick
                 self._clusters.move_to_end(cluster.key)
                 return Match(t.id, t.text, t.size, "same")
-        cluster = self._route(key)
+        cluster, absorb = self._route(key)
         t, change = self._join(cluster, key)
+        if absorb:
+            t = self._absorb_firsts(key, absorb, t, change == "new")
+            change = "changed"
         if self.config.cache_size:
             if len(self._cache) >= self.config.cache_size:
                 self._cache.clear()
@@ -245,19 +257,106 @@ class TemplateMiner:
 
     # -- routing and similarity (Drain) -------------------------------------------------------
 
-    def _route(self, tokens: tuple[str, ...]) -> _Cluster:
-        """The cluster of a masked line: the most similar of its leaf, or a new one."""
-        leaf = self._leaf_key(tokens)
+    def _route(self, tokens: tuple[str, ...]) -> tuple[_Cluster, list[str]]:
+        """The cluster of a masked line: the most similar of its leaf, or a new one; and the
+        first tokens whose templates this line's now absorbs (see `_first_is_variable`)."""
+        absorb = self._first_is_variable(tokens)
+        leaf = self._leaf_key(tokens, first_variable=absorb is not None)
         candidates = self._leaves.get(leaf)
         best = self._best(candidates, tokens) if candidates else None
-        return best if best is not None else self._create(list(tokens), leaf)
+        if best is not None:
+            return best, absorb or []
+        if absorb is None and self.config.variable_first_token and leaf[1:2] != (WILDCARD,):
+            # A first token found variable before (the counts are not snapshotted), or lines
+            # whose rest never repeats (it holds unmasked variables): a cluster whose first
+            # token is a variable (absorbed or masked) and whose rest this line matches.
+            others = [c for path in (self._leaf_key(tokens, first_variable=True,
+                                                    known_only=True),
+                                     self._leaf_key((WILDCARD, *tokens[1:]), known_only=True))
+                      for c in self._leaves.get(path, ()) if c.tokens[0] == WILDCARD]
+            best = self._best(others, tokens, exact=True) if others else None
+            if best is not None:
+                return best, []
+        cluster = self._create(list(tokens), leaf)
+        if absorb is not None:
+            cluster.tokens[0] = WILDCARD
+        return cluster, absorb or []
 
-    def _leaf_key(self, tokens: tuple[str, ...]) -> tuple[str, ...]:
-        """The tree path of a line: its token count, then up to `prefix_tokens` tokens."""
+    def _first_is_variable(self, tokens: tuple[str, ...]) -> list[str] | None:
+        """Brain's column rule for the first token, which the tree routes by and so never
+        meets another value in a cluster: once more than ``max_constant_values`` first tokens
+        were seen before the same rest of a line (``alice logged in from <*>``), the first
+        token is a variable. Returns None while it is a constant, else the first tokens whose
+        templates are still to be absorbed (empty after the crossing)."""
+        cfg = self.config
+        if (not cfg.variable_first_token or cfg.prefix_tokens < 1 or len(tokens) < 2
+                or WILDCARD in tokens[0]):
+            return None
+        rest = tokens[1:]
+        firsts = self._firsts.get(rest)
+        if firsts is None:
+            if len(self._firsts) >= cfg.cache_size:
+                self._firsts.clear()  # cheap bound: relearnt from new lines
+            firsts = self._firsts[rest] = set()
+        if len(firsts) > cfg.max_constant_values:
+            return []
+        firsts.add(tokens[0])
+        if len(firsts) > cfg.max_constant_values:
+            return [f for f in firsts if f != tokens[0]]
+        return None
+
+    def _absorb_firsts(self, tokens: tuple[str, ...], firsts: list[str], t: _Template,
+                       fresh: bool) -> _Template:
+        """Merge the templates of ``firsts`` + the rest of ``tokens`` (one per first token,
+        made while it was a constant) into ``t``, the template with a variable first token.
+        The oldest keeps its id, the others become its aliases (``fresh``: ``t`` was made
+        for this line)."""
+        survivor, text = t, t.text
+        covers = _cover_regex(text)
+        for first in firsts:
+            line = (first, *tokens[1:])
+            self._cache.pop(line, None)
+            candidates = self._leaves.get(self._leaf_key(line, known_only=True))
+            c = self._best(candidates, line) if candidates else None
+            if c is None or c.tokens[0] == WILDCARD:
+                continue
+            key = tuple(line[i] for i in c.order)
+            old = c.templates.get(key)
+            while old is not None and old.into is not None:
+                old = old.into
+            # only a template of this rest of a line: ``ann <*>`` may hold ``ann left`` too
+            if (old is None or not old.text.startswith(f"{first} ")
+                    or not covers.fullmatch(WILDCARD + old.text[len(first):])):
+                continue
+            del c.templates[key]  # c keeps its shape
+            old.refs -= 1  # merges fold refs into the survivor
+            if old.alive and old is not survivor:
+                survivor = self._merge(survivor, old, False)
+        self._retext(survivor, text)
+        if fresh and survivor is not t:  # no line ever saw ``t``'s id: forget it
+            self._merges = [m for m in self._merges if m[0] != t.id]
+            self._aliases.pop(t.id, None)
+        return survivor
+
+    def _leaf_key(self, tokens: tuple[str, ...], first_variable: bool = False,
+                  known_only: bool = False) -> tuple[str, ...]:
+        """The tree path of a line: its token count, then up to `prefix_tokens` tokens
+        (``known_only``: the path as it stands, without adding a child).
+
+        A first token that is a variable (``first_variable``, Brain's rule) is a ``<*>`` node
+        that does not use up `prefix_tokens`: below it the path goes on with the next tokens.
+        Without that, every such line of one length would share one leaf, where short lines
+        of any shape are a difference apart and end as one all-``<*>`` template."""
         path: tuple[str, ...] = (str(len(tokens)),)
-        for tok in tokens[: self.config.prefix_tokens]:
+        rest = tokens
+        if first_variable:
+            path, rest = (*path, WILDCARD), tokens[1:]
+        for tok in rest[: self.config.prefix_tokens]:
             if WILDCARD in tok:
                 tok = WILDCARD
+            elif known_only:
+                if tok not in self._children.get(path, ()):
+                    tok = WILDCARD
             else:
                 kids = self._children.setdefault(path, set())
                 if tok not in kids:
@@ -268,24 +367,29 @@ class TemplateMiner:
             path = (*path, tok)
         return path
 
-    def _best(self, candidates: list[_Cluster], tokens: tuple[str, ...]) -> _Cluster | None:
+    def _best(self, candidates: list[_Cluster], tokens: tuple[str, ...], exact: bool = False
+              ) -> _Cluster | None:
         """The most similar cluster of a leaf, if similar enough (Drain's fast match).
 
-        Similar means: at most ``max(1, (1 - sim_threshold) * n)`` of the n positions differ.
+        Similar means: at most ``max(1, (1 - sim_threshold) * n)`` of the n positions differ
+        (none if ``exact``), and a line holding a constant word shares one with the cluster.
         A slot or a variable of the cluster never differs (the split by values comes after),
         nor does ``key=value`` meeting ``key=<*>``.
         """
         n = len(tokens)
-        allowed = max(1, int((1.0 - self.config.sim_threshold) * n + 1e-9))
+        allowed = 0 if exact else max(1, int((1.0 - self.config.sim_threshold) * n + 1e-9))
         best: _Cluster | None = None
         best_diff, best_params = n + 1, -1
         runs = self.config.diff_runs
+        constant = any(WILDCARD not in u for u in tokens)
         for c in candidates:
-            diff = params = 0
+            diff = params = same = 0
             slots = c.slots
             last = -2  # position of the previous difference
             for i, (t, u) in enumerate(zip(c.tokens, tokens, strict=True)):
                 if t == u:
+                    if t != WILDCARD:
+                        same += 1
                     continue
                 if t == WILDCARD or i in slots:
                     params += 1
@@ -297,6 +401,8 @@ class TemplateMiner:
                     if not (runs and last == i - 1):
                         diff += 1
                     last = i
+            if constant and not same:
+                continue  # no constant word in common: joining would leave only <*>
             if diff < best_diff or (diff == best_diff and params > best_params):
                 best, best_diff, best_params = c, diff, params
         return best if best_diff <= allowed else None

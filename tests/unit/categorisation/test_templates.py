@@ -87,6 +87,69 @@ def test_enumerations_stay_apart() -> None:
                                               "Connection reset by <*>"]
 
 
+def test_a_first_token_with_many_values_is_a_variable_and_keeps_the_first_id() -> None:
+    m = TemplateMiner("api")
+    users = ["trent", "victor_admin", "peggy.ops", "grace", "oscar", "ivan", "judy"]
+    got = [m.add(f"{u} via updated of fast") for u in users]
+    assert got[0].template == "trent via updated of fast"  # a constant while it has <= 4 values
+    assert got[4].change == "changed" and got[4].template == "<*> via updated of fast"
+    assert got[4].template_id == got[0].template_id  # the oldest keeps its id
+    assert got[6].template_id == got[0].template_id and got[6].change == "same"
+    assert {m.resolve(g.template_id) for g in got} == {got[0].template_id}
+    assert list(m.templates().values()) == ["<*> via updated of fast"]
+    merged = {old for old, _ in m.pop_merges()}
+    assert merged == {g.template_id for g in got[1:4]}
+    twin = TemplateMiner("api")
+    twin.restore(m.snapshot())
+    assert twin.add("zoe via updated of fast").template_id == got[0].template_id
+
+
+def test_a_first_token_with_few_values_stays_a_constant() -> None:
+    m = TemplateMiner("syslog")
+    names = {d: m.add(f"{d} startup succeeded").template_id for d in ("cupsd", "klogd", "hcid")}
+    assert len(set(names.values())) == 3
+    off = TemplateMiner("api", MinerConfig(variable_first_token=False))
+    ids = {off.add(f"{u} via updated of fast").template_id for u in "abcdefgh"}
+    assert len(ids) == 8
+
+
+def test_lines_behind_a_variable_first_token_stay_apart_by_shape() -> None:
+    # Short lines of different shapes whose first token turned variable keep a template
+    # each: the tree routes them by their next token, not into one leaf per line length.
+    m = TemplateMiner("api")
+    users = ["ann", "bob", "cid", "dan", "eve", "fay"]
+    shapes = ["joined", "left", "paused", "resumed", "quit", "waited", "opened cart",
+              "closed door", "lost token"]
+    got = {s: [m.add(f"{u} {s}") for u in users] for s in shapes}
+    live = m.templates().values()
+    assert sorted(t for t in live if t.startswith("<*>")) == sorted(f"<*> {s}" for s in shapes)
+    for s, matches in got.items():
+        # after the crossing a shape has its own template; before it, a line may sit in its
+        # user's template (Drain joins ``ann joined`` and ``ann left``), never another shape's
+        assert m.text(matches[-1].template_id) == f"<*> {s}"
+        assert all(m.text(g.template_id) in (f"<*> {s}", f"{u} <*>", f"{u} {s}")
+                   for u, g in zip(users, matches, strict=True))
+    assert m.add("zoe quit").template_id == m.resolve(got["quit"][-1].template_id)
+
+
+def test_a_new_first_token_joins_a_variable_first_token_only_on_the_same_rest() -> None:
+    m = TemplateMiner("api")
+    for i in range(3):
+        m.add(f"10.0.0.{i} fresh on")  # a masked first token: a variable
+    assert m.add("grace fresh on").template == "<*> fresh on"
+    assert m.add("stale fresh 10.0.0.9").template == "stale fresh <*>"  # another rest
+
+
+def test_lines_sharing_no_constant_word_stay_apart() -> None:
+    m = TemplateMiner("shop")
+    words = ["apples", "pears", "plums", "figs", "limes", "dates"]
+    for i in range(3):
+        for w in words:
+            m.add(f"{i} {w}")
+    assert sorted(m.templates().values()) == sorted(f"<*> {w}" for w in words)
+    assert m.add("7 8").template == m.add("9 10").template == "<*>"  # all variables: one
+
+
 def test_variables_of_several_words_meet_across_lengths() -> None:
     m = TemplateMiner("search")
     words = ["red", "shoes", "café", "東京", "lamp", "tent", "mug"]
