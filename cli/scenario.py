@@ -26,7 +26,7 @@ from demo.fleet import rfc3339
 from demo.realism import FAMILIES
 from demo.traffic import DemoConfig, parse_duration
 from detectors.settings import VariantConfig
-from evaluation import nezha
+from evaluation import nezha, paging
 from evaluation.incidents import evaluate
 from evaluation.scenarios import (
     DEV_STARTS,
@@ -44,6 +44,7 @@ from evaluation.scenarios import (
     totals,
 )
 from schemas.common import parse_ts
+from schemas.windows import WindowStats
 
 ANOMALY_SQL = ("SELECT event_id AS id, toUnixTimestamp64Milli(ts) AS ts, series, service, "
                "feature, variant, detector, score, severity FROM {db}.anomalies "
@@ -245,10 +246,13 @@ def eval_nezha(
                                                    "(JSON lines)")] = None,
     before: Annotated[bool, typer.Option(
         help="also replay with the generalising rules off (edges, pooling, floors, "
-             "demotion), for a before/after on the same data")] = False,
+             "demotion, gauge runs), for a before/after on the same data")] = False,
+    config: Annotated[Path, typer.Option(
+        help="alerting config whose pages are counted")] = paging.DEFAULT_CONFIG,
 ) -> None:
     """Replay the Nezha fault injections (TrainTicket) through the windows and the scorer,
-    in-process, at the shipped settings; per fault: detected?, when; false anomaly events."""
+    in-process, at the shipped settings; per fault: detected?, when; false anomaly events;
+    then through the alert rules of --config: faults paged within 2 minutes, false pages."""
     root = (datasets or settings().datasets_dir) / "nezha"
     try:
         labels = nezha.read_labels(root)
@@ -264,9 +268,12 @@ def eval_nezha(
             def tick(n: int, t: Any = task) -> None:
                 bar.update(t, completed=n)
 
-            rows = nezha.replay(nezha.events(root), det, tick)
+            windows: list[WindowStats] = []
+            rows = nezha.replay(nezha.events(root), det, tick, windows.extend)
         got = nezha.score(rows, labels["incidents"], labels.get("telemetry_gaps", []))
         figures[name] = {k: v for k, v in got.items() if k != "faults"}
+        figures[name]["pages"] = nezha.pages(labels, windows, rows, config)
+        del windows
         if name == "after":
             if save is not None:
                 save.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))

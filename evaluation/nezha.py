@@ -25,10 +25,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from alerting.config import load_alerting
+from alerting.inhibit import CallGraph
 from detectors.settings import DetectionSettings
+from evaluation import paging
 from evaluation.rca import read_events
 from evaluation.scenarios import replay_events
+from schemas.windows import WindowStats
 
+PAGE_TARGET_S = 120.0  # the issue's target: a fault paged within 2 minutes of its start
 EARLY_MS = 90_000  # errors may start this long before the recorded injection
 SLACK_MS = 120_000  # an anomaly this long after a fault's end still belongs to it
 GAP_MS = 60_000  # an anomaly this close to a telemetry gap's edge is put down to the gap
@@ -49,10 +54,40 @@ def events(root: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def replay(stream: Iterator[tuple[str, dict[str, Any]]], detect: DetectionSettings,
-           progress: Callable[[int], None] = lambda n: None) -> list[dict[str, Any]]:
+           progress: Callable[[int], None] = lambda n: None,
+           on_windows: Callable[[list[WindowStats]], None] = lambda ws: None
+           ) -> list[dict[str, Any]]:
     """Events through ``IngestProcessor`` windows and ``WindowScorer``, the clock at event
-    time; every anomaly as a dict."""
-    return replay_events(stream, 0, math.inf, [detect], progress)[0]
+    time; every anomaly as a dict (``on_windows`` sees the windows, for ``pages``)."""
+    return replay_events(stream, 0, math.inf, [detect], progress, on_windows)[0]
+
+
+def pages(labels: dict[str, Any], windows: list[WindowStats], rows: list[dict[str, Any]],
+          config: Path, grace_s: float = 30.0) -> dict[str, Any]:
+    """The replay through the alert rules of ``config``, grouping and routing, in event time
+    (``evaluation.paging``): pages per fault within ``PAGE_TARGET_S`` of its recorded start,
+    and false pages. An alert belongs to a fault on a service it affects, from ``EARLY_MS``
+    before its start to ``evaluation.incidents.SLACK_MS`` (as ``SLACK_MS``) after its end."""
+    graph = CallGraph()
+    for caller, callees in labels.get("call_graph", {}).items():
+        for callee in callees:
+            graph.add_call(caller, callee, 0.0)
+    faults = [{**inc, "services": inc.get("affected_services") or [inc["root_cause_service"]],
+               "service": inc["root_cause_service"], "start_ms": inc["start_ms"] - EARLY_MS}
+              for inc in labels["incidents"]]
+    sim = paging.simulate(load_alerting(config), windows, rows, grace_s, graph=graph)
+    span = (max(int(f["end_ms"]) for f in faults) - min(int(f["start_ms"]) for f in faults))
+    got = paging.score(sim, faults, span / 3_600_000)
+    per = [{**f, "page_s": None if f["page_s"] is None else f["page_s"] - EARLY_MS / 1000}
+           for f in got.pop("incidents")]
+    paged = [f for f in per if f["page_s"] is not None and f["page_s"] <= PAGE_TARGET_S]
+    kinds = sorted({str(f["kind"]) for f in per})
+    return {**{k: got[k] for k in ("alerts", "false_alerts", "pages", "false_pages",
+                                   "false_pages_per_day")},
+            "faults": len(per), "paged_2min": len(paged),
+            "paged_2min_by_kind": {k: f"{sum(f['kind'] == k for f in paged)}/"
+                                      f"{sum(f['kind'] == k for f in per)}" for k in kinds},
+            "false_rules": got["false"][:20]}
 
 
 def score(rows: list[dict[str, Any]], incidents: list[dict[str, Any]],

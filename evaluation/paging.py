@@ -83,8 +83,9 @@ def call_graph(ts: float) -> CallGraph:
 
 def simulate(cfg: AlertingConfig, windows: Iterable[WindowStats],
              anomalies: Iterable[Mapping[str, Any]], grace_s: float, settle_s: float = 30.0,
-             tick_s: float = 10.0) -> Simulation:
-    """Alerting in event time over one run's windows and anomalies (see the module doc)."""
+             tick_s: float = 10.0, graph: CallGraph | None = None) -> Simulation:
+    """Alerting in event time over one run's windows and anomalies (see the module doc);
+    ``graph``: the fleet's call graph (default: the demo's)."""
     items: list[tuple[float, int, Any]] = [(w.end.timestamp() + grace_s, 0, w) for w in windows]
     items += [(float(a["ts"]) / 1000 + grace_s, 1, _anomaly(a)) for a in anomalies
               if a.get("variant", "champion") == "champion"]
@@ -96,7 +97,7 @@ def simulate(cfg: AlertingConfig, windows: Iterable[WindowStats],
     alerts: dict[str, Alert] = {}
     groups: dict[str, GroupState] = {}
     paging = {r.name for r in cfg.receivers if r.escalation}
-    graph = call_graph(items[0][0])
+    graph = graph or call_graph(items[0][0])
     open_ep: dict[str, Episode] = {}
     watermark: float | None = None
 

@@ -90,3 +90,21 @@ def test_runs_sort_worst_first() -> None:
     assert [r["criticals_paged_60s"] for r in ordered] == [1, 2, 2]
     assert ordered[1]["false_pages"] == 3
     assert totals(runs)["false_pages_per_day"] == 48.0
+
+
+def test_fault_cases_are_scored_by_pages_within_two_minutes() -> None:
+    """``evaluation.nezha.pages``: a fault on ``api`` (its caller ``web`` affected too) whose
+    errors start 40 s after the recorded injection pages within the 2-minute target; the
+    call graph comes from the labels."""
+    from evaluation.nezha import pages
+
+    start_ms = int((T0 + 120) * 1000)
+    labels = {"call_graph": {"web": {"api": 10}}, "incidents": [
+        {"id": "F1", "kind": "exception", "root_cause_service": "api",
+         "affected_services": ["api", "web"], "start_ms": start_ms - 40_000,
+         "end_ms": start_ms + 140_000, "severity": "critical"}]}
+    got = pages(labels, fleet(10, burst=(120, 240)), [], SHIPPED)
+    assert got["faults"] == 1 and got["paged_2min"] == 1 and got["false_pages"] == 0
+    assert got["paged_2min_by_kind"] == {"exception": "1/1"}
+    late = {**labels, "incidents": [{**labels["incidents"][0], "start_ms": start_ms - 100_000}]}
+    assert pages(late, fleet(10, burst=(120, 240)), [], SHIPPED)["paged_2min"] == 0
