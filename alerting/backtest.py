@@ -18,6 +18,7 @@ from alerting.evaluate import (
 )
 from alerting.lifecycle import Alert, FlapConfig, Signal, apply_signal
 from alerting.rules import CompositeRule, RuleSet
+from alerting.watermark import Activity, kind_of
 from schemas.windows import WindowStats
 
 
@@ -67,15 +68,18 @@ def backtest(rules: RuleSet, windows: Iterable[WindowStats],
             alerts[s.fingerprint] = after
 
     next_tick = items[0][0] + tick_s if items else 0.0
+    activity = Activity()  # when the fleet's logs and metrics had data (absences)
     for ts, kind, item in items:
         while ts >= next_tick:
             for key, st in list(states.items()):
-                states[key], sigs = on_tick(rules, st, next_tick)
+                states[key], sigs = on_tick(rules, st, next_tick, went_on=activity.went_on)
                 take(sigs, next_tick)
             next_tick += tick_s
         if kind == 0:
             key = item.series
-            states[key], sigs = on_window(rules, states.get(key), item, ts)
+            if item.count > 0:
+                activity.mark(kind_of(item.scope), item.end.timestamp())
+            states[key], sigs = on_window(rules, states.get(key), item, ts, activity.went_on)
         elif kind == 1:
             key = str(item["series"])
             states[key], sigs = on_anomaly(rules, states.get(key), item, ts)

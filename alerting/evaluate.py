@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +37,7 @@ from alerting.rules import (
     compare,
     render,
 )
+from alerting.watermark import ACTIVITY_SLOT_S, kind_of
 from schemas.windows import WindowStats
 
 HISTORY_POINTS = 240  # per series, only the fields some rule reads
@@ -125,21 +126,33 @@ def _evidence(st: SeriesState, field: str, summary: str = "") -> Evidence:
     return Evidence(field=field, series=pts, summary=summary)
 
 
-def _absence_on_window(r: AbsenceRule, st: SeriesState, w: WindowStats
-                       ) -> tuple[RuleStatus, list[Signal]]:
+WentOn = Callable[[str, float, float], bool]  # ``Activity.went_on``: the fleet sent data?
+
+
+def _fleet_on(went_on: WentOn | None, st: SeriesState, at: float) -> bool:
+    """Whether the fleet's stream of ``st``'s kind was sending at ``at`` (the event time an
+    absence would fire): some window with data ended within a slot or two of it."""
+    return went_on is None or went_on(kind_of(st.scope), at - 2 * ACTIVITY_SLOT_S,
+                                      at + ACTIVITY_SLOT_S)
+
+
+def _absence_on_window(r: AbsenceRule, st: SeriesState, w: WindowStats,
+                       went_on: WentOn | None = None) -> tuple[RuleStatus, list[Signal]]:
     """An absence rule sees a window of its length: data is back, or a gap the ticks missed.
 
     A gap of ``for`` or more between two windows with data fires (``ts``: the last data
     plus ``for``) and resolves at once (``ts``: the new window's start): the alert a tick
     would have raised had the watermark got there first, so the speed of a replay does not
-    decide whether it exists.
+    decide whether it exists. Only if the fleet's stream was sending when it would have
+    fired (``went_on``): when everyone was silent, nobody was down.
     """
     status = st.rules.get(r.name, RuleStatus())
     start, end = w.start.timestamp(), w.end.timestamp()
     if w.count <= 0:
         return status, []
     out: list[Signal] = []
-    if not status.active and status.last_data > 0 and start - status.last_data >= r.for_:
+    if not status.active and status.last_data > 0 and start - status.last_data >= r.for_ \
+            and _fleet_on(went_on, st, status.last_data + r.for_):
         out.append(_absence_signal(r, st, "firing", status.last_data))
         status = status.model_copy(update={"active": True})
     if status.active and start >= status.last_data:  # data is back
@@ -161,8 +174,9 @@ def _value_at(st: SeriesState, field: str, ts: float) -> float | None:
 
 
 def on_window(rules: RuleSet, state: SeriesState | None, w: WindowStats,
-              now: float) -> tuple[SeriesState, list[Signal]]:
-    """Evaluate threshold, rate-of-change and absence (data is back) rules on one window."""
+              now: float, went_on: WentOn | None = None) -> tuple[SeriesState, list[Signal]]:
+    """Evaluate threshold, rate-of-change and absence (data is back) rules on one window
+    (``went_on``: when the fleet sent data, for absences; None: always)."""
     st = state or SeriesState(series=w.series, service=w.service, scope=w.scope,
                               route=w.route, name=w.name)
     start, end = w.start.timestamp(), w.end.timestamp()
@@ -181,7 +195,7 @@ def on_window(rules: RuleSet, state: SeriesState | None, w: WindowStats,
     for r in mine:
         status = st.rules.get(r.name, RuleStatus())
         if isinstance(r, AbsenceRule):
-            st.rules[r.name], sigs = _absence_on_window(r, st, w)
+            st.rules[r.name], sigs = _absence_on_window(r, st, w, went_on)
             out += sigs
             continue
         value = point.get(r.field, math.nan)
@@ -282,13 +296,16 @@ def on_template(rules: RuleSet, state: SeriesState | None, ev: TemplateSignal,
 
 
 def on_tick(rules: RuleSet, state: SeriesState, watermark: float | None,
-            settle_s: float = 0.0) -> tuple[SeriesState, list[Signal]]:
+            settle_s: float = 0.0, went_on: WentOn | None = None
+            ) -> tuple[SeriesState, list[Signal]]:
     """Checks that need a clock, on the fleet watermark (event time), never the wall clock:
     absence of data, anomaly and template alerts timing out.
 
     ``settle_s``: how late a window may still arrive behind the watermark. An absence is
     proven up to ``watermark - settle_s - window`` (the next window with data, if any, ends
-    after that), so a tick fires only what the next window would have shown as a gap.
+    after that), so a tick fires only what the next window would have shown as a gap, and
+    only if the fleet's stream of the series' kind was sending when it fires (``went_on``):
+    the metrics going on while every service's logs stopped prove no service down.
     """
     st = state.model_copy(update={"rules": dict(state.rules)})
     out: list[Signal] = []
@@ -311,7 +328,8 @@ def on_tick(rules: RuleSet, state: SeriesState, watermark: float | None,
             out.append(sig)
         elif isinstance(r, AbsenceRule) and not status.active and status.last_data > 0 \
                 and r.select.matches(st.scope, st.service, st.route, st.name) \
-                and proven - r.select.window - status.last_data >= r.for_:
+                and proven - r.select.window - status.last_data >= r.for_ \
+                and _fleet_on(went_on, st, status.last_data + r.for_):
             st.rules[name] = status.model_copy(update={"active": True})
             out.append(_absence_signal(r, st, "firing", status.last_data))
     return st, out

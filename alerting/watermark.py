@@ -34,6 +34,54 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+ACTIVITY_SLOT_S = 10.0  # the granularity of ``Activity`` (the base window)
+ACTIVITY_KEEP_S = 6 * 3600.0  # how far back it remembers
+
+
+def kind_of(scope: str) -> str:
+    """The stream a series comes from: ``metrics`` for metric series, else ``logs``."""
+    return "metrics" if scope == "metric" else "logs"
+
+
+@dataclass
+class Activity:
+    """When the fleet sent data, per stream (logs, metrics), in 10 s slots of event time.
+
+    A service is down when it is silent *while the others go on*. When every service's
+    logs stop at once (a log shipper or collector outage, a replayed recording with gaps)
+    the metrics may go on and move the watermark, but no service's absence is news: one
+    ingest alarm is, not a page per service. Absence rules ask ``went_on`` before firing.
+
+    >>> act = Activity()
+    >>> act.mark("logs", 1_000.0); act.mark("logs", 1_200.0)
+    >>> act.went_on("logs", 1_050.0, 1_150.0), act.went_on("logs", 1_050.0, 1_200.0)
+    (False, True)
+    """
+
+    slots: dict[str, set[int]] = field(default_factory=dict)
+
+    def mark(self, kind: str, end_ts: float) -> None:
+        """A window of ``kind`` with data ended at ``end_ts`` (epoch s)."""
+        got = self.slots.setdefault(kind, set())
+        slot = int(end_ts // ACTIVITY_SLOT_S)
+        if slot in got:
+            return
+        got.add(slot)
+        if len(got) > 2 * ACTIVITY_KEEP_S / ACTIVITY_SLOT_S:
+            keep = max(got) - int(ACTIVITY_KEEP_S / ACTIVITY_SLOT_S)
+            self.slots[kind] = {s for s in got if s >= keep}
+
+    def went_on(self, kind: str, after: float, upto: float) -> bool:
+        """Whether some window of ``kind`` with data ended in ``(after, upto]``. Before it
+        has seen anything of ``kind`` (a fresh worker), it assumes so."""
+        got = self.slots.get(kind)
+        if not got:
+            return True
+        lo, hi = int(after // ACTIVITY_SLOT_S) + 1, int(upto // ACTIVITY_SLOT_S)
+        if hi - lo > len(got):
+            return any(lo <= s <= hi for s in got)
+        return any(s in got for s in range(lo, hi + 1))
+
 
 @dataclass
 class _Source:
@@ -47,6 +95,7 @@ class Watermarks:
 
     idle_s: float = 30.0  # LOGWARDEN_ALERTING_WATERMARK_IDLE_S
     sources: dict[int, _Source] = field(default_factory=dict)
+    activity: Activity = field(default_factory=Activity)  # when logs / metrics had data
 
     def observe(self, partition: int, event_ts: float, now: float) -> None:
         """A window ending at ``event_ts`` arrived on ``partition`` at wall-clock ``now``."""

@@ -33,6 +33,7 @@ from alerting.grouping import GroupState, add_alert, due, flush
 from alerting.inhibit import CallGraph, suppression_reasons
 from alerting.lifecycle import Alert, Signal, apply_signal
 from alerting.routing import match_routes
+from alerting.watermark import Activity, kind_of
 from demo.fleet import CALLERS
 from demo.traffic import DemoConfig
 from detectors.settings import DetectionSettings
@@ -99,6 +100,7 @@ def simulate(cfg: AlertingConfig, windows: Iterable[WindowStats],
     paging = {r.name for r in cfg.receivers if r.escalation}
     graph = graph or call_graph(items[0][0])
     open_ep: dict[str, Episode] = {}
+    activity = Activity()  # when the fleet's logs and metrics had data (absences)
     watermark: float | None = None
 
     def take(sigs: list[Signal], now: float) -> None:
@@ -149,13 +151,16 @@ def simulate(cfg: AlertingConfig, windows: Iterable[WindowStats],
     for at, kind, item in items:
         while at >= next_tick:
             for key, st in list(states.items()):
-                states[key], sigs = on_tick(cfg, st, watermark, settle_s)
+                states[key], sigs = on_tick(cfg, st, watermark, settle_s, activity.went_on)
                 take(sigs, next_tick)
             manager_tick(next_tick)
             next_tick += tick_s
         if kind == 0:
             watermark = max(watermark or 0.0, item.end.timestamp())
-            states[item.series], sigs = on_window(cfg, states.get(item.series), item, at)
+            if item.count > 0:
+                activity.mark(kind_of(item.scope), item.end.timestamp())
+            states[item.series], sigs = on_window(cfg, states.get(item.series), item, at,
+                                                  activity.went_on)
         else:
             states[item["series"]], sigs = on_anomaly(cfg, states.get(item["series"]), item, at)
         take(sigs, at)

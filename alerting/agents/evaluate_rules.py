@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from alerting.evaluate import (
     SeriesState,
     TemplateSignal,
+    WentOn,
     on_anomaly,
     on_template,
     on_tick,
@@ -29,7 +30,7 @@ from alerting.evaluate import (
 from alerting.inputs import CanarySeen, ManagerInput, SignalInput
 from alerting.lifecycle import Signal
 from alerting.rules import RuleSet
-from alerting.watermark import Watermarks
+from alerting.watermark import Watermarks, kind_of
 from schemas.topics import Internal
 from schemas.windows import WindowStats
 
@@ -117,10 +118,14 @@ def evaluate(rules: RuleSet, table: Table, names: Internal, topic: str, partitio
         w = WindowStats.from_json(raw)
         if w.service == CANARY_SERVICE:  # stamped with the worker's clock: no event time
             return [CanarySeen(start=w.start.timestamp(), end=w.end.timestamp())]
+        went_on = None
         if watermarks is not None:
             watermarks.observe(partition, w.end.timestamp(), now)
+            if w.count > 0:
+                watermarks.activity.mark(kind_of(w.scope), w.end.timestamp())
+            went_on = watermarks.activity.went_on
         key = w.series
-        st, sigs = on_window(rules, _get(table, key), w, now)
+        st, sigs = on_window(rules, _get(table, key), w, now, went_on)
     elif topic == names.anomalies:
         a = anomaly_input(orjson.loads(raw))
         if a is None or a["service"] == CANARY_SERVICE:
@@ -145,9 +150,11 @@ def _get(table: Table, key: str) -> SeriesState | None:
 
 
 def evaluate_tick(rules: RuleSet, table: Table, partition: int, watermark: float | None,
-                  settle_s: float = 0.0) -> list[ManagerInput]:
+                  settle_s: float = 0.0, went_on: WentOn | None = None
+                  ) -> list[ManagerInput]:
     """Time-based checks for the series of one partition at the fleet ``watermark`` (event
-    time, None before the first window); only changed states are written."""
+    time, None before the first window; ``went_on``: when the fleet sent data, for
+    absences); only changed states are written."""
     out: list[ManagerInput] = []
     for key, raw in list(table.items()):
         try:
@@ -157,7 +164,7 @@ def evaluate_tick(rules: RuleSet, table: Table, partition: int, watermark: float
             continue
         if p != partition:
             continue
-        new, sigs = on_tick(rules, st, watermark, settle_s)
+        new, sigs = on_tick(rules, st, watermark, settle_s, went_on)
         if new != st:
             table[key] = wrap(new, partition)
         out += _signals(sigs)

@@ -124,7 +124,7 @@ def register_alerting(app: faust.App, runtime: StageRuntime, a: AlertingSettings
             try:
                 if topic == t.alert_ticks:
                     out = evaluate_tick(cfg, series, part, watermarks.fleet(now),
-                                        a.absence_settle_s)
+                                        a.absence_settle_s, watermarks.activity.went_on)
                 else:
                     out = evaluate(cfg, series, t, topic, part, event.value, now, watermarks)
             except (ValueError, ValidationError, KeyError, TypeError) as e:

@@ -108,3 +108,23 @@ def test_fault_cases_are_scored_by_pages_within_two_minutes() -> None:
     assert got["paged_2min_by_kind"] == {"exception": "1/1"}
     late = {**labels, "incidents": [{**labels["incidents"][0], "start_ms": start_ms - 100_000}]}
     assert pages(late, fleet(10, burst=(120, 240)), [], SHIPPED)["paged_2min"] == 0
+
+
+def test_a_service_silent_alone_is_down_but_a_fleet_wide_log_gap_pages_nobody() -> None:
+    """ServiceDown (absence, 1 min) with the shipped rules: ``api`` silent while ``web``
+    goes on is down; both silent while only the metrics go on (a log shipper outage, a
+    recording with gaps) is not a page per service."""
+    cfg = load_alerting(SHIPPED)
+
+    def run(silent: set[str]) -> set[str]:
+        out = []
+        for k in range(60):
+            t = T0 + 10 * k
+            gap = 12 <= k < 30
+            out += [win(s, t) for s in ("api", "web") if not (gap and s in silent)]
+            out.append(win("api", t, scope="metric", name="cpu", mean=0.5))
+        sim = simulate(cfg, out, [], GRACE)
+        return {e.labels.get("service", "") for e in sim.episodes if e.rule == "ServiceDown"}
+
+    assert run({"api"}) == {"api"}
+    assert run({"api", "web"}) == set()
