@@ -29,6 +29,15 @@ from privacy.rules import BUILTINS, SCREEN_BITS, screen_mask
 from privacy.settings import PrivacyConfig, PrivacySettings, RuleConfig, hash_key, load_privacy
 
 _CACHE_MAX = 200_000
+# Screen masks remembered by the *shape* of a text: its UTF-8 bytes with every digit made
+# 0. Two texts of one shape pass the same screens (no screen word holds a digit, and the
+# numeric screens look only at where digits are), and log lines repeat a few shapes with
+# different numbers, so most lines cost a translate and a dict look-up instead of the
+# screens. Longer texts are screened directly (their shapes rarely repeat).
+_SHAPES_MAX = 50_000
+_SHAPE_MAX_CHARS = 300
+_SHAPE = bytes.maketrans(b"123456789", b"000000000")
+_ZERO_DIGITS = str.maketrans("123456789", "000000000")
 
 
 class _Rule:
@@ -89,20 +98,27 @@ class Redactor:
         self._key = key[:64]
         self._chars = config.hash_chars
         self._cache: dict[str, str] = {}
+        self._masks: dict[bytes, int] = {}  # shape -> screens passed (see _SHAPES_MAX)
         self._plans: dict[str, Plan] = {}
         rules = [(_Rule(cfg, self.counts, self.hash), cfg) for cfg in config.rules]
         bits = dict(SCREEN_BITS, always=ALWAYS)
         for r, _ in rules:  # one more bit per distinct set of custom screen words
             bits.setdefault(r.screen_key, 1 << len(bits) + 2)
-        # per target: the bits always set, and (bit, words) of the custom word screens
+        # per target: the bits always set
         self._fixed: dict[str, int] = {}
-        self._words: dict[str, list[tuple[int, tuple[str, ...]]]] = {}
         for target in ("message", "attrs", "user.action", "user.id", "user.ip"):
             mine = [r for r, cfg in rules if target in cfg.fields]
             self._plans[target] = self._plan(mine, bits)
             self._fixed[target] = ALWAYS if any(r.screen_key == "always" for r in mine) else 0
-            self._words[target] = sorted({(bits[r.screen_key], r.words) for r in mine
-                                          if r.words})
+        # (bit, words) of the custom word screens, all targets' (a text's mask is kept by
+        # shape, whatever its target). A word's digits are made 0 and it is looked for in
+        # the text's digits made 0: a looser screen (the regex decides), but one the shape
+        # decides.
+        self._words = sorted({(bits[r.screen_key], tuple(w.translate(_ZERO_DIGITS)
+                                                         for w in r.words))
+                              for r, _ in rules if r.words})
+        self._digit_words = any(w != w.translate(_ZERO_DIGITS)
+                                for r, _ in rules for w in r.words)
         self._user_id, self._user_ip = config.user.id, config.user.ip
         self._attrs = bool(self._plans["attrs"])
         self._action = bool(self._plans["user.action"])
@@ -136,13 +152,17 @@ class Redactor:
         plan = self._plans[target]
         if not plan:
             return text
-        low = text.lower()
-        m = screen_mask(text, low) | self._fixed[target]
-        for bit, words in self._words[target]:
-            for w in words:
-                if w in low:
-                    m |= bit
-                    break
+        if len(text) > _SHAPE_MAX_CHARS:
+            m = self._screen(text)
+        else:
+            shape = text.encode("utf-8", "surrogateescape").translate(_SHAPE)
+            got = self._masks.get(shape)
+            if got is None:
+                if len(self._masks) >= _SHAPES_MAX:
+                    self._masks.clear()  # cheap bound; common shapes come back at once
+                got = self._masks[shape] = self._screen(text)
+            m = got
+        m |= self._fixed[target]
         if not m:  # most lines: no screen passed, no regex runs
             return text
         for bit, rules in plan:
@@ -150,6 +170,20 @@ class Redactor:
                 for r in rules:
                     text = r.sub(r.replace, text)
         return text
+
+    def _screen(self, text: str) -> int:
+        """The screens ``text`` passes, built-in and custom words, as bits."""
+        low = text.lower()
+        m = screen_mask(text, low)
+        if self._words:
+            if self._digit_words:
+                low = low.translate(_ZERO_DIGITS)
+            for bit, words in self._words:
+                for w in words:
+                    if w in low:
+                        m |= bit
+                        break
+        return m
 
     def event(self, e: dict[str, Any]) -> None:
         """Redact a normalised log event in place: message, user fields, attrs."""

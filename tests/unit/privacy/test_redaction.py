@@ -79,6 +79,27 @@ def test_custom_rule_with_screen_words() -> None:
     assert r.text("emp 12345") == "emp 12345"
 
 
+def test_screens_remembered_by_shape_change_nothing() -> None:
+    """A warm redactor (masks kept by shape) redacts as one that screens every line anew,
+    also where lines of one shape differ: a card number and an id failing Luhn."""
+    lines = [line for _, line, _ in corpus()] + LOOKALIKES
+    lines += ["charge 4111 1111 1111 1111 declined", "charge 4111 1111 1111 1112 declined",
+              "from 10.0.0.1 ok", "from 999.0.0.1 ok"]
+    cfg = load_privacy(ROOT / "deploy/config/privacy.yaml")
+    warm = Redactor(cfg, KEY)
+    for _ in range(2):
+        assert [warm.text(x) for x in lines] == [Redactor(cfg, KEY).text(x) for x in lines]
+
+
+def test_custom_screen_word_with_digits() -> None:
+    cfg = PrivacyConfig(rules=(RuleConfig(name="emp", pattern=r"\bEMP-1(\d{4})\b",
+                                          screen_words=("emp-1",)),))
+    r = Redactor(cfg, KEY)
+    assert r.text("badge EMP-12345 used") == "badge EMP-1<emp> used"
+    assert r.text("badge EMP-23456 used") == "badge EMP-23456 used"  # same shape, no match
+    assert r.text("badge EMP-12345 used") == "badge EMP-1<emp> used"
+
+
 def test_luhn() -> None:
     assert luhn_ok("4111 1111 1111 1111") and not luhn_ok("4111 1111 1111 1112")
     assert not luhn_ok("1234")
