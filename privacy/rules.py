@@ -17,14 +17,18 @@ from dataclasses import dataclass
 
 # Screens, as bits of one mask that ``screen_mask`` computes in a single call per text (a
 # call per screen costs more than most screens). A text whose mask is 0 skips every rule.
-AT, IPV4, LONGNUM, IPV6, SECRET, TOKEN = 1, 2, 4, 8, 16, 32
-SCREEN_BITS = {"at": AT, "ipv4": IPV4, "longnum": LONGNUM, "ipv6": IPV6, "secret": SECRET,
-               "token_shape": TOKEN}
+# The redactor keeps masks by the shape of a text (privacy.redact), so a screen may cost a
+# regex search: it runs once per shape, not per line.
+AT, IPV4, LONGNUM, CARD, IPV6, BEARER, ASSIGN, TOKEN = 1, 2, 4, 8, 16, 32, 64, 128
+SCREEN_BITS = {"at": AT, "ipv4": IPV4, "longnum": LONGNUM, "card_run": CARD, "ipv6": IPV6,
+               "bearer_word": BEARER, "assignment": ASSIGN, "token_shape": TOKEN}
 _IPV4_HINT = re.compile(r"[0-9]\.[0-9]{1,3}\.[0-9]").search
 # 10+ digits with at most two separators between two of them: every phone and card number
 # has such a run; "2026-11-05", "took 45ms" and an 8-digit id do not. ASCII classes and a
 # possessive quantifier: half the time of \d and a backtracking one.
 _LONGNUM = re.compile(r"[0-9](?:[ ().-]{0,2}+[0-9]){9}").search
+# 13 digits with at most one space or dash between two: what every card match starts with.
+_CARD_RUN = re.compile(r"\d(?:[ -]?+\d){12}").search
 _DIGITS = b"0123456789"
 
 
@@ -42,11 +46,18 @@ def screen_mask(text: str, low: str) -> int:
         m |= IPV4
     if _digit_count(text) >= 10 and _LONGNUM(text) is not None:
         m |= LONGNUM
+        if _CARD_RUN(text) is not None:
+            m |= CARD
     if "::" in text or text.count(":") >= 7:
         m |= IPV6
     if ("key" in low or "secret" in low or "token" in low or "pass" in low or "pwd" in low
-            or "auth" in low or "bearer" in low or "credential" in low):
-        m |= SECRET
+            or "auth" in low or "credential" in low):
+        if ":" in text or "=" in text:  # what a secret assignment needs
+            m |= ASSIGN
+        if "bearer" in low or "basic" in low:  # the words of the bearer rule ...
+            m |= BEARER
+    elif "bearer" in low:  # ... which runs where a secret word is ("basic" alone is not one)
+        m |= BEARER
     if ("AKIA" in text or "gh" in text or "xox" in text or "k_live" in text
             or "k_test" in text or "eyJ" in text or "glpat-" in text):
         m |= TOKEN
@@ -109,17 +120,18 @@ BUILTINS: dict[str, Builtin] = {
         rf"(?<![\w:])(?:(?:{_HEX4}:){{7}}{_HEX4}|(?:{_HEX4}:){{1,7}}:(?:{_HEX4}(?::{_HEX4}){{0,6}})?"
         rf"|::(?:{_HEX4}(?::{_HEX4}){{0,6}})?)(?![\w:])", "ipv6",
         lambda t: t.count(":") >= 2 and ("::" in t or t.count(":") == 7)),
-    "card": Builtin(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w-])", "longnum", luhn_ok),
+    "card": Builtin(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w-])", "card_run", luhn_ok),
     # Possessive groups (Python 3.11+): no backtracking over digit runs in busy lines.
     "phone": Builtin(
         r"(?<![\w+.:/-])(?:\+|\(\d{1,5}\)[ .-]?)?\d{1,5}+(?:[ .-]?\(?\d{1,8}+\)?){1,5}+"
         r"(?![\w:/]|[.-]\d)", "longnum", _phone_ok),
-    "bearer": Builtin(r"(?i)\b(?:bearer|basic)\s+([A-Za-z0-9\-._~+/]{8,}=*)", "secret", group=1),
+    "bearer": Builtin(r"(?i)\b(?:bearer|basic)\s+([A-Za-z0-9\-._~+/]{8,}=*)", "bearer_word",
+                      group=1),
     # key=value and "key": "value" forms whose key names a secret.
     "secret_assignment": Builtin(
         r"(?i)(?:api[_-]?key|secret|passw(?:or)?d|pwd|token|credential|access[_-]?key|"
         r"private[_-]?key|auth\w*)[\w-]*+[\"']?\s*[:=]\s*[\"']?"
-        r"(?!(?:bearer|basic)\s)([^\s\"',;&]{4,})", "secret", group=1),
+        r"(?!(?:bearer|basic)\s)([^\s\"',;&]{4,})", "assignment", group=1),
     # Well-known token shapes: AWS, GitHub, GitLab, Slack, Stripe, JWTs.
     "api_key": Builtin(
         r"\b(?:AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,}"

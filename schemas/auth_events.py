@@ -51,20 +51,22 @@ _KINDS = (
 )
 
 
-_ROUTE_KINDS: dict[str, str] = {}  # route -> kind, remembered (ingest sees few routes)
+# route -> kind and action -> kind, remembered: ingest sees few routes, and producers use
+# few action words, so the six patterns run once per word, not per event
+_ROUTE_KINDS: dict[str, str] = {}
+_ACTION_KINDS: dict[str, str] = {}
+_KINDS_MAX = 10_000
 
 
 def _kind(action: str, route: str) -> str:
-    text = action or route
-    if not action:
-        known = _ROUTE_KINDS.get(route)
-        if known is not None:
-            return known
-    kind = next((name for name, pattern in _KINDS if pattern.search(text)), "other")
-    if not action:
-        if len(_ROUTE_KINDS) >= 10_000:
-            _ROUTE_KINDS.clear()
-        _ROUTE_KINDS[route] = kind
+    """The kind named by ``action``, else by ``route``."""
+    text, known_kinds = (action, _ACTION_KINDS) if action else (route, _ROUTE_KINDS)
+    kind = known_kinds.get(text)
+    if kind is None:
+        kind = next((name for name, pattern in _KINDS if pattern.search(text)), "other")
+        if len(known_kinds) >= _KINDS_MAX:
+            known_kinds.clear()  # cheap bound; common words come back at once
+        known_kinds[text] = kind
     return kind
 
 

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # categorisation/config.py).
 MODULES = (
     "schemas/fastpath.py",
+    "schemas/auth_events.py",
     "streams/windows.py",
     "categorisation/masking.py",
     "categorisation/miner.py",

@@ -3,13 +3,15 @@ look-alikes (none may change); hashing, counters, user fields, config errors."""
 
 from __future__ import annotations
 
+import random
+import re
 from pathlib import Path
 
 import pytest
 from pii_corpus import LOOKALIKES, corpus  # type: ignore[import-not-found]
 
 from privacy.redact import Redactor
-from privacy.rules import luhn_ok
+from privacy.rules import BUILTINS, SCREEN_BITS, luhn_ok, screen_mask
 from privacy.settings import PrivacyConfig, RuleConfig, load_privacy
 from schemas.errors import ConfigError
 
@@ -77,6 +79,51 @@ def test_custom_rule_with_screen_words() -> None:
     r = Redactor(cfg, KEY)
     assert r.text("badge EMP-12345 used") == f"badge EMP-<employee#{r.hash('12345')}> used"
     assert r.text("emp 12345") == "emp 12345"
+
+
+def test_screens_remembered_by_shape_change_nothing() -> None:
+    """A warm redactor (masks kept by shape) redacts as one that screens every line anew,
+    also where lines of one shape differ: a card number and an id failing Luhn."""
+    lines = [line for _, line, _ in corpus()] + LOOKALIKES
+    lines += ["charge 4111 1111 1111 1111 declined", "charge 4111 1111 1111 1112 declined",
+              "from 10.0.0.1 ok", "from 999.0.0.1 ok"]
+    cfg = load_privacy(ROOT / "deploy/config/privacy.yaml")
+    warm = Redactor(cfg, KEY)
+    for _ in range(2):
+        assert [warm.text(x) for x in lines] == [Redactor(cfg, KEY).text(x) for x in lines]
+
+
+_PIECES = ("4", "1", "0", "7", "12", "415", " ", "-", ".", "(", ")", "+", ":", "::", "=", "@",
+           "a", "Z", "_", "example.com", "bearer ", "Basic ", "api_key", "Password", "token",
+           "AUTH", "secret", "AKIA", "ghp_", "xoxb-", "sk_live_", "eyJ", "glpat-", "fe80",
+           '"', "'", "/", "x" * 8, "4111 1111 1111 1111", "10.0.0.1")
+
+
+def test_every_match_passes_its_screen() -> None:
+    """The screens may let through more than their rule matches, never less (but for "Basic
+    <credentials>" on a line without a secret word, which the bearer rule has never seen)."""
+    rng = random.Random(11)
+    rules = [(b, re.compile(b.pattern, b.flags)) for b in BUILTINS.values()]
+    secret_words = ("key", "secret", "token", "pass", "pwd", "auth", "credential", "bearer")
+    for _ in range(20_000):
+        text = "".join(rng.choice(_PIECES) for _ in range(rng.randrange(1, 14)))
+        low = text.lower()
+        mask = screen_mask(text, low)
+        for b, rx in rules:
+            if b.screen == "bearer_word" and not any(w in low for w in secret_words):
+                continue
+            if not mask & SCREEN_BITS[b.screen] and any(
+                    b.check is None or b.check(m.group(b.group)) for m in rx.finditer(text)):
+                raise AssertionError(f"{b.screen} screen misses {text!r}")
+
+
+def test_custom_screen_word_with_digits() -> None:
+    cfg = PrivacyConfig(rules=(RuleConfig(name="emp", pattern=r"\bEMP-1(\d{4})\b",
+                                          screen_words=("emp-1",)),))
+    r = Redactor(cfg, KEY)
+    assert r.text("badge EMP-12345 used") == "badge EMP-1<emp> used"
+    assert r.text("badge EMP-23456 used") == "badge EMP-23456 used"  # same shape, no match
+    assert r.text("badge EMP-12345 used") == "badge EMP-1<emp> used"
 
 
 def test_luhn() -> None:
