@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 ACTIVITY_SLOT_S = 10.0  # the granularity of ``Activity`` (the base window)
 ACTIVITY_KEEP_S = 6 * 3600.0  # how far back it remembers
+ACTIVITY_PEER_S = 600.0  # how many services usually send: the most in a slot of this long
 
 
 def kind_of(scope: str) -> str:
@@ -45,42 +46,44 @@ def kind_of(scope: str) -> str:
 
 @dataclass
 class Activity:
-    """When the fleet sent data, per stream (logs, metrics), in 10 s slots of event time.
+    """Which services sent data when, per stream (logs, metrics), in 10 s slots of event time.
 
-    A service is down when it is silent *while the others go on*. When every service's
-    logs stop at once (a log shipper or collector outage, a replayed recording with gaps)
-    the metrics may go on and move the watermark, but no service's absence is news: one
-    ingest alarm is, not a page per service. Absence rules ask ``went_on`` before firing.
+    A service is down when it is silent *while the others go on*. When the fleet's logs stop
+    (a log shipper or collector outage, a replayed recording with gaps), the metrics may go
+    on and move the watermark, but no service's absence is news. Absence rules ask
+    ``went_on``: did at least half as many services send data as the most that did in any
+    slot of the ``ACTIVITY_PEER_S`` before?
 
     >>> act = Activity()
-    >>> act.mark("logs", 1_000.0); act.mark("logs", 1_200.0)
-    >>> act.went_on("logs", 1_050.0, 1_150.0), act.went_on("logs", 1_050.0, 1_200.0)
+    >>> for t in range(1_000, 1_200, 10):
+    ...     for svc in ("a", "b", "c", "d"):
+    ...         act.mark("logs", float(t), svc)
+    >>> act.mark("logs", 1_300.0, "a")  # only one of four goes on
+    >>> act.went_on("logs", 1_250.0, 1_310.0), act.went_on("logs", 1_100.0, 1_150.0)
     (False, True)
     """
 
-    slots: dict[str, set[int]] = field(default_factory=dict)
+    slots: dict[str, dict[int, set[str]]] = field(default_factory=dict)
 
-    def mark(self, kind: str, end_ts: float) -> None:
-        """A window of ``kind`` with data ended at ``end_ts`` (epoch s)."""
-        got = self.slots.setdefault(kind, set())
-        slot = int(end_ts // ACTIVITY_SLOT_S)
-        if slot in got:
-            return
-        got.add(slot)
+    def mark(self, kind: str, end_ts: float, service: str) -> None:
+        """A window of ``kind`` with data from ``service`` ended at ``end_ts`` (epoch s)."""
+        got = self.slots.setdefault(kind, {})
+        got.setdefault(int(end_ts // ACTIVITY_SLOT_S), set()).add(service)
         if len(got) > 2 * ACTIVITY_KEEP_S / ACTIVITY_SLOT_S:
             keep = max(got) - int(ACTIVITY_KEEP_S / ACTIVITY_SLOT_S)
-            self.slots[kind] = {s for s in got if s >= keep}
+            self.slots[kind] = {k: v for k, v in got.items() if k >= keep}
 
     def went_on(self, kind: str, after: float, upto: float) -> bool:
-        """Whether some window of ``kind`` with data ended in ``(after, upto]``. Before it
-        has seen anything of ``kind`` (a fresh worker), it assumes so."""
+        """Whether, in some slot ending in ``(after, upto]``, at least half as many services
+        sent ``kind`` data as the most in one slot of the ``ACTIVITY_PEER_S`` before. Before
+        it has seen anything of ``kind`` (a fresh worker), it assumes so."""
         got = self.slots.get(kind)
         if not got:
             return True
         lo, hi = int(after // ACTIVITY_SLOT_S) + 1, int(upto // ACTIVITY_SLOT_S)
-        if hi - lo > len(got):
-            return any(lo <= s <= hi for s in got)
-        return any(s in got for s in range(lo, hi + 1))
+        peers = max((len(got[k]) for k in range(lo - int(ACTIVITY_PEER_S // ACTIVITY_SLOT_S),
+                                                 lo) if k in got), default=0)
+        return any(2 * len(got[k]) >= max(peers, 1) for k in range(lo, hi + 1) if k in got)
 
 
 @dataclass
