@@ -50,6 +50,7 @@ class RuleStatus(BaseModel):
     clear_since: float | None = None
     last_hit: float = 0.0
     last_data: float = 0.0  # absence rules: end of the last window with data (event time)
+    rate: float = 0.0  # ... and the series' events per second, decayed over RATE_TAU_S
 
 
 class SeriesState(BaseModel):
@@ -126,6 +127,8 @@ def _evidence(st: SeriesState, field: str, summary: str = "") -> Evidence:
     return Evidence(field=field, series=pts, summary=summary)
 
 
+SILENCE_Q = 6.9  # -log p of the silence that proves an absence, for a Poisson stream
+RATE_TAU_S = 600.0  # the memory of an absence rule's event rate
 WentOn = Callable[[str, float, float], bool]  # ``Activity.went_on``: the fleet sent data?
 
 
@@ -151,21 +154,42 @@ def _absence_on_window(r: AbsenceRule, st: SeriesState, w: WindowStats,
     if w.count <= 0:
         return status, []
     out: list[Signal] = []
-    if not status.active and status.last_data > 0 and start - status.last_data >= r.for_ \
-            and _fleet_on(went_on, st, status.last_data + r.for_):
-        out.append(_absence_signal(r, st, "firing", status.last_data))
+    need = silence_needed(r, status)
+    if not status.active and status.last_data > 0 and start - status.last_data >= need \
+            and _fleet_on(went_on, st, status.last_data + need):
+        out.append(_absence_signal(r, st, "firing", status.last_data, need))
         status = status.model_copy(update={"active": True})
     if status.active and start >= status.last_data:  # data is back
         out.append(_signal(r, st, "resolved", 0.0, start, Evidence()))
-        status = RuleStatus(last_hit=status.last_hit, last_data=status.last_data)
-    return status.model_copy(update={"last_data": max(status.last_data, end)}), out
+        status = RuleStatus(last_hit=status.last_hit, last_data=status.last_data,
+                            rate=status.rate)
+    decay = math.exp(-max(end - status.last_data, 0.0) / RATE_TAU_S) if status.last_data else 0.0
+    rate = status.rate * decay + w.count / RATE_TAU_S
+    return status.model_copy(update={"last_data": max(status.last_data, end),
+                                     "rate": rate}), out
 
 
-def _absence_signal(r: AbsenceRule, st: SeriesState, status: str, last_data: float) -> Signal:
+def silence_needed(r: AbsenceRule, status: RuleStatus) -> float:
+    """How long a series must be silent to be absent: the rule's ``for``, or longer for a
+    series that sends little: a Poisson stream at its own rate is silent that long with
+    probability ``exp(-SILENCE_Q)`` (1 in 1,000). A line a second: ``for``; a line every
+    half minute: 207 s.
+
+    >>> r = AbsenceRule(name="down", kind="absence", select={"scope": "service"}, **{"for": 60})
+    >>> silence_needed(r, RuleStatus(rate=1.0)), round(silence_needed(r, RuleStatus(rate=1 / 30)))
+    (60.0, 207)
+    """
+    if status.rate <= 0:
+        return r.for_
+    return max(r.for_, SILENCE_Q / status.rate)
+
+
+def _absence_signal(r: AbsenceRule, st: SeriesState, status: str, last_data: float,
+                    silent_s: float) -> Signal:
     since = datetime.fromtimestamp(last_data, tz=UTC).strftime("%H:%M:%S UTC")
-    silent = f"no data for {r.for_:.0f} s (since {since})"
-    return _signal(r, st, status, r.for_, last_data + r.for_,
-                   Evidence(summary=f"{st.series}: {silent}"), {"silent_for": int(r.for_)})
+    silent = f"no data for {silent_s:.0f} s (since {since})"
+    return _signal(r, st, status, silent_s, last_data + silent_s,
+                   Evidence(summary=f"{st.series}: {silent}"), {"silent_for": int(silent_s)})
 
 
 def _value_at(st: SeriesState, field: str, ts: float) -> float | None:
@@ -328,10 +352,11 @@ def on_tick(rules: RuleSet, state: SeriesState, watermark: float | None,
             out.append(sig)
         elif isinstance(r, AbsenceRule) and not status.active and status.last_data > 0 \
                 and r.select.matches(st.scope, st.service, st.route, st.name) \
-                and proven - r.select.window - status.last_data >= r.for_ \
-                and _fleet_on(went_on, st, status.last_data + r.for_):
+                and proven - r.select.window - status.last_data >= silence_needed(r, status) \
+                and _fleet_on(went_on, st, status.last_data + silence_needed(r, status)):
             st.rules[name] = status.model_copy(update={"active": True})
-            out.append(_absence_signal(r, st, "firing", status.last_data))
+            out.append(_absence_signal(r, st, "firing", status.last_data,
+                                       silence_needed(r, status)))
     return st, out
 
 
