@@ -187,7 +187,8 @@ def metrics(since: str = typer.Option("30d", help="How far back (24h, 7d, 30d)."
 def eval_incidents(
         nezha: Path | None = typer.Option(None, help="The Nezha data set directory "
                                                      "(default: <datasets>/nezha)."),
-        demo_seeds: str = typer.Option("1,2,3", help="Demo seeds to replay."),
+        demo_seeds: str = typer.Option("1,2,3", help="Demo seeds to replay (\"\": none, "
+                                                     "Nezha only)."),
         out: Path | None = typer.Option(None, help="Also write the figures as JSON here."),
 ) -> None:
     """Root-cause top-1/top-3 (knobs leave-one-out, worst fold) against chance, incidents

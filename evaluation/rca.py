@@ -443,8 +443,8 @@ def _pool(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_all(nezha_dir: Path | None, seeds: Sequence[int]) -> dict[str, dict[str, Any]]:
-    """Everything ``logwarden eval incidents`` prints."""
-    out = demo_all(seeds)
+    """Everything ``logwarden eval incidents`` prints (no seeds: Nezha only)."""
+    out = demo_all(seeds) if seeds else {}
     if nezha_dir is not None:
         out.update(nezha_all(nezha_dir))
     return out
