@@ -278,11 +278,12 @@ class IngestProcessor:
                      reason: str) -> None:
         self.counts["dead_letter." + stage] += 1
         raw = r.value() or b""
+        size = len(raw)  # what arrived, whatever redaction keeps of it
         if self.redact_raw is not None and raw:
             raw = self.redact_raw(raw)
         out.dead_letters.append(rows.dead_letter_row(
             now_ms, r.topic() or "", r.partition() or 0, r.offset() or 0, stage, reason,
-            raw, r.key()))
+            raw, r.key(), size))
 
     def _check_time(self, ts_ms: int, topic: str, now_ms: int, stage: str) -> None:
         """Refuse an event time too far ahead of arrival, or older than the retention."""

@@ -162,10 +162,13 @@ def window_row(w: WindowStats, now_ms: int) -> tuple[Any, ...]:
 
 
 def dead_letter_row(received_ms: int, topic: str, partition: int, offset: int, stage: str,
-                    error: str, raw: bytes, key: bytes | None) -> tuple[Any, ...]:
-    """A ``dead_letters`` row: the original bytes (cut to 1 MiB) and their full size."""
-    kept, size = truncate_raw(raw)
-    return (received_ms, topic, partition, offset, stage, error, kept, size,
+                    error: str, raw: bytes, key: bytes | None, size: int = -1
+                    ) -> tuple[Any, ...]:
+    """A ``dead_letters`` row: the bytes (cut to 1 MiB) and the full size of the message as
+    it arrived (``size``, when ``raw`` is a redacted copy; else ``len(raw)``)."""
+    kept, whole = truncate_raw(raw)
+    return (received_ms, topic, partition, offset, stage, error, kept,
+            whole if size < 0 else size,
             (key or b"").decode("utf-8", "replace")[:256])
 
 

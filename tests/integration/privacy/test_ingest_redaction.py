@@ -92,8 +92,9 @@ async def test_pii_never_lands(settings: Settings, chdb_store: Client,
             "user": {"id": f"ann{i % 4}", "ip": f"198.51.100.{i % 4}", "action": "login",
                      "outcome": "success"},
             "attrs": {"phone": "+1 415 555 0100"}}), key=service)
-    p.produce(topics.LOGS, b'{"service": "' + service.encode() + b'", "message": '
-              b'"no ts, mail bob@example.com"}', key=service)  # a dead letter
+    bad = (b'{"service": "' + service.encode() + b'", "message": '
+           b'"no ts, mail bob@example.com"}')
+    p.produce(topics.LOGS, bad, key=service)  # a dead letter
     assert p.flush(30) == 0
 
     redactor = open_redactor(settings.privacy, settings.data_dir)
@@ -125,10 +126,11 @@ async def test_pii_never_lands(settings: Settings, chdb_store: Client,
     assert {r[1] for r in rows} == {redactor.hash(f"ann{k}") for k in range(4)}  # joinable
     msg = rows[0][0]
     assert "Bearer <bearer>" in msg and "<card>" in msg and "<email#" in msg
-    raw = chdb_store.query(f"SELECT raw FROM {db}.dead_letters WHERE key = {{s:String}}",
-                           parameters={"s": service},
-                           column_formats={"raw": "bytes"}).result_rows[0][0]
+    raw, raw_size = chdb_store.query(
+        f"SELECT raw, raw_size FROM {db}.dead_letters WHERE key = {{s:String}}",
+        parameters={"s": service}, column_formats={"raw": "bytes"}).result_rows[0]
     assert b"bob@example.com" not in raw and b"<email#" in raw
+    assert raw_size == len(bad) != len(raw)  # the size of what arrived, not of the copy
     # the dead-letter topic carries the redacted bytes too
     c = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": uuid.uuid4().hex,
                   "auto.offset.reset": "earliest"})
