@@ -379,11 +379,15 @@ class WindowScorer:
                 if math.isfinite(tail):  # a percentile: as good as its requests beyond it
                     before = st.pending.get(key)
                     # a run goes on over windows without latencies (they say nothing),
-                    # up to RUN_GAP of them, and stops at one with latencies below this
+                    # up to RUN_GAP of them, and stops at one with latencies below this;
+                    # its requests beyond, negative when its last window's median was
                     run = before[1] if before and before[0] == prior and (
                         end - prior <= (RUN_GAP + 1) * ws * 1000) else None
-                    st.pending[key] = (end, tail + (run or 0.0))
-                    if not confirmed(tail, run):
+                    moved = median > s.expected
+                    total = tail + abs(run or 0.0)
+                    st.pending[key] = (end, -total if moved else total)
+                    if not confirmed(tail, None if run is None else abs(run),
+                                     moved and run is not None and run < 0):
                         continue
                 if not self._cooled(st, key, end, v, calm):
                     continue

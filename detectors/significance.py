@@ -9,7 +9,11 @@ A latency percentile is as good as the timed requests beyond it (``beyond``: ove
 requests a "p99" is the third slowest one), and a few slow requests move it. So a
 percentile's change is an anomaly when ``CONFIRM_TAIL`` requests beyond it show it in one
 window, or when it holds for windows in a row that together have ``RUN_TAIL`` requests
-beyond it (``confirmed``): two windows of 45 requests for a p95, never one slow burst.
+beyond it (``confirmed``): two windows of 45 requests for a p95, never one slow burst. Or
+when two windows with timed requests in a row each had their median beyond it: the whole
+distribution moved twice, not a few slow requests (a service with a request every few
+seconds that slows down tenfold; two such windows each beyond p = 0.0015 happen by chance
+one time in 400,000).
 ``practical`` puts the noise rules together with a feature's minimum change. Simultaneous
 anomalies of one service (its routes, metrics, features) are one event.
 
@@ -31,6 +35,8 @@ True
 True
 >>> confirmed(beyond("p95", 40), None), confirmed(beyond("p95", 40), run=2.0)
 (False, True)
+>>> confirmed(beyond("p95", 1, 90.0, 9.0), run=1.0, shifted=True)  # 1 request, 10x, twice
+True
 >>> single_window("p95", samples=60), single_window("p95", 400), single_window("mean", 1)
 (False, True, True)
 >>> run = None
@@ -127,14 +133,15 @@ def beyond(feature: str, samples: int, median: float = math.nan,
     moved, not just its tail (a slow service with few requests)."""
     if feature in PERCENTILES:
         tail = samples * (100 - int(feature[1:])) / 100
-        return max(tail, samples / 2) if median > expected else tail
+        return max(tail, math.ceil(samples / 2)) if median > expected else tail
     return math.inf
 
 
-def confirmed(tail: float, run: float | None) -> bool:
+def confirmed(tail: float, run: float | None, shifted: bool = False) -> bool:
     """Whether a percentile's change is real: ``tail`` requests beyond it in this window,
-    after a run of windows in a row with ``run`` beyond it (None: no run before)."""
-    return tail >= CONFIRM_TAIL or (run is not None and run + tail >= RUN_TAIL)
+    after a run of windows in a row with ``run`` beyond it (None: no run before); or
+    ``shifted``: this window's median and the run's last window's were beyond it."""
+    return tail >= CONFIRM_TAIL or (run is not None and (run + tail >= RUN_TAIL or shifted))
 
 
 def single_window(feature: str, samples: int) -> bool:

@@ -163,11 +163,31 @@ def test_a_counter_is_scored_on_its_rate_not_its_growing_value() -> None:
     assert [s.name for s, _ in features(gauge)] == ["mean"]
 
 
+def test_a_dependency_called_every_few_seconds_that_slows_tenfold_alarms_on_its_second_window(
+        ) -> None:
+    """One or two calls a window on an edge, each ten times slower than usual (a starved
+    or delayed dependency): no window has many requests beyond the p95, but two windows in
+    a row whose median is beyond it do, over a window without calls; a lone slow window
+    does not."""
+    sc = WindowScorer(DetectionSettings(champion={"multivariate": False}))
+
+    def call(i: int, ms: float, n: int = 1) -> WindowStats:
+        return win(i, "web->auth", "edge", name="auth", count=n, samples=n,
+                   rate_per_s=n / 10, error_rate=0.0, p50=ms, p95=ms, p99=ms)
+
+    quiet = [a for i in range(300) for a in sc.score_batch([call(i, 5.0 + i % 4, 1 + i % 2)])]
+    lone = sc.score_batch([call(300, 60.0, 2)]) + sc.score_batch([call(301, 6.0, 1)])
+    found = [(a.feature, a.ts // 1000 - T0) for i, ms in ((310, 55.0), (312, 70.0))
+             for a in sc.score_batch([call(i, ms, 2 if i == 310 else 1)])]
+    assert quiet == [] and lone == []
+    assert found and {ts for _, ts in found} == {3120}  # the second slow window, after a gap
+
+
 def test_a_slow_service_with_few_requests_is_seen_late_windows_and_all() -> None:
     """Three timed requests a window (of ten), all of them 30x slower: the whole distribution moved
-    (its median is above the usual p95), so a run of such windows confirms it, over
-    windows without requests in between; its windows arrive after the scorer imputed
-    silence for them (they closed late) and are still scored."""
+    (its median is above the usual p95), so two such windows in a row confirm it; its
+    windows arrive after the scorer imputed silence for them (they closed late) and are
+    still scored."""
     sc = WindowScorer(DetectionSettings())
 
     def slow(i: int, p: float) -> WindowStats:
@@ -185,4 +205,4 @@ def test_a_slow_service_with_few_requests_is_seen_late_windows_and_all() -> None
     late = [slow(300, 300.0), slow(301, 310.0), slow(303, 290.0), slow(304, 320.0)]
     found = [a for a in sc.score_batch(late) if a.service == "shop" and a.detector == "series"]
     assert [(a.feature, a.scope, a.ts // 1000 - T0) for a in found] == [
-        ("p95", "service", 3030)]  # window 303: 1.5 + 1.5 + 1.5 requests beyond
+        ("p95", "service", 3010)]  # window 301: two medians in a row beyond the usual p95
