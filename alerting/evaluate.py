@@ -50,7 +50,8 @@ class RuleStatus(BaseModel):
     clear_since: float | None = None
     last_hit: float = 0.0
     last_data: float = 0.0  # absence rules: end of the last window with data (event time)
-    rate: float = 0.0  # ... and the series' events per second, decayed over RATE_TAU_S
+    rate: float = 0.0  # ... and its windows with data per second, decayed over RATE_TAU_S
+    first_data: float = 0.0  # ... since (its rate's span)
 
 
 class SeriesState(BaseModel):
@@ -162,26 +163,40 @@ def _absence_on_window(r: AbsenceRule, st: SeriesState, w: WindowStats,
     if status.active and start >= status.last_data:  # data is back
         out.append(_signal(r, st, "resolved", 0.0, start, Evidence()))
         status = RuleStatus(last_hit=status.last_hit, last_data=status.last_data,
-                            rate=status.rate)
+                            rate=status.rate, first_data=status.first_data)
     decay = math.exp(-max(end - status.last_data, 0.0) / RATE_TAU_S) if status.last_data else 0.0
-    rate = status.rate * decay + w.count / RATE_TAU_S
-    return status.model_copy(update={"last_data": max(status.last_data, end),
-                                     "rate": rate}), out
+    rate = status.rate * decay + 1.0 / RATE_TAU_S  # windows with data, not lines: bursts
+    return status.model_copy(update={"last_data": max(status.last_data, end), "rate": rate,
+                                     "first_data": status.first_data or start}), out
 
 
 def silence_needed(r: AbsenceRule, status: RuleStatus) -> float:
     """How long a series must be silent to be absent: the rule's ``for``, or longer for a
-    series that sends little: a Poisson stream at its own rate is silent that long with
-    probability ``exp(-SILENCE_Q)`` (1 in 1,000). A line a second: ``for``; a line every
-    half minute: 207 s.
+    series that sends little: a Poisson stream of its arrivals is silent that long with
+    probability ``exp(-SILENCE_Q)`` (1 in 1,000).
 
-    >>> r = AbsenceRule(name="down", kind="absence", select={"scope": "service"}, **{"for": 60})
-    >>> silence_needed(r, RuleStatus(rate=1.0)), round(silence_needed(r, RuleStatus(rate=1 / 30)))
-    (60.0, 207)
+    Arrivals, not lines: a request logs several lines at once, so lines come in bursts and
+    their rate overstates how often something arrives. The share of the rule's windows that
+    have data does not: with arrivals at rate ``a``, a window of ``w`` seconds is empty with
+    probability ``exp(-a w)``, so ``a = -ln(1 - share) / w``. The share is over the windows
+    since the series' first data, decayed like ``rate``. Data in every window: ``for``; in
+    one window of three (10 s windows, an hour): 170 s.
+
+    >>> r = AbsenceRule(name="down", kind="absence", select={"scope": "service", "window": 10},
+    ...                 **{"for": 60})
+    >>> every, third = RuleStatus(rate=0.1, last_data=3600), RuleStatus(rate=1 / 30, last_data=3600)
+    >>> silence_needed(r, every), round(silence_needed(r, third))
+    (60.0, 170)
+    >>> silence_needed(r, RuleStatus(rate=1 / RATE_TAU_S, first_data=10, last_data=20))  # new
+    60.0
     """
     if status.rate <= 0:
         return r.for_
-    return max(r.for_, SILENCE_Q / status.rate)
+    window = max(r.select.window, 1.0)
+    span = status.last_data - status.first_data if status.first_data else math.inf
+    seen = -math.expm1(-span / RATE_TAU_S)  # the decayed weight of the windows since then
+    share = min(status.rate * window / seen, 0.999)  # of those windows, the ones with data
+    return max(r.for_, SILENCE_Q * window / -math.log1p(-share))
 
 
 def _absence_signal(r: AbsenceRule, st: SeriesState, status: str, last_data: float,

@@ -131,22 +131,25 @@ def test_a_service_silent_alone_is_down_but_a_fleet_wide_log_gap_pages_nobody() 
 
 
 def test_a_service_that_sends_little_must_be_silent_longer_to_be_down() -> None:
-    """``cron`` logs a line every 30 s: a 70 s pause is its normal (a Poisson stream at its
-    rate is silent that long one time in ten); 6 minutes is an absence, after 207 s of
-    silence at its long-run rate (a little more while the rate, learnt over 10 minutes,
-    is still rising)."""
+    """``cron`` logs in one 10 s window of three: a 70 s pause is its normal (arrivals at
+    its rate leave 80 s empty one time in five); 6 minutes is an absence, after about
+    160 s of silence (one window in three had data: 170 s in the long run).
+    Logging 5 lines at once instead of one does not make it sooner: a burst of lines is
+    one arrival."""
     cfg = load_alerting(SHIPPED)
 
-    def run(pause: tuple[int, int]) -> list[float]:
+    def run(pause: tuple[int, int], lines: int = 1) -> list[float]:
         out = []
         for k in range(150):
             t = T0 + 10 * k
             out.append(win("api", t))
             if k % 3 == 0 and not pause[0] <= k < pause[1]:
-                out.append(win("cron", t, count=1, error_rate=0.0))
+                out.append(win("cron", t, count=lines, error_rate=0.0))
         sim = simulate(cfg, out, [], GRACE)
         return [e.trigger_ts - T0 for e in sim.episodes if e.rule == "ServiceDown"]
 
-    assert run((91, 97)) == []  # its lines at 900 s and 990 s: 80 s between them
+    assert run((91, 97)) == [] == run((91, 97), lines=5)  # lines at 900 s and 990 s
     got = run((91, 130))  # from 910 s to 1290 s: no line
-    assert len(got) == 1 and 910 + 207 <= got[0] < 910 + 270
+    assert len(got) == 1 and 910 + 150 <= got[0] < 910 + 240
+    assert run((91, 100), lines=5) == []  # 90 s without its bursts: still its normal
+    assert run((91, 130), lines=5) == got
