@@ -132,7 +132,7 @@ def test_a_service_silent_alone_is_down_but_a_fleet_wide_log_gap_pages_nobody() 
 
 def test_a_service_that_sends_little_must_be_silent_longer_to_be_down() -> None:
     """``cron`` logs in one 10 s window of three: a 70 s pause is its normal (arrivals at
-    its rate leave 80 s empty one time in five); 6 minutes is an absence, after about
+    its rate leave 80 s empty one time in 25); 6 minutes is an absence, after about
     160 s of silence (one window in three had data: 170 s in the long run).
     Logging 5 lines at once instead of one does not make it sooner: a burst of lines is
     one arrival."""
