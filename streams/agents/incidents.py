@@ -27,6 +27,8 @@ from sinks.clickhouse.queries import incidents as q
 
 log = structlog.get_logger(__name__)
 RESTORE_MS = 24 * 3_600_000  # incidents of the last day are restored at start
+EDGES_BEFORE_MS, EDGES_AFTER_MS = 600_000, 60_000  # the call graph read around a signal
+EDGES_EVERY_MS = 10_000  # event time between two reads of the call graph
 
 
 class StoreTelemetry:
@@ -68,6 +70,7 @@ class IncidentStage:
         self.tel = StoreTelemetry(store, db)
         self.counts = {"signals": 0, "bad_inputs": 0, "opened": 0, "evidence": 0, "errors": 0}
         self.restored = False
+        self.edges_at_ms: int | None = None  # the event time the call graph was read around
 
     def restore(self, wall_ms: int) -> None:
         """Reload recent incidents and the call graph (at start; thread)."""
@@ -89,16 +92,26 @@ class IncidentStage:
 
     def learn_edges(self, around_ms: int) -> None:
         """The call graph (caller, callee) of the ten minutes before ``around_ms``."""
-        for r in q.pattern_counts(self.store, self.db, around_ms - 600_000, around_ms + 60_000):
-            if str(r["pattern"]).startswith("P:") and r.get("callee"):
-                self.engine.edges.add((str(r["service"]), str(r["callee"])))
+        self.engine.edges.update(q.call_edges(self.store, self.db, around_ms - EDGES_BEFORE_MS,
+                                              around_ms + EDGES_AFTER_MS))
+        self.edges_at_ms = around_ms
+
+    def _edges_for(self, ts_ms: int) -> None:
+        """Read the call graph around a signal before placing it, unless it was read within
+        ``EDGES_EVERY_MS`` of it: two services of one call that go bad in the same window
+        must meet an edge that links them, whatever the tick timer has done."""
+        if self.edges_at_ms is None or abs(ts_ms - self.edges_at_ms) > EDGES_EVERY_MS:
+            self.learn_edges(ts_ms)
 
     def handle(self, raw: bytes, wall_ms: int) -> Incident | None:
         """One anomaly message: the incident to write, if any (thread)."""
         a = orjson.loads(raw)
         if a.get("variant", "champion") != "champion":
             return None
-        inc = self.engine.on_signal(signal_from_anomaly(a), wall_ms)
+        sig = signal_from_anomaly(a)
+        if sig.id not in self.engine.state.placed:
+            self._edges_for(sig.ts)
+        inc = self.engine.on_signal(sig, wall_ms)
         self.counts["signals"] += 1
         if inc is None:
             return None

@@ -78,6 +78,15 @@ def pattern_counts(store: Store, db: str, since_ms: int, until_ms: int
     return select(store, sql, {"since": _dt(since_ms), "until": _dt(until_ms)})
 
 
+def call_edges(store: Store, db: str, since_ms: int, until_ms: int) -> list[tuple[str, str]]:
+    """The (caller, callee) pairs of outbound calls logged in [since, until)."""
+    sql = ("SELECT DISTINCT service, peer_service "
+           f"FROM {ident(db)}.logs WHERE ts >= {{since:{TS}}} AND ts < {{until:{TS}}} "
+           "AND peer_service != '' LIMIT 100000")
+    rows = select(store, sql, {"since": _dt(since_ms), "until": _dt(until_ms)})
+    return [(str(r["service"]), str(r["peer_service"])) for r in rows]
+
+
 def resource_points(store: Store, db: str, since_ms: int, until_ms: int,
                     names_regex: str) -> list[dict[str, Any]]:
     """(ts ms, service, value) of resource gauges whose name matches ``names_regex``."""

@@ -89,6 +89,22 @@ def test_stage_builds_evidence_from_the_store_and_restarts_into_the_same_inciden
     assert tel.samples("db", bad, NOW + 1)[0] == "deadlock on orders"
 
 
+def test_a_caller_and_its_callee_bad_in_one_window_open_one_incident(
+        chdb_store: Client, db: str) -> None:
+    """The first two signals of a fresh stage, before any tick: the call graph is read
+    around them, not at the wall clock (a replay's events can be far from it)."""
+    import orjson
+    bad = NOW - 5 * 60_000
+    chdb_store.insert(f"{db}.logs", log_rows(NOW - 30 * 60_000, 30, bad), column_names=COLS)
+    stage = IncidentStage(chdb_store, db, IncidentEngine().s)
+    first = {"id": "an-db", "ts": bad, "service": "db", "feature": "error_rate",
+             "observed": 0.5, "expected": 0.0, "severity": "critical"}
+    a = stage.handle(orjson.dumps(first), NOW + 3_600_000)
+    b = stage.handle(orjson.dumps({**first, "id": "an-api", "service": "api"}), NOW + 3_600_000)
+    assert a is not None and b is not None and a.id == b.id
+    assert b.services == ["db", "api"]
+
+
 def test_versions_newest_wins_and_list_filters(chdb_store: Client, db: str) -> None:
     eng = IncidentEngine()
     inc = eng.on_signal(signal_from_anomaly(
