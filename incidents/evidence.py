@@ -100,7 +100,8 @@ def build(inc: Incident, tel: Telemetry, watermark_ms: int, wall_ms: int,
     base_lo = lo - cfg.guard_ms - cfg.baseline_ms
     pc = counts_from_rows(tel.pattern_rows(base_lo, hi))
     window = pc.window(lo, hi)
-    top = (rank_cfg or RankConfig()).exclude_top
+    rank_cfg = rank_cfg or RankConfig()
+    top = rank_cfg.exclude_top
     exclude: dict[str, list[tuple[int, int]]] = {}
     for other in earlier:
         if other.id != inc.id and other.ts < inc.ts:
@@ -119,7 +120,7 @@ def build(inc: Incident, tel: Telemetry, watermark_ms: int, wall_ms: int,
     sat = {s: saturation(v, b_res.get(s, [])) for s, v in w_res.items()}
     changes = [Change(id=str(c["id"]), ts=int(c["ts"]), service=str(c["service"]),
                       kind=str(c["kind"]), description=str(c.get("description", "")))
-               for c in tel.change_rows(inc.ts - (rank_cfg or RankConfig()).change_window_ms,
+               for c in tel.change_rows(inc.ts - rank_cfg.change_window_ms,
                                         hi)]
     first_bad = _first_bad(inc)
     ranked = rank(window, baseline, pc.edges, sat, changes, first_bad, inc.ts, rank_cfg)

@@ -88,16 +88,20 @@ class PatternCounts:
     def baseline(self, start_ms: int, end_ms: int,
                  exclude: Mapping[str, Iterable[tuple[int, int]]] | None = None
                  ) -> dict[str, Counter[str]]:
-        """``window(start_ms, end_ms)`` without, per service, the spans in ``exclude``
-        (the earlier incidents it was a suspect of: a fault must not become normal)."""
+        """``window(start_ms, end_ms)`` without, per service, the buckets of the spans in
+        ``exclude`` (the earlier incidents it was a suspect of: a fault must not become
+        normal). A bucket leaves once, however many spans overlap it."""
         out = self.window(start_ms, end_ms)
         for service, spans in (exclude or {}).items():
             if service not in out:
                 continue
+            gone: set[int] = set()
             for lo, hi in spans:
                 lo, hi = max(lo, start_ms), min(hi, end_ms)
                 if lo < hi:
-                    out[service].subtract(self.window(lo, hi).get(service, Counter()))
+                    gone.update(range(lo // BUCKET_MS, (hi - 1) // BUCKET_MS + 1))
+            for b in gone:
+                out[service].subtract(self.buckets.get(b, {}).get(service, Counter()))
             out[service] = +out[service]
         return out
 

@@ -31,6 +31,17 @@ def test_the_baseline_leaves_out_a_services_earlier_incident() -> None:
     assert sum(pc.window(0, 600_000)["api"].values()) == 50
 
 
+def test_overlapping_exclusions_leave_each_minute_once() -> None:
+    """A service named by many incidents: spans that overlap must not subtract a minute
+    twice (that emptied its baseline, and it then looked new in every incident)."""
+    pc = PatternCounts()
+    for minute in range(100):
+        pc.add(minute * 60_000, "db", "T:ok:INFO", 10)
+    spans = [(m * 60_000, (m + 3) * 60_000) for m in range(90, 98)]
+    kept = pc.baseline(0, 6_000_000, {"db": spans})
+    assert kept["db"]["T:ok:INFO"] == 900  # minutes 90-99 left, once each
+
+
 def _replay_with_faults() -> tuple[Replay, list[Case]]:
     """Three services a -> b -> c; each case breaks one of b, c with a new error line."""
     rp = Replay()
