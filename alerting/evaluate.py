@@ -52,6 +52,9 @@ class RuleStatus(BaseModel):
     last_data: float = 0.0  # absence rules: end of the last window with data (event time)
     rate: float = 0.0  # ... and its windows with data per second, decayed over RATE_TAU_S
     first_data: float = 0.0  # ... since (its rate's span)
+    # ... gaps a window showed before the fleet's activity then was known: (last data,
+    # silence needed, data back), decided by a tick once the watermark has passed them
+    gaps: list[tuple[float, float, float]] = []
 
 
 class SeriesState(BaseModel):
@@ -128,6 +131,7 @@ def _evidence(st: SeriesState, field: str, summary: str = "") -> Evidence:
     return Evidence(field=field, series=pts, summary=summary)
 
 
+MAX_GAPS = 8  # undecided gaps kept per series and absence rule
 SILENCE_Q = 6.9  # -log p of the silence that proves an absence, for a Poisson stream
 RATE_TAU_S = 600.0  # the memory of an absence rule's event rate
 WentOn = Callable[[str, float, float], bool]  # ``Activity.went_on``: the fleet sent data?
@@ -156,14 +160,17 @@ def _absence_on_window(r: AbsenceRule, st: SeriesState, w: WindowStats,
         return status, []
     out: list[Signal] = []
     need = silence_needed(r, status)
-    if not status.active and status.last_data > 0 and start - status.last_data >= need \
-            and _fleet_on(went_on, st, status.last_data + need):
-        out.append(_absence_signal(r, st, "firing", status.last_data, need))
-        status = status.model_copy(update={"active": True})
+    if not status.active and status.last_data > 0 and start - status.last_data >= need:
+        if _fleet_on(went_on, st, status.last_data + need):
+            out.append(_absence_signal(r, st, "firing", status.last_data, need))
+            status = status.model_copy(update={"active": True})
+        else:  # the fleet was silent then, or its windows of then have not come yet
+            gaps = [*status.gaps, (status.last_data, need, start)][-MAX_GAPS:]
+            status = status.model_copy(update={"gaps": gaps})
     if status.active and start >= status.last_data:  # data is back
         out.append(_signal(r, st, "resolved", 0.0, start, Evidence()))
         status = RuleStatus(last_hit=status.last_hit, last_data=status.last_data,
-                            rate=status.rate, first_data=status.first_data)
+                            rate=status.rate, first_data=status.first_data, gaps=status.gaps)
     decay = math.exp(-max(end - status.last_data, 0.0) / RATE_TAU_S) if status.last_data else 0.0
     rate = status.rate * decay + 1.0 / RATE_TAU_S  # windows with data, not lines: bursts
     return status.model_copy(update={"last_data": max(status.last_data, end), "rate": rate,
@@ -357,6 +364,10 @@ def on_tick(rules: RuleSet, state: SeriesState, watermark: float | None,
         if watermark is None:
             continue
         proven = watermark - settle_s
+        if isinstance(r, AbsenceRule) and status.gaps and not status.active:
+            status, sigs = _decide_gaps(r, st, status, proven, went_on)
+            st.rules[name] = status
+            out += sigs
         if status.active and isinstance(r, AnomalyRule | TemplateRule) \
                 and proven - status.last_hit >= r.resolve_after:
             st.rules[name] = RuleStatus(last_hit=status.last_hit)
@@ -373,6 +384,24 @@ def on_tick(rules: RuleSet, state: SeriesState, watermark: float | None,
             out.append(_absence_signal(r, st, "firing", status.last_data,
                                        silence_needed(r, status)))
     return st, out
+
+
+def _decide_gaps(r: AbsenceRule, st: SeriesState, status: RuleStatus, proven: float,
+                 went_on: WentOn | None) -> tuple[RuleStatus, list[Signal]]:
+    """The gaps a window showed while the fleet's activity at their firing time was not
+    known (its other partitions' windows of then had not come): once the watermark has
+    passed a slot beyond that time, a gap the fleet went on through fires and resolves, as
+    it would have had those windows come first; one the whole fleet was silent through
+    goes. So the order in which partitions deliver decides nothing."""
+    out: list[Signal] = []
+    left = []
+    for last, need, back in status.gaps:
+        if proven < last + need + ACTIVITY_SLOT_S:
+            left.append((last, need, back))
+        elif _fleet_on(went_on, st, last + need):
+            out.append(_absence_signal(r, st, "firing", last, need))
+            out.append(_signal(r, st, "resolved", 0.0, back, Evidence()))
+    return status.model_copy(update={"gaps": left}), out
 
 
 def on_composites(rules: RuleSet, active: Iterable[Alert], now: float) -> list[Signal]:

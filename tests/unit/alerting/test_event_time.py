@@ -99,6 +99,32 @@ def test_one_recorded_stream_at_1x_and_at_full_speed_raises_the_same_alerts() ->
     assert ("resolved", "Down", "b", T0 + 300) in fast  # the data came back
 
 
+def test_a_partition_delivered_ahead_of_the_others_decides_nothing() -> None:
+    """b's partition arrives whole before the one with a and c: when b's data comes back,
+    their windows of the time b went silent are not there yet, so whether the fleet went
+    on is not known; the tick decides once the watermark has passed it, and b's outage
+    fires at the same event time as when the partitions interleave."""
+    table: dict[str, bytes] = {}
+    wm = Watermarks(idle_s=30.0)
+    got: list[tuple[str, str, str, float]] = []
+    alone = [(int(b'"b"' in raw), raw) for _, raw in stream()]  # b on 1, a and c on 0
+    ordered = sorted(alone, key=lambda pr: -pr[0])  # all of partition 1, then 0
+    for i, (p, raw) in enumerate(ordered):
+        for m in evaluate(RULES, table, NAMES, NAMES.windows, p, raw, 1.0 + i / 1000, wm):
+            if isinstance(m, SignalInput):
+                got.append((m.signal.status, m.signal.rule, m.signal.labels["service"],
+                            m.signal.ts))
+    assert not [g for g in got if g[1] == "Down"]  # undecided while a's windows lag
+    for part in (0, 1):
+        for m in evaluate_tick(RULES, table, part, wm.fleet(2.0), 15.0):
+            if isinstance(m, SignalInput):
+                got.append((m.signal.status, m.signal.rule, m.signal.labels["service"],
+                            m.signal.ts))
+    down = [g for g in got if g[1] == "Down"]
+    assert down == [("firing", "Down", "b", T0 + 180), ("resolved", "Down", "b", T0 + 300)]
+    assert [g for g in replay(3, 10 / 3) if g[1] == "Down"] == down
+
+
 def test_full_speed_replay_does_not_fire_absence_on_wall_clock_silence() -> None:
     table: dict[str, bytes] = {}
     wm = Watermarks(idle_s=30.0)
