@@ -2,8 +2,10 @@
 
 A signal joins an incident that is not resolved, whose last signal is at most ``quiet_ms``
 before it, and that it is related to: the same service, a service one call edge away
-(either direction), a change both name, or a template both name. Related to none, it opens
-a new incident. Two incidents are never merged afterwards: a signal related to two joins the
+(either direction), a change both name, or a template both name; or, within ``onset_ms`` of
+the incident's first signal, a service that calls one of the services the incident's
+services call (the callers of a failing dependency go bad in the same window as it, and
+theirs may come first). Related to none, it opens a new incident. Two incidents are never merged afterwards: a signal related to two joins the
 older (PagerDuty and incident.io group the same way: time window + relatedness, no
 re-clustering). The ``quiet_ms`` bound is what keeps two distinct problems apart: after that
 much silence the next signal opens a new incident even on the same service.
@@ -34,6 +36,8 @@ class GroupingConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     quiet_ms: int = 120_000  # silence after which an incident takes no more signals
+    onset_ms: int = 10_000  # callers of one callee going bad this close to an incident's
+    # first signal join it: a failing dependency hurts its callers at once (one base window)
     max_signals: int = 500  # signal ids kept per incident (counts go on)
 
 
@@ -50,12 +54,19 @@ def incident_id(sig: Signal) -> str:
     return "inc-" + hashlib.sha1(f"{sig.service}|{sig.id}".encode()).hexdigest()[:12]
 
 
-def related(inc: Incident, sig: Signal, edges: set[tuple[str, str]]) -> bool:
-    """Whether a signal is about the same problem as an incident (time aside)."""
+def related(inc: Incident, sig: Signal, edges: set[tuple[str, str]],
+            onset_ms: int = 0) -> bool:
+    """Whether a signal is about the same problem as an incident (time aside, but for
+    callers of a shared callee, which must go bad within ``onset_ms`` of its first signal:
+    the dependency's own signal may come after theirs in the same window)."""
     if sig.service in inc.services:
         return True
     if any((sig.service, s) in edges or (s, sig.service) in edges for s in inc.services):
         return True
+    if abs(sig.ts - inc.ts) <= onset_ms:
+        mine = {b for a, b in edges if a == sig.service}
+        if mine and any(a in inc.services and b in mine for a, b in edges):
+            return True
     if set(sig.change_ids) & set(inc.change_ids):
         return True
     return bool(sig.template and sig.template in inc.templates)
@@ -73,7 +84,8 @@ def assign(st: GroupingState, sig: Signal, edges: Iterable[tuple[str, str]] = ()
                          if i.status != "resolved"
                          and sig.ts - cfg.quiet_ms <= i.last_signal_ms
                          and i.ts - cfg.quiet_ms <= sig.ts
-                         and related(i, sig, graph)), key=lambda i: (i.ts, i.id))
+                         and related(i, sig, graph, cfg.onset_ms)),
+                        key=lambda i: (i.ts, i.id))
     opened = not candidates
     if opened:
         inc = Incident(id=incident_id(sig), ts=sig.ts, last_signal_ms=sig.ts,

@@ -30,6 +30,19 @@ def test_unrelated_services_at_the_same_time_are_two_incidents() -> None:
     assert ids[0] != ids[1]
 
 
+def test_callers_of_a_failing_dependency_in_its_first_window_are_one_incident() -> None:
+    """Three callers of a database signal in the window the database fails, before the
+    database's own signal: one incident, not three. Callers of one callee going bad a
+    minute apart, with nothing in between, stay apart."""
+    edges = {("cart", "db"), ("users", "db"), ("orders", "db")}
+    st, ids = place([sig("1", 0, "cart"), sig("2", 0, "users"), sig("3", 5, "orders"),
+                     sig("4", 0, "db")], edges)
+    assert len(set(ids)) == 1
+    assert sorted(st.incidents[ids[0]].services) == ["cart", "db", "orders", "users"]
+    _, apart = place([sig("1", 0, "cart"), sig("2", 60, "users")], edges)
+    assert apart[0] != apart[1]
+
+
 def test_shared_change_or_template_relates_services_without_an_edge() -> None:
     _, ids = place([sig("1", 0, "db", change_ids=("db@1",)),
                     sig("2", 10, "mail", change_ids=("db@1",)),
