@@ -5,10 +5,11 @@ before it, and that it is related to: the same service, a service one call edge 
 (either direction), a change both name, or a template both name; or, within ``onset_ms`` of
 the incident's first signal, a service that calls one of the services the incident's
 services call (the callers of a failing dependency go bad in the same window as it, and
-theirs may come first). Related to none, it opens a new incident. Two incidents are never merged afterwards: a signal related to two joins the
-older (PagerDuty and incident.io group the same way: time window + relatedness, no
-re-clustering). The ``quiet_ms`` bound is what keeps two distinct problems apart: after that
-much silence the next signal opens a new incident even on the same service.
+theirs may come first). Related to none, it opens a new incident. Two incidents are never
+merged afterwards: a signal related to two joins the older (PagerDuty and incident.io group
+the same way: time window + relatedness, no re-clustering). The ``quiet_ms`` bound is what
+keeps two distinct problems apart: after that much silence the next signal opens a new
+incident even on the same service.
 
 >>> from incidents.model import Signal
 >>> st = GroupingState()
