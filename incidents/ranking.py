@@ -12,12 +12,17 @@ The method, and why (docs/incidents.md has the measured figures):
 2. **Resource saturation.** The largest rise of a resource gauge (CPU, memory, pool) over
    its baseline in units of its baseline spread, ``(max_w - mean_b) / (sd_b + 1)``,
    weighted by ``saturation_weight`` so it is comparable with the surprise.
-3. **Direction of the call graph** (MicroRCA / MonitorRank intuition: errors and latency
-   flow upstream from the root). A service that calls another suspect whose score is at
-   least ``callee_threshold`` is probably a victim: its score is multiplied by
-   ``victim_factor``.
-4. **Changes.** A deploy or config change of the service within ``change_window_ms``
-   before the incident's first signal multiplies its score by ``1 + change_boost``.
+3. **Changes.** A deploy or config change of the service within ``change_window_ms``
+   before the incident's first signal multiplies its score by ``1 + change_boost``, once
+   however many changes it had.
+4. **Direction of the call graph** (MicroRCA / MonitorRank intuition: errors and latency
+   flow upstream from the root). Failed calls are evidence about the callee, pooled over
+   all its callers. A caller that sees a callee failing (its failed calls to it deviate by
+   at least ``callee_threshold`` and the callee scores that much) ranks below it:
+   ``victim_factor`` times the smaller of the two scores, down chains of callers. Any
+   other service calling a suspect that scores at least ``callee_threshold`` is probably
+   a victim (score times ``victim_factor``), unless its own callers see it failing while
+   it sees no callee failing: errors start there.
 5. **Who went bad first** breaks ties and is shown as evidence.
 
 Every knob is in ``RankConfig``; the defaults are the knobs chosen leave-one-out on the
@@ -152,6 +157,11 @@ def _failed_call(key: str) -> bool:
     return key.startswith("P:") and key.endswith(":0")
 
 
+def _deviation(now: float, expected: float) -> float:
+    """A count's Poisson deviation above what was expected (``surprise``'s measure)."""
+    return (now - expected) / math.sqrt(expected + 1)
+
+
 def _is_5xx(key: str) -> bool:
     return key.startswith("H:") and key.rsplit(":", 1)[-1].startswith("5")
 
@@ -192,8 +202,12 @@ def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]
                                     surprise=s, saturation=sat, patterns=top,
                                     first_bad_ms=first_bad.get(service))
     # failed calls surging in callers are evidence against the callee (a service that is
-    # down writes nothing itself: only its callers see it)
+    # down writes nothing itself: only its callers see it). All callers' failed calls to a
+    # callee are pooled: every one of them is evidence about it.
+    per_edge: dict[tuple[str, str], list[float]] = {}  # failed calls: [now, expected]
     if cfg.inbound_weight > 0:
+        inbound: dict[str, list[float]] = {}  # callee -> [now, expected]
+        callers: dict[str, set[str]] = {}
         for caller, counts in window.items():
             n_w = sum(counts.values())
             base = baseline.get(caller, Counter())
@@ -202,31 +216,54 @@ def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]
                 if not _failed_call(key):
                     continue
                 callee = key[2:].split(":", 1)[0]
-                expected = n_w * (base[key] + 0.5) / (n_b + 1)
-                dev = (now - expected) / math.sqrt(expected + 1)
-                target = suspects.get(callee)
-                if target is None:
-                    target = suspects[callee] = Suspect(service=callee, score=0.0,
-                                                        first_bad_ms=first_bad.get(callee))
-                if cfg.inbound_weight * dev > target.score:
-                    target.score = cfg.inbound_weight * dev
-                    target.inbound = f"{now} failed calls from {caller} ({expected:.1f} expected)"
+                acc = inbound.setdefault(callee, [0.0, 0.0])
+                acc[0] += now
+                e = n_w * (base[key] + 0.5) / (n_b + 1)
+                acc[1] += e
+                edge = per_edge.setdefault((caller, callee), [0.0, 0.0])
+                edge[0] += now
+                edge[1] += e
+                callers.setdefault(callee, set()).add(caller)
+        for callee, (failed, expected) in sorted(inbound.items()):
+            dev = _deviation(failed, expected)
+            target = suspects.get(callee)
+            if target is None:
+                target = suspects[callee] = Suspect(service=callee, score=0.0,
+                                                    first_bad_ms=first_bad.get(callee))
+            if cfg.inbound_weight * dev > target.score:
+                target.score = cfg.inbound_weight * dev
+                target.inbound = (f"{failed:.0f} failed calls from "
+                                  f"{', '.join(sorted(callers[callee]))} ({expected:.1f} expected)")
+    if opened_ms is not None:
+        for ch in changes:
+            s2 = suspects.get(ch.service)
+            if s2 is not None and opened_ms - cfg.change_window_ms <= ch.ts <= opened_ms + 60_000:
+                if not s2.changes:  # once, however many changes it had
+                    s2.score *= 1 + cfg.change_boost
+                s2.changes.append(ch.id)
     raw = {name: s.score for name, s in suspects.items()}
     callees: dict[str, set[str]] = {}
     for caller, callee in edges:
         if caller != callee:
             callees.setdefault(caller, set()).add(callee)
+    sees_failing: dict[str, str] = {}
     for name, sus in suspects.items():
+        # a caller that sees a callee failing ranks below it, however loud its own errors
+        failing = [c for c in callees.get(name, ()) if raw.get(c, 0.0) >= cfg.callee_threshold
+                   and _deviation(*per_edge.get((name, c), (0.0, 0.0))) >= cfg.callee_threshold]
+        if failing:
+            sus.victim_of = sees_failing[name] = max(failing, key=lambda c: raw[c])
+            continue
+        if sus.inbound:  # its own callers see it failing, and it sees no callee failing
+            continue
         worst = max(callees.get(name, ()), key=lambda c: raw.get(c, 0.0), default=None)
         if worst is not None and raw.get(worst, 0.0) >= cfg.callee_threshold:
             sus.score *= cfg.victim_factor
             sus.victim_of = worst
-    if opened_ms is not None:
-        for ch in changes:
-            s2 = suspects.get(ch.service)
-            if s2 is not None and opened_ms - cfg.change_window_ms <= ch.ts <= opened_ms + 60_000:
-                s2.changes.append(ch.id)
-                s2.score *= 1 + cfg.change_boost
+    for _ in range(len(sees_failing)):  # down the chains of callers, callees first
+        for name, callee in sees_failing.items():
+            sus = suspects[name]
+            sus.score = cfg.victim_factor * min(raw[name], suspects[callee].score)
     never = 2**62
     return sorted(suspects.values(),
                   key=lambda s: (-s.score, s.first_bad_ms or never, s.service))

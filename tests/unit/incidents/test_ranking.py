@@ -74,3 +74,48 @@ def test_the_victim_rule_can_be_turned_off() -> None:
     off = RankConfig(victim_factor=1.0, inbound_weight=0.0)
     assert rank(window, base, EDGES, cfg=off)[0].service == "api"
     assert rank(window, base, EDGES)[0].service == "db"
+
+
+def test_a_dead_dependency_outranks_its_louder_callers() -> None:
+    # db is down: it writes nothing; api and web each fail a few hundred calls to it and
+    # answer 503 more often than they fail calls (retries), one of them after a deploy
+    edges = {("web", "db"), ("api", "db")}
+    base = {"web": Counter({"H:/:200": 5000, "P:db:q:1": 5000}),
+            "api": Counter({"H:/x:200": 5000, "P:db:q:1": 5000}),
+            "db": Counter({"T:query ok:INFO": 10000})}
+    window = {"web": Counter({"H:/:503": 400, "P:db:q:0": 300, "H:/:200": 10}),
+              "api": Counter({"H:/x:503": 380, "P:db:q:0": 290, "H:/x:200": 10}),
+              "db": Counter({"T:crash:CRITICAL": 3})}
+    changes = [Change(id="chg-web", ts=9_000_000, service="web", kind="deploy")]
+    ranked = rank(window, base, edges, changes=changes, opened_ms=9_600_000)
+    assert ranked[0].service == "db"
+    # every caller's failed calls count for it, not only the loudest caller's
+    assert "590 failed calls from api, web" in ranked[0].inbound
+    assert {s.victim_of for s in ranked[1:]} == {"db"}
+
+
+def test_several_changes_boost_a_service_once() -> None:
+    window = {"api": Counter({"H:/x:500": 30, "H:/x:200": 70}),
+              "search": Counter({"H:/s:500": 30, "H:/s:200": 70})}
+    base = {"api": Counter({"H:/x:200": 1000}), "search": Counter({"H:/s:200": 1000})}
+    one = [Change(id="chg-1", ts=9_000_000, service="search", kind="deploy")]
+    three = [*one, *(Change(id=f"chg-{i}", ts=9_100_000, service="search", kind="config")
+                     for i in (2, 3))]
+    score = {c: rank(window, base, (), changes=c, opened_ms=9_600_000)[0].score
+             for c in ((), tuple(one), tuple(three))}
+    assert score[tuple(one)] == score[tuple(three)] == 1.5 * score[()]
+
+
+def test_a_service_its_callers_see_failing_is_no_victim_of_a_healthy_callee() -> None:
+    # payments crashes; its callee db wobbles a little (a busy service always does), and
+    # payments' own calls to db do not fail: payments is the root, not db's victim
+    edges = {("checkout", "payments"), ("payments", "db")}
+    base = {"checkout": Counter({"H:/c:200": 5000, "P:payments:charge:1": 5000}),
+            "payments": Counter({"H:/p:200": 5000, "P:db:insert:1": 5000}),
+            "db": Counter({"T:ok:INFO": 10000, "T:slow:WARN": 100})}
+    window = {"checkout": Counter({"H:/c:503": 300, "P:payments:charge:0": 300}),
+              "payments": Counter({"T:crash:CRITICAL": 3}),
+              "db": Counter({"T:ok:INFO": 900, "T:slow:WARN": 20})}
+    ranked = rank(window, base, edges)
+    assert ranked[0].service == "payments" and not ranked[0].victim_of
+    assert ranked[1].service == "checkout" and ranked[1].victim_of == "payments"
