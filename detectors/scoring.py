@@ -61,6 +61,7 @@ from detectors.pooling import (
 )
 from detectors.scoring_bank import (
     COUNTER,
+    RECOVERY_MS,
     SPECS,
     STREAM,
     Banks,
@@ -389,9 +390,12 @@ class WindowScorer:
                     if not confirmed(tail, None if run is None else abs(run),
                                      moved and run is not None and run < 0):
                         continue
+                if self._recovery(st, key, end, direction, x):
+                    continue
                 if not self._cooled(st, key, end, v, calm):
                     continue
                 st.pending.pop(key, None)
+                self._episode(st, key, end, direction, s.lo, s.hi)
                 out.append(self._event(st, series, ws, end, variant, v, "series", VERSION,
                                        spec.name, x, expected, s.lo, s.hi,
                                        max(s.score, 1.0 - math.exp(-q)), thr_q, direction,
@@ -476,6 +480,33 @@ class WindowScorer:
         before = st.cool.get(mark)
         st.cool[mark] = end
         return end - before if before is not None else 1 << 62
+
+    @staticmethod
+    def _recovery(st: SeriesState, key: str, end: int, direction: Dir, x: float) -> bool:
+        """Whether an alarm is its series going back after its last alarm episode: the
+        other way, within ``RECOVERY_MS`` of its last alarm, and not past the normal band
+        recorded when the episode began by more than that band's width. The end of an
+        episode (the detector had partly adopted the abnormal level) is not news;
+        overshooting the old normal (a queue that drains to zero from 30) still is."""
+        ep = st.episodes.get(key)
+        sign = 1 if direction == "up" else -1
+        if ep is None or end - ep[0] > RECOVERY_MS or ep[1] == sign:
+            return False
+        lo, hi = ep[2], ep[3]
+        return lo - (hi - lo) <= x <= hi + (hi - lo)
+
+    @staticmethod
+    def _episode(st: SeriesState, key: str, end: int, direction: Dir, lo: float,
+                 hi: float) -> None:
+        """Remember an alarm: the first of an episode records the normal band it left."""
+        sign = 1 if direction == "up" else -1
+        ep = st.episodes.get(key)
+        if ep is not None and ep[1] == sign and end - ep[0] <= RECOVERY_MS:
+            st.episodes[key] = (end, sign, ep[2], ep[3])  # the same episode goes on
+        elif math.isfinite(lo) and math.isfinite(hi):
+            st.episodes[key] = (end, sign, lo, hi)
+        else:
+            st.episodes.pop(key, None)
 
     @staticmethod
     def _cooled(st: SeriesState, key: str, end: int, v: VariantConfig, calm: int) -> bool:

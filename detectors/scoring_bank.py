@@ -148,11 +148,17 @@ class Banks:
         return bank
 
 
+# an alarm that takes its series back into the normal band recorded when the series' last
+# alarm episode began (the other way, this soon after: within one half-hour bucket of the
+# daily profile, so that band still applies) is a recovery, not news
+RECOVERY_MS = 30 * 60_000
+
+
 class SeriesState:
     """Everything learnt about one series: its detector rows, clocks, cooldowns, adjustments."""
 
-    __slots__ = ("adj", "banks", "cool", "discrete", "imputed", "last_end", "meta", "mv",
-                 "pending", "prev", "quantum", "rows", "runs", "timed")
+    __slots__ = ("adj", "banks", "cool", "discrete", "episodes", "imputed", "last_end", "meta",
+                 "mv", "pending", "prev", "quantum", "rows", "runs", "timed")
 
     def __init__(self, meta: tuple[str, str, str, str], banks: Banks) -> None:
         self.meta = meta  # service, scope, route, name
@@ -165,6 +171,9 @@ class SeriesState:
         self.timed: dict[int, int] = {}  # window_s -> end of its last window with latencies
         self.cool: dict[str, int] = {}  # "<variant>|<detector>|<feature>" -> last alarm (ms)
         self.adj: dict[str, float] = {}  # variant -> threshold adjustment (-log p units)
+        # "<variant>|series|<feature>@<ws>" -> (last alarm ms, +1 up / -1 down, lo, hi): the
+        # normal band when the alarm's episode began (``WindowScorer._recovery``)
+        self.episodes: dict[str, tuple[int, int, float, float]] = {}
         self.prev: dict[int, float] = {}  # window_s -> a counter's last value
         # "<variant>|series|<feature>@<ws>" -> (end ms, requests beyond) of an unconfirmed run
         self.pending: dict[str, tuple[int, float]] = {}
@@ -187,10 +196,13 @@ class SeriesState:
 
     def to_bytes(self) -> bytes:
         """Compact snapshot: a JSON head, then each detector's ``to_bytes``."""
+        now = max(self.last_end.values(), default=0)
+        # an episode older than RECOVERY_MS decides nothing any more: not kept
+        self.episodes = {k: ep for k, ep in self.episodes.items() if now - ep[0] <= RECOVERY_MS}
         head = orjson.dumps({"m": self.meta, "l": self.last_end, "c": self.cool,
                              "a": self.adj, "p": self.prev, "u": self.pending,
                              "r": self.runs, "d": list(self.rows), "q": self.discrete,
-                             "g": self.quantum},
+                             "g": self.quantum, "e": self.episodes},
                             option=orjson.OPT_NON_STR_KEYS)
         parts = [struct.pack("<I", len(head)), head]
         for det in self.dets.values():
@@ -225,6 +237,8 @@ class SeriesState:
                    for k, v in head.get("r", {}).items()}
         st.discrete = bool(head.get("q", True))
         st.quantum = int(head.get("g", 0))
+        st.episodes = {k: (int(v[0]), int(v[1]), float(v[2]), float(v[3]))
+                       for k, v in head.get("e", {}).items()}
         at = 4 + n
         try:
             for key in head["d"]:

@@ -190,3 +190,39 @@ def test_a_gauge_alarms_on_two_points_in_a_row_not_on_a_lone_spike() -> None:
     assert got == {401}  # the shift, at its second point; the lone spike is the gauge's tail
     single = {(a.ts // 1000 - T0) // 10 for a in _run(steps, DetectionSettings(metric_run=1))}
     assert {300, 400} <= single
+
+
+def test_a_gauge_going_back_to_normal_after_an_episode_is_not_a_second_anomaly() -> None:
+    # a connection pool held at its maximum for ten minutes, then released: the detector
+    # had partly adopted the full pool, but the return to the old normal is not news
+    rng = random.Random(6)
+
+    def run(after: float) -> list[tuple[int, str]]:
+        steps = [[_gauge("db/open_connections", i, round(30 + rng.gauss(0, 2))
+                         + (70.0 if 400 <= i < 460 else 0.0) + (after if i >= 460 else 0.0))]
+                 for i in range(560)]
+        return [((a.ts // 1000 - T0) // 10, a.direction) for a in _run(steps)]
+
+    assert run(0.0) == [(401, "up")]
+    # draining far below the old normal (30 -> 0) is news, recovery or not
+    assert run(-30.0) == [(401, "up"), (461, "down")]
+
+
+def test_a_restarted_scorer_still_knows_the_episode_and_forgets_it_once_it_is_over() -> None:
+    rng = random.Random(6)
+    series = "db/open_connections"
+    steps = [[_gauge(series, i, round(30 + rng.gauss(0, 2)) + (70.0 if 400 <= i < 460 else 0.0))]
+             for i in range(700)]
+    sc = WindowScorer(DetectionSettings())
+    first = [a for ws in steps[:430] for a in sc.score_batch(ws) if a.variant == "champion"]
+    assert [a.direction for a in first] == ["up"]
+    # a worker restarted mid-episode (state from its snapshot) still sees the release as
+    # the recovery it is, not a second anomaly
+    again = WindowScorer(DetectionSettings())
+    again.restore(series, sc.snapshot()[series])
+    rest = [a for ws in steps[430:] for a in again.score_batch(ws) if a.variant == "champion"]
+    assert rest == []
+    # half an hour after the episode's last alarm it decides nothing: the snapshot drops it
+    assert again.states[series].episodes
+    again.snapshot()
+    assert not again.states[series].episodes
