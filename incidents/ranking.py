@@ -8,6 +8,9 @@ The method, and why (docs/incidents.md has the measured figures):
    (a Poisson deviation, with add-half smoothing so a pattern never seen before counts as
    new). A service's surprise is its most surprising pattern: a new error template, a
    vanished log statement (a code path no longer taken), a surge of 500s or failed calls.
+   Bad outcomes (error and warning lines, failed calls, 4xx and 5xx) count only when they
+   rise: errors that stopped, such as an earlier incident's in the baseline, are no
+   evidence against a service.
    Comparing shares, not rates, makes it insensitive to traffic going up or down.
 2. **Resource saturation.** The largest rise of a resource gauge (CPU, memory, pool) over
    its baseline in units of its baseline spread, ``(max_w - mean_b) / (sd_b + 1)``,
@@ -124,12 +127,26 @@ def describe(pattern: str) -> str:
 
 
 ERROR_MARKS = (":ERROR", ":CRITICAL", ":FATAL", ":0")  # error lines, failed calls
+BAD_MARKS = (*ERROR_MARKS, ":WARN", ":WARNING")  # outcomes that are bad news when they rise
+
+
+def bad_outcome(key: str) -> bool:
+    """Whether a pattern is a bad outcome (an error or warning line, a failed call, an HTTP
+    4xx or 5xx): news when it rises, never when it falls.
+
+    >>> bad_outcome("H:/login:401"), bad_outcome("T:A#3:WARN"), bad_outcome("H:/x:200")
+    (True, True, False)
+    """
+    status = key.rsplit(":", 1)[-1] if key.startswith("H:") else ""
+    return key.endswith(BAD_MARKS) or (len(status) == 3 and status[0] in "45")
 
 
 def surprise(window: Counter[str], baseline: Counter[str], top: int = 3,
              min_baseline: int = 100) -> tuple[float, list[tuple[str, int, float]]]:
     """The largest Poisson deviation of a pattern's count from its baseline share, and the
-    ``top`` most surprising patterns as (key, count, expected).
+    ``top`` most surprising patterns as (key, count, expected). A bad outcome counts only
+    when it rises: errors that stop (an earlier incident's, in the baseline) say nothing
+    against a service, while a normal code path that stops does.
 
     With fewer than ``min_baseline`` baseline events (a new service, the first minutes of
     a fleet) shares mean nothing: only error lines, 5xx and failed calls count then, each
@@ -147,8 +164,9 @@ def surprise(window: Counter[str], baseline: Counter[str], top: int = 3,
     else:
         for key in window.keys() | baseline.keys():
             expected = n_w * (baseline[key] + 0.5) / (n_b + 1)
-            dev = abs(window[key] - expected) / math.sqrt(expected + 1)
-            scored.append((dev, key, window[key], expected))
+            dev = (window[key] - expected) / math.sqrt(expected + 1)
+            if dev > 0 or not bad_outcome(key):
+                scored.append((abs(dev), key, window[key], expected))
     scored.sort(reverse=True)
     return (scored[0][0] if scored else 0.0), [(k, n, e) for _, k, n, e in scored[:top]]
 

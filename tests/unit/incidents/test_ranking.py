@@ -119,3 +119,22 @@ def test_a_service_its_callers_see_failing_is_no_victim_of_a_healthy_callee() ->
     ranked = rank(window, base, edges)
     assert ranked[0].service == "payments" and not ranked[0].victim_of
     assert ranked[1].service == "checkout" and ranked[1].victim_of == "payments"
+
+
+def test_errors_that_stopped_say_nothing_against_a_service() -> None:
+    # "cart" logged timeouts through an earlier incident that is still in its baseline; they
+    # have stopped. "search" now has errors of a new kind: it is the one to look at.
+    normal = {f"T:step {k}:INFO": 100 for k in range(10)}
+    baseline = {"cart": Counter({**normal, "T:timeout:ERROR": 500, "H:/c:503": 300}),
+                "search": Counter({"T:search done:INFO": 1000})}
+    window = {"cart": Counter({p: 60 for p in normal}),
+              "search": Counter({"T:search done:INFO": 90, "T:index missing:ERROR": 10})}
+    ranked = rank(window, baseline, set())
+    assert [s.service for s in ranked] == ["search", "cart"]
+    assert not any("timeout" in line or "503" in line for line in ranked[1].evidence())
+    # a normal code path that stops is still news, however its errors went
+    window = {"cart": Counter({p: 60 for p in list(normal)[1:]}),
+              "search": Counter({"T:search done:INFO": 100})}
+    gone = rank(window, baseline, set())
+    assert gone[0].service == "cart"
+    assert any("INFO log step 0" in line for line in gone[0].evidence())
