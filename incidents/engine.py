@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from detectors.significance import PERCENTILES
 from incidents.evidence import EvidenceConfig, Telemetry, build, due, effective_ms
 from incidents.grouping import GroupingConfig, GroupingState, assign, expire
 from incidents.model import Action, Incident, Signal, apply_action
@@ -41,7 +42,28 @@ def signal_from_anomaly(a: Mapping[str, Any]) -> Signal:
     what = f"{a.get('feature', '')} {observed:.3g} (expected {expected:.3g})"
     return Signal(id=str(a["id"]), ts=int(a["ts"]), service=str(a["service"]), kind="anomaly",
                   severity=str(a.get("severity", "warning")), summary=what.strip(),
-                  route=str(a.get("route", "")), change_ids=changes)
+                  route=str(a.get("route", "")), change_ids=changes,
+                  slow_calls=slow_calls(a))
+
+
+def slow_calls(a: Mapping[str, Any]) -> tuple[str, ...]:
+    """The dependency edges ("caller->callee") an anomaly finds slower: its own series when
+    it is an edge's latency going up, and the edges' latency anomalies it stands for (its
+    ``contributing`` entries ``"<caller>-><callee>:<percentile>"``).
+
+    >>> slow_calls({"scope": "edge", "series": "a->b", "feature": "p95", "direction": "up",
+    ...             "contributing": {"p95": 24.3, "a->c:p50": 0.9999, "a->b:error_rate": 1}})
+    ('a->b', 'a->c')
+    """
+    out = []
+    if a.get("scope") == "edge" and a.get("feature") in PERCENTILES and a.get(
+            "direction", "up") == "up":
+        out.append(str(a.get("series", "")))
+    for key in a.get("contributing") or {}:
+        series, _, feature = str(key).rpartition(":")
+        if "->" in series and feature in PERCENTILES:
+            out.append(series)
+    return tuple(dict.fromkeys(out))
 
 
 class IncidentEngine:

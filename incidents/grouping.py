@@ -114,6 +114,9 @@ def add_signal(inc: Incident, sig: Signal, cfg: GroupingConfig) -> None:
     for c in sig.change_ids:
         if c not in inc.change_ids:
             inc.change_ids.append(c)
+    for edge in sig.slow_calls:
+        if edge not in inc.slow_calls:
+            inc.slow_calls.append(edge)
     if sig.kind == "change" and sig.id not in inc.change_ids:
         inc.change_ids.append(sig.id)
     if sig.kind == "alert":

@@ -33,6 +33,8 @@ class Signal(BaseModel):
     route: str = ""
     template: str = ""  # a template id the signal is about, if any
     change_ids: tuple[str, ...] = ()  # changes the signal names (an anomaly's recent changes)
+    # dependency edges ("caller->callee") whose latency the anomaly found rising
+    slow_calls: tuple[str, ...] = ()
 
 
 class TimelineEntry(BaseModel):
@@ -75,6 +77,8 @@ class Incident(BaseModel):
     signal_ids: list[str] = Field(default_factory=list)
     templates: list[str] = Field(default_factory=list)
     change_ids: list[str] = Field(default_factory=list)  # changes seen among the signals
+    # dependency edges ("caller->callee") found slowing down among the signals
+    slow_calls: list[str] = Field(default_factory=list)
     alerts: int = 0
     anomalies: int = 0
     root_cause: list[str] = Field(default_factory=list)  # ranked services, best first

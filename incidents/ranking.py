@@ -26,6 +26,12 @@ The method, and why (docs/incidents.md has the measured figures):
    other service calling a suspect that scores at least ``callee_threshold`` is probably
    a victim (score times ``victim_factor``), unless its own callers see it failing while
    it sees no callee failing: errors start there.
+   Slower calls are evidence about the callee too. A delayed service's own logs see
+   nothing; its callers wait, and their timeouts and slow requests are the symptom. When
+   the detectors found a caller's calls to a service slower in the incident (an edge's
+   latency anomaly, ``slow_calls``), the callee takes ``slow_weight`` times that caller's
+   score (the largest of its slowed callers), and the caller ranks below it as above,
+   unless the slowness lies with the caller (``slow_callees``).
 5. **Who went bad first** breaks ties and is shown as evidence.
 
 Every knob is in ``RankConfig``; the defaults are the knobs chosen leave-one-out on the
@@ -44,7 +50,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict
@@ -59,6 +65,8 @@ class RankConfig(BaseModel):
     victim_factor: float = 0.7  # a victim's score is multiplied by this
     saturation_weight: float = 0.5  # one baseline spread of resource rise = this much surprise
     inbound_weight: float = 1.0  # callers' surging failed calls to a service count this much
+    # a service its callers' calls slowed down to takes this share of their score (0: off)
+    slow_weight: float = 1.0
     change_window_ms: int = 30 * 60_000  # a change this long before the first signal counts
     change_boost: float = 0.5  # a recent change multiplies its service's score by 1 + this
     top_patterns: int = 3  # patterns quoted per suspect in the evidence
@@ -88,6 +96,7 @@ class Suspect:
     saturation: float = 0.0
     victim_of: str = ""  # the anomalous callee that made this service a likely victim
     inbound: str = ""  # callers' failed calls to this service, when they made its score
+    slowed: str = ""  # the callers whose calls to it slowed down
     first_bad_ms: int | None = None
     patterns: list[tuple[str, int, float]] = field(default_factory=list)  # key, now, expected
     changes: list[str] = field(default_factory=list)  # change ids
@@ -101,6 +110,8 @@ class Suspect:
             out.append(f"resource saturation: {self.saturation:.1f} baseline spreads above normal")
         if self.inbound:
             out.append(f"callers see it failing: {self.inbound}")
+        if self.slowed:
+            out.append(f"callers see it slow: {self.slowed}")
         if self.victim_of:
             out.append(f"calls {self.victim_of}, which is anomalous (likely a victim)")
         if self.changes:
@@ -195,16 +206,48 @@ def saturation(window: Iterable[float], baseline: Iterable[float]) -> float:
     return max(0.0, (max(w) - mu) / (sd + 1.0))
 
 
+def slow_callees(slow_calls: Iterable[tuple[str, str]], saturated: Collection[str] = ()
+                 ) -> dict[str, set[str]]:
+    """Callee -> the callers whose calls to it slowed down, for the edges whose slowness
+    lies with the callee. A slow edge has two ends; the one the slow edges share is the
+    one that is slow: a service several callers see slow is, while a caller whose calls
+    to several callees all slowed is slow itself, and its edges say nothing against those
+    callees. So is a ``saturated`` caller (starved of CPU, it times its own waiting into
+    every call). Any other edge on its own (one caller, one callee) counts against the
+    callee.
+
+    >>> sorted(slow_callees([("a", "db"), ("b", "db")])["db"])
+    ['a', 'b']
+    >>> slow_callees([("x", "db"), ("x", "cache"), ("x", "queue"), ("y", "cache")])
+    {'cache': {'y'}}
+    >>> slow_callees([("x", "db")], saturated={"x"})
+    {}
+    """
+    edges = {(a, b) for a, b in slow_calls if a != b and a not in saturated}
+    outs: dict[str, int] = {}
+    ins: dict[str, int] = {}
+    for a, b in edges:
+        outs[a] = outs.get(a, 0) + 1
+        ins[b] = ins.get(b, 0) + 1
+    out: dict[str, set[str]] = {}
+    for a, b in sorted(edges):
+        if ins[b] >= outs[a]:
+            out.setdefault(b, set()).add(a)
+    return out
+
+
 def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]],
          edges: Iterable[tuple[str, str]] = (),
          resources: Mapping[str, float] | None = None,
          changes: Iterable[Change] = (), first_bad: Mapping[str, int] | None = None,
-         opened_ms: int | None = None, cfg: RankConfig | None = None) -> list[Suspect]:
+         opened_ms: int | None = None, cfg: RankConfig | None = None,
+         slow_calls: Iterable[tuple[str, str]] = ()) -> list[Suspect]:
     """Suspect services, best first (see the module docstring for the method).
 
     ``window``/``baseline``: pattern counts per service; ``edges``: (caller, callee);
     ``resources``: saturation per service (``saturation``); ``first_bad``: the first
-    anomalous event time per service; ``opened_ms``: the incident's first signal.
+    anomalous event time per service; ``opened_ms``: the incident's first signal;
+    ``slow_calls``: (caller, callee) edges the detectors found slower in the incident.
     """
     cfg = cfg or RankConfig()
     resources = resources or {}
@@ -252,6 +295,19 @@ def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]
                 target.score = cfg.inbound_weight * dev
                 target.inbound = (f"{failed:.0f} failed calls from "
                                   f"{', '.join(sorted(callers[callee]))} ({expected:.1f} expected)")
+    # a resource this many baseline spreads above normal makes a caller slow itself
+    hot = {n for n, sus in suspects.items() if sus.saturation >= cfg.callee_threshold}
+    slowed = slow_callees(slow_calls, hot) if cfg.slow_weight > 0 else {}
+    scores = {name: sus.score for name, sus in suspects.items()}
+    for callee, who in sorted(slowed.items()):
+        # a delayed service's own logs see nothing; its callers' waiting (timeouts, slow
+        # requests, queued work) is the symptom, and it is evidence against the callee
+        target = suspects.get(callee)
+        if target is None:
+            target = suspects[callee] = Suspect(service=callee, score=0.0,
+                                                first_bad_ms=first_bad.get(callee))
+        target.score = max(target.score, cfg.slow_weight * max(scores.get(c, 0.0) for c in who))
+        target.slowed = ", ".join(sorted(who))
     if opened_ms is not None:
         for ch in changes:
             s2 = suspects.get(ch.service)
@@ -267,13 +323,16 @@ def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]
     sees_failing: dict[str, str] = {}
     for name, sus in suspects.items():
         # a caller that sees a callee failing ranks below it, however loud its own errors
-        failing = [c for c in callees.get(name, ()) if raw.get(c, 0.0) >= cfg.callee_threshold
-                   and _deviation(*per_edge.get((name, c), (0.0, 0.0))) >= cfg.callee_threshold]
+        failing = [c for c in sorted(callees.get(name, set()) | {
+                       c for c, who in slowed.items() if name in who})
+                   if raw.get(c, 0.0) >= cfg.callee_threshold
+                   and (_deviation(*per_edge.get((name, c), (0.0, 0.0))) >= cfg.callee_threshold
+                        or name in slowed.get(c, ()))]
         if failing:
             sus.victim_of = sees_failing[name] = max(failing, key=lambda c: raw[c])
             continue
-        if sus.inbound:  # its own callers see it failing, and it sees no callee failing
-            continue
+        if sus.inbound or sus.slowed:  # its callers see it failing or slow, and it sees
+            continue  # no callee failing or slow: the trouble starts with it
         worst = max(callees.get(name, ()), key=lambda c: raw.get(c, 0.0), default=None)
         if worst is not None and raw.get(worst, 0.0) >= cfg.callee_threshold:
             sus.score *= cfg.victim_factor

@@ -149,3 +149,44 @@ def test_an_alert_finds_the_open_incident_of_its_service_and_time() -> None:
     assert eng.incident_for("web", T0 + 20_000) is None  # not one of its services
     eng.on_action(inc, "resolve", "ana", 0)
     assert eng.incident_for("db", T0 + 20_000) is None  # resolved: a new problem
+
+
+class DelayTel(Tel):
+    """A network delay on ``inventory``: its own logs see nothing; ``cart``, which calls it,
+    logs a surge of warnings while it waits."""
+
+    def pattern_rows(self, since_ms: int, until_ms: int) -> Sequence[Mapping[str, Any]]:
+        rows = []
+        for b in range(since_ms // 60_000, until_ms // 60_000 + 1):
+            bad = b * 60_000 >= T0 - 60_000
+            rows += [{"bucket": b, "service": "cart", "pattern": "H:/cart:200", "n": 100},
+                     {"bucket": b, "service": "cart", "pattern": "P:inventory:get:1",
+                      "n": 100, "callee": "inventory"},
+                     {"bucket": b, "service": "cart", "pattern": "T:slow call:WARN",
+                      "n": 40 if bad else 1},
+                     {"bucket": b, "service": "inventory", "pattern": "H:/stock:200",
+                      "n": 100},
+                     {"bucket": b, "service": "search", "pattern": "H:/q:200", "n": 100}]
+        return rows
+
+    def change_rows(self, since_ms: int, until_ms: int) -> Sequence[Mapping[str, Any]]:
+        return []
+
+
+def test_a_delayed_service_is_named_by_its_callers_slower_calls() -> None:
+    def first(contributing: dict[str, float]) -> tuple[str, list[str]]:
+        eng = IncidentEngine()
+        eng.edges = {("cart", "inventory")}
+        a = {"id": "a1", "ts": T0, "service": "cart", "scope": "route", "feature": "p95",
+             "observed": 310.0, "expected": 45.0, "severity": "warning",
+             "series": "cart GET /cart", "contributing": contributing}
+        eng.on_signal(signal_from_anomaly(a), wall_ms=0)
+        (inc,) = eng.advance(T0 + 31_000, DelayTel())
+        return inc.root_cause[0], inc.suspects[0].evidence
+    # the detectors found cart's calls to inventory slower as well: inventory, whose own
+    # logs are normal, takes its caller's symptoms and ranks first; cart is its victim
+    root, evidence = first({"p95": 35.1, "cart->inventory:p95": 0.9998})
+    assert root == "inventory"
+    assert "callers see it slow: cart" in evidence
+    # without that evidence the loudest caller is blamed
+    assert first({"p95": 35.1})[0] == "cart"

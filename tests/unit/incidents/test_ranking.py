@@ -138,3 +138,22 @@ def test_errors_that_stopped_say_nothing_against_a_service() -> None:
     gone = rank(window, baseline, set())
     assert gone[0].service == "cart"
     assert any("INFO log step 0" in line for line in gone[0].evidence())
+
+
+def test_slower_calls_name_the_callee_unless_the_caller_is_the_slow_end() -> None:
+    # db is delayed on the network: api, waiting on it, logs a surge of warnings; db's own
+    # logs see nothing
+    window = {k: Counter({p: n // 10 for p, n in c.items()}) for k, c in healthy().items()}
+    window["api"]["T:slow query:WARN"] = 40
+    assert rank(window, healthy(), EDGES)[0].service == "api"
+    ranked = rank(window, healthy(), EDGES, slow_calls=[("api", "db")])
+    assert [s.service for s in ranked[:2]] == ["db", "api"]
+    assert ranked[0].slowed == "api" and ranked[1].victim_of == "db"
+    # api starved of CPU times its own waiting into every call it makes: its slow calls to
+    # db say nothing against db
+    starved = rank(window, healthy(), EDGES, resources={"api": 9.0},
+                   slow_calls=[("api", "db")])
+    assert starved[0].service == "api" and not starved[0].victim_of
+    # nor when its calls to every callee slowed down at once (web calls api and search)
+    both = rank(window, healthy(), EDGES, slow_calls=[("web", "api"), ("web", "search")])
+    assert not any(s.slowed for s in both)
