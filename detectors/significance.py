@@ -53,7 +53,7 @@ from __future__ import annotations
 import math
 
 from detectors.scoring_bank import Dir, FeatureSpec
-from schemas.anomalies import AnomalyEvent
+from schemas.anomalies import PERCENTILES, AnomalyEvent
 
 MIN_EVENTS = 4.0  # a count-based change needs at least this many events more (or fewer) ...
 POISSON_Z = 3.0  # ... and this many Poisson standard deviations
@@ -64,7 +64,6 @@ RUN_Q = 13.8  # -log p (p = 1e-6) of a route's errors over windows in a row ...
 RATE_FLOOR = 0.005  # ... tested at no less than this error rate; after this many windows
 RUN_WINDOWS = 30  # a run starts again at the rate learnt since (a lasting change is news once)
 Run = tuple[int, int, float, float, float]  # end ms, windows, errors, requests, base rate
-PERCENTILES = ("p50", "p95", "p99")
 _SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 # which of one service's anomalies in a window stands for the others: the broadest symptom
 _SCOPE_RANK = {"service": 0, "route": 1, "edge": 2, "metric": 3}

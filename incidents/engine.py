@@ -13,11 +13,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from detectors.significance import PERCENTILES
 from incidents.evidence import EvidenceConfig, Telemetry, build, due, effective_ms
 from incidents.grouping import GroupingConfig, GroupingState, assign, expire
 from incidents.model import Action, Incident, Signal, apply_action
 from incidents.ranking import RankConfig
+from schemas.anomalies import PERCENTILES
 
 KEEP_MS = 24 * 3_600_000  # incidents quiet this long leave memory (they stay in the store)
 

@@ -27,6 +27,9 @@ class RecentChange(BaseModel):
     description: str
 
 
+PERCENTILES = ("p50", "p95", "p99")  # the latency features
+
+
 class AnomalyEvent(BaseModel):
     """A scored window that crossed its series' threshold."""
 

@@ -22,7 +22,7 @@ ALLOWED = {
     "categorisation": {"schemas"},
     "detectors": {"schemas"},
     "alerting": {"schemas", "sinks"},
-    "incidents": set(),
+    "incidents": {"schemas"},
     "sdk": {"schemas"},
     "otlp": {"schemas"},
     "privacy": {"schemas", "alerting"},  # alerting.yamlfile: YAML errors with file:line
