@@ -22,6 +22,8 @@ from rich.table import Table
 from cli.alert import API_OPT, TOKEN_OPT, call, err
 from cli.common import cli_token, eval_app, settings
 from cli.query import api_url
+from demo.realism import FAMILIES
+from demo.traffic import parse_duration
 from incidents.evidence import pack_lines
 
 incidents_app = typer.Typer(help="List, inspect and act on incidents of the running worker.",
@@ -189,16 +191,36 @@ def eval_incidents(
                                                      "(default: <datasets>/nezha)."),
         demo_seeds: str = typer.Option("1,2,3", help="Demo seeds to replay (\"\": none, "
                                                      "Nezha only)."),
+        profile: str = typer.Option("classic", help="Demo world: classic, or realistic "
+                                    "(churning pods, spikes, network delays, a starved pod)."),
+        family: str = typer.Option("churn", help="The realistic world's family: "
+                                   + ", ".join(FAMILIES) + "."),
+        duration: str = typer.Option("", help="Length of each demo run (default: 3h classic, "
+                                     "90m realistic)."),
+        incidents: int = typer.Option(0, help="Incidents per demo run (default: 24 classic, "
+                                      "12 realistic).", min=0),
         out: Path | None = typer.Option(None, help="Also write the figures as JSON here."),
 ) -> None:
     """Root-cause top-1/top-3 (knobs leave-one-out, worst fold) against chance, incidents
     per real incident, wrong merges, time to evidence: demo fleet and Nezha TrainTicket."""
     from evaluation.rca import run_all
 
+    if profile not in ("classic", "realistic"):
+        raise typer.BadParameter(f"{profile!r}: classic or realistic", param_hint="--profile")
+    if family not in FAMILIES:
+        raise typer.BadParameter(f"{family!r}: one of {', '.join(FAMILIES)}",
+                                 param_hint="--family")
+    classic = profile == "classic"
+    try:
+        seconds = parse_duration(duration) if duration else (3 * 3600 if classic else 5400)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--duration") from None
     s = settings()
     directory = nezha or s.datasets_dir / "nezha"
     seeds = [int(x) for x in demo_seeds.split(",") if x.strip()]
-    result = run_all(directory if directory.exists() else None, seeds)
+    result = run_all(directory if directory.exists() else None, seeds, duration_s=seconds,
+                     n_incidents=incidents or (24 if classic else 12), profile=profile,
+                     family=family)
     if not directory.exists():
         err.print(f"note: {directory} not found; Nezha skipped", highlight=False)
     for name, r in result.items():

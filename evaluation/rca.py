@@ -385,16 +385,17 @@ def nezha_all(directory: Path, early_ms: int = 90_000) -> dict[str, dict[str, An
 
 
 def demo_all(seeds: Sequence[int], start: str = "2026-11-24T14:05:00Z",
-             duration_s: float = 3 * 3600.0, n_incidents: int = 24
-             ) -> dict[str, dict[str, Any]]:
+             duration_s: float = 3 * 3600.0, n_incidents: int = 24,
+             profile: str = "classic", family: str = "churn") -> dict[str, dict[str, Any]]:
     """The demo fleet, per seed: ranking on the labelled windows (default knobs: chosen on
-    Nezha, so these are held out) and the whole pipeline."""
+    Nezha, so these are held out) and the whole pipeline. ``profile``/``family``: the demo
+    world (``DemoConfig``)."""
     rank_rows: list[Features] = []
     pipe: list[dict[str, Any]] = []
     for seed in seeds:
         start_ms = to_epoch_ms(parse_ts(start))
         cfg = DemoConfig(start_ms=start_ms, seed=seed, duration_s=duration_s,
-                         incidents=n_incidents)
+                         incidents=n_incidents, profile=profile, family=family)
         labels: list[Incident_] = []
         rp = Replay()
         events = _tee(generate(cfg, labels.append), rp)
@@ -410,7 +411,8 @@ def demo_all(seeds: Sequence[int], start: str = "2026-11-24T14:05:00Z",
     t1, t3 = _score(ranks)
     n = len(ranks)
     from demo.fleet import SERVICES
-    return {"demo_ranking": {"cases": n, "top1": round(t1 / n, 3), "top3": round(t3 / n, 3),
+    return {"demo_ranking": {"profile": profile if profile == "classic" else f"{profile}/{family}",
+                             "cases": n, "top1": round(t1 / n, 3), "top3": round(t3 / n, 3),
                              "chance_top1": round(1 / len(SERVICES), 3),
                              "chance_top3": round(3 / len(SERVICES), 3),
                              "knobs": "defaults (chosen on Nezha: held out here)",
@@ -442,9 +444,11 @@ def _pool(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "per_case": per}
 
 
-def run_all(nezha_dir: Path | None, seeds: Sequence[int]) -> dict[str, dict[str, Any]]:
-    """Everything ``logwarden eval incidents`` prints (no seeds: Nezha only)."""
-    out = demo_all(seeds) if seeds else {}
+def run_all(nezha_dir: Path | None, seeds: Sequence[int], **demo: Any
+            ) -> dict[str, dict[str, Any]]:
+    """Everything ``logwarden eval incidents`` prints (no seeds: Nezha only); ``demo``: the
+    keyword arguments of ``demo_all``."""
+    out = demo_all(seeds, **demo) if seeds else {}
     if nezha_dir is not None:
         out.update(nezha_all(nezha_dir))
     return out
