@@ -123,9 +123,9 @@ def build(inc: Incident, tel: Telemetry, watermark_ms: int, wall_ms: int,
                for c in tel.change_rows(inc.ts - rank_cfg.change_window_ms,
                                         hi)]
     first_bad = _first_bad(inc)
-    slow = [tuple(e.split("->", 1)) for e in inc.slow_calls if "->" in e]
+    slow = [(a, b) for a, _, b in (e.partition("->") for e in inc.slow_calls) if b]
     ranked = rank(window, baseline, pc.edges, sat, changes, first_bad, inc.ts, rank_cfg,
-                  slow_calls=[(a, b) for a, b in slow])
+                  slow_calls=slow)
     # a service with nothing unusual is no suspect
     ranked = [s for s in ranked if s.score > 0][:cfg.suspects]
     out = inc.model_copy(deep=True)

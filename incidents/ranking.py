@@ -322,7 +322,8 @@ def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]
             callees.setdefault(caller, set()).add(callee)
     sees_failing: dict[str, str] = {}
     for name, sus in suspects.items():
-        # a caller that sees a callee failing ranks below it, however loud its own errors
+        # a caller that sees a callee failing or slow ranks below it, however loud its own
+        # errors
         failing = [c for c in sorted(callees.get(name, set()) | {
                        c for c, who in slowed.items() if name in who})
                    if raw.get(c, 0.0) >= cfg.callee_threshold
