@@ -90,7 +90,7 @@ from detectors.significance import (
     run_q,
     single_window,
 )
-from schemas.anomalies import AnomalyEvent, anomaly_id
+from schemas.anomalies import PERCENTILES, AnomalyEvent, anomaly_id
 from schemas.windows import WindowStats
 
 __all__ = ["MV_VERSION", "SPECS", "STREAM", "VERSION", "FeatureSpec", "SeriesState",
@@ -99,8 +99,9 @@ __all__ = ["MV_VERSION", "SPECS", "STREAM", "VERSION", "FeatureSpec", "SeriesSta
 VERSION = "series-1"
 MV_VERSION = "hst-1"
 SIB_VERSION = "siblings-1"
-_NOT_LOAD = frozenset(("error_rate", "p50", "p95", "p99"))  # what a fleet shift never demotes
+_NOT_LOAD = frozenset(("error_rate", *PERCENTILES))  # what a fleet shift never demotes
 MIN_Q = 2.5  # no offset takes a threshold below this (-log p; the hot filter is at 2.3)
+SIGN: dict[str, int] = {"up": 1, "down": -1}  # an alarm's direction as a sign
 Scored = list[tuple[FeatureSpec, float, Score, int]]
 
 
@@ -421,7 +422,7 @@ class WindowScorer:
         row = st.rows.get(bank_key(feature, ws))
         step_ms = 1500.0 * float(self.banks[bank_key(feature, ws)].step[row]) \
             if row is not None else 0.0
-        sign = 1.0 if direction == "up" else -1.0
+        sign = SIGN[direction]
         before = st.pending.get(key)
         run = 1
         if before is not None and 0 < end - before[0] <= max(step_ms, 1500.0 * ws) and (
@@ -489,7 +490,7 @@ class WindowScorer:
         episode (the detector had partly adopted the abnormal level) is not news;
         overshooting the old normal (a queue that drains to zero from 30) still is."""
         ep = st.episodes.get(key)
-        sign = 1 if direction == "up" else -1
+        sign = SIGN[direction]
         if ep is None or end - ep[0] > RECOVERY_MS or ep[1] == sign:
             return False
         lo, hi = ep[2], ep[3]
@@ -499,7 +500,7 @@ class WindowScorer:
     def _episode(st: SeriesState, key: str, end: int, direction: Dir, lo: float,
                  hi: float) -> None:
         """Remember an alarm: the first of an episode records the normal band it left."""
-        sign = 1 if direction == "up" else -1
+        sign = SIGN[direction]
         ep = st.episodes.get(key)
         if ep is not None and ep[1] == sign and end - ep[0] <= RECOVERY_MS:
             st.episodes[key] = (end, sign, ep[2], ep[3])  # the same episode goes on
