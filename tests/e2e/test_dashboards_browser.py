@@ -31,11 +31,13 @@ CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 webdriver = pytest.importorskip("selenium.webdriver")
 
 
-def publish_demo(bootstrap: str, suffix: str, start_ms: int, seconds: int) -> int:
-    """``seconds`` of demo event time from ``start_ms``, services suffixed; returns the count."""
+def publish_demo(bootstrap: str, suffix: str, start_ms: int, seconds: int, seed: int = 5) -> int:
+    """``seconds`` of demo event time from ``start_ms``, services suffixed; returns the count.
+    Event ids come from ``seed``: a second call needs another seed, or the worker drops its
+    events as duplicates of the first."""
     pub = Publisher(bootstrap, service="e2e-dashboards")
     n = 0
-    for topic, e in generate(DemoConfig(start_ms=start_ms, seed=5, duration_s=seconds,
+    for topic, e in generate(DemoConfig(start_ms=start_ms, seed=seed, duration_s=seconds,
                                         rate=60, incident_every_s=60)):
         if "service" in e:
             e["service"] = f"{e['service']}-{suffix}"
@@ -119,7 +121,7 @@ def test_fleet_overview_renders_and_updates_live(fed: Any, browser: Any) -> None
         browser.save_screenshot(str(ROOT / "docs" / "fleet-overview.png"))
     before, updates = points(browser, "chart-rate"), browser.execute_script(
         "return window.lwUpdates")
-    publish_demo(bootstrap, suffix, start + 240_000, 180)  # three more minutes, no reload
+    publish_demo(bootstrap, suffix, start + 240_000, 180, seed=6)  # three more minutes
     deadline = time.monotonic() + 120
     while points(browser, "chart-rate") <= before:
         assert time.monotonic() < deadline, "no live update reached the chart in 120 s"
