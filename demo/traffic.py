@@ -171,6 +171,7 @@ class Demo:
         rng.shuffle(self._kinds)
         self._out: list[tuple[float, int, str, Event]] = []
         self._seq = 0
+        self._serving: tuple[str, str] | None = None  # the request's (service, pod) now
         self._last = float(cfg.start_ms)
         self._next_change = cfg.start_ms + 60_000 + int(rng.expovariate(1 / 240) * 1000)
         self._cum = list(itertools.accumulate(s.weight for s in FLEET))
@@ -245,7 +246,7 @@ class Demo:
         event: Event = {
             "ts": ms if svc.epoch_ms else rfc3339(ms), "service": svc.name, "level": level,
             "message": fmt.format(**values),
-            "host": self.world.host(svc.name) if self.world else rng.choice(svc.hosts),
+            "host": self.pod(svc.name) if self.world else rng.choice(svc.hosts),
             "logger": svc.logger, "env": "prod", "trace_id": f"{rng.getrandbits(128):032x}",
             "span_id": f"{rng.getrandbits(64):016x}", "event_id": self.new_id(),
             "attrs": {"label": {"template": template}},  # ground truth
@@ -308,13 +309,27 @@ class Demo:
             if inc.service == service and inc.route in (None, route) and inc.effect:
                 err = max(err, float(inc.effect.get("error_rate", 0.0)))
                 lat *= float(inc.effect.get("latency_factor", 1.0))
-                share = float(inc.effect.get("slow_share", 0.0))
-                if share and self.rng.random() < share:  # the requests of a starved pod
+                if self._starved(service, inc):  # the requests of a starved pod
                     lat *= float(inc.effect.get("slow_factor", 1.0))
                 cause = inc
         if self.world is not None:
             lat *= self.world.latency_factor(service, route, int(self._last))
         return err, lat, cause
+
+    def pod(self, service: str) -> str:
+        """The pod of the realistic world that serves ``service``'s request now: every line
+        of one request comes from one pod; a call to another service lands on any of its."""
+        assert self.world is not None
+        serving = self._serving
+        return serving[1] if serving and serving[0] == service else self.world.host(service)
+
+    def _starved(self, service: str, inc: Incident) -> bool:
+        """Whether a request of ``service`` is served by the pod ``inc`` starves (classic
+        demo: a random ``slow_share`` of the requests)."""
+        if self.world is None:
+            share = float(inc.effect.get("slow_share", 0.0))
+            return bool(share) and self.rng.random() < share
+        return bool(inc.effect.get("pod")) and self.pod(service) == inc.effect["pod"]
 
     def delay(self, service: str) -> float:
         """Network delay (ms) on every call to ``service`` (a network_delay incident)."""
@@ -363,6 +378,8 @@ class Demo:
         start, last = t + rng.random() * 900, t + 999.0
         path, ctx = slots.fill_path(route.path)
         ctx.update(method=route.method, path=path, ip=rng.choice(slots.client_ips))
+        if self.world is not None:
+            self._serving = (svc.name, self.world.host(svc.name))
         err, lat, cause = self.effects(svc.name, route.key)
         elapsed, lines, refused = self.latency(route, lat), 1, None
         for callee, op in route.calls:
@@ -404,6 +421,7 @@ class Demo:
         self.totals[svc.name] += 1
         if self.world is not None:
             self.world.count(svc.name)
+        self._serving = None
         return lines
 
     def _login(self, svc: Service, at: float, ctx: dict[str, str], status: int) -> int:
