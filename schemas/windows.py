@@ -8,7 +8,8 @@ from typing import Literal
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-Scope = Literal["service", "route", "metric", "template", "edge"]
+PEER_Q = 0.9  # scope instance: the siblings' percentile an instance's latencies are counted above
+Scope = Literal["service", "route", "metric", "template", "edge", "instance"]
 
 
 class WindowStats(BaseModel):
@@ -16,11 +17,12 @@ class WindowStats(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    series: str  # "svc", "svc GET /cart", "svc/cpu{host=a}", "svc#<template id>", "a->b"
+    series: str  # "svc", "svc GET /cart", "svc/cpu{host=a}", "svc#<template id>", "a->b",
+    # "svc@pod" (an instance's request latencies: scope instance, name = the pod or host)
     service: str
     scope: Scope
     route: str = ""
-    name: str = ""  # metric name, template id, or the callee of an edge
+    name: str = ""  # metric name, template id, the callee of an edge, or the instance
     window_s: int
     start: datetime
     end: datetime
@@ -38,6 +40,14 @@ class WindowStats(BaseModel):
     mean: float = float("nan")
     last: float = float("nan")
     sum: float = 0.0
+    # scope instance, base windows: its siblings' (the service's other latencies in the same
+    # window): how many, their median and p90 (``PEER_Q``), how many of this instance's lie
+    # above that p90, and how many other instances there were
+    peer_samples: int = 0
+    peer_p50: float = float("nan")
+    peer_p90: float = float("nan")
+    above_peer_p90: int = 0
+    peer_instances: int = 0  # the other instances among them
     revision: int = 0  # > 0 when late events re-opened a closed window
 
     def to_json(self) -> bytes:
@@ -48,7 +58,7 @@ class WindowStats(BaseModel):
     def from_json(cls, raw: bytes) -> WindowStats:
         """Parse a message of the windows topic (null back to NaN)."""
         data = orjson.loads(raw)
-        for k in ("p50", "p95", "p99", "min", "max", "mean", "last"):
+        for k in ("p50", "p95", "p99", "min", "max", "mean", "last", "peer_p50", "peer_p90"):
             if data.get(k) is None:
                 data[k] = float("nan")
         return cls.model_validate(data)

@@ -1,4 +1,4 @@
-"""Caps on the series a producer can create: services, routes and metric series.
+"""Caps on the series a producer can create: services, routes, metric series, instances.
 
 Every distinct service, route and metric series costs an accumulator per window size here,
 a detector model downstream and rows in the ``windows`` table. A producer that puts a user
@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import Counter
 
 OTHER = "other"
+INSTANCE_IDLE_MS = 600_000  # an instance silent this long (event time) gives up its place
 SAMPLE_EVERY = 1000  # after the first fold of a (kind, service), one dead letter per this many
 
 
@@ -31,13 +32,15 @@ class CardinalityCaps:
 
     def __init__(self, *, max_services: int = 10_000, max_routes_per_service: int = 500,
                  max_routes: int = 50_000, max_series_per_service: int = 2_000,
-                 max_series: int = 200_000) -> None:
+                 max_series: int = 200_000, max_instances_per_service: int = 64) -> None:
         self.max_services = max_services
         self.max_routes_per_service, self.max_routes = max_routes_per_service, max_routes
         self.max_series_per_service, self.max_series = max_series_per_service, max_series
         self._services: set[str] = set()
         self._routes: dict[str, set[str]] = {}
         self._series: dict[str, set[str]] = {}
+        self.max_instances_per_service = max_instances_per_service
+        self._instances: dict[str, dict[str, int]] = {}  # service -> instance -> last ts
         self._routes_total = 0
         self._series_total = 0
         self.folded: Counter[str] = Counter()  # folds by kind: service, route, series
@@ -101,6 +104,35 @@ class CardinalityCaps:
         known.add(series)
         self._series_total += 1
         return series
+
+    def instance(self, service: str, instance: str, ts_ms: int) -> bool:
+        """Whether a request served by ``instance`` (a pod, a host) of an admitted service is
+        counted in that instance's latency series. Pods come and go with every deploy, so
+        only recent ones are held: at ``max_instances_per_service``, those silent for
+        ``INSTANCE_IDLE_MS`` of event time make room; if none is, the request is not
+        counted per instance (the service's own series still counts it).
+
+        >>> caps = CardinalityCaps(max_instances_per_service=2)
+        >>> [caps.instance("a", p, 0) for p in ("x", "y", "z")]
+        [True, True, False]
+        >>> caps.instance("a", "z", INSTANCE_IDLE_MS)  # x and y were silent long enough
+        True
+        """
+        seen = self._instances.get(service)
+        if seen is None:
+            seen = self._instances[service] = {}
+        last = seen.get(instance)
+        if last is not None or len(seen) < self.max_instances_per_service:
+            if last is None or last < ts_ms:
+                seen[instance] = ts_ms
+            return True
+        for name in [k for k, t in seen.items() if t <= ts_ms - INSTANCE_IDLE_MS]:
+            del seen[name]
+        if len(seen) >= self.max_instances_per_service:
+            self.folded["instance"] += 1
+            return False
+        seen[instance] = ts_ms
+        return True
 
     def take_sample(self) -> str | None:
         """The reason of the last fold to dead-letter, once (None when there is none)."""

@@ -76,6 +76,8 @@ class StreamBounds(Protocol):
     def max_series_per_service(self) -> int: ...
     @property
     def max_series(self) -> int: ...
+    @property
+    def max_instances_per_service(self) -> int: ...
 
 
 class Record:
@@ -337,6 +339,9 @@ class IngestProcessor:
         names = self._series.get((service, route)) or self._capped(service, route)
         agg = self._agg(topics.LOGS, partition)
         agg.add_log(names[0], names[1], ts, level, dur)
+        host = e.get("host")
+        if dur is not None and host and self.caps.instance(names[0], host, ts):
+            agg.add_instance(names[0], host, ts, dur)
         p = e.get("peer")
         if type(p) is dict and p.get("service"):  # an outbound call: its dependency edge
             pd = p.get("duration_ms")
@@ -466,4 +471,5 @@ def ingest_processor(stream: StreamBounds, clickhouse: ClickHouseSettings,
             max_services=stream.max_services,
             max_routes_per_service=stream.max_routes_per_service,
             max_routes=stream.max_routes, max_series_per_service=stream.max_series_per_service,
-            max_series=stream.max_series))
+            max_series=stream.max_series,
+            max_instances_per_service=stream.max_instances_per_service))

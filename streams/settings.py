@@ -91,6 +91,7 @@ class StreamSettings(BaseModel):
     max_routes: int = Field(default=50_000, ge=1)
     max_series_per_service: int = Field(default=2_000, ge=1)  # metric label series
     max_series: int = Field(default=200_000, ge=1)
+    max_instances_per_service: int = Field(default=64, ge=1)  # pods/hosts with latency series
 
 
 class Settings(BaseSettings):

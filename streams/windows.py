@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from ddsketch import DDSketch
 
 from schemas.logs import ERROR_LEVELS
-from schemas.windows import Scope, WindowStats
+from schemas.windows import PEER_Q, Scope, WindowStats
 
 RELATIVE_ACCURACY = 0.01
 _GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
@@ -122,6 +122,9 @@ class Acc:
 # (scope, series, service, route/name) identifies a series; plus window size and start.
 SeriesId = tuple[Scope, str, str, str]
 WindowKey = tuple[SeriesId, int, int]  # (series, window_s, start_ms)
+# an instance's siblings in one window: their latencies, median, p90, its own latencies above
+# that p90, and how many siblings served them
+Peers = tuple[int, float, float, int, int]
 
 
 @dataclass(slots=True)
@@ -152,6 +155,9 @@ class WindowAggregator:
         self.ceiling_ms = 1 << 62  # no watermark passes this (the caller: the arrival clock)
         self.late_dropped = 0
         self._recent: dict[tuple[str, str], _Recent] = {}  # by (service, route)
+        # by (service, instance): the base window start and accumulator of its last request
+        self._instances: dict[tuple[str, str], tuple[int, Acc]] = {}
+        self._served: dict[tuple[str, int], set[str]] = {}  # (service, start) -> instances
 
     def _base(self, sid: SeriesId, ts_ms: int) -> Acc | None:
         start = ts_ms - ts_ms % self.base_ms
@@ -262,6 +268,37 @@ class WindowAggregator:
                 acc.zeros += 1
             acc.vsum += duration_ms
 
+    def add_instance(self, service: str, instance: str, ts_ms: int, duration_ms: float) -> None:
+        """Count one request latency in the series of the instance (pod, host) that served
+        it (``service@instance``), for comparing an instance with its siblings."""
+        start = ts_ms - ts_ms % self.base_ms
+        recent = self._instances.get((service, instance))
+        if recent is not None and recent[0] == start and not recent[1].closed:
+            acc = recent[1]  # the window of the instance's last request: no new keys
+            watermark = self.watermarks.get(service, -1)
+            if ts_ms > watermark:
+                self.watermarks[service] = self._raised(watermark, ts_ms)
+            self.active[service] = self.now
+            acc.version += 1
+        else:
+            got = self._base(("instance", f"{service}@{instance}", service, instance), ts_ms)
+            if got is None:
+                return
+            acc = got
+            if len(self._instances) >= 100_000:
+                self._instances.clear()  # cheap bound; busy instances come back at once
+            self._instances[service, instance] = (start, acc)
+            if len(self._served) >= 100_000:
+                self._served.clear()  # bound: windows a flush emitted that never closed
+            self._served.setdefault((service, start), set()).add(instance)
+        acc.count += 1
+        if duration_ms > 0:
+            key = sketch_key(duration_ms)
+            acc.buckets[key] = acc.buckets.get(key, 0) + 1
+        else:
+            acc.zeros += 1
+        acc.vsum += duration_ms
+
     def add_metric(self, series: str, service: str, name: str, ts_ms: int, value: float) -> None:
         """Add one metric point to its series."""
         acc = self._base(("metric", series, service, name), ts_ms)
@@ -295,11 +332,15 @@ class WindowAggregator:
         # A window flushed while open is emitted once more when it closes, unchanged or not:
         # consumers that wait for closed windows (the canary check) see a final version.
         out: list[WindowStats] = []
-        for k in sorted(filter(due, self.open), key=_start):
+        keys = sorted(filter(due, self.open), key=_start)
+        peers = {k: self._peers(k) for k in keys if k[0][0] == "instance"}
+        for k in peers:
+            self._served.pop((k[0][2], k[2]), None)
+        for k in keys:
             acc = self.open.pop(k)  # its rollups keep it until they close
             acc.closed = True
             if acc.version != acc.emitted_version or acc.provisional:
-                out.append(self._emit(k, acc))
+                out.append(self._emit(k, acc, peers=peers.get(k)))
         for k in sorted(filter(due, self.rollups), key=_start):
             children, state = self.rollups.pop(k)
             stats = self._emit_rollup(k, children, state, final=True)
@@ -317,7 +358,8 @@ class WindowAggregator:
         def wanted(k: WindowKey) -> bool:
             return services is None or k[0][2] in services
 
-        out = [self._emit(k, acc, provisional=True)
+        out = [self._emit(k, acc, provisional=True,
+                          peers=self._peers(k) if k[0][0] == "instance" else None)
                for k, acc in sorted(self.open.items(), key=_item_start)
                if acc.version != acc.emitted_version and wanted(k)]
         for k, (children, state) in sorted(self.rollups.items(), key=_item_start):
@@ -345,12 +387,39 @@ class WindowAggregator:
         state.provisional = provisional
         return stats
 
-    def _emit(self, key: WindowKey, acc: Acc, *, provisional: bool = False) -> WindowStats:
+    def _peers(self, key: WindowKey) -> Peers | None:
+        """An instance's base window against its siblings: the service's latencies of the
+        same window less its own (their count, median and ``PEER_Q`` quantile), how many of
+        its own lie above that quantile (a whole sketch bucket above: ties do not count), and
+        how many other instances logged a latency in it (at least 1: the rest may have no
+        host)."""
+        (_, _, service, _), size, start = key
+        mine, whole = self.open.get(key), self.open.get((("service", service, service, ""),
+                                                         size, start))
+        others = len(self._served.get((service, start), ())) - 1
+        if mine is None or whole is None:
+            return None
+        rest = Acc(zeros=whole.zeros - mine.zeros)
+        for b, n in whole.buckets.items():
+            left = n - mine.buckets.get(b, 0)
+            if left > 0:
+                rest.buckets[b] = left
+        m = rest.samples()
+        if m <= 0:
+            return None
+        p50, p90 = rest.quantiles((0.5, PEER_Q))
+        top = sketch_key(p90) if p90 > 0 else -(1 << 62)
+        above = sum(n for b, n in mine.buckets.items() if b > top)
+        return m, p50, p90, above, max(others, 1)
+
+    def _emit(self, key: WindowKey, acc: Acc, *, provisional: bool = False,
+              peers: Peers | None = None) -> WindowStats:
         (scope, series, service, name), size, start = key
         acc.revision += 1
         acc.emitted_version = acc.version
         acc.provisional = provisional
-        return to_stats(scope, series, service, name, size, start, acc, revision=acc.revision)
+        return to_stats(scope, series, service, name, size, start, acc, revision=acc.revision,
+                        peers=peers)
 
 
 def _start(key: WindowKey) -> tuple[int, int]:
@@ -362,7 +431,7 @@ def _item_start(item: tuple[WindowKey, object]) -> tuple[int, int]:
 
 
 def to_stats(scope: Scope, series: str, service: str, name: str, size_ms: int, start_ms: int,
-             acc: Acc, revision: int = 0) -> WindowStats:
+             acc: Acc, revision: int = 0, peers: Peers | None = None) -> WindowStats:
     """Turn an accumulator into the message of the windows topic."""
     n = acc.count
     p50 = p95 = p99 = _NAN
@@ -384,4 +453,7 @@ def to_stats(scope: Scope, series: str, service: str, name: str, size_ms: int, s
         min=acc.vmin if has_values else _NAN, max=acc.vmax if has_values else _NAN,
         mean=acc.vsum / n if has_values else _NAN, last=acc.last if has_values else _NAN,
         sum=acc.vsum, revision=revision,
+        **({} if peers is None else {"peer_samples": peers[0], "peer_p50": peers[1],
+                                     "peer_p90": peers[2], "above_peer_p90": peers[3],
+                                     "peer_instances": peers[4]}),
     )
