@@ -16,6 +16,9 @@ Anything else is a plain number.
 >>> describe_anomaly({"service": "catalog", "scope": "metric", "name": "queue_depth",
 ...                   "feature": "mean", "observed": 1.0, "expected": 0.0203334424226772})
 'catalog queue_depth 1, normal about 0.02'
+>>> describe_anomaly({"service": "search", "scope": "instance", "series": "search@search-2",
+...                   "feature": "p50", "observed": 161.0, "lo": 28.0, "hi": 71.5})
+'search pod search-2 p50 latency 160 ms, its siblings 28-72 ms'
 >>> describe_value("error_rate", 0.1234), describe_value("rate_per_s", 0.5)
 ('12%', '0.5/s')
 """
@@ -124,6 +127,8 @@ def subject(a: Mapping[str, Any]) -> str:
     if scope == "edge":
         callee = a.get("peer") or a.get("callee") or name
         return f"{service} -> {callee} {what}".strip()
+    if scope == "instance":  # series "service@pod"
+        return f"{service} pod {str(a.get('series', '')).partition('@')[2]} {what}".strip()
     return f"{service} {what}".strip()
 
 
@@ -141,14 +146,15 @@ def describe_anomaly(a: Mapping[str, Any]) -> str:
     observed = _num(a.get("observed", a.get("value")))
     lo, hi, expected = _num(a.get("lo")), _num(a.get("hi")), _num(a.get("expected"))
     text = f"{subject(a)} {describe_value(field, observed, name)}"
+    normal = "its siblings" if a.get("scope") == "instance" else "normal"
     if lo == lo and hi == hi and hi >= lo:
         if field in NON_NEGATIVE:  # a band below zero reads as nonsense: "-3 to 5 ms"
             lo = max(lo, 0.0)
         if sig2(lo) == sig2(hi):
-            return f"{text}, normal about {describe_value(field, hi, name)}"
-        return f"{text}, normal {describe_range(field, lo, hi, name)}"
+            return f"{text}, {normal} about {describe_value(field, hi, name)}"
+        return f"{text}, {normal} {describe_range(field, lo, hi, name)}"
     if expected == expected:
-        return f"{text}, normal about {describe_value(field, expected, name)}"
+        return f"{text}, {normal} about {describe_value(field, expected, name)}"
     return text
 
 

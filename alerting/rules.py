@@ -23,7 +23,7 @@ from schemas.common import Regex
 from schemas.errors import ConfigError
 
 Op = Literal[">", ">=", "<", "<="]
-Scope_ = Literal["service", "route", "edge", "metric", "template"]
+Scope_ = Literal["service", "route", "edge", "metric", "template", "instance"]
 FIELDS = ("count", "error_count", "error_rate", "rate_per_s", "p50", "p95", "p99",
           "min", "max", "mean", "last", "sum")
 Field_ = Literal["count", "error_count", "error_rate", "rate_per_s", "p50", "p95", "p99",
@@ -42,7 +42,7 @@ class Selector(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # one scope or a list of them: ``scope: [service, route, edge]``
+    # one scope or a list of them: ``scope: [service, route, edge, instance]``
     scope: Scope_ | list[Scope_] = "service"
     service: Regex = ".*"
     route: Regex = ".*"

@@ -43,6 +43,8 @@ from collections.abc import Iterable
 import numpy as np
 
 from detectors.feedback import ChangeLog
+from detectors.instances import RUN as INSTANCE_RUN
+from detectors.instances import fisher_q, slower
 from detectors.multivariate import ServiceModel
 from detectors.pooling import (
     EXEMPT,
@@ -132,6 +134,11 @@ class WindowScorer:
         # (window_s, end) -> service -> its traffic's move in that window (+1, -1, 0)
         self.fleet: dict[tuple[int, int], dict[str, float]] = {}
         self.demoted = 0  # anomalies demoted as a fleet-wide shift (load)
+        # the instance latency windows of this batch (scope instance, ``detectors.instances``)
+        # and each slower instance's run: (service, instance, window_s) -> (last window end,
+        # windows in a row, their summed -log p, the variants that alarmed on this run)
+        self._instances: list[WindowStats] = []
+        self.instance_runs: dict[tuple[str, str, int], tuple[int, int, float, str]] = {}
 
     def score_batch(self, windows: Iterable[WindowStats]) -> list[AnomalyEvent]:
         """Score (then learn) each window; after the batch, score the silent series."""
@@ -139,6 +146,10 @@ class WindowScorer:
         batch = Batch(self.banks)
         pool = self.settings.pool_instances
         for w in windows:
+            if w.scope == "instance":
+                if self.settings.instances and w.window_s in self.settings.window_s:
+                    self._instances.append(w)
+                continue
             if w.window_s in self.settings.window_s and (
                     w.scope != "edge" or self.settings.edges):
                 end = int(w.end.timestamp() * 1000)
@@ -146,6 +157,8 @@ class WindowScorer:
                     self._accept(batch, w, end)
                 self.watermark[w.window_s] = max(self.watermark.get(w.window_s, end), end)
         out = self._pooled(batch) if self._pooling else []
+        if self._instances:
+            out += self._slow_instances()
         out += self._score_all(batch)
         for ws, mark in before.items():
             if self.watermark[ws] > mark:
@@ -233,10 +246,56 @@ class WindowScorer:
                 if not self._cooled(st, key, end, v, calm):
                     continue
                 out.append(self._event(
-                    st, series, ws, end, variant, v, "siblings", SIB_VERSION, "mean", x, med,
+                    st.meta, series, ws, end, variant, v, "siblings", SIB_VERSION, "mean", x, med,
                     med - SIBLING_Z * scale, med + SIBLING_Z * scale, 1.0 - math.exp(-q),
                     0.5 * SIBLING_Z ** 2, "up" if z > 0 else "down", "warning",
                     {"siblings": float(len(zs)), "z": round(z, 2)}))
+        return out
+
+    def _slow_instances(self) -> list[AnomalyEvent]:
+        """Instances whose requests were slower than their siblings' (``detectors.instances``)
+        at least ``INSTANCE_RUN`` windows in a row, with the run's combined evidence past the
+        threshold: one anomaly per run and variant. Each window carries its comparison (made
+        at ingest), so an instance needs none of its siblings' windows here."""
+        out: list[AnomalyEvent] = []
+        runs = self.instance_runs
+        for w in self._instances:
+            q = slower((w.samples, w.p50, w.peer_samples, w.peer_p50, w.peer_p90,
+                        w.above_peer_p90))
+            if q <= 0:
+                continue
+            ws, end = w.window_s, int(w.end.timestamp() * 1000)
+            key = (w.service, w.name, ws)
+            last, run, total, fired = runs.get(key, (-1, 0, 0.0, ""))
+            if last >= end:
+                continue  # a revision of a window already counted
+            if last == end - ws * 1000:
+                run, total = run + 1, total + q
+            else:
+                run, total, fired = 1, q, ""
+            runs[key] = (end, run, total, fired)
+            if run < INSTANCE_RUN:
+                continue
+            combined = fisher_q(total, run)
+            for variant, v in self.variants:  # one test per instance: Bonferroni
+                thr = (v.base_q(ws) + self.offsets.get((variant, "siblings"), 0.0)
+                       + math.log(w.peer_instances + 1))
+                if variant in fired.split() or combined < thr:
+                    continue
+                fired += f" {variant}"
+                runs[key] = (end, run, total, fired)
+                out.append(self._event(
+                    (w.service, "instance", "", w.name), w.series, ws, end, variant, v,
+                    "siblings", SIB_VERSION, "p50", w.p50, w.peer_p50, w.peer_p50, w.peer_p90,
+                    1.0 - math.exp(-combined), thr, "up", "critical",
+                    {"above_siblings_p90": float(w.above_peer_p90),
+                     "latencies": float(w.samples), "windows": float(run),
+                     "q": round(combined, 1)}))
+        if len(runs) > 10_000:  # runs of instances gone for ten minutes are over
+            newest = max(r[0] for r in runs.values())
+            for key in [k for k, r in runs.items() if r[0] < newest - 600_000]:
+                del runs[key]
+        self._instances.clear()
         return out
 
     # -- fleet-wide shifts -------------------------------------------------------------------
@@ -397,7 +456,7 @@ class WindowScorer:
                     continue
                 st.pending.pop(key, None)
                 self._episode(st, key, end, direction, s.lo, s.hi)
-                out.append(self._event(st, series, ws, end, variant, v, "series", VERSION,
+                out.append(self._event(st.meta, series, ws, end, variant, v, "series", VERSION,
                                        spec.name, x, expected, s.lo, s.hi,
                                        max(s.score, 1.0 - math.exp(-q)), thr_q, direction,
                                        severity_of(spec, direction, x, expected), zs))
@@ -468,7 +527,7 @@ class WindowScorer:
             calm = self._disturbed(st, f"{variant}|hst", end)
             if v.multivariate and q >= thr_q and self._cooled(st, f"{variant}|hst", end, v,
                                                               calm):
-                out.append(self._event(st, series, 10, end, variant, v, "hst", MV_VERSION,
+                out.append(self._event(st.meta, series, 10, end, variant, v, "hst", MV_VERSION,
                                        "vector", raw, 0.0, 0.0, 0.0, 1.0 - math.exp(-q),
                                        thr_q, "up", "warning", zs))
         return out
@@ -540,11 +599,12 @@ class WindowScorer:
             self.dirty.add(series)
         return out
 
-    def _event(self, st: SeriesState, series: str, ws: int, end: int, variant: str,
+    def _event(self, meta: tuple[str, str, str, str], series: str, ws: int, end: int,
+               variant: str,
                v: VariantConfig, detector: str, version: str, feature: str, x: float,
                expected: float, lo: float, hi: float, score: float, thr_q: float,
                direction: Dir, severity: str, zs: dict[str, float]) -> AnomalyEvent:
-        service, scope, route, _ = st.meta
+        service, scope, route, _ = meta
         lookback = int(self.settings.change_lookback_s * 1000)
         return AnomalyEvent(
             id=anomaly_id(variant, detector, series, feature, ws, end), ts=end,

@@ -71,6 +71,7 @@ class DetectionSettings(BaseModel):
     min_alive_rate: float = Field(default=0.5, ge=0)  # events/s below which silence is normal
     edges: bool = True  # score dependency edges (caller->callee windows)
     pool_instances: bool = True  # score per-instance metrics pooled + against siblings
+    instances: bool = True  # an instance's request latency against its siblings' (pods)
     fleet_demotion: bool = True  # traffic moving on most services at once is load
     discrete_floor: bool = True  # integer gauges need K quanta and Poisson noise to move
     # A gauge (scope metric) alarms after this many of its points in a row beyond the
