@@ -13,10 +13,12 @@ its siblings' are draws from one distribution, the number of the instance's valu
 the siblings' ``r``-th smallest of ``m`` has a known, distribution-free law, exact however
 few the requests (``exceed_q``). An instance is an outlier in a window when that is
 unlikely and its median is at least ``MIN_RATIO`` times its siblings' (a slowdown a user
-feels, not a 20 % drift). It must be one ``RUN`` windows in a row, and their p-values
-combined by Fisher's method (``fisher_q``) must pass the variant's threshold (the same
-stated false-alarm rate as every other detector) plus log(instances), Bonferroni's
-correction for testing every instance of the service.
+feels, not a 20 % drift). It must be one ``RUN`` windows in a row (a window with too few
+requests to compare neither extends nor ends the run). The run's p-values, combined by
+Fisher's method (``fisher_q``), must pass ``day_q``, a stated false-alarm rate of one a
+day per instance at most (or the variant's threshold if it is higher), plus
+log(instances), Bonferroni's correction for testing every instance of the service: at
+most about one false alarm a day per service.
 
 Assumptions: requests are spread over the instances at random (no sticky sessions that send
 one kind of request to one pod); a service's pods run one version (a canary's pods are
@@ -84,25 +86,41 @@ def fisher_q(total: float, windows: int) -> float:
     return total - math.log(acc)
 
 
+def day_q(window_s: int) -> float:
+    """-log p of one false alarm a day among ``window_s`` windows: log(windows a day).
+
+    >>> round(day_q(10), 2)
+    9.06
+    """
+    return math.log(86_400 / window_s)
+
+
 def rank(q: float, n: int) -> int:
     """The 1-based rank of the value a window reports as its ``q`` quantile of ``n``
     (``streams.windows.Acc.quantiles``: the lower rank)."""
     return int(q * (n - 1)) + 1
 
 
+def comparable(w: Instance) -> bool:
+    """Whether a window holds enough to compare the instance with its siblings at all
+    (``MIN_SAMPLES`` of its own latencies and some of theirs): a window that does not says
+    nothing either way, so it neither extends an outlier's run nor ends it."""
+    return w[0] >= MIN_SAMPLES and w[2] > 0
+
+
 def slower(w: Instance) -> float:
     """-log p that an instance's latencies in one window come from its siblings'
-    distribution, or 0 when it is not slower (too few requests, median under ``MIN_RATIO``
-    times theirs, or no sibling).
+    distribution, or 0 when it is not slower (not ``comparable``, or its median under
+    ``MIN_RATIO`` times theirs).
 
     ``w``: (latencies, p50, siblings' latencies, their p50, their p90, own latencies above
     that p90), as a ``WindowStats`` of scope instance carries them.
     """
     n, p50, m, peer_p50, _, k = w
-    if n < MIN_SAMPLES or m <= 0 or not (p50 >= MIN_RATIO * peer_p50):
+    if not comparable(w) or not (p50 >= MIN_RATIO * peer_p50):
         return 0.0
     return exceed_q(n, k, m, rank(PEER_Q, m))
 
 
-__all__ = ["MIN_RATIO", "MIN_SAMPLES", "RUN", "Instance", "exceed_q", "fisher_q", "rank",
-           "slower"]
+__all__ = ["MIN_RATIO", "MIN_SAMPLES", "RUN", "Instance", "comparable", "day_q", "exceed_q",
+           "fisher_q", "rank", "slower"]

@@ -44,7 +44,7 @@ import numpy as np
 
 from detectors.feedback import ChangeLog
 from detectors.instances import RUN as INSTANCE_RUN
-from detectors.instances import fisher_q, slower
+from detectors.instances import comparable, day_q, fisher_q, slower
 from detectors.multivariate import ServiceModel
 from detectors.pooling import (
     EXEMPT,
@@ -260,15 +260,20 @@ class WindowScorer:
         out: list[AnomalyEvent] = []
         runs = self.instance_runs
         for w in self._instances:
-            q = slower((w.samples, w.p50, w.peer_samples, w.peer_p50, w.peer_p90,
-                        w.above_peer_p90))
-            if q <= 0:
-                continue
+            inst = (w.samples, w.p50, w.peer_samples, w.peer_p50, w.peer_p90, w.above_peer_p90)
             ws, end = w.window_s, int(w.end.timestamp() * 1000)
             key = (w.service, w.name, ws)
             last, run, total, fired = runs.get(key, (-1, 0, 0.0, ""))
             if last >= end:
                 continue  # a revision of a window already counted
+            if not comparable(inst):  # too few requests: the run goes on, unchanged
+                if last == end - ws * 1000:
+                    runs[key] = (end, run, total, fired)
+                continue
+            q = slower(inst)
+            if q <= 0:
+                runs.pop(key, None)
+                continue
             if last == end - ws * 1000:
                 run, total = run + 1, total + q
             else:
@@ -277,8 +282,9 @@ class WindowScorer:
             if run < INSTANCE_RUN:
                 continue
             combined = fisher_q(total, run)
-            for variant, v in self.variants:  # one test per instance: Bonferroni
-                thr = (v.base_q(ws) + self.offsets.get((variant, "siblings"), 0.0)
+            for variant, v in self.variants:  # one a day, Bonferroni over the instances
+                thr = (max(v.base_q(ws), day_q(ws)) + self.offsets.get((variant, "siblings"),
+                                                                        0.0)
                        + math.log(w.peer_instances + 1))
                 if variant in fired.split() or combined < thr:
                     continue

@@ -68,7 +68,7 @@ def test_a_starved_pod_is_paged_naming_the_pod(kafka_bootstrap: str, tmp_path: P
                         what="the LatencyAnomaly alert")
         found = instance_anomalies(worker, service)
         assert {r[0] for r in found} == {f"{service}@{service}-pod-0"}  # the others are fine
-        series, severity, detector, ts, observed, expected = found[0]
+        _, severity, detector, ts, observed, expected = found[0]
         assert (severity, detector) == ("critical", "siblings")
         # two whole slow windows: the first run ends 20-40 s into the slow spell
         assert start_ms + (SLOW_FROM + 20) * 1000 <= ts <= start_ms + (SLOW_FROM + 40) * 1000

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -18,6 +19,7 @@ from detectors.scoring import WindowScorer
 from detectors.settings import DetectionSettings
 from schemas import topics
 from schemas.anomalies import AnomalyEvent
+from schemas.windows import WindowStats
 from streams.ingest import IngestProcessor, Record
 from streams.windows import WindowAggregator
 
@@ -124,3 +126,31 @@ def test_the_shipped_rules_page_it_with_the_pod_in_words() -> None:
     assert [s.rule for s in fired] == ["LatencyAnomaly"]
     assert fired[0].labels["severity"] == "critical"
     assert "search pod search-7f9c-0" in fired[0].annotations["summary"]
+
+
+def _pod(i: int, n: int, p50: float, above: int) -> WindowStats:
+    t = T0 // 1000 + 10 * i
+    return WindowStats(series="api@a", service="api", scope="instance", name="a", window_s=10,
+                       start=datetime.fromtimestamp(t - 10, UTC),
+                       end=datetime.fromtimestamp(t, UTC), count=n, samples=n, p50=p50,
+                       peer_samples=40, peer_p50=20.0, peer_p90=40.0, above_peer_p90=above,
+                       peer_instances=1)
+
+
+@pytest.mark.parametrize("between,alarms", [
+    (None, 1),  # two slow windows in a row
+    ((2, 100.0, 2), 1),  # two requests in between: says nothing, the run goes on
+    ((12, 21.0, 1), 0),  # a window like its sibling's in between: the run is over
+])
+def test_a_window_too_sparse_to_compare_neither_extends_nor_ends_a_run(
+        between: tuple[int, float, int] | None, alarms: int) -> None:
+    steps = [_pod(0, 12, 100.0, 7)]
+    if between is not None:
+        steps.append(_pod(1, *between))
+    steps.append(_pod(len(steps), 12, 100.0, 7))
+    sc = WindowScorer(DetectionSettings())
+    got = [a for w in steps for a in sc.score_batch([w]) if a.variant == "champion"]
+    assert len(got) == alarms
+    if got:
+        assert got[0].contributing["windows"] == 2.0
+        assert got[0].ts == steps[-1].end.timestamp() * 1000
