@@ -106,9 +106,11 @@ async def raw_consume(bootstrap: str, n: int) -> float:
     return n / (time.perf_counter() - (t0 or time.perf_counter()))
 
 
-def query(port: int, sql: str) -> list[list[Any]]:
+def query(port: int, sql: str, token: str) -> list[list[Any]]:
     req = urllib.request.Request(f"http://127.0.0.1:{port}/api/query",
-                                 data=json.dumps({"sql": sql}).encode(), method="POST")
+                                 data=json.dumps({"sql": sql}).encode(), method="POST",
+                                 headers={"Content-Type": "application/json",
+                                          "Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(req, timeout=30) as resp:
         return list(json.loads(resp.read())["rows"])
 
@@ -134,7 +136,10 @@ def run_worker_bench(bootstrap: str, tmp: Path, n: int) -> dict[str, Any]:
            "LOGWARDEN_STREAM_APP_ID": f"bench-{uuid.uuid4().hex[:6]}",
            "LOGWARDEN_STREAM_WINDOW_GRACE_S": "5"}
     log = (tmp / "worker.log").open("wb")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "logwarden"), "worker",
+    cli = str(Path(sys.executable).parent / "logwarden")
+    token = subprocess.run([cli, "token", "create", "--role", "admin"], env=env,
+                           capture_output=True, text=True, check=True).stdout.split()[-1]
+    proc = subprocess.Popen([cli, "worker",
                              "--loglevel", "WARNING"], env=env, stdout=log,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
@@ -147,7 +152,7 @@ def run_worker_bench(bootstrap: str, tmp: Path, n: int) -> dict[str, Any]:
                 if proc.poll() is not None:
                     raise RuntimeError(f"worker exited; see {tmp / 'worker.log'}")
                 try:
-                    count = int(query(port, "SELECT count() FROM logwarden.logs")[0][0])
+                    count = int(query(port, "SELECT count() FROM logwarden.logs", token)[0][0])
                 except OSError:
                     count = 0
                 if count and t_first is None:
@@ -159,7 +164,7 @@ def run_worker_bench(bootstrap: str, tmp: Path, n: int) -> dict[str, Any]:
         cpu_done = (cpu_seconds(proc.pid, proc.pid), cpu_seconds(proc.pid))
         if count < n:
             raise RuntimeError(f"only {count} of {n} rows landed in 15 min")
-        windows = int(query(port, "SELECT count() FROM logwarden.windows")[0][0])
+        windows = int(query(port, "SELECT count() FROM logwarden.windows", token)[0][0])
         rss = peak_rss_mb(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
