@@ -84,6 +84,15 @@ class Acc:
         if other.last_ts >= self.last_ts:
             self.last, self.last_ts = other.last, other.last_ts
 
+    def add_latency(self, ms: float) -> None:
+        """Record one latency (ms) in the sketch and the sum."""
+        if ms > 0:
+            key = sketch_key(ms)
+            self.buckets[key] = self.buckets.get(key, 0) + 1
+        else:
+            self.zeros += 1
+        self.vsum += ms
+
     def samples(self) -> int:
         """The latencies recorded (the support of the quantiles)."""
         return self.zeros + sum(self.buckets.values())
@@ -261,12 +270,7 @@ class WindowAggregator:
         if not ok:
             acc.error_count += 1
         if duration_ms is not None:
-            if duration_ms > 0:
-                key = sketch_key(duration_ms)
-                acc.buckets[key] = acc.buckets.get(key, 0) + 1
-            else:
-                acc.zeros += 1
-            acc.vsum += duration_ms
+            acc.add_latency(duration_ms)
 
     def add_instance(self, service: str, instance: str, ts_ms: int, duration_ms: float) -> None:
         """Count one request latency in the series of the instance (pod, host) that served
@@ -292,12 +296,7 @@ class WindowAggregator:
                 self._served.clear()  # bound: windows a flush emitted that never closed
             self._served.setdefault((service, start), set()).add(instance)
         acc.count += 1
-        if duration_ms > 0:
-            key = sketch_key(duration_ms)
-            acc.buckets[key] = acc.buckets.get(key, 0) + 1
-        else:
-            acc.zeros += 1
-        acc.vsum += duration_ms
+        acc.add_latency(duration_ms)
 
     def add_metric(self, series: str, service: str, name: str, ts_ms: int, value: float) -> None:
         """Add one metric point to its series."""
