@@ -13,7 +13,7 @@ its siblings' are draws from one distribution, the number of the instance's valu
 the siblings' ``r``-th smallest of ``m`` has a known, distribution-free law, exact however
 few the requests (``exceed_q``). An instance is an outlier in a window when that is
 unlikely and its median is at least ``MIN_RATIO`` times its siblings' (a slowdown a user
-feels, not a 20 % drift). It must be one ``RUN`` windows in a row (a window with too few
+feels, not a 20 % drift). It must be an outlier ``RUN`` windows in a row (a window with too few
 requests to compare neither extends nor ends the run). The run's p-values, combined by
 Fisher's method (``fisher_q``), must pass ``day_q``, a stated false-alarm rate of one a
 day per instance at most (or the variant's threshold if it is higher), plus
@@ -52,7 +52,7 @@ def exceed_q(n: int, k: int, m: int, r: int) -> float:
     """-log P(at least ``k`` of ``n`` draws exceed the ``r``-th smallest of ``m`` other draws
     of the same continuous distribution): the precedence test's exact tail.
 
-    >>> round(exceed_q(27, 14, 27, 25), 2)  # half of 27 above a sibling's p95 of 27
+    >>> round(exceed_q(27, 14, 27, 25), 2)  # 14 of 27 above the 25th smallest of 27 others
     7.94
     >>> exceed_q(10, 0, 30, 28)
     0.0
