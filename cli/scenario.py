@@ -26,7 +26,7 @@ from demo.fleet import rfc3339
 from demo.realism import FAMILIES
 from demo.traffic import DemoConfig, parse_duration
 from detectors.settings import VariantConfig
-from evaluation import nezha, paging
+from evaluation import nezha, nezha_delay, paging
 from evaluation.incidents import evaluate
 from evaluation.scenarios import (
     DEV_STARTS,
@@ -289,3 +289,65 @@ def eval_nezha(
                               "yes" if f["critical"] else "")
             err.print(table)
     typer.echo(json.dumps({"benchmark": "nezha", **figures}))
+
+
+@eval_app.command("nezha-delay")
+def eval_nezha_delay(
+    delay_ms: Annotated[str, typer.Option(
+        help="network delays to inject, comma-separated milliseconds")] = "50,200",
+    rounds: Annotated[int, typer.Option(
+        min=1, help="faults per recorded case window, each on another service")] = 1,
+    datasets: Annotated[Path | None, typer.Option(
+        help="datasets folder with nezha/ inside (default: settings' datasets_dir)")] = None,
+    config: Annotated[Path, typer.Option(
+        help="alerting config whose pages are counted")] = paging.DEFAULT_CONFIG,
+) -> None:
+    """Inject network delays (a fault kind the Nezha data set lacks) into its real
+    TrainTicket traces, one service at a time, replay them and the untouched data through
+    the windows, the scorer and the alert rules of --config; per delay: faults paged within
+    2 minutes by a new alert on the delayed service or a caller, and new false alerts."""
+    root = (datasets or settings().datasets_dir) / "nezha"
+    try:
+        labels = nezha.read_labels(root)
+        delays = [float(d) for d in delay_ms.split(",") if d.strip()]
+    except FileNotFoundError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    except ValueError:
+        raise typer.BadParameter(f"--delay-ms {delay_ms!r}: comma-separated numbers") from None
+    if not delays or min(delays) <= 0:
+        raise typer.BadParameter("--delay-ms: at least one delay, each above 0")
+    detect, graph, cases = settings().detect, labels["call_graph"], labels["incidents"]
+    plans = {d: nezha_delay.replays(nezha_delay.plan(
+        cases, nezha_delay.candidates(graph), d, rounds), graph) for d in delays}
+    err = Console(stderr=True)
+    figures: dict[str, Any] = {}
+    with Progress(console=err) as bar:
+        task = bar.add_task("replaying nezha", total=1 + sum(len(p) for p in plans.values()))
+        base = nezha_delay.alert_times(labels, nezha.events(root), detect, config)
+        bar.advance(task)
+        for d, groups in plans.items():
+            faults: list[dict[str, Any]] = []
+            alerts = false = 0
+            for group in groups:
+                sim = nezha_delay.alert_times(
+                    labels, nezha_delay.inject(nezha.events(root), group), detect, config)
+                got = nezha_delay.score(group, cases, base, sim, graph)
+                faults += got["faults"]
+                alerts, false = alerts + got["alerts"], false + got["false_alerts"]
+                bar.advance(task)
+            paged = sum(f["paged"] for f in faults)
+            figures[f"{d:g}ms"] = {"faults": len(faults), "paged_2min": paged,
+                                   "alerts": alerts, "false_alerts": false,
+                                   "missed": sorted(f"{f['service']}@{f['case']}"
+                                                    for f in faults if not f["paged"])}
+            table = Table(title=f"nezha + {d:g} ms network delay: {paged}/{len(faults)} "
+                                f"faults paged within 2 minutes, {false} new false alerts")
+            for col in ("delayed service", "case window", "alerts", "paged after s"):
+                table.add_column(col)
+            for f in sorted(faults, key=lambda f: f["start_ms"]):
+                table.add_row(f["service"], f["case"], str(f["alerts"]),
+                              "[red]no[/]" if f["page_s"] is None
+                              else f"{f['page_s']:.0f}" if f["paged"]
+                              else f"[red]{f['page_s']:.0f}[/]")
+            err.print(table)
+    typer.echo(json.dumps({"benchmark": "nezha-delay", "rounds": rounds, **figures}))

@@ -62,16 +62,22 @@ def replay(stream: Iterator[tuple[str, dict[str, Any]]], detect: DetectionSettin
     return replay_events(stream, 0, math.inf, [detect], progress, on_windows)[0]
 
 
+def call_graph(labels: dict[str, Any]) -> CallGraph:
+    """The data set's recorded call graph, for dependency inhibition."""
+    graph = CallGraph()
+    for caller, callees in labels.get("call_graph", {}).items():
+        for callee in callees:
+            graph.add_call(caller, callee, 0.0)
+    return graph
+
+
 def pages(labels: dict[str, Any], windows: list[WindowStats], rows: list[dict[str, Any]],
           config: Path, grace_s: float = 30.0) -> dict[str, Any]:
     """The replay through the alert rules of ``config``, grouping and routing, in event time
     (``evaluation.paging``): pages per fault within ``PAGE_TARGET_S`` of its recorded start,
     and false pages. An alert belongs to a fault on a service it affects, from ``EARLY_MS``
     before its start to ``evaluation.incidents.SLACK_MS`` (as ``SLACK_MS``) after its end."""
-    graph = CallGraph()
-    for caller, callees in labels.get("call_graph", {}).items():
-        for callee in callees:
-            graph.add_call(caller, callee, 0.0)
+    graph = call_graph(labels)
     faults = [{**inc, "services": inc.get("affected_services") or [inc["root_cause_service"]],
                "service": inc["root_cause_service"], "start_ms": inc["start_ms"] - EARLY_MS}
               for inc in labels["incidents"]]
