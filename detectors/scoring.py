@@ -83,6 +83,7 @@ from detectors.series import Score, SeriesConfig
 from detectors.settings import DetectionSettings, VariantConfig
 from detectors.significance import (
     RUN_GAP,
+    RUN_TAIL,
     RUN_Q,
     beyond,
     collapse,
@@ -102,9 +103,46 @@ VERSION = "series-1"
 MV_VERSION = "hst-1"
 SIB_VERSION = "siblings-1"
 _NOT_LOAD = frozenset(("error_rate", *PERCENTILES))  # what a fleet shift never demotes
+SLOW_WINDOWS = 6  # a minute of 10 s windows: the longest run ``slow_run`` combines
 MIN_Q = 2.5  # no offset takes a threshold below this (-log p; the hot filter is at 2.3)
 SIGN: dict[str, int] = {"up": 1, "down": -1}  # an alarm's direction as a sign
 Scored = list[tuple[FeatureSpec, float, Score, int]]
+
+
+def slow_run(st: SeriesState, key: str, end: int, ws: int, q: float, requests: int) -> float:
+    """Latency that stays high: the -log p of this window's percentile (``q``, 0 when it
+    was lower than expected) joins those of the series' last windows with requests (a gap
+    of more than ``RUN_GAP`` windows without any starts afresh). Fisher's method combines
+    the last k of them, for each k from 2 to ``SLOW_WINDOWS`` whose slow windows hold at
+    least ``RUN_TAIL`` requests (two slow requests are two draws from a heavy tail, however
+    rare); the best, less log of the number of k tried (Bonferroni), is returned. Each
+    window alone may be no rarer than the series' ordinary spikes, while several in a row
+    are: a slow dependency with a request every few seconds. Assumes windows are
+    independent under normal operation.
+
+    >>> st = SeriesState(("s", "edge", "", "b"), Banks(STREAM))
+    >>> [round(slow_run(st, "p50", 10_000 * i, 10, 3.8, 2), 1) for i in range(1, 5)]
+    [0.0, 3.8, 5.4, 7.0]
+    >>> round(slow_run(st, "p50", 80_000, 10, 3.8, 2), 1)  # four empty windows: a new run
+    0.0
+    >>> [round(slow_run(st, "p95", 10_000 * i, 10, 7.0, 1), 1) for i in range(1, 5)]
+    [0.0, 0.0, 0.0, 18.1]
+    """
+    last = st.slow.get(key)
+    n = requests if q > 0 else 0
+    if last is None or end - last[0] > (RUN_GAP + 1) * ws * 1000:
+        qs, ns = (q,), (n,)
+    elif end == last[0]:  # the same window again (another variant, a revision)
+        qs, ns = last[1][:-1] + (q,), last[2][:-1] + (n,)
+    else:
+        qs, ns = (last[1] + (q,))[-SLOW_WINDOWS:], (last[2] + (n,))[-SLOW_WINDOWS:]
+    st.slow[key] = (end, qs, ns)
+    best, total, slow = 0.0, qs[-1], ns[-1]
+    for k in range(2, len(qs) + 1):
+        total, slow = total + qs[-k], slow + ns[-k]
+        if slow >= RUN_TAIL:
+            best = max(best, fisher_q(total, k))
+    return max(best - math.log(SLOW_WINDOWS - 1), 0.0)
 
 
 class WindowScorer:
@@ -425,6 +463,9 @@ class WindowScorer:
                 if n < v.warmup or not math.isfinite(x) or s.score <= 0:
                     continue
                 q = -math.log(max(1.0 - s.score, 1e-300))
+                if spec.name in PERCENTILES and scope != "instance":
+                    q = max(q, slow_run(st, bank_key(spec.name, ws), end, ws,
+                                        q if x > s.expected else 0.0, samples))
                 direction = practical(spec, x, s.expected, count, ws, v.min_change)
                 if (floor and spec.name == "mean" and direction is not None
                         and not discrete_significant(

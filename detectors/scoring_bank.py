@@ -158,7 +158,7 @@ class SeriesState:
     """Everything learnt about one series: its detector rows, clocks, cooldowns, adjustments."""
 
     __slots__ = ("adj", "banks", "cool", "discrete", "episodes", "imputed", "last_end", "meta",
-                 "mv", "pending", "prev", "quantum", "rows", "runs", "timed")
+                 "mv", "pending", "prev", "quantum", "rows", "runs", "slow", "timed")
 
     def __init__(self, meta: tuple[str, str, str, str], banks: Banks) -> None:
         self.meta = meta  # service, scope, route, name
@@ -179,6 +179,10 @@ class SeriesState:
         self.pending: dict[str, tuple[int, float]] = {}
         # window_s -> a route's run of windows with errors (``significance.error_run``)
         self.runs: dict[int, tuple[int, int, float, float, float]] = {}
+        # "<feature>@<ws>" of a latency percentile -> (last window end ms, the -log p of its
+        # last ``SLOW_WINDOWS`` windows with requests, oldest first, 0 where it was lower;
+        # their requests, 0 where it was lower): ``scoring.slow_run``
+        self.slow: dict[str, tuple[int, tuple[float, ...], tuple[int, ...]]] = {}
         self.mv: ServiceModel | None = None
         self.discrete = True  # a metric whose every reading so far was a whole number
         self.quantum = 0  # ... and the greatest common divisor of those readings
@@ -202,7 +206,7 @@ class SeriesState:
         head = orjson.dumps({"m": self.meta, "l": self.last_end, "c": self.cool,
                              "a": self.adj, "p": self.prev, "u": self.pending,
                              "r": self.runs, "d": list(self.rows), "q": self.discrete,
-                             "g": self.quantum, "e": self.episodes},
+                             "g": self.quantum, "e": self.episodes, "s": self.slow},
                             option=orjson.OPT_NON_STR_KEYS)
         parts = [struct.pack("<I", len(head)), head]
         for det in self.dets.values():
@@ -239,6 +243,8 @@ class SeriesState:
         st.quantum = int(head.get("g", 0))
         st.episodes = {k: (int(v[0]), int(v[1]), float(v[2]), float(v[3]))
                        for k, v in head.get("e", {}).items()}
+        st.slow = {k: (int(v[0]), tuple(float(q) for q in v[1]), tuple(int(n) for n in v[2]))
+                   for k, v in head.get("s", {}).items()}
         at = 4 + n
         try:
             for key in head["d"]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from datetime import UTC, datetime
 from typing import Any
 
@@ -206,3 +207,29 @@ def test_a_slow_service_with_few_requests_is_seen_late_windows_and_all() -> None
     found = [a for a in sc.score_batch(late) if a.service == "shop" and a.detector == "series"]
     assert [(a.feature, a.scope, a.ts // 1000 - T0) for a in found] == [
         ("p95", "service", 3010)]  # window 301: two medians in a row beyond the usual p95
+
+
+def test_latency_that_stays_high_alarms_though_no_window_is_rarer_than_the_usual_spikes(
+        ) -> None:
+    """An edge with two calls a window and a heavy-tailed history (log-normal, sigma 1.2
+    around 5 ms: a tenfold window every 30 or so): two 11x windows in a row are what it
+    often does and raise nothing; four in a row are not, and Fisher's method over the run
+    names the edge. A restored state carries the run on."""
+    def call(i: int, ms: float) -> WindowStats:
+        return win(i, "web->db", "edge", name="db", count=2, samples=2, rate_per_s=0.2,
+                   error_rate=0.0, p50=ms, p95=ms, p99=ms)
+
+    rng = random.Random(1)
+    sc = WindowScorer(DetectionSettings(champion={"multivariate": False}))
+    history = [a for i in range(3000)
+               for a in sc.score_batch([call(i, rng.lognormvariate(math.log(5.0), 1.2))])]
+    assert history == []
+    two = [a for i in (3000, 3001) for a in sc.score_batch([call(i, 55.0)])]
+    assert two == []
+    twin = WindowScorer(DetectionSettings(champion={"multivariate": False}))
+    for series, raw in sc.snapshot().items():
+        twin.restore(series, raw)
+    for scorer in (sc, twin):
+        run = [(a.scope, a.series, a.ts // 1000 - T0) for i in range(3002, 3006)
+               for a in scorer.score_batch([call(i, 55.0)])]
+        assert run[:1] == [("edge", "web->db", 10 * 3003)], run
