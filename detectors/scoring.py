@@ -83,8 +83,8 @@ from detectors.series import Score, SeriesConfig
 from detectors.settings import DetectionSettings, VariantConfig
 from detectors.significance import (
     RUN_GAP,
-    RUN_TAIL,
     RUN_Q,
+    RUN_TAIL,
     beyond,
     collapse,
     confirmed,
@@ -130,12 +130,14 @@ def slow_run(st: SeriesState, key: str, end: int, ws: int, q: float, requests: i
     """
     last = st.slow.get(key)
     n = requests if q > 0 else 0
+    qs: tuple[float, ...]
+    ns: tuple[int, ...]
     if last is None or end - last[0] > (RUN_GAP + 1) * ws * 1000:
         qs, ns = (q,), (n,)
     elif end == last[0]:  # the same window again (another variant, a revision)
-        qs, ns = last[1][:-1] + (q,), last[2][:-1] + (n,)
+        qs, ns = (*last[1][:-1], q), (*last[2][:-1], n)
     else:
-        qs, ns = (last[1] + (q,))[-SLOW_WINDOWS:], (last[2] + (n,))[-SLOW_WINDOWS:]
+        qs, ns = (*last[1], q)[-SLOW_WINDOWS:], (*last[2], n)[-SLOW_WINDOWS:]
     st.slow[key] = (end, qs, ns)
     best, total, slow = 0.0, qs[-1], ns[-1]
     for k in range(2, len(qs) + 1):
