@@ -131,6 +131,7 @@ eval: install  ## categorisation (Loghub, leave one out; demo template counts), 
 	$(BIN)/logwarden eval incidents
 	$(BIN)/logwarden eval scenarios --profile realistic --seeds 2 --duration 20m --rate 100
 	$(BIN)/logwarden eval nezha --before
+	$(BIN)/logwarden eval nezha-delay
 	$(BIN)/logwarden eval paging
 
 clean:  ## remove the local data (not the venv or the jar cache)
