@@ -57,11 +57,20 @@ def test_an_error_burst_pages_within_a_minute_with_the_shipped_rules() -> None:
     assert {e.rule for e in sim.episodes} == {"HighErrorRate"}
 
 
-def test_per_pod_gauge_anomalies_do_not_page_and_quiet_runs_count_false_alerts() -> None:
+def test_per_pod_gauge_anomalies_alert_no_one_and_quiet_runs_count_false_alerts(
+        tmp_path: Path) -> None:
     cfg = load_alerting(SHIPPED)
     sim = simulate(cfg, fleet(10), [pod_anomaly(T0 + 300)], GRACE)
     r = score(sim, [], hours=10 / 60)
-    assert [e.rule for e in sim.episodes] == ["MetricAnomaly"]  # an info alert on a dashboard
+    assert sim.episodes == [] and r["notifications"] == 0  # evidence on the dashboard only
+    # a rules file that does alert on them: each such alert in a quiet run is false
+    gauges = tmp_path / "alerting.yaml"
+    gauges.write_text(SHIPPED.read_text().replace("rules:\n", (
+        "rules:\n  - name: GaugeAnomaly\n    kind: anomaly\n    severity: info\n"
+        "    select: {scope: metric, service: \".*\", name: \".*\"}\n"), 1))
+    sim = simulate(load_alerting(gauges), fleet(10), [pod_anomaly(T0 + 300)], GRACE)
+    r = score(sim, [], hours=10 / 60)
+    assert [e.rule for e in sim.episodes] == ["GaugeAnomaly"]
     assert r["pages"] == 0 and r["false_alerts"] == 1
     assert r["false_alerts_per_day"] == 144.0  # one in ten minutes
 
