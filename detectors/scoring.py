@@ -123,7 +123,7 @@ def slow_run(st: SeriesState, key: str, end: int, ws: int, q: float, requests: i
     >>> st = SeriesState(("s", "edge", "", "b"), Banks(STREAM))
     >>> [round(slow_run(st, "p50", 10_000 * i, 10, 3.8, 2), 1) for i in range(1, 5)]
     [0.0, 3.8, 5.4, 7.0]
-    >>> round(slow_run(st, "p50", 80_000, 10, 3.8, 2), 1)  # four empty windows: a new run
+    >>> round(slow_run(st, "p50", 80_000, 10, 3.8, 2), 1)  # three empty windows: a new run
     0.0
     >>> [round(slow_run(st, "p95", 10_000 * i, 10, 7.0, 1), 1) for i in range(1, 5)]
     [0.0, 0.0, 0.0, 18.1]
