@@ -17,7 +17,8 @@ as recorded: they only ever raise warnings, never pages.
 Where: into the telemetry window of every recorded case, at its recorded start, for 3
 minutes (the data set's fault length), on a service other than that case's root. Each round
 of ``plan`` moves every fault to the next candidate service, so rounds together cover the
-fleet; faults that share a call edge are replayed apart (``replays``). The recorded fault raises its own alerts there, so the injected one is judged by the
+fleet; faults that share a call edge are replayed apart (``replays``). The recorded fault
+raises its own alerts there, so the injected one is judged by the
 alerts that are new: no alert of the same rule and labels in that window of a replay of the
 untouched data. A new alert belongs to the injected fault when it names the delayed service
 or one that calls it, directly or not; any other new alert is false.
