@@ -18,7 +18,7 @@ from alerting.evaluate import (
 )
 from alerting.lifecycle import Alert, FlapConfig, Signal, apply_signal
 from alerting.rules import CompositeRule, RuleSet
-from alerting.watermark import ACTIVITY_SLOT_S, Activity, kind_of
+from alerting.watermark import Activity
 from schemas.windows import WindowStats
 
 
@@ -77,8 +77,7 @@ def backtest(rules: RuleSet, windows: Iterable[WindowStats],
             next_tick += tick_s
         if kind == 0:
             key = item.series
-            if item.count > 0 and item.window_s <= ACTIVITY_SLOT_S:  # base windows only
-                activity.mark(kind_of(item.scope), item.end.timestamp(), item.service)
+            activity.observe(item)
             states[key], sigs = on_window(rules, states.get(key), item, ts, activity.went_on)
         elif kind == 1:
             key = str(item["series"])

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
@@ -134,14 +134,21 @@ def _evidence(st: SeriesState, field: str, summary: str = "") -> Evidence:
 MAX_GAPS = 8  # undecided gaps kept per series and absence rule
 SILENCE_Q = 6.9  # -log p of the silence that proves an absence, for a Poisson stream
 RATE_TAU_S = 600.0  # the memory of an absence rule's event rate
-WentOn = Callable[[str, float, float], bool]  # ``Activity.went_on``: the fleet sent data?
 
 
-def _fleet_on(went_on: WentOn | None, st: SeriesState, at: float) -> bool:
-    """Whether the fleet's stream of ``st``'s kind was sending at ``at`` (the event time an
-    absence would fire): some window with data ended within a slot or two of it."""
+class WentOn(Protocol):
+    """``Activity.went_on``: the fleet sent data, and someone called the silent service?"""
+
+    def __call__(self, kind: str, after: float, upto: float, service: str = "",
+                 since: float = 0.0) -> bool: ...
+
+
+def _fleet_on(went_on: WentOn | None, st: SeriesState, since: float, at: float) -> bool:
+    """Whether a silence of ``st`` from ``since`` to ``at`` (the event time an absence
+    would fire) is news: the fleet's stream of its kind was sending at ``at`` (some window
+    with data ended within a slot or two of it), and someone called its service meanwhile."""
     return went_on is None or went_on(kind_of(st.scope), at - 2 * ACTIVITY_SLOT_S,
-                                      at + ACTIVITY_SLOT_S)
+                                      at + ACTIVITY_SLOT_S, st.service, since)
 
 
 def _absence_on_window(r: AbsenceRule, st: SeriesState, w: WindowStats,
@@ -152,7 +159,8 @@ def _absence_on_window(r: AbsenceRule, st: SeriesState, w: WindowStats,
     plus ``for``) and resolves at once (``ts``: the new window's start): the alert a tick
     would have raised had the watermark got there first, so the speed of a replay does not
     decide whether it exists. Only if the fleet's stream was sending when it would have
-    fired (``went_on``): when everyone was silent, nobody was down.
+    fired (``went_on``) and someone called the service meanwhile: when everyone was silent,
+    or nobody asked it anything, nobody was down.
     """
     status = st.rules.get(r.name, RuleStatus())
     start, end = w.start.timestamp(), w.end.timestamp()
@@ -161,7 +169,7 @@ def _absence_on_window(r: AbsenceRule, st: SeriesState, w: WindowStats,
     out: list[Signal] = []
     need = silence_needed(r, status)
     if not status.active and status.last_data > 0 and start - status.last_data >= need:
-        if _fleet_on(went_on, st, status.last_data + need):
+        if _fleet_on(went_on, st, status.last_data, status.last_data + need):
             out.append(_absence_signal(r, st, "firing", status.last_data, need))
             status = status.model_copy(update={"active": True})
         else:  # the fleet was silent then, or its windows of then have not come yet
@@ -379,7 +387,8 @@ def on_tick(rules: RuleSet, state: SeriesState, watermark: float | None,
         elif isinstance(r, AbsenceRule) and not status.active and status.last_data > 0 \
                 and r.select.matches(st.scope, st.service, st.route, st.name) \
                 and proven - r.select.window - status.last_data >= silence_needed(r, status) \
-                and _fleet_on(went_on, st, status.last_data + silence_needed(r, status)):
+                and _fleet_on(went_on, st, status.last_data,
+                              status.last_data + silence_needed(r, status)):
             st.rules[name] = status.model_copy(update={"active": True})
             out.append(_absence_signal(r, st, "firing", status.last_data,
                                        silence_needed(r, status)))
@@ -398,7 +407,7 @@ def _decide_gaps(r: AbsenceRule, st: SeriesState, status: RuleStatus, proven: fl
     for last, need, back in status.gaps:
         if proven < last + need + ACTIVITY_SLOT_S:
             left.append((last, need, back))
-        elif _fleet_on(went_on, st, last + need):
+        elif _fleet_on(went_on, st, last, last + need):
             out.append(_absence_signal(r, st, "firing", last, need))
             out.append(_signal(r, st, "resolved", 0.0, back, Evidence()))
     return status.model_copy(update={"gaps": left}), out

@@ -33,10 +33,15 @@ Nothing here reads a clock: the caller passes ``now`` (arrival time) explicitly.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from schemas.windows import WindowStats
 
 ACTIVITY_SLOT_S = 10.0  # the granularity of ``Activity`` (the base window)
 ACTIVITY_KEEP_S = 6 * 3600.0  # how far back it remembers
 ACTIVITY_PEER_S = 600.0  # how many services usually send: the most in a slot of this long
+CALLS = "calls"  # ``Activity``'s record of which services were called (edge windows' callees)
 
 
 def kind_of(scope: str) -> str:
@@ -46,13 +51,21 @@ def kind_of(scope: str) -> str:
 
 @dataclass
 class Activity:
-    """Which services sent data when, per stream (logs, metrics), in 10 s slots of event time.
+    """Which services sent data when, per stream (logs, metrics), and which were called, in
+    10 s slots of event time.
 
     A service is down when it is silent *while the others go on*. When the fleet's logs stop
     (a log shipper or collector outage, a replayed recording with gaps), the metrics may go
     on and move the watermark, but no service's absence is news. Absence rules ask
     ``went_on``: did at least half as many services send data as the most that did in any
     slot of the ``ACTIVITY_PEER_S`` before?
+
+    Nor is a service that nobody called down: a service logs when it is asked to, and its
+    callers' traffic can stop (their requests took another path, the load moved, a caller
+    failed first). So for a service that has been seen called (an edge window's callee),
+    ``went_on`` also asks that someone called it while it was silent: a crashed service's
+    callers go on calling it and fail. A service never seen called (an entry point, a queue
+    consumer, a fleet that sends no outbound calls) is judged by the fleet alone.
 
     >>> act = Activity()
     >>> for t in range(1_000, 1_200, 10):
@@ -61,22 +74,51 @@ class Activity:
     >>> act.mark("logs", 1_300.0, "a")  # only one of four goes on
     >>> act.went_on("logs", 1_250.0, 1_310.0), act.went_on("logs", 1_100.0, 1_150.0)
     (False, True)
+    >>> act.mark(CALLS, 1_100.0, "b")  # "a" called "b" up to 1,100
+    >>> act.went_on("logs", 1_100.0, 1_150.0, service="b", since=1_050.0)
+    True
+    >>> act.went_on("logs", 1_100.0, 1_150.0, service="b", since=1_100.0)  # nobody asked
+    False
+    >>> act.went_on("logs", 1_100.0, 1_150.0, service="c", since=1_100.0)  # never called
+    True
     """
 
     slots: dict[str, dict[int, set[str]]] = field(default_factory=dict)
+    callees: set[str] = field(default_factory=set)  # every service seen called
+
+    def observe(self, w: WindowStats) -> None:
+        """A window arrived: a base window with data marks its service's stream, and an
+        edge window's callee as called. Rollups add nothing."""
+        if w.count <= 0 or w.window_s > ACTIVITY_SLOT_S:
+            return
+        end = w.end.timestamp()
+        self.mark(kind_of(w.scope), end, w.service)
+        if w.scope == "edge" and w.name:
+            self.mark(CALLS, end, w.name)
 
     def mark(self, kind: str, end_ts: float, service: str) -> None:
-        """A window of ``kind`` with data from ``service`` ended at ``end_ts`` (epoch s)."""
+        """A window of ``kind`` with data from ``service`` ended at ``end_ts`` (epoch s);
+        kind ``CALLS``: someone called ``service`` in it."""
+        if kind == CALLS:
+            self.callees.add(service)
         got = self.slots.setdefault(kind, {})
         got.setdefault(int(end_ts // ACTIVITY_SLOT_S), set()).add(service)
         if len(got) > 2 * ACTIVITY_KEEP_S / ACTIVITY_SLOT_S:
             keep = max(got) - int(ACTIVITY_KEEP_S / ACTIVITY_SLOT_S)
             self.slots[kind] = {k: v for k, v in got.items() if k >= keep}
 
-    def went_on(self, kind: str, after: float, upto: float) -> bool:
+    def went_on(self, kind: str, after: float, upto: float, service: str = "",
+                since: float = 0.0) -> bool:
         """Whether, in some slot ending in ``(after, upto]``, at least half as many services
         sent ``kind`` data as the most in one slot of the ``ACTIVITY_PEER_S`` before. Before
-        it has seen anything of ``kind`` (a fresh worker), it assumes so."""
+        it has seen anything of ``kind`` (a fresh worker), it assumes so. Given the
+        ``service`` whose logs are silent since ``since``: also that someone called it in a
+        slot ending in ``(since, upto]``, if it has ever been seen called."""
+        if service and kind == "logs" and service in self.callees:
+            calls = self.slots.get(CALLS, {})
+            lo, hi = int(since // ACTIVITY_SLOT_S) + 1, int(upto // ACTIVITY_SLOT_S)
+            if not any(service in calls.get(k, ()) for k in range(lo, hi + 1)):
+                return False
         got = self.slots.get(kind)
         if not got:
             return True

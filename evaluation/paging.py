@@ -33,7 +33,7 @@ from alerting.grouping import GroupState, add_alert, due, flush
 from alerting.inhibit import CallGraph, suppression_reasons
 from alerting.lifecycle import Alert, Signal, apply_signal
 from alerting.routing import match_routes
-from alerting.watermark import ACTIVITY_SLOT_S, Activity, kind_of
+from alerting.watermark import Activity
 from demo.fleet import CALLERS
 from demo.traffic import DemoConfig
 from detectors.settings import DetectionSettings
@@ -157,8 +157,7 @@ def simulate(cfg: AlertingConfig, windows: Iterable[WindowStats],
             next_tick += tick_s
         if kind == 0:
             watermark = max(watermark or 0.0, item.end.timestamp())
-            if item.count > 0 and item.window_s <= ACTIVITY_SLOT_S:  # base windows only
-                activity.mark(kind_of(item.scope), item.end.timestamp(), item.service)
+            activity.observe(item)
             states[item.series], sigs = on_window(cfg, states.get(item.series), item, at,
                                                   activity.went_on)
         else:

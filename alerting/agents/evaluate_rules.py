@@ -30,7 +30,7 @@ from alerting.evaluate import (
 from alerting.inputs import CanarySeen, ManagerInput, SignalInput
 from alerting.lifecycle import Signal
 from alerting.rules import RuleSet
-from alerting.watermark import ACTIVITY_SLOT_S, Watermarks, kind_of
+from alerting.watermark import Watermarks
 from schemas.topics import Internal
 from schemas.windows import WindowStats
 
@@ -121,8 +121,7 @@ def evaluate(rules: RuleSet, table: Table, names: Internal, topic: str, partitio
         went_on = None
         if watermarks is not None:
             watermarks.observe(partition, w.end.timestamp(), now)
-            if w.count > 0 and w.window_s <= ACTIVITY_SLOT_S:  # base windows: when data came
-                watermarks.activity.mark(kind_of(w.scope), w.end.timestamp(), w.service)
+            watermarks.activity.observe(w)
             went_on = watermarks.activity.went_on
         key = w.series
         st, sigs = on_window(rules, _get(table, key), w, now, went_on)

@@ -135,6 +135,41 @@ def test_full_speed_replay_does_not_fire_absence_on_wall_clock_silence() -> None
     assert evaluate_tick(RULES, table, 1, wm.fleet(3601.0), 15.0) == []
 
 
+def edge(caller: str, callee: str, start: float, failed: bool) -> bytes:
+    return WindowStats(series=f"{caller}->{callee}", service=caller, scope="edge", name=callee,
+                       window_s=10, start=datetime.fromtimestamp(start, tz=UTC),
+                       end=datetime.fromtimestamp(start + 10, tz=UTC), count=5,
+                       error_count=5 if failed else 0).to_json()
+
+
+def test_a_silent_service_is_down_while_its_callers_go_on_calling_it() -> None:
+    """a calls b every window; b is silent from minute 2 to minute 5 (``stream()``). If a
+    goes on calling b and fails, b is down; if a stopped calling b (its requests took
+    another path), b had nothing to log and nobody pages."""
+    def downs(calls_while_silent: bool) -> list[tuple[str, float]]:
+        table: dict[str, bytes] = {}
+        wm = Watermarks(idle_s=30.0)
+        got = []
+        for i, (p, raw) in enumerate(stream()):
+            msgs = list(evaluate(RULES, table, NAMES, NAMES.windows, p, raw, i / 100, wm))
+            if raw.startswith(b'{"series":"a"'):
+                t = orjson.loads(raw)
+                start = datetime.fromisoformat(t["start"]).timestamp()
+                silent = 120 <= start - T0 < 300
+                if calls_while_silent or not silent:
+                    msgs += evaluate(RULES, table, NAMES, NAMES.windows, 0,
+                                     edge("a", "b", start, silent), i / 100, wm)
+            for part in (0, 1):
+                msgs += evaluate_tick(RULES, table, part, wm.fleet(i / 100), 15.0,
+                                      wm.activity.went_on)
+            got += [(m.signal.status, m.signal.ts) for m in msgs if isinstance(m, SignalInput)
+                    and m.signal.rule == "Down" and m.signal.labels["service"] == "b"]
+        return got
+
+    assert downs(calls_while_silent=True) == [("firing", T0 + 180), ("resolved", T0 + 300)]
+    assert downs(calls_while_silent=False) == []
+
+
 def anomaly(**kw: object) -> dict[str, object]:
     return {"series": "checkout", "service": "checkout", "scope": "service", "ts": T0,
             "score": 0.999, "feature": "p95", "severity": "critical", "direction": "up",
