@@ -41,6 +41,7 @@ import math
 from collections.abc import Iterable
 
 import numpy as np
+import numpy.typing as npt
 
 from detectors.feedback import ChangeLog
 from detectors.instances import RUN as INSTANCE_RUN
@@ -88,9 +89,12 @@ from detectors.significance import (
     beyond,
     collapse,
     confirmed,
+    dispersion,
     error_run,
+    learn_dispersion,
     practical,
     run_q,
+    significant,
     single_window,
 )
 from schemas.anomalies import PERCENTILES, AnomalyEvent, anomaly_id
@@ -410,6 +414,9 @@ class WindowScorer:
                 x = float(w.count)
             elif spec.name == "error_rate" and w.count == 0:
                 x = math.nan  # as in ``features``
+            elif spec.name == "error_rate":
+                x = w.error_rate
+                batch.errors.append((len(batch.x), st, ws, x * w.count, w.count))
             else:
                 x = float(getattr(w, spec.name))
             batch.point(st, ws, end, spec, x)
@@ -425,6 +432,8 @@ class WindowScorer:
                          np.array(xs), res, n_before)
         # the common case: nothing near any threshold (0.9 = -log p 2.3) or still warming up
         warm = min(v.warmup for _, v in self.variants)
+        if batch.errors:
+            self._learn_dispersion(batch, res, n_before, warm)
         hot = np.flatnonzero((res[0] > 0.9) & (n_before >= warm))
         out: list[AnomalyEvent] = []
         if not len(hot) and not any(st.meta[1] == "service" for st in batch.st):
@@ -444,6 +453,21 @@ class WindowScorer:
                                batch.prior[i])
         return out
 
+    @staticmethod
+    def _learn_dispersion(batch: Batch, res: npt.NDArray[np.float64],
+                          n_before: npt.NDArray[np.int64], warm: int) -> None:
+        """Each window's error lines join its series' dispersion (error lines to a failure,
+        ``significance.dispersion``), unless they were an error anomaly: a rare score for
+        errors significantly above the expected rate. Read before this batch's rules, which
+        use the dispersion learnt from the windows before."""
+        for k, st, ws, errors, count in batch.errors:
+            d = st.disp.get(ws)
+            x, score, expected = batch.x[k], float(res[0, k]), float(res[1, k])
+            if n_before[k] >= warm and score > 0.9 and x > expected and significant(
+                    "error_rate", x, expected, count, ws, dispersion(d)):
+                continue
+            st.disp[ws] = learn_dispersion(d, errors)
+
     def _rules(self, st: SeriesState, series: str, ws: int, end: int, scored: Scored,
                count: int, samples: int, median: float = math.nan, prior: int = -1
                ) -> list[AnomalyEvent]:
@@ -457,6 +481,7 @@ class WindowScorer:
                  and st.meta[3] not in EXEMPT)
         burst, base = self._error_run(st, ws, end, scored, count) \
             if st.meta[1] in ("route", "edge") else (0.0, 0.0)
+        phi = dispersion(st.disp.get(ws))
         for variant, v in self.variants:
             base_q = v.base_q(ws)
             thr_q = max(base_q + st.adj.get(variant, 0.0)
@@ -468,7 +493,8 @@ class WindowScorer:
                 if spec.name in PERCENTILES and scope != "instance":
                     q = max(q, slow_run(st, bank_key(spec.name, ws), end, ws,
                                         q if x > s.expected else 0.0, samples))
-                direction = practical(spec, x, s.expected, count, ws, v.min_change)
+                direction = practical(spec, x, s.expected, count, ws, v.min_change,
+                                      phi if spec.name == "error_rate" else 1.0)
                 if (floor and spec.name == "mean" and direction is not None
                         and not discrete_significant(
                         x, s.expected, max(st.quantum, 1))):
@@ -513,7 +539,8 @@ class WindowScorer:
             # the vector may be unusual; it is an anomaly when a feature changed that matters
             moved = any(s.raw >= self.series_cfg.band and math.isfinite(x)
                         and single_window(spec.name, samples)
-                        and practical(spec, x, s.expected, count, ws) is not None
+                        and practical(spec, x, s.expected, count, ws, 1.0,
+                                      phi if spec.name == "error_rate" else 1.0) is not None
                         for spec, x, s, _ in scored)
             out += self._multivariate(st, series, end, {sp.name: x for sp, x, _, _ in scored},
                                       zs, moved)

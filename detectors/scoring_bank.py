@@ -157,8 +157,8 @@ RECOVERY_MS = 30 * 60_000
 class SeriesState:
     """Everything learnt about one series: its detector rows, clocks, cooldowns, adjustments."""
 
-    __slots__ = ("adj", "banks", "cool", "discrete", "episodes", "imputed", "last_end", "meta",
-                 "mv", "pending", "prev", "quantum", "rows", "runs", "slow", "timed")
+    __slots__ = ("adj", "banks", "cool", "discrete", "disp", "episodes", "imputed", "last_end",
+                 "meta", "mv", "pending", "prev", "quantum", "rows", "runs", "slow", "timed")
 
     def __init__(self, meta: tuple[str, str, str, str], banks: Banks) -> None:
         self.meta = meta  # service, scope, route, name
@@ -183,6 +183,9 @@ class SeriesState:
         # last ``SLOW_WINDOWS`` windows with requests, oldest first, 0 where it was lower;
         # their requests, 0 where it was lower): ``scoring.slow_run``
         self.slow: dict[str, tuple[int, tuple[float, ...], tuple[int, ...]]] = {}
+        # window_s -> decayed sums of its windows, error lines and their squares: error
+        # lines to a failure (``significance.dispersion``)
+        self.disp: dict[int, tuple[float, float, float]] = {}
         self.mv: ServiceModel | None = None
         self.discrete = True  # a metric whose every reading so far was a whole number
         self.quantum = 0  # ... and the greatest common divisor of those readings
@@ -206,7 +209,8 @@ class SeriesState:
         head = orjson.dumps({"m": self.meta, "l": self.last_end, "c": self.cool,
                              "a": self.adj, "p": self.prev, "u": self.pending,
                              "r": self.runs, "d": list(self.rows), "q": self.discrete,
-                             "g": self.quantum, "e": self.episodes, "s": self.slow},
+                             "g": self.quantum, "e": self.episodes, "s": self.slow,
+                             "v": self.disp},
                             option=orjson.OPT_NON_STR_KEYS)
         parts = [struct.pack("<I", len(head)), head]
         for det in self.dets.values():
@@ -245,6 +249,8 @@ class SeriesState:
                        for k, v in head.get("e", {}).items()}
         st.slow = {k: (int(v[0]), tuple(float(q) for q in v[1]), tuple(int(n) for n in v[2]))
                    for k, v in head.get("s", {}).items()}
+        st.disp = {int(k): (float(v[0]), float(v[1]), float(v[2]))
+                   for k, v in head.get("v", {}).items()}
         at = 4 + n
         try:
             for key in head["d"]:
@@ -286,6 +292,8 @@ class Batch:
         self.spec: list[FeatureSpec] = []  # per point: feature and value
         self.x: list[float] = []
         self.by_key: dict[str, Columns] = {}  # the points of each feature key
+        # per window with events: (its error_rate point, state, window_s, error lines, events)
+        self.errors: list[tuple[int, SeriesState, int, float, int]] = []
 
     def window(self, st: SeriesState, series: str, ws: int, end: int, count: int,
                samples: int, median: float = math.nan, prior: int = -1) -> None:

@@ -70,11 +70,14 @@ _SCOPE_RANK = {"service": 0, "route": 1, "edge": 2, "metric": 3}
 _DETECTOR_RANK = {"siblings": 0, "series": 1}  # the one naming the odd instance first
 
 
-def significant(feature: str, x: float, expected: float, count: int, ws: int) -> bool:
+def significant(feature: str, x: float, expected: float, count: int, ws: int,
+                dispersion: float = 1.0) -> bool:
     """Whether a change of ``feature`` is beyond the noise of the window's event count
-    (a percentile's noise is its requests beyond it: ``confirmed``)."""
+    (a percentile's noise is its requests beyond it: ``confirmed``). Error lines are counted
+    in failures: ``dispersion`` error lines to a failure (``Dispersion``)."""
     if feature == "error_rate":
-        k, lam = x * count, max(expected, 0.0) * count
+        phi = max(dispersion, 1.0)
+        k, lam = x * count / phi, max(expected, 0.0) * count / phi
     elif feature == "rate_per_s":
         k, lam = x * ws, max(expected, 0.0) * ws
     elif feature == "count":
@@ -149,14 +152,58 @@ def single_window(feature: str, samples: int) -> bool:
 
 
 def practical(spec: FeatureSpec, x: float, expected: float, count: int, ws: int,
-              min_change: float = 1.0) -> Dir | None:
+              min_change: float = 1.0, dispersion: float = 1.0) -> Dir | None:
     """The direction of a change that matters (bad way, large enough, beyond the window's
     count noise), or None."""
     direction: Dir = "up" if x > expected else "down"
     need = max(spec.min_abs, spec.min_rel * abs(expected)) * min_change
     if direction not in spec.bad or abs(x - expected) < need:
         return None
-    return direction if significant(spec.name, x, expected, count, ws) else None
+    return direction if significant(spec.name, x, expected, count, ws, dispersion) else None
+
+
+DISPERSION_WINDOWS = 720  # the memory of ``Dispersion`` (two hours of 10 s windows)
+Dispersion = tuple[float, float, float]  # decayed sums: windows, error lines, their squares
+
+
+def learn_dispersion(d: Dispersion | None, errors: float) -> Dispersion:
+    """Add one ordinary window's error lines to a series' decayed sums (``dispersion``)."""
+    n, s1, s2 = d or (0.0, 0.0, 0.0)
+    keep = 1.0 - 1.0 / DISPERSION_WINDOWS
+    return n * keep + 1.0, s1 * keep + errors, s2 * keep + errors * errors
+
+
+def dispersion(d: Dispersion | None) -> float:
+    """Error lines to a failure: the index of dispersion (variance / mean) of a series'
+    error lines per window, at least 1.
+
+    One failure logs several error lines (the exception, its stack, the access line with a
+    500, a retry), so error lines come in clusters, and a count of lines overstates the
+    evidence as a Poisson law reads it: three failed requests logging two lines each are
+    six lines, but three events. For failures arriving as a Poisson stream and logging
+    ``M`` lines each, the variance of a window's lines over their mean is ``E[M^2] / E[M]``
+    (the compound Poisson law), ``M`` when it is fixed: the overdispersion that
+    quasi-Poisson models and Farrington's outbreak detection divide counts by. It is read
+    from the windows that raised no error anomaly, decayed over ``DISPERSION_WINDOWS``, with
+    one single-line failure as a prior, so that a series with no errors yet is read line
+    by line.
+
+    >>> d = None
+    >>> for k in [0] * 19 + [2]:  # a failure every 200 s, two lines each
+    ...     d = learn_dispersion(d, k)
+    >>> round(dispersion(d), 2), dispersion(None)
+    (1.57, 1.0)
+    >>> for k in ([0] * 19 + [2]) * 5:
+    ...     d = learn_dispersion(d, k)
+    >>> round(dispersion(d), 2)
+    1.82
+    >>> significant("error_rate", 0.12, 0.0, count=50, ws=10, dispersion=dispersion(d))
+    False
+    """
+    if d is None:
+        return 1.0
+    n, s1, s2 = d
+    return max(1.0, (s2 + 1.0) / (s1 + 1.0) - s1 / max(n, 1.0))
 
 
 def _rank(a: AnomalyEvent) -> tuple[int, int, int, float]:

@@ -226,3 +226,26 @@ def test_a_restarted_scorer_still_knows_the_episode_and_forgets_it_once_it_is_ov
     assert again.states[series].episodes
     again.snapshot()
     assert not again.states[series].episodes
+
+
+def _failures(lines_per_failure: int, last: list[int]) -> list[AnomalyEvent]:
+    """A service of 50 log lines a window whose requests fail now and then (Poisson, one
+    failure every 20 windows on average), each failure logging ``lines_per_failure`` error
+    lines; then windows with ``last`` error lines. Its error_rate anomalies in those."""
+    rng = random.Random(5)
+    steps = []
+    for i in range(720 + len(last)):
+        fails = sum(rng.random() < 0.05 / 4 for _ in range(4)) if i < 720 else 0
+        errors = fails * lines_per_failure if i < 720 else last[i - 720]
+        steps.append([_win("mail", "service", i, count=50, rate_per_s=5.0,
+                           error_rate=errors / 50, error_count=errors)])
+    return [a for a in _run(steps) if a.feature == "error_rate" and a.ts >= (T0 + 7200) * 1000]
+
+
+def test_error_lines_are_counted_in_failures_when_each_failure_logs_several() -> None:
+    # six error lines in a window: three failures where each logs two lines (the exception
+    # and the access line), not news; six failures where each logs one line, an anomaly
+    assert _failures(2, [6]) == []
+    assert [a.direction for a in _failures(1, [6])] == ["up"]
+    # a real burst still is one: twenty failures of two lines
+    assert [a.direction for a in _failures(2, [40])] == ["up"]
