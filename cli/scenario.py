@@ -217,7 +217,8 @@ def _families(families: list[str], seeds: list[int], starts: list[int], rate: fl
         table.add_column(col)
     for f in folds:
         b = totals(r for r in old if r["family"] == f["family"]) if old else None
-        table.add_row(f["family"], f"false_per_day={KNOB_POINTS[f['chosen']]}",
+        knob = KNOB_POINTS[f["chosen"]]
+        table.add_row(f["family"], "q 6.5" if knob is None else f"false_per_day {knob:g}",
                       f"{f['false_alarms']}/{f['anomalies']} ({f['false_fraction']:.1%})",
                       f"{f['critical_within_60s']}/{f['criticals']}",
                       f"{f['detected']}/{f['incidents']}",
