@@ -318,37 +318,52 @@ def eval_nezha_delay(
     if not delays or min(delays) <= 0:
         raise typer.BadParameter("--delay-ms: at least one delay, each above 0")
     detect, graph, cases = settings().detect, labels["call_graph"], labels["incidents"]
+    services = set(graph) | {c for callees in graph.values() for c in callees}
     plans = {d: nezha_delay.replays(nezha_delay.plan(
         cases, nezha_delay.candidates(graph), d, rounds), graph) for d in delays}
     err = Console(stderr=True)
     figures: dict[str, Any] = {}
     with Progress(console=err) as bar:
         task = bar.add_task("replaying nezha", total=1 + sum(len(p) for p in plans.values()))
-        base = nezha_delay.alert_times(labels, nezha.events(root), detect, config)
+        base = nezha_delay.alert_times(labels, nezha.events(root), detect, config).sim
         bar.advance(task)
         for d, groups in plans.items():
             faults: list[dict[str, Any]] = []
             alerts = false = 0
             for group in groups:
-                sim = nezha_delay.alert_times(
+                run = nezha_delay.alert_times(
                     labels, nezha_delay.inject(nezha.events(root), group), detect, config)
-                got = nezha_delay.score(group, cases, base, sim, graph)
-                faults += got["faults"]
+                got = nezha_delay.score(group, cases, base, run.sim, graph)
+                ranked = {c["id"]: c for c in nezha_delay.root_cause(group, cases, run, graph)}
+                for f in got["faults"]:
+                    rc = ranked.get(f"{f['service']}@{f['case']}", {})
+                    faults.append({**f, "incident": bool(rc.get("detected")),
+                                   "rank": rc.get("rank")})
                 alerts, false = alerts + got["alerts"], false + got["false_alerts"]
                 bar.advance(task)
             paged = sum(f["paged"] for f in faults)
-            figures[f"{d:g}ms"] = {"faults": len(faults), "paged_2min": paged,
-                                   "alerts": alerts, "false_alerts": false,
-                                   "missed": sorted(f"{f['service']}@{f['case']}"
-                                                    for f in faults if not f["paged"])}
+            ranks = [f["rank"] for f in faults]
+            figures[f"{d:g}ms"] = {
+                "faults": len(faults), "paged_2min": paged, "alerts": alerts,
+                "false_alerts": false,
+                "missed": sorted(f"{f['service']}@{f['case']}" for f in faults if not f["paged"]),
+                "root_cause": {"incidents": sum(f["incident"] for f in faults),
+                               "top1": sum(r == 1 for r in ranks),
+                               "top3": sum(r is not None and r <= 3 for r in ranks),
+                               "chance_top1": round(1 / max(len(services), 1), 3)}}
             table = Table(title=f"nezha + {d:g} ms network delay: {paged}/{len(faults)} "
-                                f"faults paged within 2 minutes, {false} new false alerts")
-            for col in ("delayed service", "case window", "alerts", "paged after s"):
+                                f"faults paged within 2 minutes, {false} new false alerts; "
+                                f"root cause first {sum(r == 1 for r in ranks)}/{len(faults)}")
+            for col in ("delayed service", "case window", "alerts", "paged after s",
+                        "root-cause rank"):
                 table.add_column(col)
             for f in sorted(faults, key=lambda f: f["start_ms"]):
                 table.add_row(f["service"], f["case"], str(f["alerts"]),
                               "[red]no[/]" if f["page_s"] is None
                               else f"{f['page_s']:.0f}" if f["paged"]
-                              else f"[red]{f['page_s']:.0f}[/]")
+                              else f"[red]{f['page_s']:.0f}[/]",
+                              "[red]no incident[/]" if not f["incident"]
+                              else "[red]not ranked[/]" if f["rank"] is None
+                              else str(f["rank"]))
             err.print(table)
     typer.echo(json.dumps({"benchmark": "nezha-delay", "rounds": rounds, **figures}))

@@ -44,7 +44,7 @@ from typing import Any
 
 from alerting.config import load_alerting
 from detectors.settings import DetectionSettings
-from evaluation import nezha, paging
+from evaluation import nezha, paging, rca
 from schemas.windows import WindowStats
 
 FAULT_MS = 180_000  # the data set's fault length: 3 minutes
@@ -182,14 +182,44 @@ def replays(faults: list[Delay], call_graph: dict[str, dict[str, int]]) -> list[
     return out
 
 
+@dataclass
+class Replayed:
+    """One replay: its alerts in event time, its anomalies, and the pattern counts root
+    cause ranks from."""
+
+    sim: paging.Simulation
+    anomalies: list[dict[str, Any]]
+    counts: rca.Replay
+
+
 def alert_times(labels: dict[str, Any], stream: Iterator[Event], detect: DetectionSettings,
-                config: Path) -> paging.Simulation:
+                config: Path) -> Replayed:
     """``stream`` replayed through the windows, the scorer and the alert rules of ``config``
     in event time, with the data set's call graph (as ``eval nezha``)."""
     windows: list[WindowStats] = []
-    rows = nezha.replay(stream, detect, on_windows=windows.extend)
-    return paging.simulate(load_alerting(config), windows, rows, 30.0,
-                           graph=nezha.call_graph(labels))
+    counts = rca.Replay()
+    rows = nezha.replay(rca.tee(stream, counts), detect, on_windows=windows.extend)
+    sim = paging.simulate(load_alerting(config), windows, rows, 30.0,
+                          graph=nezha.call_graph(labels))
+    return Replayed(sim, rows, counts)
+
+
+def root_cause(faults: list[Delay], cases: list[dict[str, Any]], got: Replayed,
+               call_graph: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
+    """Per fault: whether the incident engine opened an incident for it and where it ranks
+    the delayed service (``rca.grouping``). The recorded fault runs in the same window, so
+    both are labelled, and each is ranked without the other's root."""
+    recorded = [rca.Truth(str(c["id"]), str(c["root_cause_service"]),
+                          frozenset(c["affected_services"]), int(c["start_ms"]),
+                          int(c["end_ms"])) for c in cases]
+    by_start = {int(c["start_ms"]): str(c["id"]) for c in cases}
+    injected = [rca.Truth(f"{f.service}@{by_start[f.start_ms]}", f.service,
+                          frozenset(upstream(f.service, call_graph) | {"frontend"}),
+                          f.start_ms, f.end_ms) for f in faults]
+    out = rca.grouping(got.anomalies, injected + recorded, got.counts, nezha.EARLY_MS,
+                       concurrent=True)
+    ids = {t.id for t in injected}
+    return [c for c in out["per_case"] if c["id"] in ids]
 
 
 def _key(ep: paging.Episode) -> tuple[str, tuple[tuple[str, str], ...]]:

@@ -62,6 +62,7 @@ def test_a_delayed_dependency_is_paged_from_its_caller_and_the_figures_say_so(
     assert figures["200ms"]["faults"] == 1
     assert figures["200ms"]["paged_2min"] == 1, figures
     assert figures["200ms"]["missed"] == []
+    assert figures["200ms"]["root_cause"]["incidents"] == 1  # an incident opened for it
 
 
 def flat(output: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from evaluation.rca import Case, Features, Replay, evaluate, sequential
+from evaluation.rca import Case, Features, Replay, Truth, evaluate, grouping, sequential
 from incidents.patterns import PatternCounts, pattern_of
 
 
@@ -77,3 +77,32 @@ def test_evaluation_ranks_constructed_faults_and_reports_folds() -> None:
     assert {f["root"] for f in r["folds"]} == {"b", "c"}
     assert r["worst_fold"]["top1"] == 1.0
     assert Counter(c["root"] for c in r["per_case"]) == Counter({"b": 2, "c": 2})
+
+
+def test_two_faults_at_once_are_each_ranked_without_the_others_root() -> None:
+    """a -> b -> c; at the same minute b throws a new error (its own fault) and c another
+    (a second fault): one incident, c ranked first as the deepest failing service. Scored
+    as concurrent faults, each is ranked against everything but the other's root."""
+    rp, _ = _replay_with_faults()
+    start = 10 * 3_600_000
+    for minute in range(-30, 5):
+        t = start + minute * 60_000
+        rp.counts.add(t, "a", "H:/:200", 50)
+        rp.counts.add(t, "a", "P:b:op:1", 50)
+        rp.counts.add(t, "b", "H:/op:200", 50)
+        rp.counts.add(t, "b", "P:c:q:1", 50)
+        rp.counts.add(t, "c", "T:ok:INFO", 50)
+        if minute >= 0:
+            rp.counts.add(t, "c", "T:disk gone:ERROR", 20)
+            rp.counts.add(t, "b", "T:parse failed:ERROR", 20)
+            rp.counts.add(t, "b", "P:c:q:0", 20)
+            rp.counts.add(t, "a", "P:b:op:0", 20)
+    anomalies = [{"id": f"{s}1", "ts": start + 10_000, "service": s, "feature": "error_rate",
+                  "observed": 0.3, "expected": 0.01, "severity": "critical",
+                  "series": s, "scope": "service"} for s in ("b", "c")]
+    truths = [Truth("B", "b", frozenset({"a", "b"}), start, start + 180_000),
+              Truth("C", "c", frozenset({"a", "b", "c"}), start, start + 180_000)]
+    alone = grouping(anomalies, truths, rp, early_ms=0)
+    both = grouping(anomalies, truths, rp, early_ms=0, concurrent=True)
+    assert {c["id"]: c["rank"] for c in alone["per_case"]} == {"B": 2, "C": 1}
+    assert {c["id"]: c["rank"] for c in both["per_case"]} == {"B": 1, "C": 1}
