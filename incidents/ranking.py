@@ -31,7 +31,12 @@ The method, and why (docs/incidents.md has the measured figures):
    the detectors found a caller's calls to a service slower in the incident (an edge's
    latency anomaly, ``slow_calls``), the callee takes ``slow_weight`` times that caller's
    score (the largest of its slowed callers), and the caller ranks below it as above,
-   unless the slowness lies with the caller (``slow_callees``).
+   unless the slowness lies with the caller (``slow_callees``). The slow calls are
+   evidence in their own right, on the surprise's scale (standard deviations): each is
+   an edge latency anomaly, at least ``SLOW_Z`` (the detectors' threshold, p = 0.0015),
+   and the callers that see it slow are independent witnesses, so Stouffer's method
+   gives ``SLOW_Z * sqrt(n)`` for ``n`` of them. A delayed service whose callers' logs
+   change nothing (only their latency) still outranks the ordinary noise of the others.
 5. **Who went bad first** breaks ties and is shown as evidence.
 
 Every knob is in ``RankConfig``; the defaults are the knobs chosen leave-one-out on the
@@ -54,6 +59,8 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict
+
+SLOW_Z = 3.0  # one edge latency anomaly, in standard deviations: the detectors' threshold
 
 
 class RankConfig(BaseModel):
@@ -306,7 +313,8 @@ def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]
         if target is None:
             target = suspects[callee] = Suspect(service=callee, score=0.0,
                                                 first_bad_ms=first_bad.get(callee))
-        target.score = max(target.score, cfg.slow_weight * max(scores.get(c, 0.0) for c in who))
+        target.score = max(target.score, cfg.slow_weight * max(
+            max(scores.get(c, 0.0) for c in who), SLOW_Z * math.sqrt(len(who))))
         target.slowed = ", ".join(sorted(who))
     if opened_ms is not None:
         for ch in changes:

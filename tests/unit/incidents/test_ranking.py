@@ -157,3 +157,17 @@ def test_slower_calls_name_the_callee_unless_the_caller_is_the_slow_end() -> Non
     # nor when its calls to every callee slowed down at once (web calls api and search)
     both = rank(window, healthy(), EDGES, slow_calls=[("web", "api"), ("web", "search")])
     assert not any(s.slowed for s in both)
+
+
+def test_a_delayed_service_whose_callers_log_nothing_new_still_ranks_first() -> None:
+    """Only latency moved: web and api's calls to db are slower and no log line of anyone
+    changed, while search's logs drift as ordinary noise does. The slow calls are evidence
+    of their own (two witnesses, 3 * sqrt(2) = 4.2 standard deviations), above the drift."""
+    window = {k: Counter({p: n // 10 for p, n in c.items()}) for k, c in healthy().items()}
+    window["search"] = Counter({"H:/s:200": 40, "T:search done:INFO": 90})
+    noise = rank(window, healthy(), EDGES)[0]
+    assert noise.service == "search" and 2.0 < noise.score < 4.0
+    ranked = rank(window, healthy(), EDGES | {("web", "db")},
+                  slow_calls=[("api", "db"), ("web", "db")])
+    assert ranked[0].service == "db" and round(ranked[0].score, 1) == 4.2
+    assert ranked[0].slowed == "api, web"
