@@ -104,6 +104,7 @@ class Suspect:
     victim_of: str = ""  # the anomalous callee that made this service a likely victim
     inbound: str = ""  # callers' failed calls to this service, when they made its score
     slowed: str = ""  # the callers whose calls to it slowed down
+    slow_out: str = ""  # its calls that slowed down where the slowness lies with it
     first_bad_ms: int | None = None
     patterns: list[tuple[str, int, float]] = field(default_factory=list)  # key, now, expected
     changes: list[str] = field(default_factory=list)  # change ids
@@ -119,6 +120,8 @@ class Suspect:
             out.append(f"callers see it failing: {self.inbound}")
         if self.slowed:
             out.append(f"callers see it slow: {self.slowed}")
+        if self.slow_out:
+            out.append(f"its calls slowed down: to {self.slow_out}")
         if self.victim_of:
             out.append(f"calls {self.victim_of}, which is anomalous (likely a victim)")
         if self.changes:
@@ -316,6 +319,19 @@ def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]
         target.score = max(target.score, cfg.slow_weight * max(
             max(scores.get(c, 0.0) for c in who), SLOW_Z * math.sqrt(len(who))))
         target.slowed = ", ".join(sorted(who))
+    # the other end of the slow edges that say nothing against their callee: the caller
+    # whose calls to several callees all slowed, or a starved one, is the slow end itself
+    slow_out: dict[str, set[str]] = {}
+    for caller, callee in slow_calls if cfg.slow_weight > 0 else ():
+        if caller != callee and caller not in slowed.get(callee, ()):
+            slow_out.setdefault(caller, set()).add(callee)
+    for caller, them in sorted(slow_out.items()):
+        target = suspects.get(caller)
+        if target is None:
+            target = suspects[caller] = Suspect(service=caller, score=0.0,
+                                                first_bad_ms=first_bad.get(caller))
+        target.score = max(target.score, cfg.slow_weight * SLOW_Z * math.sqrt(len(them)))
+        target.slow_out = ", ".join(sorted(them))
     if opened_ms is not None:
         for ch in changes:
             s2 = suspects.get(ch.service)
@@ -340,8 +356,8 @@ def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]
         if failing:
             sus.victim_of = sees_failing[name] = max(failing, key=lambda c: raw[c])
             continue
-        if sus.inbound or sus.slowed:  # its callers see it failing or slow, and it sees
-            continue  # no callee failing or slow: the trouble starts with it
+        if sus.inbound or sus.slowed or sus.slow_out:  # its callers see it failing or slow,
+            continue  # or it is the slow end of its calls, and it sees no callee failing
         worst = max(callees.get(name, ()), key=lambda c: raw.get(c, 0.0), default=None)
         if worst is not None and raw.get(worst, 0.0) >= cfg.callee_threshold:
             sus.score *= cfg.victim_factor

@@ -171,3 +171,13 @@ def test_a_delayed_service_whose_callers_log_nothing_new_still_ranks_first() -> 
                   slow_calls=[("api", "db"), ("web", "db")])
     assert ranked[0].service == "db" and round(ranked[0].score, 1) == 4.2
     assert ranked[0].slowed == "api, web"
+
+
+def test_a_caller_whose_calls_to_every_callee_slowed_is_the_slow_end() -> None:
+    """web's calls to api and to search both slowed, and nobody else's: the edges share web,
+    so the delay lies with web (its own network or CPU), not with either callee."""
+    window = {k: Counter({p: n // 10 for p, n in c.items()}) for k, c in healthy().items()}
+    ranked = rank(window, healthy(), EDGES, slow_calls=[("web", "api"), ("web", "search")])
+    assert ranked[0].service == "web" and round(ranked[0].score, 1) == 4.2
+    assert not ranked[0].victim_of and not any(s.slowed for s in ranked)
+    assert "its calls slowed down: to api, search" in ranked[0].evidence()
