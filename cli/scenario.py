@@ -306,7 +306,8 @@ def eval_nezha_delay(
     """Inject network delays (a fault kind the Nezha data set lacks) into its real
     TrainTicket traces, one service at a time, replay them and the untouched data through
     the windows, the scorer and the alert rules of --config; per delay: faults paged within
-    2 minutes by a new alert on the delayed service or a caller, and new false alerts."""
+    2 minutes by a new alert on the delayed service or a caller, new false alerts, and where
+    the incident engine ranks the delayed service (without the recorded fault's root)."""
     root = (datasets or settings().datasets_dir) / "nezha"
     try:
         labels = nezha.read_labels(root)
