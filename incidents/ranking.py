@@ -37,6 +37,8 @@ The method, and why (docs/incidents.md has the measured figures):
    and the callers that see it slow are independent witnesses, so Stouffer's method
    gives ``SLOW_Z * sqrt(n)`` for ``n`` of them. A delayed service whose callers' logs
    change nothing (only their latency) still outranks the ordinary noise of the others.
+   The slow edges that say nothing against their callee weigh the same way for the
+   caller, the end they share (``slow_out``: its calls to ``k`` callees slowed).
 5. **Who went bad first** breaks ties and is shown as evidence.
 
 Every knob is in ``RankConfig``; the defaults are the knobs chosen leave-one-out on the
