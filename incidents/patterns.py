@@ -49,12 +49,15 @@ def callee_of(event: Mapping[str, Any]) -> str | None:
     return str(peer["service"]) if peer and peer.get("service") else None
 
 
+def _per_service() -> defaultdict[str, Counter[str]]:
+    return defaultdict(Counter)
+
+
 class PatternCounts:
     """Per-minute pattern counts per service, plus the call edges seen (caller, callee)."""
 
     def __init__(self) -> None:
-        self.buckets: dict[int, dict[str, Counter[str]]] = defaultdict(
-            lambda: defaultdict(Counter))
+        self.buckets: dict[int, dict[str, Counter[str]]] = defaultdict(_per_service)
         self.edges: set[tuple[str, str]] = set()
 
     def add(self, ts_ms: int, service: str, pattern: str, n: int = 1) -> None:
