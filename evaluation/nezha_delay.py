@@ -45,6 +45,7 @@ from typing import Any
 from alerting.config import load_alerting
 from detectors.settings import DetectionSettings
 from evaluation import nezha, paging, rca
+from incidents.ranking import downstream
 from schemas.windows import WindowStats
 
 FAULT_MS = 180_000  # the data set's fault length: 3 minutes
@@ -129,17 +130,7 @@ def _delayed(e: dict[str, Any], add_ms: float) -> dict[str, Any]:
 
 def upstream(service: str, call_graph: dict[str, dict[str, int]]) -> set[str]:
     """``service`` and every service that calls it, directly or through others."""
-    callers: dict[str, set[str]] = defaultdict(set)
-    for caller, callees in call_graph.items():
-        for callee in callees:
-            callers[callee].add(caller)
-    seen, todo = {service}, [service]
-    while todo:
-        for c in callers[todo.pop()]:
-            if c not in seen:
-                seen.add(c)
-                todo.append(c)
-    return seen
+    return downstream([service], [(b, a) for a, callees in call_graph.items() for b in callees])
 
 
 def candidates(call_graph: dict[str, dict[str, int]]) -> list[str]:

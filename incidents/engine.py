@@ -9,6 +9,7 @@ and never opens a second one for a redelivered signal (ids derive from the openi
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from statistics import NormalDist
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -46,24 +47,40 @@ def signal_from_anomaly(a: Mapping[str, Any]) -> Signal:
                   slow_calls=slow_calls(a))
 
 
-def slow_calls(a: Mapping[str, Any]) -> tuple[str, ...]:
-    """The dependency edges ("caller->callee") an anomaly finds slower: its own series when
-    it is an edge's latency going up, and the edges' latency anomalies it stands for (its
-    ``contributing`` entries ``"<caller>-><callee>:<percentile>"``).
+def slow_calls(a: Mapping[str, Any]) -> dict[str, float]:
+    """The dependency edges ("caller->callee") an anomaly finds slower, each with the
+    finding's strength in standard deviations (``strength``): its own series when it is an
+    edge's latency going up, and the edges' latency anomalies it stands for (its
+    ``contributing`` entries ``"<caller>-><callee>:<percentile>": score``).
 
     >>> slow_calls({"scope": "edge", "series": "a->b", "feature": "p95", "direction": "up",
-    ...             "contributing": {"p95": 24.3, "a->c:p50": 0.9999, "a->b:error_rate": 1}})
-    ('a->b', 'a->c')
+    ...             "score": 0.99999, "contributing": {"p95": 24.3, "a->c:p50": 0.9987,
+    ...                                                "a->b:error_rate": 1}})
+    {'a->b': 4.26, 'a->c': 3.01}
     """
-    out = []
+    out: dict[str, float] = {}
     if a.get("scope") == "edge" and a.get("feature") in PERCENTILES and a.get(
             "direction", "up") == "up":
-        out.append(str(a.get("series", "")))
-    for key in a.get("contributing") or {}:
+        out[str(a.get("series", ""))] = strength(float(a.get("score") or 0.0))
+    for key, value in (a.get("contributing") or {}).items():
         series, _, feature = str(key).rpartition(":")
         if "->" in series and feature in PERCENTILES:
-            out.append(series)
-    return tuple(dict.fromkeys(out))
+            # contributors' scores are rounded to 4 decimals: 1.0 stands for >= 0.99995
+            z = strength(min(float(value), 0.99995))
+            out[series] = max(z, out.get(series, z))
+    return out
+
+
+def strength(score: float) -> float:
+    """A calibrated anomaly score (1 - p) as the standard normal deviate of its p-value, to
+    two decimals: the scale of the ranking's evidence (``ranking.SLOW_Z`` is the warning
+    threshold's).
+
+    >>> strength(0.99865), strength(0.9999999)
+    (3.0, 5.2)
+    """
+    p = min(max(1.0 - score, 1e-15), 0.5)
+    return round(NormalDist().inv_cdf(1.0 - p), 2)
 
 
 class IncidentEngine:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from incidents.model import Incident, SuspectView, TimelineEntry
 from incidents.patterns import BUCKET_MS, PatternCounts
-from incidents.ranking import Change, RankConfig, rank, saturation
+from incidents.ranking import SLOW_Z, Change, RankConfig, rank, saturation
 
 
 class EvidenceConfig(BaseModel):
@@ -123,9 +123,10 @@ def build(inc: Incident, tel: Telemetry, watermark_ms: int, wall_ms: int,
                for c in tel.change_rows(inc.ts - rank_cfg.change_window_ms,
                                         hi)]
     first_bad = _first_bad(inc)
-    slow = [(a, b) for a, _, b in (e.partition("->") for e in inc.slow_calls) if b]
+    slow = {(a, b): inc.slow_z.get(e, SLOW_Z)
+            for e in inc.slow_calls for a, _, b in [e.partition("->")] if b}
     ranked = rank(window, baseline, pc.edges, sat, changes, first_bad, inc.ts, rank_cfg,
-                  slow_calls=slow)
+                  slow_calls=slow, scope=inc.services)
     # a service with nothing unusual is no suspect
     ranked = [s for s in ranked if s.score > 0][:cfg.suspects]
     out = inc.model_copy(deep=True)

@@ -114,9 +114,10 @@ def add_signal(inc: Incident, sig: Signal, cfg: GroupingConfig) -> None:
     for c in sig.change_ids:
         if c not in inc.change_ids:
             inc.change_ids.append(c)
-    for edge in sig.slow_calls:
+    for edge, z in sig.slow_calls.items():
         if edge not in inc.slow_calls:
             inc.slow_calls.append(edge)
+        inc.slow_z[edge] = max(z, inc.slow_z.get(edge, z))
     if sig.kind == "change" and sig.id not in inc.change_ids:
         inc.change_ids.append(sig.id)
     if sig.kind == "alert":

@@ -33,8 +33,9 @@ class Signal(BaseModel):
     route: str = ""
     template: str = ""  # a template id the signal is about, if any
     change_ids: tuple[str, ...] = ()  # changes the signal names (an anomaly's recent changes)
-    # dependency edges ("caller->callee") whose latency the anomaly found rising
-    slow_calls: tuple[str, ...] = ()
+    # dependency edges ("caller->callee") whose latency the anomaly found rising, each with
+    # the strength of that finding in standard deviations (``engine.slow_calls``)
+    slow_calls: dict[str, float] = Field(default_factory=dict)
 
 
 class TimelineEntry(BaseModel):
@@ -79,6 +80,7 @@ class Incident(BaseModel):
     change_ids: list[str] = Field(default_factory=list)  # changes seen among the signals
     # dependency edges ("caller->callee") found slowing down among the signals
     slow_calls: list[str] = Field(default_factory=list)
+    slow_z: dict[str, float] = Field(default_factory=dict)  # edge -> its strongest finding
     alerts: int = 0
     anomalies: int = 0
     root_cause: list[str] = Field(default_factory=list)  # ranked services, best first

@@ -33,13 +33,17 @@ The method, and why (docs/incidents.md has the measured figures):
    score (the largest of its slowed callers), and the caller ranks below it as above,
    unless the slowness lies with the caller (``slow_callees``). The slow calls are
    evidence in their own right, on the surprise's scale (standard deviations): each is
-   an edge latency anomaly, at least ``SLOW_Z`` (the detectors' threshold, p = 0.0015),
-   and the callers that see it slow are independent witnesses, so Stouffer's method
-   gives ``SLOW_Z * sqrt(n)`` for ``n`` of them. A delayed service whose callers' logs
-   change nothing (only their latency) still outranks the ordinary noise of the others.
+   an edge latency anomaly whose calibrated score gives its strength (the normal deviate
+   of its p-value, at least ``SLOW_Z``, the detectors' threshold, p = 0.0015), and the
+   callers that see it slow are independent witnesses, combined by Stouffer's method
+   (``stouffer``: ``sum(z) / sqrt(n)``). A delayed service whose callers' logs change
+   nothing (only their latency) still outranks the ordinary noise of the others.
    The slow edges that say nothing against their callee weigh the same way for the
    caller, the end they share (``slow_out``: its calls to ``k`` callees slowed).
 5. **Who went bad first** breaks ties and is shown as evidence.
+6. **Scope.** With a call graph, the suspects that can explain the incident's services
+   (they or a service they call, directly or not: the anomalous subgraph of MicroRCA)
+   rank before the others, however loud another problem elsewhere is.
 
 Every knob is in ``RankConfig``; the defaults are the knobs chosen leave-one-out on the
 Nezha TrainTicket cases (``logwarden eval incidents``).
@@ -116,7 +120,7 @@ class Suspect:
         out: list[str] = []
         for key, now, expected in self.patterns:
             out.append(f"{describe(key)}: {now} in the window, {expected:.1f} expected")
-        if self.saturation > 0:
+        if self.saturation >= 1.0:  # within one spread of normal it says nothing
             out.append(f"resource saturation: {self.saturation:.1f} baseline spreads above normal")
         if self.inbound:
             out.append(f"callers see it failing: {self.inbound}")
@@ -248,19 +252,36 @@ def slow_callees(slow_calls: Iterable[tuple[str, str]], saturated: Collection[st
     return out
 
 
+def _suspect(suspects: dict[str, Suspect], name: str, first_bad: Mapping[str, int]
+             ) -> Suspect:
+    """The suspect ``name``, added with no score of its own when only others' evidence
+    (its callers' failed or slowed calls) names it."""
+    if name not in suspects:
+        suspects[name] = Suspect(service=name, score=0.0, first_bad_ms=first_bad.get(name))
+    return suspects[name]
+
+
 def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]],
          edges: Iterable[tuple[str, str]] = (),
          resources: Mapping[str, float] | None = None,
          changes: Iterable[Change] = (), first_bad: Mapping[str, int] | None = None,
          opened_ms: int | None = None, cfg: RankConfig | None = None,
-         slow_calls: Iterable[tuple[str, str]] = ()) -> list[Suspect]:
+         slow_calls: Iterable[tuple[str, str]] | Mapping[tuple[str, str], float] = (),
+         scope: Collection[str] = ()) -> list[Suspect]:
     """Suspect services, best first (see the module docstring for the method).
 
     ``window``/``baseline``: pattern counts per service; ``edges``: (caller, callee);
     ``resources``: saturation per service (``saturation``); ``first_bad``: the first
     anomalous event time per service; ``opened_ms``: the incident's first signal;
-    ``slow_calls``: (caller, callee) edges the detectors found slower in the incident.
+    ``slow_calls``: (caller, callee) edges the detectors found slower in the incident,
+    or a mapping of them to each finding's strength in standard deviations (at least
+    ``SLOW_Z``, the detectors' threshold, which is also what a bare edge counts);
+    ``scope``: the incident's services. With a call graph, the suspects that can explain
+    them (they or a service they call, directly or not) rank before any other.
     """
+    edges = list(edges)
+    slow_z = {e: max(SLOW_Z, slow_calls[e] if isinstance(slow_calls, Mapping) else SLOW_Z)
+              for e in slow_calls}
     cfg = cfg or RankConfig()
     resources = resources or {}
     first_bad = first_bad or {}
@@ -299,40 +320,32 @@ def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]
                 callers.setdefault(callee, set()).add(caller)
         for callee, (failed, expected) in sorted(inbound.items()):
             dev = _deviation(failed, expected)
-            target = suspects.get(callee)
-            if target is None:
-                target = suspects[callee] = Suspect(service=callee, score=0.0,
-                                                    first_bad_ms=first_bad.get(callee))
+            target = _suspect(suspects, callee, first_bad)
             if cfg.inbound_weight * dev > target.score:
                 target.score = cfg.inbound_weight * dev
                 target.inbound = (f"{failed:.0f} failed calls from "
                                   f"{', '.join(sorted(callers[callee]))} ({expected:.1f} expected)")
     # a resource this many baseline spreads above normal makes a caller slow itself
     hot = {n for n, sus in suspects.items() if sus.saturation >= cfg.callee_threshold}
-    slowed = slow_callees(slow_calls, hot) if cfg.slow_weight > 0 else {}
+    slowed = slow_callees(slow_z, hot) if cfg.slow_weight > 0 else {}
     scores = {name: sus.score for name, sus in suspects.items()}
     for callee, who in sorted(slowed.items()):
         # a delayed service's own logs see nothing; its callers' waiting (timeouts, slow
         # requests, queued work) is the symptom, and it is evidence against the callee
-        target = suspects.get(callee)
-        if target is None:
-            target = suspects[callee] = Suspect(service=callee, score=0.0,
-                                                first_bad_ms=first_bad.get(callee))
+        target = _suspect(suspects, callee, first_bad)
         target.score = max(target.score, cfg.slow_weight * max(
-            max(scores.get(c, 0.0) for c in who), SLOW_Z * math.sqrt(len(who))))
+            max(scores.get(c, 0.0) for c in who), stouffer(slow_z[c, callee] for c in who)))
         target.slowed = ", ".join(sorted(who))
     # the other end of the slow edges that say nothing against their callee: the caller
     # whose calls to several callees all slowed, or a starved one, is the slow end itself
     slow_out: dict[str, set[str]] = {}
-    for caller, callee in slow_calls if cfg.slow_weight > 0 else ():
+    for caller, callee in slow_z if cfg.slow_weight > 0 else ():
         if caller != callee and caller not in slowed.get(callee, ()):
             slow_out.setdefault(caller, set()).add(callee)
     for caller, them in sorted(slow_out.items()):
-        target = suspects.get(caller)
-        if target is None:
-            target = suspects[caller] = Suspect(service=caller, score=0.0,
-                                                first_bad_ms=first_bad.get(caller))
-        target.score = max(target.score, cfg.slow_weight * SLOW_Z * math.sqrt(len(them)))
+        target = _suspect(suspects, caller, first_bad)
+        target.score = max(target.score, cfg.slow_weight * stouffer(
+            slow_z[caller, c] for c in them))
         target.slow_out = ", ".join(sorted(them))
     if opened_ms is not None:
         for ch in changes:
@@ -368,6 +381,38 @@ def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]
         for name, callee in sees_failing.items():
             sus = suspects[name]
             sus.score = cfg.victim_factor * min(raw[name], suspects[callee].score)
+    reach = downstream(scope, [*edges, *slow_z]) if scope and callees else set(suspects)
     never = 2**62
-    return sorted(suspects.values(),
-                  key=lambda s: (-s.score, s.first_bad_ms or never, s.service))
+    return sorted(suspects.values(), key=lambda s: (
+        s.service not in reach, -s.score, s.first_bad_ms or never, s.service))
+
+
+def stouffer(zs: Iterable[float]) -> float:
+    """Independent findings combined (Stouffer's method): their sum over the root of their
+    number, in standard deviations.
+
+    >>> round(stouffer([3.0, 3.0]), 2), stouffer([])
+    (4.24, 0.0)
+    """
+    z = list(zs)
+    return sum(z) / math.sqrt(len(z)) if z else 0.0
+
+
+def downstream(services: Iterable[str], edges: Iterable[tuple[str, str]]) -> set[str]:
+    """``services`` and every service they call, directly or through others: where the
+    cause of their symptoms can lie, since errors and latency flow upstream.
+
+    >>> sorted(downstream(["api"], [("web", "api"), ("api", "db"), ("db", "disk")]))
+    ['api', 'db', 'disk']
+    """
+    out: dict[str, set[str]] = {}
+    for caller, callee in edges:
+        out.setdefault(caller, set()).add(callee)
+    seen = set(services)
+    todo = list(seen)
+    while todo:
+        for callee in out.get(todo.pop(), ()):
+            if callee not in seen:
+                seen.add(callee)
+                todo.append(callee)
+    return seen

@@ -53,6 +53,9 @@ def test_cpu_saturation_ranks_a_service_whose_logs_look_normal() -> None:
     ranked = rank(window, healthy(), EDGES, resources={"search": 20.0, "db": 0.5})
     assert ranked[0].service == "search"
     assert "resource saturation" in ranked[0].evidence()[-1]
+    # a gauge within one spread of normal is no evidence line
+    assert not any("saturation" in line for s in ranked if s.service == "db"
+                   for line in s.evidence())
 
 
 def test_a_recent_change_decides_between_equal_suspects() -> None:
@@ -181,3 +184,34 @@ def test_a_caller_whose_calls_to_every_callee_slowed_is_the_slow_end() -> None:
     assert ranked[0].service == "web" and round(ranked[0].score, 1) == 4.2
     assert not ranked[0].victim_of and not any(s.slowed for s in ranked)
     assert "its calls slowed down: to api, search" in ranked[0].evidence()
+
+
+def test_suspects_that_can_explain_the_incident_rank_before_louder_strangers() -> None:
+    """The incident is api's: its calls to db slowed. At the same time search, which api
+    neither calls nor is called by, logs a new error template of its own (another
+    problem). search is the louder, but it cannot explain api's symptoms; db can."""
+    window = {k: Counter({p: n // 10 for p, n in c.items()}) for k, c in healthy().items()}
+    window["search"]["T:index corrupt:ERROR"] = 30
+    unscoped = rank(window, healthy(), EDGES, slow_calls=[("api", "db")])
+    assert unscoped[0].service == "search"
+    ranked = rank(window, healthy(), EDGES, slow_calls=[("api", "db")], scope=["api"])
+    assert [s.service for s in ranked[:2]] == ["db", "api"]
+    assert "search" in [s.service for s in ranked]  # still listed, after them
+    # without a call graph nothing says what can explain what: the scores decide
+    assert rank(window, healthy(), slow_calls=[("api", "db")], scope=["api"])[0].service == \
+        "search"
+
+
+def test_a_strong_slowdown_outweighs_drift_a_bare_one_does_not() -> None:
+    """One caller sees db slow. At the detectors' threshold (3 standard deviations) that is
+    no more than search's drift; a slowdown found at 6 standard deviations is."""
+    window = {k: Counter({p: n // 10 for p, n in c.items()}) for k, c in healthy().items()}
+    window["search"] = Counter({"H:/s:200": 30, "T:search done:INFO": 90})
+    drift = rank(window, healthy(), EDGES)[0]
+    assert drift.service == "search" and 3.0 < drift.score < 6.0
+    assert rank(window, healthy(), EDGES, slow_calls=[("api", "db")])[0].service == "search"
+    strong = rank(window, healthy(), EDGES, slow_calls={("api", "db"): 6.0})
+    assert strong[0].service == "db" and strong[0].score == 6.0
+    # below the threshold a finding still counts as the threshold: it was raised
+    weak = rank(window, healthy(), EDGES, slow_calls={("api", "db"): 1.0})
+    assert next(s.score for s in weak if s.service == "db") == 3.0
