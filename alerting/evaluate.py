@@ -24,7 +24,6 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from alerting.evidence import describe_anomaly, describe_threshold
 from alerting.lifecycle import Alert, Evidence, Signal
 from alerting.rules import (
     AbsenceRule,
@@ -38,6 +37,7 @@ from alerting.rules import (
     render,
 )
 from alerting.watermark import ACTIVITY_SLOT_S, kind_of
+from schemas.evidence import describe_anomaly, describe_threshold
 from schemas.windows import WindowStats
 
 HISTORY_POINTS = 240  # per series, only the fields some rule reads

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 
 from alerting.config import AlertingConfig, AlertingSettings, ChannelRef, Receiver, User
 from alerting.escalation import Page
-from alerting.evidence import describe_value
 from alerting.grouping import Notification
 from alerting.lifecycle import Alert
 from alerting.notifiers.base import Channel, Message, RateLimiter
@@ -17,6 +16,7 @@ from alerting.notifiers.slack import SlackChannel
 from alerting.notifiers.sms import SmsChannel
 from alerting.notifiers.webhook import WebhookChannel
 from alerting.verdicts import verdict_links
+from schemas.evidence import describe_value
 
 
 def _when(ts: float) -> str:

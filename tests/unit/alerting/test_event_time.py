@@ -11,12 +11,12 @@ from manager_kit import Recorder, build_manager
 
 from alerting.agents.evaluate_rules import evaluate, evaluate_tick
 from alerting.evaluate import on_anomaly, on_tick
-from alerting.evidence import describe_anomaly, describe_value, sig2
 from alerting.inputs import SignalInput
 from alerting.lifecycle import Alert, Evidence, Signal
 from alerting.messages import alert_message
 from alerting.rules import RuleSet
 from alerting.watermark import Watermarks
+from schemas.evidence import describe_anomaly, describe_value, sig2
 from schemas.topics import internal
 from schemas.windows import WindowStats
 

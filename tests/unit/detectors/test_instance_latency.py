@@ -13,12 +13,12 @@ import pytest
 
 from alerting.config import load_alerting
 from alerting.evaluate import on_anomaly
-from alerting.evidence import describe_anomaly
 from detectors.instances import slower
 from detectors.scoring import WindowScorer
 from detectors.settings import DetectionSettings
 from schemas import topics
 from schemas.anomalies import AnomalyEvent
+from schemas.evidence import describe_anomaly
 from schemas.windows import WindowStats
 from streams.ingest import IngestProcessor, Record
 from streams.windows import WindowAggregator

@@ -1,4 +1,4 @@
-"""Evidence in words: what a responder reads at a glance on a page.
+"""Evidence in words: what a responder reads at a glance on a page or in an incident.
 
 A page says what moved, by how much, against what is normal, in the units a person
 thinks in, rounded to two significant figures: "checkout p95 latency 1.2 s, normal
@@ -141,11 +141,17 @@ def _num(x: Any) -> float:
 
 def describe_anomaly(a: Mapping[str, Any]) -> str:
     """An anomaly in words: subject, observed value, normal range (or expected value)."""
+    return f"{subject(a)} {describe_reading(a)}"
+
+
+def describe_reading(a: Mapping[str, Any]) -> str:
+    """An anomaly's observed value and its normal range (or expected value), without the
+    subject: ``1.2 s, normal 180-240 ms``."""
     field = str(a.get("feature", ""))
     name = str(a.get("name", "")) if a.get("scope") == "metric" else ""
     observed = _num(a.get("observed", a.get("value")))
     lo, hi, expected = _num(a.get("lo")), _num(a.get("hi")), _num(a.get("expected"))
-    text = f"{subject(a)} {describe_value(field, observed, name)}"
+    text = describe_value(field, observed, name)
     normal = "its siblings" if a.get("scope") == "instance" else "normal"
     if lo == lo and hi == hi and hi >= lo:
         if field in NON_NEGATIVE:  # a band below zero reads as nonsense: "-3 to 5 ms"
