@@ -16,9 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from incidents.evidence import EvidenceConfig, Telemetry, build, due, effective_ms
 from incidents.grouping import GroupingConfig, GroupingState, assign, expire
-from incidents.model import Action, Incident, Signal, apply_action
+from incidents.model import Action, Incident, Signal, SlowCall, apply_action
 from incidents.ranking import RankConfig
 from schemas.anomalies import PERCENTILES
+from schemas.evidence import FEATURE_WORDS, describe_reading
 
 KEEP_MS = 24 * 3_600_000  # incidents quiet this long leave memory (they stay in the store)
 
@@ -47,27 +48,32 @@ def signal_from_anomaly(a: Mapping[str, Any]) -> Signal:
                   slow_calls=slow_calls(a))
 
 
-def slow_calls(a: Mapping[str, Any]) -> dict[str, float]:
+def slow_calls(a: Mapping[str, Any]) -> dict[str, SlowCall]:
     """The dependency edges ("caller->callee") an anomaly finds slower, each with the
     finding's strength in standard deviations (``strength``): its own series when it is an
-    edge's latency going up, and the edges' latency anomalies it stands for (its
-    ``contributing`` entries ``"<caller>-><callee>:<percentile>": score``).
+    edge's latency going up (with its reading in words), and the edges' latency anomalies
+    it stands for (its ``contributing`` entries ``"<caller>-><callee>:<percentile>":
+    score``).
 
-    >>> slow_calls({"scope": "edge", "series": "a->b", "feature": "p95", "direction": "up",
-    ...             "score": 0.99999, "contributing": {"p95": 24.3, "a->c:p50": 0.9987,
-    ...                                                "a->b:error_rate": 1}})
-    {'a->b': 4.26, 'a->c': 3.01}
+    >>> out = slow_calls({"scope": "edge", "series": "a->b", "feature": "p95", "score": 0.99999,
+    ...                   "observed": 212.0, "lo": 3.1, "hi": 12.4, "direction": "up",
+    ...                   "contributing": {"p95": 24.3, "a->c:p50": 0.9987, "a->b:error_rate": 1}})
+    >>> {e: (f.z, f.detail) for e, f in out.items()}
+    {'a->b': (4.26, 'p95 latency 210 ms, normal 3.1-12 ms'), 'a->c': (3.01, '')}
     """
-    out: dict[str, float] = {}
+    out: dict[str, SlowCall] = {}
     if a.get("scope") == "edge" and a.get("feature") in PERCENTILES and a.get(
             "direction", "up") == "up":
-        out[str(a.get("series", ""))] = strength(float(a.get("score") or 0.0))
+        feature = str(a["feature"])
+        out[str(a.get("series", ""))] = SlowCall(
+            z=strength(float(a.get("score") or 0.0)),
+            detail=f"{FEATURE_WORDS.get(feature, feature)} {describe_reading(a)}")
     for key, value in (a.get("contributing") or {}).items():
         series, _, feature = str(key).rpartition(":")
         if "->" in series and feature in PERCENTILES:
             # contributors' scores are rounded to 4 decimals: 1.0 stands for >= 0.99995
-            z = strength(min(float(value), 0.99995))
-            out[series] = max(z, out.get(series, z))
+            found = SlowCall(z=strength(min(float(value), 0.99995)))
+            out[series] = found.stronger(out.get(series))
     return out
 
 

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from incidents.model import Incident, SuspectView, TimelineEntry
+from incidents.model import Incident, SlowCall, SuspectView, TimelineEntry
 from incidents.patterns import BUCKET_MS, PatternCounts
 from incidents.ranking import SLOW_Z, Change, RankConfig, rank, saturation
 
@@ -123,10 +123,11 @@ def build(inc: Incident, tel: Telemetry, watermark_ms: int, wall_ms: int,
                for c in tel.change_rows(inc.ts - rank_cfg.change_window_ms,
                                         hi)]
     first_bad = _first_bad(inc)
-    slow = {(a, b): inc.slow_z.get(e, SLOW_Z)
-            for e in inc.slow_calls for a, _, b in [e.partition("->")] if b}
+    found = {(a, b): inc.slow_found.get(e, SlowCall(z=SLOW_Z))
+             for e in inc.slow_calls for a, _, b in [e.partition("->")] if b}
     ranked = rank(window, baseline, pc.edges, sat, changes, first_bad, inc.ts, rank_cfg,
-                  slow_calls=slow, scope=inc.services)
+                  slow_calls={e: f.z for e, f in found.items()}, scope=inc.services,
+                  slow_detail={e: f.detail for e, f in found.items() if f.detail})
     # a service with nothing unusual is no suspect
     ranked = [s for s in ranked if s.score > 0][:cfg.suspects]
     out = inc.model_copy(deep=True)

@@ -114,10 +114,10 @@ def add_signal(inc: Incident, sig: Signal, cfg: GroupingConfig) -> None:
     for c in sig.change_ids:
         if c not in inc.change_ids:
             inc.change_ids.append(c)
-    for edge, z in sig.slow_calls.items():
+    for edge, found in sig.slow_calls.items():
         if edge not in inc.slow_calls:
             inc.slow_calls.append(edge)
-        inc.slow_z[edge] = max(z, inc.slow_z.get(edge, z))
+        inc.slow_found[edge] = found.stronger(inc.slow_found.get(edge))
     if sig.kind == "change" and sig.id not in inc.change_ids:
         inc.change_ids.append(sig.id)
     if sig.kind == "alert":

@@ -19,6 +19,27 @@ class IncidentError(ValueError):
     """An action an incident's state does not allow (resolve twice, ack a resolved one)."""
 
 
+class SlowCall(BaseModel):
+    """An edge's calls found slower: how strongly, and the finding in words."""
+
+    model_config = ConfigDict(frozen=True)
+
+    z: float  # standard deviations (``engine.strength``)
+    # "p95 latency 210 ms, normal 3-12 ms", when the anomaly was the edge's own series
+    detail: str = ""
+
+    def stronger(self, other: SlowCall | None) -> SlowCall:
+        """The stronger of two findings on one edge, keeping a detail either has.
+
+        >>> SlowCall(z=6.1).stronger(SlowCall(z=4.0, detail="p50 latency 90 ms"))
+        SlowCall(z=6.1, detail='p50 latency 90 ms')
+        """
+        if other is None:
+            return self
+        top, low = (self, other) if self.z >= other.z else (other, self)
+        return top if top.detail or not low.detail else SlowCall(z=top.z, detail=low.detail)
+
+
 class Signal(BaseModel):
     """Something that may belong to an incident: an anomaly, an alert or a change."""
 
@@ -34,8 +55,8 @@ class Signal(BaseModel):
     template: str = ""  # a template id the signal is about, if any
     change_ids: tuple[str, ...] = ()  # changes the signal names (an anomaly's recent changes)
     # dependency edges ("caller->callee") whose latency the anomaly found rising, each with
-    # the strength of that finding in standard deviations (``engine.slow_calls``)
-    slow_calls: dict[str, float] = Field(default_factory=dict)
+    # that finding (``engine.slow_calls``)
+    slow_calls: dict[str, SlowCall] = Field(default_factory=dict)
 
 
 class TimelineEntry(BaseModel):
@@ -80,7 +101,7 @@ class Incident(BaseModel):
     change_ids: list[str] = Field(default_factory=list)  # changes seen among the signals
     # dependency edges ("caller->callee") found slowing down among the signals
     slow_calls: list[str] = Field(default_factory=list)
-    slow_z: dict[str, float] = Field(default_factory=dict)  # edge -> its strongest finding
+    slow_found: dict[str, SlowCall] = Field(default_factory=dict)  # edge -> strongest finding
     alerts: int = 0
     anomalies: int = 0
     root_cause: list[str] = Field(default_factory=list)  # ranked services, best first

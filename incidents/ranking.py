@@ -267,7 +267,8 @@ def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]
          changes: Iterable[Change] = (), first_bad: Mapping[str, int] | None = None,
          opened_ms: int | None = None, cfg: RankConfig | None = None,
          slow_calls: Iterable[tuple[str, str]] | Mapping[tuple[str, str], float] = (),
-         scope: Collection[str] = ()) -> list[Suspect]:
+         scope: Collection[str] = (),
+         slow_detail: Mapping[tuple[str, str], str] | None = None) -> list[Suspect]:
     """Suspect services, best first (see the module docstring for the method).
 
     ``window``/``baseline``: pattern counts per service; ``edges``: (caller, callee);
@@ -275,7 +276,8 @@ def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]
     anomalous event time per service; ``opened_ms``: the incident's first signal;
     ``slow_calls``: (caller, callee) edges the detectors found slower in the incident,
     or a mapping of them to each finding's strength in standard deviations (at least
-    ``SLOW_Z``, the detectors' threshold, which is also what a bare edge counts);
+    ``SLOW_Z``, the detectors' threshold, which is also what a bare edge counts), and
+    ``slow_detail`` the findings in words, quoted in the evidence;
     ``scope``: the incident's services. With a call graph, the suspects that can explain
     them (they or a service they call, directly or not) rank before any other.
     """
@@ -335,7 +337,7 @@ def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]
         target = _suspect(suspects, callee, first_bad)
         target.score = max(target.score, cfg.slow_weight * max(
             max(scores.get(c, 0.0) for c in who), stouffer(slow_z[c, callee] for c in who)))
-        target.slowed = ", ".join(sorted(who))
+        target.slowed = ", ".join(_quoted(c, (c, callee), slow_detail) for c in sorted(who))
     # the other end of the slow edges that say nothing against their callee: the caller
     # whose calls to several callees all slowed, or a starved one, is the slow end itself
     slow_out: dict[str, set[str]] = {}
@@ -346,7 +348,7 @@ def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]
         target = _suspect(suspects, caller, first_bad)
         target.score = max(target.score, cfg.slow_weight * stouffer(
             slow_z[caller, c] for c in them))
-        target.slow_out = ", ".join(sorted(them))
+        target.slow_out = ", ".join(_quoted(c, (caller, c), slow_detail) for c in sorted(them))
     if opened_ms is not None:
         for ch in changes:
             s2 = suspects.get(ch.service)
@@ -385,6 +387,12 @@ def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]
     never = 2**62
     return sorted(suspects.values(), key=lambda s: (
         s.service not in reach, -s.score, s.first_bad_ms or never, s.service))
+
+
+def _quoted(name: str, edge: tuple[str, str], detail: Mapping[tuple[str, str], str] | None
+            ) -> str:
+    said = (detail or {}).get(edge)
+    return f"{name} ({said})" if said else name
 
 
 def stouffer(zs: Iterable[float]) -> float:

@@ -190,3 +190,19 @@ def test_a_delayed_service_is_named_by_its_callers_slower_calls() -> None:
     assert "callers see it slow: cart" in evidence
     # without that evidence the loudest caller is blamed
     assert first({"p95": 35.1})[0] == "cart"
+
+
+def test_the_evidence_says_how_much_slower_the_calls_are() -> None:
+    """The edge's own latency anomaly: the pack quotes it with its unit and normal range,
+    as a page does."""
+    eng = IncidentEngine()
+    eng.edges = {("cart", "inventory")}
+    edge = {"id": "e1", "ts": T0, "service": "cart", "scope": "edge", "feature": "p95",
+            "series": "cart->inventory", "observed": 312.0, "expected": 41.0, "lo": 28.0,
+            "hi": 57.0, "score": 0.9999999, "severity": "warning", "direction": "up"}
+    eng.on_signal(signal_from_anomaly(edge), wall_ms=0)
+    (inc,) = eng.advance(T0 + 31_000, DelayTel())
+    assert inc.root_cause[0] == "inventory"
+    assert "callers see it slow: cart (p95 latency 310 ms, normal 28-57 ms)" in \
+        inc.suspects[0].evidence
+    assert inc.slow_found["cart->inventory"].z == 5.2
