@@ -114,25 +114,29 @@ class Suspect:
     first_bad_ms: int | None = None
     patterns: list[tuple[str, int, float]] = field(default_factory=list)  # key, now, expected
     changes: list[str] = field(default_factory=list)  # change ids
+    lead: str = "patterns"  # the signal its score came from: its evidence leads with it
 
     def evidence(self) -> list[str]:
-        """Short human lines: why this service is a suspect."""
-        out: list[str] = []
-        for key, now, expected in self.patterns:
-            out.append(f"{describe(key)}: {now} in the window, {expected:.1f} expected")
+        """Short human lines: why this service is a suspect, the signal its score came from
+        first (a pack quotes the first few)."""
+        lines: dict[str, list[str]] = {"patterns": [
+            f"{describe(key)}: {now} in the window, {expected:.1f} expected"
+            for key, now, expected in self.patterns]}
         if self.saturation >= 1.0:  # within one spread of normal it says nothing
-            out.append(f"resource saturation: {self.saturation:.1f} baseline spreads above normal")
+            lines["saturation"] = [
+                f"resource saturation: {self.saturation:.1f} baseline spreads above normal"]
         if self.inbound:
-            out.append(f"callers see it failing: {self.inbound}")
+            lines["inbound"] = [f"callers see it failing: {self.inbound}"]
         if self.slowed:
-            out.append(f"callers see it slow: {self.slowed}")
+            lines["slowed"] = [f"callers see it slow: {self.slowed}"]
         if self.slow_out:
-            out.append(f"its calls slowed down: to {self.slow_out}")
+            lines["slow_out"] = [f"its calls slowed down: to {self.slow_out}"]
         if self.victim_of:
-            out.append(f"calls {self.victim_of}, which is anomalous (likely a victim)")
+            lines["victim"] = [f"calls {self.victim_of}, which is anomalous (likely a victim)"]
         if self.changes:
-            out.append("recent change: " + ", ".join(self.changes))
-        return out
+            lines["changes"] = ["recent change: " + ", ".join(self.changes)]
+        first = lines.pop(self.lead, [])
+        return first + [line for part in lines.values() for line in part]
 
 
 def describe(pattern: str) -> str:
@@ -296,7 +300,9 @@ def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]
         sat = resources.get(service, 0.0)
         suspects[service] = Suspect(service=service, score=max(s, cfg.saturation_weight * sat),
                                     surprise=s, saturation=sat, patterns=top,
-                                    first_bad_ms=first_bad.get(service))
+                                    first_bad_ms=first_bad.get(service),
+                                    lead="saturation" if cfg.saturation_weight * sat > s
+                                    else "patterns")
     # failed calls surging in callers are evidence against the callee (a service that is
     # down writes nothing itself: only its callers see it). All callers' failed calls to a
     # callee are pooled: every one of them is evidence about it.
@@ -324,7 +330,7 @@ def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]
             dev = _deviation(failed, expected)
             target = _suspect(suspects, callee, first_bad)
             if cfg.inbound_weight * dev > target.score:
-                target.score = cfg.inbound_weight * dev
+                target.score, target.lead = cfg.inbound_weight * dev, "inbound"
                 target.inbound = (f"{failed:.0f} failed calls from "
                                   f"{', '.join(sorted(callers[callee]))} ({expected:.1f} expected)")
     # a resource this many baseline spreads above normal makes a caller slow itself
@@ -335,8 +341,10 @@ def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]
         # a delayed service's own logs see nothing; its callers' waiting (timeouts, slow
         # requests, queued work) is the symptom, and it is evidence against the callee
         target = _suspect(suspects, callee, first_bad)
-        target.score = max(target.score, cfg.slow_weight * max(
-            max(scores.get(c, 0.0) for c in who), stouffer(slow_z[c, callee] for c in who)))
+        weight = cfg.slow_weight * max(max(scores.get(c, 0.0) for c in who),
+                                       stouffer(slow_z[c, callee] for c in who))
+        if weight > target.score:
+            target.score, target.lead = weight, "slowed"
         target.slowed = ", ".join(_quoted(c, (c, callee), slow_detail) for c in sorted(who))
     # the other end of the slow edges that say nothing against their callee: the caller
     # whose calls to several callees all slowed, or a starved one, is the slow end itself
@@ -346,8 +354,9 @@ def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]
             slow_out.setdefault(caller, set()).add(callee)
     for caller, them in sorted(slow_out.items()):
         target = _suspect(suspects, caller, first_bad)
-        target.score = max(target.score, cfg.slow_weight * stouffer(
-            slow_z[caller, c] for c in them))
+        weight = cfg.slow_weight * stouffer(slow_z[caller, c] for c in them)
+        if weight > target.score:
+            target.score, target.lead = weight, "slow_out"
         target.slow_out = ", ".join(_quoted(c, (caller, c), slow_detail) for c in sorted(them))
     if opened_ms is not None:
         for ch in changes:
