@@ -84,7 +84,7 @@ class ThresholdRule(_Rule):
     field: Field_
     op: Op = ">"
     value: float
-    min_count: int = 0  # ignore windows with fewer events (an error rate of 1 event)
+    min_count: int = 0  # windows with fewer events neither fire nor resolve (a rate of 1 event)
 
 
 class AnomalyRule(_Rule):

@@ -99,7 +99,11 @@ def test_escalation_survives_kill_9(kafka_bootstrap: str, tmp_path: Path) -> Non
         try:
             # a condition: the bound only matters when it fails (a loaded machine restores the
             # alerting tables slowly)
-            w2.wait_for(lambda: pages(peers)["C0U2"] >= 1, timeout=420, what="step 2 page")
+            try:
+                w2.wait_for(lambda: pages(peers)["C0U2"] >= 1, timeout=420, what="step 2 page")
+            except AssertionError as e:  # say what was sent (a resolve ends the escalation)
+                sent = [(r["to"], r["text"][:60]) for r in peers.received()]
+                raise AssertionError(f"{e}\nsent: {sent}") from None
             time.sleep(5)  # any late duplicate would show up now
         finally:
             w2.stop()

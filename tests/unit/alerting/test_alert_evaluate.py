@@ -69,6 +69,17 @@ def test_threshold_blip_resets_pending_and_small_windows_ignored() -> None:
     assert sigs == []
 
 
+def test_a_window_with_too_few_events_does_not_resolve_a_firing_alert() -> None:
+    # the tail of an error burst (2 events) says nothing about recovery; a full window does
+    rs = rules(THRESH)
+    seq = [win(i, error_rate=0.5) for i in range(3)]
+    seq += [win(3, error_rate=0.0, count=2), win(6, error_rate=0.0, count=2)]
+    _, sigs = run(rs, seq)
+    assert [s.status for s in sigs] == ["firing"]
+    _, sigs = run(rs, [*seq, win(7, error_rate=0.0), win(9, error_rate=0.0)])
+    assert [(s.status, s.ts - T0) for s in sigs] == [("firing", 180), ("resolved", 600)]
+
+
 def test_keep_firing_for_delays_resolve() -> None:
     rs = rules(THRESH)
     seq = [win(i, error_rate=0.5) for i in range(3)]
