@@ -255,9 +255,9 @@ def on_window(rules: RuleSet, state: SeriesState | None, w: WindowStats,
         value = point.get(r.field, math.nan)
         extra: dict[str, Any] = {}
         if isinstance(r, ThresholdRule):
-            if w.count < r.min_count:  # too few events to say either way: holds the state
+            if w.count < r.min_count and status.active:  # too few events to resolve it
                 continue
-            hit = compare(r.op, value, r.value)
+            hit = w.count >= r.min_count and compare(r.op, value, r.value)
         else:
             old = _value_at(st, r.field, end - r.over)
             pct = math.nan if old is None or old == 0 else (value - old) / abs(old) * 100

@@ -84,7 +84,7 @@ class ThresholdRule(_Rule):
     field: Field_
     op: Op = ">"
     value: float
-    min_count: int = 0  # windows with fewer events neither fire nor resolve (a rate of 1 event)
+    min_count: int = 0  # windows with fewer events do not fire, nor resolve a firing alert
 
 
 class AnomalyRule(_Rule):
