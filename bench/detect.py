@@ -9,6 +9,8 @@ capacity included); ``vector_*`` figures score the same values with a bare ``Ser
 default, not on the live path yet): ``artime_bank_*`` its ``ARTimeBank`` over the same
 number of series, each started from one detector past its probation (the steady state), and
 ``artime_points_per_s`` / ``artime_state_bytes`` one scalar detector on one long series.
+``levels_cost`` is the share of the scoring time spent on the gauges' levels
+(``detectors.levels``), against the same run with them off.
 """
 
 from __future__ import annotations
@@ -106,11 +108,10 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run(n_series: int = 100_000, rounds: int = 6) -> dict[str, object]:
-    """Score ``rounds`` windows of ``n_series`` series; prints and returns one JSON line."""
-    gc.collect()
-    rss0 = _rss_mb()
-    scorer = WindowScorer(DetectionSettings(window_s=(10,)))
+def _score(settings: DetectionSettings, n_series: int, rounds: int
+           ) -> tuple[WindowScorer, int, float]:
+    """The scorer after ``rounds`` windows of ``n_series`` series, points, seconds."""
+    scorer = WindowScorer(settings)
     points, seconds = 0, 0.0
     for step in range(rounds):
         batch = _windows(n_series, step)
@@ -119,6 +120,17 @@ def run(n_series: int = 100_000, rounds: int = 6) -> dict[str, object]:
         seconds += time.perf_counter() - t
         points += n_series
         del batch
+    return scorer, points, seconds
+
+
+def run(n_series: int = 100_000, rounds: int = 6) -> dict[str, object]:
+    """Score ``rounds`` windows of ``n_series`` series; prints and returns one JSON line."""
+    # the baseline of the same run: the gauges' levels (``detectors.levels``) off
+    _, base_points, base_seconds = _score(DetectionSettings(window_s=(10,), seen_levels=False),
+                                          n_series, rounds)
+    gc.collect()
+    rss0 = _rss_mb()
+    scorer, points, seconds = _score(DetectionSettings(window_s=(10,)), n_series, rounds)
     gc.collect()
     sample = list(scorer.states.values())[:1000]
     state_bytes = sum(len(st.to_bytes()) for st in sample) / len(sample)
@@ -126,6 +138,8 @@ def run(n_series: int = 100_000, rounds: int = 6) -> dict[str, object]:
     bank_bytes = sum(_nbytes(b) for b in scorer.banks.by_key.values())
     out = {"benchmark": "detect", "series": n_series, "points": points,
            "points_per_s": round(points / seconds), "seconds": round(seconds, 2),
+           "levels_off_points_per_s": round(base_points / base_seconds),
+           "levels_cost": round(1 - base_seconds / seconds, 3),
            "state_bytes_per_series": round(state_bytes), "model_bytes_per_series":
            round(det_bytes), "bank_bytes_per_series": round(bank_bytes / n_series),
            "rss_mb": round(_rss_mb()),

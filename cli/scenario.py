@@ -246,7 +246,7 @@ def eval_nezha(
     save: Annotated[Path | None, typer.Option(help="write the anomalies here "
                                                    "(JSON lines)")] = None,
     before: Annotated[bool, typer.Option(
-        help="also replay with the generalising rules off (edges, pooling, floors, "
+        help="also replay with the generalising rules off (edges, pooling, floors, levels, "
              "demotion, gauge runs), for a before/after on the same data")] = False,
     config: Annotated[Path, typer.Option(
         help="alerting config whose pages are counted")] = paging.DEFAULT_CONFIG,

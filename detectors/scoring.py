@@ -46,6 +46,7 @@ import numpy.typing as npt
 from detectors.feedback import ChangeLog
 from detectors.instances import RUN as INSTANCE_RUN
 from detectors.instances import comparable, day_q, fisher_q, slower
+from detectors.levels import Levels, level_bins
 from detectors.multivariate import ServiceModel
 from detectors.pooling import (
     EXEMPT,
@@ -422,6 +423,14 @@ class WindowScorer:
             batch.point(st, ws, end, spec, x)
 
     def _score_all(self, batch: Batch) -> list[AnomalyEvent]:
+        """Update every detector of ``batch`` (vectorised per bank), apply the rules, then
+        learn the gauges' levels."""
+        out = self._score(batch)
+        if self.settings.seen_levels:
+            self._learn_levels(batch)
+        return out
+
+    def _score(self, batch: Batch) -> list[AnomalyEvent]:
         """Update every detector of ``batch`` (vectorised per bank), then apply the rules."""
         n_points = len(batch.x)
         self.scored += n_points
@@ -452,6 +461,22 @@ class WindowScorer:
                                batch.count[i], batch.samples[i], batch.median[i],
                                batch.prior[i])
         return out
+
+    def _learn_levels(self, batch: Batch) -> None:
+        """Each gauge's readings join its levels (``detectors.levels``), after its rules."""
+        for ws in self.settings.window_s:
+            cols = batch.by_key.get(bank_key("mean", ws))
+            if not cols:
+                continue
+            at = np.array(cols[0])
+            windows = (np.searchsorted(np.array(batch.first), at, "right") - 1).tolist()
+            for i, b in zip(windows, level_bins(np.array(cols[3])), strict=True):
+                st = batch.st[i]
+                if st.meta[3] in EXEMPT:
+                    continue
+                if st.levels is None:
+                    st.levels = Levels()
+                st.levels.add_bin(b)
 
     @staticmethod
     def _learn_dispersion(batch: Batch, res: npt.NDArray[np.float64],
@@ -499,6 +524,9 @@ class WindowScorer:
                         and not discrete_significant(
                         x, s.expected, max(st.quantum, 1))):
                     direction = None  # a few quanta of an integer gauge: not news
+                if (direction is not None and spec.name == "mean" and st.levels is not None
+                        and self.settings.seen_levels and st.levels.usual(x, direction)):
+                    direction = None  # a level the gauge often reaches: not news
                 expected = s.expected
                 if spec.name == "error_rate" and burst >= RUN_Q + thr_q - base_q:
                     direction, q, expected = "up", max(q, burst), base  # errors in a row

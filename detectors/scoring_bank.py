@@ -33,6 +33,7 @@ import numpy.typing as npt
 import orjson
 import structlog
 
+from detectors.levels import Levels
 from detectors.multivariate import ServiceModel
 from detectors.series import SeriesConfig, SeriesDetector
 from detectors.series_batch import SeriesBank
@@ -158,7 +159,8 @@ class SeriesState:
     """Everything learnt about one series: its detector rows, clocks, cooldowns, adjustments."""
 
     __slots__ = ("adj", "banks", "cool", "discrete", "disp", "episodes", "imputed", "last_end",
-                 "meta", "mv", "pending", "prev", "quantum", "rows", "runs", "slow", "timed")
+                 "levels", "meta", "mv", "pending", "prev", "quantum", "rows", "runs", "slow",
+                 "timed")
 
     def __init__(self, meta: tuple[str, str, str, str], banks: Banks) -> None:
         self.meta = meta  # service, scope, route, name
@@ -189,6 +191,7 @@ class SeriesState:
         self.mv: ServiceModel | None = None
         self.discrete = True  # a metric whose every reading so far was a whole number
         self.quantum = 0  # ... and the greatest common divisor of those readings
+        self.levels: Levels | None = None  # a gauge's readings (``detectors.levels``)
 
     @property
     def dets(self) -> dict[str, SeriesDetector]:
@@ -210,7 +213,8 @@ class SeriesState:
                              "a": self.adj, "p": self.prev, "u": self.pending,
                              "r": self.runs, "d": list(self.rows), "q": self.discrete,
                              "g": self.quantum, "e": self.episodes, "s": self.slow,
-                             "v": self.disp},
+                             "v": self.disp,
+                             "h": None if self.levels is None else self.levels.to_json()},
                             option=orjson.OPT_NON_STR_KEYS)
         parts = [struct.pack("<I", len(head)), head]
         for det in self.dets.values():
@@ -251,6 +255,8 @@ class SeriesState:
                    for k, v in head.get("s", {}).items()}
         st.disp = {int(k): (float(v[0]), float(v[1]), float(v[2]))
                    for k, v in head.get("v", {}).items()}
+        if head.get("h") is not None:
+            st.levels = Levels.from_json(head["h"])
         at = 4 + n
         try:
             for key in head["d"]:

@@ -74,6 +74,7 @@ class DetectionSettings(BaseModel):
     instances: bool = True  # an instance's request latency against its siblings' (pods)
     fleet_demotion: bool = True  # traffic moving on most services at once is load
     discrete_floor: bool = True  # integer gauges need K quanta and Poisson noise to move
+    seen_levels: bool = True  # a gauge back at a level it often reaches is not news
     # A gauge (scope metric) alarms after this many of its points in a row beyond the
     # threshold, the same way (a run rule, as in statistical process control): a raw
     # gauge's lone spikes are its normal heavy tail; 1 alarms on single points

@@ -230,10 +230,11 @@ KNOB_POINTS = {"champion": None, "challenger": 3.0}  # variant -> false_per_day 
 
 
 def baseline(detect: DetectionSettings) -> DetectionSettings:
-    """The settings with this issue's rules off (no edges, pooling, floors, demotion, runs)."""
+    """The settings with this issue's rules off (no edges, pooling, floors, levels, demotion,
+    runs)."""
     return detect.model_copy(update={"edges": False, "pool_instances": False,
                                      "fleet_demotion": False, "discrete_floor": False,
-                                     "metric_run": 1})
+                                     "seen_levels": False, "metric_run": 1})
 
 
 def span_hours(rows: list[dict[str, Any]], incidents: list[dict[str, Any]]) -> float:

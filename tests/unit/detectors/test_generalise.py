@@ -66,6 +66,38 @@ def test_a_gauge_that_moves_in_sixes_needs_three_of_its_own_quanta() -> None:
     assert [a.feature for a in _run(attack)][:1] == ["mean"]
 
 
+def _bucketed(n: int) -> list[float]:
+    """A latency percentile read from histogram buckets: 5 ms, now and then 49 ms, and
+    every 40 minutes 4 minutes at the 28.8 s bucket (one slow request a minute)."""
+    rng = random.Random(6)
+    return [28.8 if i % 40 < 4 else rng.choice((0.005, 0.005, 0.005, 0.049)) for i in range(n)]
+
+
+def test_a_gauge_back_at_a_level_it_often_reaches_is_not_news() -> None:
+    series = "orders/client_latency_p99_s"
+    steps = [[_gauge(series, i, v)] for i, v in enumerate(_bucketed(600))]
+    assert _run(steps) == []
+    # the rule is what helps: without it the trips to the 28.8 s bucket alarm
+    assert len(_run(steps, DetectionSettings(seen_levels=False))) >= 3
+    # a level it never reached is still news, and so is one it left long ago
+    new = [[_gauge(series, 600 + k, 300.0)] for k in range(3)]
+    assert [(a.series, a.direction) for a in _run(steps + new)] == [(series, "up")]
+
+
+def test_a_gauges_levels_survive_a_restart() -> None:
+    series = "orders/client_latency_p99_s"
+    values = _bucketed(600)
+    sc = WindowScorer(DetectionSettings())
+    for i, v in enumerate(values[:300]):
+        sc.score_batch([_gauge(series, i, v)])
+    again = WindowScorer(DetectionSettings())
+    again.restore(series, sc.snapshot()[series])
+    kept, had = again.states[series].levels, sc.states[series].levels
+    assert kept is not None and had is not None and kept.to_json() == had.to_json()
+    rest = [[_gauge(series, 300 + i, v)] for i, v in enumerate(values[300:])]
+    assert [a for ws in rest for a in again.score_batch(ws)] == []
+
+
 def _pods(generation: int, n: int) -> list[str]:
     return [f"search-{generation:04x}-p{k}" for k in range(n)]
 
