@@ -45,7 +45,18 @@ def signal_from_anomaly(a: Mapping[str, Any]) -> Signal:
     return Signal(id=str(a["id"]), ts=int(a["ts"]), service=str(a["service"]), kind="anomaly",
                   severity=str(a.get("severity", "warning")), summary=what.strip(),
                   route=str(a.get("route", "")), change_ids=changes,
-                  slow_calls=slow_calls(a))
+                  slow_calls=slow_calls(a), callee=callee_of(a))
+
+
+def callee_of(a: Mapping[str, Any]) -> str:
+    """The called end of an edge anomaly (its series is ``caller->callee``), else "".
+
+    >>> callee_of({"scope": "edge", "series": "web->db"}), callee_of({"scope": "route"})
+    ('db', '')
+    """
+    if a.get("scope") != "edge":
+        return ""
+    return str(a.get("series", "")).partition("->")[2]
 
 
 def slow_calls(a: Mapping[str, Any]) -> dict[str, SlowCall]:

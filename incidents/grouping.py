@@ -2,7 +2,8 @@
 
 A signal joins an incident that is not resolved, whose last signal is at most ``quiet_ms``
 before it, and that it is related to: the same service, a service one call edge away
-(either direction), a change both name, or a template both name; or, within ``onset_ms`` of
+(either direction), a change both name, or a template both name (a call's anomaly is about
+both its ends: the service called counts as well as the caller); or, within ``onset_ms`` of
 the incident's first signal, a service that calls one of the services the incident's
 services call (the callers of a failing dependency go bad in the same window as it, and
 theirs may come first). Related to none, it opens a new incident. Two incidents are never
@@ -60,9 +61,11 @@ def related(inc: Incident, sig: Signal, edges: set[tuple[str, str]],
     """Whether a signal is about the same problem as an incident (time aside, but for
     callers of a shared callee, which must go bad within ``onset_ms`` of its first signal:
     the dependency's own signal may come after theirs in the same window)."""
-    if sig.service in inc.services:
+    ends = {sig.service, sig.callee} - {""}
+    theirs = {*inc.services, *inc.callees}
+    if ends & theirs:
         return True
-    if any((sig.service, s) in edges or (s, sig.service) in edges for s in inc.services):
+    if any((e, s) in edges or (s, e) in edges for e in ends for s in theirs):
         return True
     if abs(sig.ts - inc.ts) <= onset_ms:
         mine = {b for a, b in edges if a == sig.service}
@@ -114,6 +117,8 @@ def add_signal(inc: Incident, sig: Signal, cfg: GroupingConfig) -> None:
     for c in sig.change_ids:
         if c not in inc.change_ids:
             inc.change_ids.append(c)
+    if sig.callee and sig.callee not in inc.callees:
+        inc.callees.append(sig.callee)
     for edge, found in sig.slow_calls.items():
         if edge not in inc.slow_calls:
             inc.slow_calls.append(edge)

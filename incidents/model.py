@@ -57,6 +57,7 @@ class Signal(BaseModel):
     # dependency edges ("caller->callee") whose latency the anomaly found rising, each with
     # that finding (``engine.slow_calls``)
     slow_calls: dict[str, SlowCall] = Field(default_factory=dict)
+    callee: str = ""  # an edge anomaly's other end: the service called
 
 
 class TimelineEntry(BaseModel):
@@ -102,6 +103,7 @@ class Incident(BaseModel):
     # dependency edges ("caller->callee") found slowing down among the signals
     slow_calls: list[str] = Field(default_factory=list)
     slow_found: dict[str, SlowCall] = Field(default_factory=dict)  # edge -> strongest finding
+    callees: list[str] = Field(default_factory=list)  # the called ends of its edge signals
     alerts: int = 0
     anomalies: int = 0
     root_cause: list[str] = Field(default_factory=list)  # ranked services, best first

@@ -43,6 +43,22 @@ def test_callers_of_a_failing_dependency_in_its_first_window_are_one_incident() 
     assert apart[0] != apart[1]
 
 
+def test_a_calls_anomaly_relates_through_the_service_it_calls() -> None:
+    """A call's anomaly is about both its ends: gw's calls to web failing and, 30 s later,
+    api's calls to db slowing are one incident, in either order (web calls api). Seen only
+    from the callers, gw and api are two hops apart."""
+    edges = {("gw", "web"), ("web", "api"), ("api", "db")}
+    first = sig("1", 0, "gw", callee="web")
+    then = sig("2", 30, "api", callee="db")
+    for order in ([first, then], [then, first]):
+        st, ids = place(order, edges)
+        assert ids[0] == ids[1]
+        assert sorted(st.incidents[ids[0]].callees) == ["db", "web"]
+    # without the called ends, the same two signals are two incidents
+    _, apart = place([sig("1", 0, "gw"), sig("2", 30, "api")], edges)
+    assert apart[0] != apart[1]
+
+
 def test_shared_change_or_template_relates_services_without_an_edge() -> None:
     _, ids = place([sig("1", 0, "db", change_ids=("db@1",)),
                     sig("2", 10, "mail", change_ids=("db@1",)),
