@@ -110,6 +110,7 @@ SIB_VERSION = "siblings-1"
 _NOT_LOAD = frozenset(("error_rate", *PERCENTILES))  # what a fleet shift never demotes
 SLOW_WINDOWS = 6  # a minute of 10 s windows: the longest run ``slow_run`` combines
 MIN_Q = 2.5  # no offset takes a threshold below this (-log p; the hot filter is at 2.3)
+HOT_Q = -math.log(0.1)  # the hot filter's -log p (a score of 0.9): a latency run's start
 SIGN: dict[str, int] = {"up": 1, "down": -1}  # an alarm's direction as a sign
 Scored = list[tuple[FeatureSpec, float, Score, int]]
 
@@ -445,7 +446,7 @@ class WindowScorer:
             self._learn_dispersion(batch, res, n_before, warm)
         hot = np.flatnonzero((res[0] > 0.9) & (n_before >= warm))
         out: list[AnomalyEvent] = []
-        if not len(hot) and not any(st.meta[1] == "service" for st in batch.st):
+        if not len(hot) and not any(st.meta[1] == "service" or st.base for st in batch.st):
             return out
         cols, nb = res.T.tolist(), n_before.tolist()
         marks = np.zeros(n_points + 1, np.int64)
@@ -454,7 +455,7 @@ class WindowScorer:
         bounds = [*batch.first, n_points]
         for i, st in enumerate(batch.st):
             a, b = bounds[i], bounds[i + 1]
-            if hot_before[a] == hot_before[b] and st.meta[1] != "service":
+            if hot_before[a] == hot_before[b] and st.meta[1] != "service" and not st.base:
                 continue
             scored = [(batch.spec[k], batch.x[k], Score(*cols[k]), nb[k]) for k in range(a, b)]
             out += self._rules(st, batch.series[i], batch.ws[i], batch.end[i], scored,
@@ -507,6 +508,10 @@ class WindowScorer:
         burst, base = self._error_run(st, ws, end, scored, count) \
             if st.meta[1] in ("route", "edge") else (0.0, 0.0)
         phi = dispersion(st.disp.get(ws))
+        # each latency percentile's -log p for ``slow_run`` and the value it is measured from
+        runs = {spec.name: self._run_start(st, bank_key(spec.name, ws), end, ws, x, s)
+                for spec, x, s, _ in scored
+                if spec.name in PERCENTILES and scope != "instance" and math.isfinite(x)}
         for variant, v in self.variants:
             base_q = v.base_q(ws)
             thr_q = max(base_q + st.adj.get(variant, 0.0)
@@ -515,19 +520,20 @@ class WindowScorer:
                 if n < v.warmup or not math.isfinite(x) or s.score <= 0:
                     continue
                 q = -math.log(max(1.0 - s.score, 1e-300))
-                if spec.name in PERCENTILES and scope != "instance":
-                    q = max(q, slow_run(st, bank_key(spec.name, ws), end, ws,
-                                        q if x > s.expected else 0.0, samples))
-                direction = practical(spec, x, s.expected, count, ws, v.min_change,
+                expected = s.expected
+                lo, hi = s.lo, s.hi
+                if spec.name in runs:
+                    run_q, expected, lo, hi = runs[spec.name]
+                    q = max(q, slow_run(st, bank_key(spec.name, ws), end, ws, run_q, samples))
+                direction = practical(spec, x, expected, count, ws, v.min_change,
                                       phi if spec.name == "error_rate" else 1.0)
                 if (floor and spec.name == "mean" and direction is not None
                         and not discrete_significant(
-                        x, s.expected, max(st.quantum, 1))):
+                        x, expected, max(st.quantum, 1))):
                     direction = None  # a few quanta of an integer gauge: not news
                 if (direction is not None and spec.name == "mean" and st.levels is not None
                         and self.settings.seen_levels and st.levels.usual(x, direction)):
                     direction = None  # a level the gauge often reaches: not news
-                expected = s.expected
                 if spec.name == "error_rate" and burst >= RUN_Q + thr_q - base_q:
                     direction, q, expected = "up", max(q, burst), base  # errors in a row
                 if direction is None:
@@ -539,7 +545,7 @@ class WindowScorer:
                 if scope == "metric" and not self._in_run(st, key, spec.name, ws, end,
                                                           direction):
                     continue
-                tail = beyond(spec.name, samples, median, s.expected)
+                tail = beyond(spec.name, samples, median, expected)
                 if math.isfinite(tail):  # a percentile: as good as its requests beyond it
                     before = st.pending.get(key)
                     # a run goes on over windows without latencies (they say nothing),
@@ -547,7 +553,7 @@ class WindowScorer:
                     # its requests beyond, negative when its last window's median was
                     run = before[1] if before and before[0] == prior and (
                         end - prior <= (RUN_GAP + 1) * ws * 1000) else None
-                    moved = median > s.expected
+                    moved = median > expected
                     total = tail + abs(run or 0.0)
                     st.pending[key] = (end, -total if moved else total)
                     if not confirmed(tail, None if run is None else abs(run),
@@ -560,7 +566,7 @@ class WindowScorer:
                 st.pending.pop(key, None)
                 self._episode(st, key, end, direction, s.lo, s.hi)
                 out.append(self._event(st.meta, series, ws, end, variant, v, "series", VERSION,
-                                       spec.name, x, expected, s.lo, s.hi,
+                                       spec.name, x, expected, lo, hi,
                                        max(s.score, 1.0 - math.exp(-q)), thr_q, direction,
                                        severity_of(spec, direction, x, expected), zs))
         if st.meta[1] == "service" and ws == 10 and any(v.multivariate for _, v in self.variants):
@@ -573,6 +579,44 @@ class WindowScorer:
             out += self._multivariate(st, series, end, {sp.name: x for sp, x, _, _ in scored},
                                       zs, moved)
         return out
+
+    def _run_start(self, st: SeriesState, key: str, end: int, ws: int, x: float, s: Score
+                   ) -> tuple[float, float, float, float]:
+        """A latency percentile's -log p for ``slow_run``, measured from where its run of
+        slow windows began: (-log p, expected value, band low, band high).
+
+        The detector's level follows a shift within a few windows, so a dependency that
+        stays slower looks less surprising each window; and after its onset, scores that do
+        not beat it are damped. So the expected value and typical error of a run's first
+        window (a window whose -log p passes ``HOT_Q``) are kept, and each later window of
+        the run is also scored against them, by the detector's own calibration (the tail of
+        its single-point statistic), for at most ``SLOW_WINDOWS`` windows: a change shows
+        at once, a slow drift (a daily peak) moves little in a minute. A window at or below
+        the run's expected value ends it. Outside a run: the window's own -log p when it is
+        above its expected value, else 0."""
+        q = -math.log(max(1.0 - s.score, 1e-300)) if x > s.expected else 0.0
+        if not self.settings.run_start:
+            return q, s.expected, s.lo, s.hi
+        scale = (s.hi - s.lo) / (2 * self.series_cfg.band)
+        base = st.base.get(key)
+        if base is not None and not 0 < end - base[0] <= SLOW_WINDOWS * ws * 1000:
+            base = None if end != base[0] else base  # the same window again keeps it
+            if base is None:
+                del st.base[key]
+        if base is None:
+            if q >= HOT_Q and scale > 0:
+                st.base[key] = (end, s.expected, scale)
+            return q, s.expected, s.lo, s.hi
+        _, e0, scale0 = base
+        lo0, hi0 = e0 - self.series_cfg.band * scale0, e0 + self.series_cfg.band * scale0
+        if x <= e0:
+            del st.base[key]
+            return 0.0, s.expected, s.lo, s.hi
+        if end == base[0]:
+            return q, e0, lo0, hi0
+        row = st.rows[key]
+        p0 = self.banks[key].tail(row, (x - e0) / scale0)
+        return max(q, -math.log(max(p0, 1e-300))), e0, lo0, hi0
 
     def _in_run(self, st: SeriesState, key: str, feature: str, ws: int, end: int,
                 direction: Dir) -> bool:

@@ -158,9 +158,9 @@ RECOVERY_MS = 30 * 60_000
 class SeriesState:
     """Everything learnt about one series: its detector rows, clocks, cooldowns, adjustments."""
 
-    __slots__ = ("adj", "banks", "cool", "discrete", "disp", "episodes", "imputed", "last_end",
-                 "levels", "meta", "mv", "pending", "prev", "quantum", "rows", "runs", "slow",
-                 "timed")
+    __slots__ = ("adj", "banks", "base", "cool", "discrete", "disp", "episodes", "imputed",
+                 "last_end", "levels", "meta", "mv", "pending", "prev", "quantum", "rows", "runs",
+                 "slow", "timed")
 
     def __init__(self, meta: tuple[str, str, str, str], banks: Banks) -> None:
         self.meta = meta  # service, scope, route, name
@@ -185,6 +185,9 @@ class SeriesState:
         # last ``SLOW_WINDOWS`` windows with requests, oldest first, 0 where it was lower;
         # their requests, 0 where it was lower): ``scoring.slow_run``
         self.slow: dict[str, tuple[int, tuple[float, ...], tuple[int, ...]]] = {}
+        # "<feature>@<ws>" of a latency percentile -> (first window end ms, expected value,
+        # typical error) when its run of slow windows began: ``WindowScorer._run_start``
+        self.base: dict[str, tuple[int, float, float]] = {}
         # window_s -> decayed sums of its windows, error lines and their squares: error
         # lines to a failure (``significance.dispersion``)
         self.disp: dict[int, tuple[float, float, float]] = {}
@@ -213,7 +216,7 @@ class SeriesState:
                              "a": self.adj, "p": self.prev, "u": self.pending,
                              "r": self.runs, "d": list(self.rows), "q": self.discrete,
                              "g": self.quantum, "e": self.episodes, "s": self.slow,
-                             "v": self.disp,
+                             "v": self.disp, "b": self.base,
                              "h": None if self.levels is None else self.levels.to_json()},
                             option=orjson.OPT_NON_STR_KEYS)
         parts = [struct.pack("<I", len(head)), head]
@@ -255,6 +258,7 @@ class SeriesState:
                    for k, v in head.get("s", {}).items()}
         st.disp = {int(k): (float(v[0]), float(v[1]), float(v[2]))
                    for k, v in head.get("v", {}).items()}
+        st.base = {k: (int(v[0]), float(v[1]), float(v[2])) for k, v in head.get("b", {}).items()}
         if head.get("h") is not None:
             st.levels = Levels.from_json(head["h"])
         at = 4 + n

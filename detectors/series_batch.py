@@ -19,6 +19,7 @@ Unused rows are kept fresh, so ``add()`` is O(1); ``free(i)`` gives a row back f
 
 from __future__ import annotations
 
+import math
 from array import array
 from typing import NamedTuple
 
@@ -188,6 +189,13 @@ class SeriesBank:
         lim = np.where(n > c.free_points, c.clip * scale, np.inf)
         self._learn(r, x, step, bd, bw, sd, sw, pd, pw, lim, c)
         return outs, expected, expected - c.band * scale, expected + c.band * scale, z
+
+    def tail(self, row: int, z: float) -> float:
+        """The calibrated tail probability of a raw statistic ``z`` for one row (its
+        histogram of single points, as ``update`` reads it; no short-term mean)."""
+        r = np.array([row])
+        return float(self._tail(self.hz_c, self.hz_t, self.hz_w, r,
+                                np.array([math.log1p(max(z, 0.0))]))[0])
 
     @staticmethod
     def _tail(counts: F, total: F, weight: F, r: I, s: F) -> F:

@@ -75,6 +75,7 @@ class DetectionSettings(BaseModel):
     fleet_demotion: bool = True  # traffic moving on most services at once is load
     discrete_floor: bool = True  # integer gauges need K quanta and Poisson noise to move
     seen_levels: bool = True  # a gauge back at a level it often reaches is not news
+    run_start: bool = True  # a latency run is also scored from the level where it began
     # A gauge (scope metric) alarms after this many of its points in a row beyond the
     # threshold, the same way (a run rule, as in statistical process control): a raw
     # gauge's lone spikes are its normal heavy tail; 1 alarms on single points

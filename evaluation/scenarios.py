@@ -234,7 +234,8 @@ def baseline(detect: DetectionSettings) -> DetectionSettings:
     runs)."""
     return detect.model_copy(update={"edges": False, "pool_instances": False,
                                      "fleet_demotion": False, "discrete_floor": False,
-                                     "seen_levels": False, "metric_run": 1})
+                                     "seen_levels": False, "run_start": False,
+                                     "metric_run": 1})
 
 
 def span_hours(rows: list[dict[str, Any]], incidents: list[dict[str, Any]]) -> float:
