@@ -591,9 +591,10 @@ class WindowScorer:
         window (a window whose -log p passes ``HOT_Q``) are kept, and each later window of
         the run is also scored against them, by the detector's own calibration (the tail of
         its single-point statistic), for at most ``SLOW_WINDOWS`` windows: a change shows
-        at once, a slow drift (a daily peak) moves little in a minute. A window at or below
-        the run's expected value ends it. Outside a run: the window's own -log p when it is
-        above its expected value, else 0."""
+        at once, a slow drift (a daily peak) moves little in a minute. Whichever says more,
+        the window's own score or the run's, is returned with its expected value and band.
+        A window at or below the run's expected value ends it. Outside a run: the window's
+        own -log p when it is above its expected value, else 0."""
         q = -math.log(max(1.0 - s.score, 1e-300)) if x > s.expected else 0.0
         if not self.settings.run_start:
             return q, s.expected, s.lo, s.hi
@@ -608,15 +609,14 @@ class WindowScorer:
                 st.base[key] = (end, s.expected, scale)
             return q, s.expected, s.lo, s.hi
         _, e0, scale0 = base
-        lo0, hi0 = e0 - self.series_cfg.band * scale0, e0 + self.series_cfg.band * scale0
         if x <= e0:
             del st.base[key]
-            return 0.0, s.expected, s.lo, s.hi
-        if end == base[0]:
-            return q, e0, lo0, hi0
-        row = st.rows[key]
-        p0 = self.banks[key].tail(row, (x - e0) / scale0)
-        return max(q, -math.log(max(p0, 1e-300))), e0, lo0, hi0
+            return q, s.expected, s.lo, s.hi
+        q0 = -math.log(max(self.banks[key].tail(st.rows[key], (x - e0) / scale0), 1e-300))
+        if end == base[0] or q0 <= q:  # the window's own score says more
+            return q, s.expected, s.lo, s.hi
+        band = self.series_cfg.band * scale0
+        return q0, e0, e0 - band, e0 + band
 
     def _in_run(self, st: SeriesState, key: str, feature: str, ws: int, end: int,
                 direction: Dir) -> bool:
