@@ -52,10 +52,7 @@ def level_bin(x: float) -> int:
     >>> [level_bin(v) for v in (-2.0, 0.0, 1e-12, 1.0, 1.18, 1.2, 2.0)]
     [-204, 0, 40, 200, 200, 201, 204]
     """
-    if x == 0 or not math.isfinite(x):
-        return 0
-    o = min(max(math.floor(math.log2(abs(x)) * BINS_PER_OCTAVE), -199), 4000)
-    return int(math.copysign(o + 200, x))
+    return level_bins(np.array([x]))[0] if math.isfinite(x) else 0
 
 
 def level_bins(xs: npt.NDArray[np.float64]) -> list[int]:
@@ -73,12 +70,11 @@ def level_bins(xs: npt.NDArray[np.float64]) -> list[int]:
 class Levels:
     """Forgetting histogram of a gauge's readings: how often it was at or beyond a level."""
 
-    __slots__ = ("bins", "recent", "total", "weight")
+    __slots__ = ("bins", "recent", "weight")
 
     def __init__(self) -> None:
         self.bins: dict[int, float] = {}
         self.recent: list[int] = []  # the bins of readings not counted yet (the newest last)
-        self.total = 0.0
         self.weight = 1.0  # the weight of the next reading (grows instead of fading all)
 
     def add(self, x: float) -> None:
@@ -94,15 +90,12 @@ class Levels:
         while len(self.recent) > LAG:
             b = self.recent.pop(0)
             self.bins[b] = self.bins.get(b, 0.0) + self.weight
-            self.total += self.weight
             self.weight /= 1.0 - RATE
             if len(self.bins) > MAX_BINS:
-                light = min(self.bins, key=self.bins.__getitem__)
-                self.total -= self.bins.pop(light)
+                del self.bins[min(self.bins, key=self.bins.__getitem__)]
         if self.weight > _RESCALE:  # keep the numbers small; shares are unchanged
-            w, small = self.weight, self.total * 1e-9
+            w, small = self.weight, sum(self.bins.values()) * 1e-9
             self.bins = {b: c / w for b, c in self.bins.items() if c > small}
-            self.total = sum(self.bins.values())
             self.weight = 1.0
 
     def seen(self, x: float, direction: Literal["up", "down"]) -> float:
@@ -110,9 +103,9 @@ class Levels:
         than ``SEEN_MIN`` of them)."""
         b = level_bin(x)
         mass = sum(c for k, c in self.bins.items() if (k >= b if direction == "up" else k <= b))
-        if self.total <= 0 or mass < SEEN_MIN * self.weight:
+        if mass < SEEN_MIN * self.weight:
             return 0.0
-        return mass / self.total
+        return mass / sum(self.bins.values())
 
     def usual(self, x: float, direction: Literal["up", "down"]) -> bool:
         """Whether ``x`` is a level this series often reaches (``SEEN_P``)."""
@@ -120,14 +113,13 @@ class Levels:
 
     def to_json(self) -> dict[str, Any]:
         """The state as JSON-able values."""
-        return {"b": self.bins, "t": self.total, "w": self.weight, "r": self.recent}
+        return {"b": self.bins, "w": self.weight, "r": self.recent}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Levels:
         """Rebuild from ``to_json`` (bin keys may come back as strings)."""
         lv = cls()
         lv.bins = {int(k): float(c) for k, c in d.get("b", {}).items()}
-        lv.total = float(d.get("t", sum(lv.bins.values())))
         lv.weight = float(d.get("w", 1.0))
         lv.recent = [int(v) for v in d.get("r", [])][-LAG:]
         return lv

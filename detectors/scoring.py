@@ -600,10 +600,9 @@ class WindowScorer:
             return q, s.expected, s.lo, s.hi
         scale = (s.hi - s.lo) / (2 * self.series_cfg.band)
         base = st.base.get(key)
-        if base is not None and not 0 < end - base[0] <= SLOW_WINDOWS * ws * 1000:
-            base = None if end != base[0] else base  # the same window again keeps it
-            if base is None:
-                del st.base[key]
+        if base is not None and not 0 <= end - base[0] <= SLOW_WINDOWS * ws * 1000:
+            del st.base[key]  # the run is over a minute old (or from a later window)
+            base = None
         if base is None:
             if q >= HOT_Q and scale > 0:
                 st.base[key] = (end, s.expected, scale)
