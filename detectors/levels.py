@@ -18,8 +18,8 @@ Bins are relative (``BINS_PER_OCTAVE`` = 4 a doubling, about 19 % wide, with the
 the test does not depend on the unit. The last ``LAG`` = 2 readings wait before they are
 counted: the run of points that makes an alarm (``metric_run``) is not its own history.
 Memory: the readings fade by ``1 - RATE`` each (about 500 readings, as the detector's
-calibration); at most ``MAX_BINS`` bins (a JSON state of ~0.2 KB on the Nezha gauges, at
-most 0.7 KB). Assumption: the series' recent past is mostly normal; a fault that held a
+calibration); at most ``MAX_BINS`` bins (a JSON state of ~0.3 KB on the Nezha gauges, at
+most 1.1 KB). Assumption: the series' recent past is mostly normal; a fault that held a
 level for more than ~1 % of the memory makes that level normal until it fades.
 
 >>> lv = Levels()
