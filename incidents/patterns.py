@@ -8,7 +8,14 @@ or less frequent than usual. We keep the same idea with patterns every log row a
   when no template was mined, such as ``c.s.ContactsServiceImpl#31``);
 - ``H:<route>:<status>`` a served request (access line);
 - ``P:<callee>:<operation>:<ok>`` an outbound call (``peer``), which also gives the call
-  graph edge caller -> callee.
+  graph edge caller -> callee;
+- ``L:<callee>:<band>`` the same call's latency, in bands of a quarter octave
+  (``latency_band``): how long the caller waited for that callee;
+- ``S:<band>`` a served request's latency: how long the service itself took.
+
+The ranking compares a window's latency bands with the baseline's, to find calls slower
+than usual and whether the callee's own serving explains them (Nezha turns trace latencies
+into events the same way); they are not patterns of their own.
 
 A service's counts live in one-minute buckets (``PatternCounts``); a window is the sum of
 its buckets. Both the live engine (from ClickHouse) and the evaluation (from a replayed
@@ -23,11 +30,13 @@ file) build them with ``pattern_of``, so they rank from the same features.
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 BUCKET_MS = 60_000  # pattern counts are kept per minute
+BANDS_PER_OCTAVE = 4  # latency bands: a quarter octave (19 % apart), unit-free
 
 
 def pattern_of(event: Mapping[str, Any]) -> str:
@@ -41,6 +50,41 @@ def pattern_of(event: Mapping[str, Any]) -> str:
         return f"P:{peer.get('service', '')}:{peer.get('operation', '')}:{int(ok is not False)}"
     template = event.get("template_id") or event.get("logger") or ""
     return f"T:{template}:{str(event.get('level', '')).upper()}"
+
+
+def latency_band(duration_ms: float) -> int:
+    """The band of a call's latency: ``floor(4 * log2(ms))``, so a band spans 19 % and a
+    doubling is 4 bands (the ClickHouse query computes the same).
+
+    >>> latency_band(1.0), latency_band(10.0), latency_band(200.0)
+    (0, 13, 30)
+    """
+    return math.floor(BANDS_PER_OCTAVE * math.log2(duration_ms))
+
+
+def latency_patterns(event: Mapping[str, Any]) -> list[str]:
+    """The latency bands of one event: ``L:<callee>:<band>`` for an outbound call and
+    ``S:<band>`` for a served request, when they carry a latency.
+
+    >>> latency_patterns({"peer": {"service": "db", "duration_ms": 200.0}})
+    ['L:db:30']
+    >>> latency_patterns({"http": {"route": "/x", "status": 200, "duration_ms": 10.0}})
+    ['S:13']
+    >>> [latency_patterns({"peer": {"service": "db", "duration_ms": ms}})
+    ...  for ms in (None, 0, -3.0, float("nan"), float("inf"))]
+    [[], [], [], [], []]
+    """
+    out = []
+    peer, http = event.get("peer"), event.get("http")
+    if peer and peer.get("service") and _positive(peer.get("duration_ms")):
+        out.append(f"L:{peer['service']}:{latency_band(float(peer['duration_ms']))}")
+    if http and int(http.get("status") or 0) > 0 and _positive(http.get("duration_ms")):
+        out.append(f"S:{latency_band(float(http['duration_ms']))}")
+    return out
+
+
+def _positive(ms: Any) -> bool:
+    return ms is not None and 0 < float(ms) < math.inf
 
 
 def callee_of(event: Mapping[str, Any]) -> str | None:
@@ -68,6 +112,8 @@ class PatternCounts:
         """Count one log event (and remember its call edge)."""
         service = str(event["service"])
         self.add(ts_ms, service, pattern_of(event))
+        for band in latency_patterns(event):
+            self.add(ts_ms, service, band)
         callee = callee_of(event)
         if callee:
             self.edges.add((service, callee))

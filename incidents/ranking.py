@@ -40,6 +40,11 @@ The method, and why (docs/incidents.md has the measured figures):
    nothing (only their latency) still outranks the ordinary noise of the others.
    The slow edges that say nothing against their callee weigh the same way for the
    caller, the end they share (``slow_out``: its calls to ``k`` callees slowed).
+   How strong a slow edge is, the callers' own record says too: their calls slower than
+   nearly all of the baseline's, counted from latency bands (``slow_counts``). Which end
+   it lies with, the callee's serving time says: an edge whose callers wait longer than
+   its callee serves has a network gap (``network_gap``), and lies with the end the
+   gapped edges share.
 5. **Who went bad first** breaks ties and is shown as evidence.
 6. **Scope.** With a call graph, the suspects that can explain the incident's services
    (they or a service they call, directly or not: the anomalous subgraph of MicroRCA)
@@ -66,7 +71,13 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict
 
+from incidents.patterns import BANDS_PER_OCTAVE
+
 SLOW_Z = 3.0  # one edge latency anomaly, in standard deviations: the detectors' threshold
+SLOW_TAIL = 0.01  # a call is slow when slower than this share of the baseline's calls
+MIN_CALLS = 10  # baseline calls of an edge below which its latency says nothing
+GAP_SHARE = 0.25  # the share of a wait's rise not spent serving that makes a network gap
+_HALF_BAND = 2.0 ** (0.5 / BANDS_PER_OCTAVE)  # a band's geometric middle over its floor
 
 
 class RankConfig(BaseModel):
@@ -202,6 +213,74 @@ def surprise(window: Counter[str], baseline: Counter[str], top: int = 3,
     return (scored[0][0] if scored else 0.0), [(k, n, e) for _, k, n, e in scored[:top]]
 
 
+def slow_counts(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]]
+                ) -> dict[tuple[str, str], tuple[int, float, int]]:
+    """Per call edge (caller, callee): how many of the window's calls were slower than
+    ``1 - SLOW_TAIL`` of the baseline's calls, how many were expected to be (the same
+    add-half smoothed share as ``surprise``) and the latency band the slow ones are above,
+    from the ``L:<callee>:<band>`` counts of the callers (``incidents.patterns``). An
+    edge with fewer than ``MIN_CALLS`` baseline calls, or none in the window, is left out.
+
+    >>> base = {"api": Counter({"L:db:12": 990, "L:db:13": 10})}
+    >>> got = slow_counts({"api": Counter({"L:db:12": 40, "L:db:30": 60})}, base)
+    >>> {e: (slow, round(expected, 2), band) for e, (slow, expected, band) in got.items()}
+    {('api', 'db'): (60, 1.05, 12)}
+    """
+    out: dict[tuple[str, str], tuple[int, float, int]] = {}
+    for caller, counts in window.items():
+        now = _bands(counts)
+        if not now:
+            continue
+        then = _bands(baseline.get(caller, Counter()))
+        for callee, bands in now.items():
+            base = then.get(callee, Counter())
+            n_b = sum(base.values())
+            if n_b < MIN_CALLS:
+                continue
+            above = n_b  # the lowest band with at most SLOW_TAIL of the calls above it
+            for cut in sorted(base):
+                above -= base[cut]
+                if above <= SLOW_TAIL * n_b:
+                    break
+            slow = sum(n for band, n in bands.items() if band > cut)
+            out[caller, callee] = (slow, sum(bands.values()) * (above + 0.5) / (n_b + 1), cut)
+    return out
+
+
+def band_floor_ms(band: int) -> float:
+    """The lowest latency of a band (``incidents.patterns.latency_band``).
+
+    >>> band_floor_ms(30)
+    181.01933598375618
+    """
+    return float(2.0 ** (band / BANDS_PER_OCTAVE))
+
+
+def _without_bands(counts: Counter[str]) -> Counter[str]:
+    return Counter({k: n for k, n in counts.items() if not k.startswith(("L:", "S:"))})
+
+
+def _served(counts: Counter[str]) -> Counter[int]:
+    """Latency band -> served requests, from a service's ``S:`` counts."""
+    return Counter({int(k[2:]): n for k, n in counts.items() if k.startswith("S:")})
+
+
+def _mean_ms(bands: Counter[int]) -> float:
+    """The mean latency of banded counts (each band at its geometric middle)."""
+    n = sum(bands.values())
+    return sum(c * band_floor_ms(b) * _HALF_BAND for b, c in bands.items()) / n if n else 0.0
+
+
+def _bands(counts: Counter[str]) -> dict[str, Counter[int]]:
+    """Callee -> latency band -> calls, from a service's ``L:`` counts."""
+    out: dict[str, Counter[int]] = {}
+    for key, n in counts.items():
+        if key.startswith("L:"):
+            callee, _, band = key[2:].rpartition(":")
+            out.setdefault(callee, Counter())[int(band)] += n
+    return out
+
+
 def _failed_call(key: str) -> bool:
     return key.startswith("P:") and key.endswith(":0")
 
@@ -226,8 +305,8 @@ def saturation(window: Iterable[float], baseline: Iterable[float]) -> float:
     return max(0.0, (max(w) - mu) / (sd + 1.0))
 
 
-def slow_callees(slow_calls: Iterable[tuple[str, str]], saturated: Collection[str] = ()
-                 ) -> dict[str, set[str]]:
+def slow_callees(slow_calls: Iterable[tuple[str, str]], saturated: Collection[str] = (),
+                 gaps: Mapping[tuple[str, str], bool] | None = None) -> dict[str, set[str]]:
     """Callee -> the callers whose calls to it slowed down, for the edges whose slowness
     lies with the callee. A slow edge has two ends; the one the slow edges share is the
     one that is slow: a service several callers see slow is, while a caller whose calls
@@ -236,23 +315,78 @@ def slow_callees(slow_calls: Iterable[tuple[str, str]], saturated: Collection[st
     every call). Any other edge on its own (one caller, one callee) counts against the
     callee.
 
+    ``gaps`` says, for the edges whose callee's own serving time is known, whether the
+    callers waited longer than the callee served (``network_gap``). An edge the callee's
+    serving explains lies with the callee. An edge with a gap lies with the end the
+    gapped edges share: a service delayed on the network delays both its callers'
+    waits and its own calls out, and so shares more gapped edges than either neighbour.
+
     >>> sorted(slow_callees([("a", "db"), ("b", "db")])["db"])
     ['a', 'b']
     >>> slow_callees([("x", "db"), ("x", "cache"), ("x", "queue"), ("y", "cache")])
     {'cache': {'y'}}
     >>> slow_callees([("x", "db")], saturated={"x"})
     {}
+    >>> slow_callees([("web", "api"), ("api", "db")],
+    ...              gaps={("web", "api"): True, ("api", "db"): True})
+    {'api': {'web'}}
+    >>> sorted(slow_callees([("web", "api"), ("api", "db")],
+    ...                     gaps={("web", "api"): False, ("api", "db"): True}).items())
+    [('api', {'web'}), ('db', {'api'})]
     """
     edges = {(a, b) for a, b in slow_calls if a != b and a not in saturated}
+    gaps = gaps or {}
     outs: dict[str, int] = {}
     ins: dict[str, int] = {}
+    shared: dict[str, int] = {}
     for a, b in edges:
         outs[a] = outs.get(a, 0) + 1
         ins[b] = ins.get(b, 0) + 1
+        if gaps.get((a, b)):
+            shared[a] = shared.get(a, 0) + 1
+            shared[b] = shared.get(b, 0) + 1
     out: dict[str, set[str]] = {}
     for a, b in sorted(edges):
-        if ins[b] >= outs[a]:
+        gap = gaps.get((a, b))
+        if (gap is False or (gap and shared[b] >= shared[a])
+                or (gap is None and ins[b] >= outs[a])):
             out.setdefault(b, set()).add(a)
+    return out
+
+
+def network_gap(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]],
+                edges: Iterable[tuple[str, str]]) -> dict[tuple[str, str], bool]:
+    """For each slow edge (caller, callee) whose two latencies are known (``MIN_CALLS`` in
+    the baseline), whether the callers' extra waiting is not spent serving in the callee:
+    more than ``GAP_SHARE`` of the rise of the callers' mean wait for the callee beyond the
+    rise of the callee's mean serving time, from the ``L:`` and ``S:`` latency bands.
+
+    A call's wait is the callee's serving time plus the network both ways. When the callee
+    is delayed on the network its serving time stays and the gap is all of the wait's rise;
+    when the service it calls is slow, it serves slower by as much as its callers wait
+    (no gap); when the caller is delayed, its callers wait twice the delay for it while
+    it serves once the delay longer (half). A quarter separates them.
+
+    >>> base = {"web": Counter({"L:api:20": 100}), "api": Counter({"S:19": 100})}
+    >>> slow = {"web": Counter({"L:api:24": 100}), "api": Counter({"S:23": 100})}
+    >>> network_gap(slow, base, [("web", "api")])
+    {('web', 'api'): False}
+    >>> slow["api"] = Counter({"S:19": 100})
+    >>> network_gap(slow, base, [("web", "api")])
+    {('web', 'api'): True}
+    """
+    out: dict[tuple[str, str], bool] = {}
+    for a, b in edges:
+        waits = [_bands(c).get(b, Counter()) for c in (window.get(a, Counter()),
+                                                       baseline.get(a, Counter()))]
+        serves = [_served(c) for c in (window.get(b, Counter()), baseline.get(b, Counter()))]
+        if min(sum(waits[1].values()), sum(serves[1].values())) < MIN_CALLS or not (
+                waits[0] and serves[0]):
+            continue
+        wait = _mean_ms(waits[0]) - _mean_ms(waits[1])
+        serve = _mean_ms(serves[0]) - _mean_ms(serves[1])
+        if wait > 0:
+            out[a, b] = wait - serve > GAP_SHARE * wait
     return out
 
 
@@ -288,6 +422,19 @@ def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]
     edges = list(edges)
     slow_z = {e: max(SLOW_Z, slow_calls[e] if isinstance(slow_calls, Mapping) else SLOW_Z)
               for e in slow_calls}
+    detail = dict(slow_detail or {})
+    # how strong a slow edge the detectors found is: the callers' own record of how long
+    # they waited, the calls slower than nearly all of the baseline's, on the surprise's
+    # scale (an edge the detectors did not find slow stays out: latency tails are bursty)
+    for pair, (slow, expected, cut) in slow_counts(window, baseline).items():
+        dev = _deviation(slow, expected)
+        if pair in slow_z and dev > slow_z[pair]:
+            slow_z[pair] = dev
+            detail[pair] = (f"{slow} calls slower than {band_floor_ms(cut + 1):.3g} ms, "
+                            f"{expected:.1f} expected")
+    gaps = network_gap(window, baseline, slow_z)
+    window = {s: _without_bands(c) for s, c in window.items()}
+    baseline = {s: _without_bands(c) for s, c in baseline.items()}
     cfg = cfg or RankConfig()
     resources = resources or {}
     first_bad = first_bad or {}
@@ -335,7 +482,7 @@ def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]
                                   f"{', '.join(sorted(callers[callee]))} ({expected:.1f} expected)")
     # a resource this many baseline spreads above normal makes a caller slow itself
     hot = {n for n, sus in suspects.items() if sus.saturation >= cfg.callee_threshold}
-    slowed = slow_callees(slow_z, hot) if cfg.slow_weight > 0 else {}
+    slowed = slow_callees(slow_z, hot, gaps) if cfg.slow_weight > 0 else {}
     scores = {name: sus.score for name, sus in suspects.items()}
     for callee, who in sorted(slowed.items()):
         # a delayed service's own logs see nothing; its callers' waiting (timeouts, slow
@@ -345,7 +492,7 @@ def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]
                                        stouffer(slow_z[c, callee] for c in who))
         if weight > target.score:
             target.score, target.lead = weight, "slowed"
-        target.slowed = ", ".join(_quoted(c, (c, callee), slow_detail) for c in sorted(who))
+        target.slowed = ", ".join(_quoted(c, (c, callee), detail) for c in sorted(who))
     # the other end of the slow edges that say nothing against their callee: the caller
     # whose calls to several callees all slowed, or a starved one, is the slow end itself
     slow_out: dict[str, set[str]] = {}
@@ -357,7 +504,7 @@ def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]
         weight = cfg.slow_weight * stouffer(slow_z[caller, c] for c in them)
         if weight > target.score:
             target.score, target.lead = weight, "slow_out"
-        target.slow_out = ", ".join(_quoted(c, (caller, c), slow_detail) for c in sorted(them))
+        target.slow_out = ", ".join(_quoted(c, (caller, c), detail) for c in sorted(them))
     if opened_ms is not None:
         for ch in changes:
             s2 = suspects.get(ch.service)
@@ -374,11 +521,13 @@ def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]
     for name, sus in suspects.items():
         # a caller that sees a callee failing or slow ranks below it, however loud its own
         # errors
+        # (a service that is the slow end of its own calls is slow itself: a slow callee
+        # among them does not make it a victim)
         failing = [c for c in sorted(callees.get(name, set()) | {
                        c for c, who in slowed.items() if name in who})
                    if raw.get(c, 0.0) >= cfg.callee_threshold
                    and (_deviation(*per_edge.get((name, c), (0.0, 0.0))) >= cfg.callee_threshold
-                        or name in slowed.get(c, ()))]
+                        or (name in slowed.get(c, ()) and not sus.slow_out))]
         if failing:
             sus.victim_of = sees_failing[name] = max(failing, key=lambda c: raw[c])
             continue

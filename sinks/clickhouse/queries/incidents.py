@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from incidents.patterns import BANDS_PER_OCTAVE
 from sinks.clickhouse.client import Store
 from sinks.clickhouse.queries.base import TS, ident, select
 
@@ -66,16 +67,34 @@ def unresolved_incidents(store: Store, db: str, since_ms: int) -> list[dict[str,
 
 def pattern_counts(store: Store, db: str, since_ms: int, until_ms: int
                    ) -> list[dict[str, Any]]:
-    """Per minute, service and pattern (see ``incidents.patterns``): log row counts."""
-    sql = ("SELECT intDiv(toUnixTimestamp64Milli(ts), 60000) AS bucket, service, "
+    """Per minute, service and pattern (see ``incidents.patterns``): log row counts, and
+    the latency bands of calls (``L:`` rows) and served requests (``S:`` rows)."""
+    where = f"FROM {ident(db)}.logs WHERE ts >= {{since:{TS}}} AND ts < {{until:{TS}}} "
+    bucket = "intDiv(toUnixTimestamp64Milli(ts), 60000) AS bucket, service, "
+    sql = ("SELECT " + bucket +
            "multiIf(http_status > 0, concat('H:', http_route, ':', toString(http_status)), "
            "peer_service != '', concat('P:', peer_service, ':', peer_operation, ':', "
            "toString(ifNull(peer_ok, 1))), "
            "concat('T:', if(template_id != '', template_id, logger), ':', upper(level))) "
-           "AS pattern, count() AS n, any(peer_service) AS callee "
-           f"FROM {ident(db)}.logs WHERE ts >= {{since:{TS}}} AND ts < {{until:{TS}}} "
+           "AS pattern, count() AS n, any(peer_service) AS callee " + where +
+           "GROUP BY bucket, service, pattern LIMIT 200000 "
+           "UNION ALL SELECT " + bucket +
+           f"concat('L:', peer_service, ':', {_band('peer_duration_ms')}) "
+           "AS pattern, count() AS n, any(peer_service) AS callee " + where +
+           "AND peer_service != '' AND peer_duration_ms > 0 AND isFinite(peer_duration_ms) "
+           "GROUP BY bucket, service, pattern LIMIT 200000 "
+           "UNION ALL SELECT " + bucket +
+           f"concat('S:', {_band('http_duration_ms')}) AS pattern, count() AS n, "
+           "'' AS callee " + where +
+           "AND http_status > 0 AND http_duration_ms > 0 AND isFinite(http_duration_ms) "
            "GROUP BY bucket, service, pattern LIMIT 200000")
     return select(store, sql, {"since": _dt(since_ms), "until": _dt(until_ms)})
+
+
+def _band(column: str) -> str:
+    """SQL for ``incidents.patterns.latency_band`` of a positive latency column."""
+    return (f"toString(toInt32(floor({BANDS_PER_OCTAVE} * "
+            f"log2(toFloat64(assumeNotNull({column}))))))")
 
 
 def call_edges(store: Store, db: str, since_ms: int, until_ms: int) -> list[tuple[str, str]]:

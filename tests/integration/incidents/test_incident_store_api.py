@@ -3,6 +3,7 @@ API (list, show, actions, postmortem, metrics) and the /incidents page."""
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -16,6 +17,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from incidents.engine import IncidentEngine, signal_from_anomaly
+from incidents.evidence import counts_from_rows
+from incidents.patterns import PatternCounts
 from sinks.clickhouse.client import Client, connect
 from sinks.clickhouse.migrate import migrate
 from sinks.clickhouse.queries import incidents as q
@@ -87,6 +90,47 @@ def test_stage_builds_evidence_from_the_store_and_restarts_into_the_same_inciden
     assert again.handle(orjson.dumps(a2), NOW) is None  # redelivered: nothing new
     tel = StoreTelemetry(chdb_store, db)
     assert tel.samples("db", bad, NOW + 1)[0] == "deadlock on orders"
+
+
+def test_the_store_counts_call_latencies_as_a_replay_does_and_ranks_a_slow_callee(
+        chdb_store: Client, db: str) -> None:
+    """api calls db every 3 s, ~10 ms each (a few at 13 ms); for the last 5 minutes db is
+    200 ms slower and nothing else changes: no error, no new log line. The latency bands
+    ClickHouse counts are the ones ``PatternCounts`` counts from the same events, and the
+    stage's evidence, read from the store, quotes api's slow calls against db."""
+    import orjson
+    slow_from = NOW - 5 * 60_000
+    rows, events = [], []
+    for m in range(60):
+        for k in range(20):
+            t = NOW - 60 * 60_000 + m * 60_000 + k * 3000
+            ms = (210.0 if t >= slow_from else 10.0) + (3.0 if k == 7 else 0.0)
+            rows.append([datetime.fromtimestamp(t / 1000, UTC), "api", "INFO", "call db", "",
+                         "", 0, "db", "query", 1, ms, f"p{t}"])
+            events.append((t, {"service": "api", "level": "INFO",
+                               "peer": {"service": "db", "operation": "query", "ok": True,
+                                        "duration_ms": ms}}))
+    chdb_store.insert(f"{db}.logs", rows, column_names=[
+        "ts", "service", "level", "message", "template_id", "logger", "http_status",
+        "peer_service", "peer_operation", "peer_ok", "peer_duration_ms", "event_id"])
+    replayed = PatternCounts()
+    for t, e in events:
+        replayed.add_event(e, t)
+    stored = counts_from_rows(q.pattern_counts(chdb_store, db, NOW - 3_600_000, NOW))
+    assert stored.window(0, NOW) == replayed.window(0, NOW)
+    assert {k for k in replayed.window(0, NOW)["api"] if k.startswith("L:")} == {
+        "L:db:13", "L:db:14", "L:db:30"}
+    stage = IncidentStage(chdb_store, db, IncidentEngine().s)
+    a = {"id": "an-slow", "ts": slow_from + 5000, "service": "api", "scope": "edge",
+         "series": "api->db", "feature": "p95", "direction": "up", "score": 0.9987,
+         "observed": 210.0, "expected": 10.0, "severity": "critical", "variant": "champion"}
+    inc = stage.handle(orjson.dumps(a), NOW - 100_000)
+    assert inc is not None
+    stage.tick(NOW - 100_000 + 31_000)
+    got = q.get_incident(chdb_store, db, inc.id)
+    assert got is not None and got["root_cause"][0] == "db", got
+    assert re.match(r"callers see it slow: api \(\d+ calls slower than 13.5 ms",
+                    got["suspects"][0]["evidence"][0]), got["suspects"][0]
 
 
 def test_a_caller_and_its_callee_bad_in_one_window_open_one_incident(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from incidents.patterns import latency_band
 from incidents.ranking import Change, RankConfig, rank
 
 # web -> api -> db, and web -> search
@@ -216,3 +217,71 @@ def test_a_strong_slowdown_outweighs_drift_a_bare_one_does_not() -> None:
     # below the threshold a finding still counts as the threshold: it was raised
     weak = rank(window, healthy(), EDGES, slow_calls={("api", "db"): 1.0})
     assert next(s.score for s in weak if s.service == "db") == 3.0
+
+
+def test_how_many_calls_were_slow_says_how_strong_a_slow_edge_is() -> None:
+    """A detector found api's calls to db slow at its threshold (3 standard deviations),
+    no more than search's drift. api's own record of its calls (their latency bands) says
+    how strong that is: 99 of 100 baseline calls took about 10 ms, and in the window every
+    one of 100 took about 210 ms (db is 200 ms slower on the network)."""
+    base = healthy()
+    base["api"].update({"L:db:13": 990, "L:db:14": 10})  # ~9.5-11 ms, a few ~11-13 ms
+    window = {k: Counter({p: n // 10 for p, n in c.items()}) for k, c in base.items()}
+    window["search"] = Counter({"H:/s:200": 30, "T:search done:INFO": 90})
+    window["api"]["L:db:13"], window["api"]["L:db:14"], window["api"]["L:db:30"] = 0, 0, 100
+    ranked = rank(window, base, EDGES, slow_calls=[("api", "db")])
+    assert ranked[0].service == "db" and ranked[0].score > 50
+    assert ranked[0].slowed == "api (100 calls slower than 11.3 ms, 1.0 expected)"
+    assert next(s for s in ranked if s.service == "api").victim_of == "db"
+    # a latency band never becomes a log pattern of its own
+    assert not any(key.startswith("L:") for s in ranked for key, _, _ in s.patterns)
+    # an edge no detector found slow stays out, however its tail moved (tails are bursty)
+    assert rank(window, base, EDGES)[0].service == "search"
+    # the found edge within its usual spread keeps the detector's strength
+    window["api"]["L:db:30"], window["api"]["L:db:14"] = 0, 1
+    usual = rank(window, base, EDGES, slow_calls=[("api", "db")])
+    assert usual[0].service == "search" and next(
+        s.score for s in usual if s.service == "db") == 3.0
+    # and so does an edge with too short a history to know its usual latency
+    few = {k: Counter({p: n // 100 for p, n in c.items()}) for k, c in base.items()}
+    window["api"]["L:db:30"] = 100
+    assert next(s.score for s in rank(window, few, EDGES, slow_calls=[("api", "db")])
+                if s.service == "db") == 3.0
+
+
+def delayed(on: str) -> tuple[dict[str, Counter[str]], dict[str, Counter[str]]]:
+    """(window, baseline) of web -> api -> db with ``on`` delayed ~100 ms on the network
+    (every packet it sends): latency bands of waits (``L:``) and serving (``S:``). A call's
+    wait is the callee's serving plus the network; api serves in 10 ms plus its call to db
+    (10 ms), db in 10 ms."""
+    def bands(wait_api: float, serve_api: float, wait_db: float) -> dict[str, Counter[str]]:
+        out = {k: Counter({p: n // 10 for p, n in c.items()}) for k, c in healthy().items()}
+        out["web"][f"L:api:{latency_band(wait_api)}"] = 100
+        out["api"][f"S:{latency_band(serve_api)}"] = 100
+        out["api"][f"L:db:{latency_band(wait_db)}"] = 100
+        out["db"]["S:13"] = 100  # db's own serving never changes
+        return out
+    base = {k: c + Counter({p: 10 * n for p, n in c.items() if p[0] in "LS"})
+            for k, c in bands(21, 21, 11).items()}
+    d = 100.0
+    window = bands(21 + 2 * d, 21 + d, 11 + d) if on == "api" else bands(21 + d, 21 + d, 11 + d)
+    return window, base
+
+
+def test_a_network_delay_lies_with_the_end_whose_callers_wait_longer_than_it_serves() -> None:
+    """Both of api's slow edges are found: web's calls to api, api's calls to db. When db
+    is delayed, api serves as much slower as web waits for it (api waits on db), and db
+    serves as ever: db is the slow end. When api is delayed, web waits twice the delay
+    for api (the late answer, and api's own late call to db) while api serves once the
+    delay longer: both edges have a network gap, and api is the end they share."""
+    slow = [("web", "api"), ("api", "db")]
+    db = rank(*delayed("db"), EDGES, slow_calls=slow)
+    assert db[0].service == "db" and db[0].slowed.startswith("api")
+    api = rank(*delayed("api"), EDGES, slow_calls=slow)
+    assert api[0].service == "api" and not api[0].victim_of
+    assert api[0].slowed.startswith("web") and api[0].slow_out.startswith("db")
+    assert not next((s.slowed for s in api if s.service == "db"), "")
+    # without the serving times the two look alike, and the callee at the end is blamed
+    blind = [{k: Counter({p: n for p, n in c.items() if not p.startswith("S:")})
+              for k, c in part.items()} for part in delayed("api")]
+    assert rank(*blind, EDGES, slow_calls=slow)[0].service == "db"
