@@ -119,6 +119,7 @@ bench: install kafka-jars  ## throughput, memory and latency benchmarks (one JSO
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.privacy
 	$(BIN)/python -m bench.detect
+	$(BIN)/python -m bench.evidence
 	$(BIN)/python -m bench.alert
 	$(BIN)/python -m bench.otlp
 	$(BIN)/python -m bench.cluster

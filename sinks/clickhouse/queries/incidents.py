@@ -65,10 +65,10 @@ def unresolved_incidents(store: Store, db: str, since_ms: int) -> list[dict[str,
     return list_incidents(store, db, since_ms, limit=10_000)
 
 
-def pattern_counts(store: Store, db: str, since_ms: int, until_ms: int
+def pattern_counts(store: Store, db: str, since_ms: int, until_ms: int, latency: bool = True
                    ) -> list[dict[str, Any]]:
     """Per minute, service and pattern (see ``incidents.patterns``): log row counts, and
-    the latency bands of calls (``L:`` rows) and served requests (``S:`` rows)."""
+    (``latency``) the latency bands of calls (``L:`` rows) and served requests (``S:``)."""
     where = f"FROM {ident(db)}.logs WHERE ts >= {{since:{TS}}} AND ts < {{until:{TS}}} "
     bucket = "intDiv(toUnixTimestamp64Milli(ts), 60000) AS bucket, service, "
     sql = ("SELECT " + bucket +
@@ -77,17 +77,18 @@ def pattern_counts(store: Store, db: str, since_ms: int, until_ms: int
            "toString(ifNull(peer_ok, 1))), "
            "concat('T:', if(template_id != '', template_id, logger), ':', upper(level))) "
            "AS pattern, count() AS n, any(peer_service) AS callee " + where +
-           "GROUP BY bucket, service, pattern LIMIT 200000 "
-           "UNION ALL SELECT " + bucket +
-           f"concat('L:', peer_service, ':', {_band('peer_duration_ms')}) "
-           "AS pattern, count() AS n, any(peer_service) AS callee " + where +
-           "AND peer_service != '' AND peer_duration_ms > 0 AND isFinite(peer_duration_ms) "
-           "GROUP BY bucket, service, pattern LIMIT 200000 "
-           "UNION ALL SELECT " + bucket +
-           f"concat('S:', {_band('http_duration_ms')}) AS pattern, count() AS n, "
-           "'' AS callee " + where +
-           "AND http_status > 0 AND http_duration_ms > 0 AND isFinite(http_duration_ms) "
            "GROUP BY bucket, service, pattern LIMIT 200000")
+    if latency:
+        sql += (" UNION ALL SELECT " + bucket +
+                f"concat('L:', peer_service, ':', {_band('peer_duration_ms')}) "
+                "AS pattern, count() AS n, any(peer_service) AS callee " + where +
+                "AND peer_service != '' AND peer_duration_ms > 0 "
+                "AND isFinite(peer_duration_ms) GROUP BY bucket, service, pattern LIMIT 200000 "
+                "UNION ALL SELECT " + bucket +
+                f"concat('S:', {_band('http_duration_ms')}) AS pattern, count() AS n, "
+                "'' AS callee " + where +
+                "AND http_status > 0 AND http_duration_ms > 0 AND isFinite(http_duration_ms) "
+                "GROUP BY bucket, service, pattern LIMIT 200000")
     return select(store, sql, {"since": _dt(since_ms), "until": _dt(until_ms)})
 
 
