@@ -45,8 +45,11 @@ The method, and why (docs/incidents.md has the measured figures):
    it lies with, the callee's serving time says: an edge whose callers wait longer than
    its callee serves has a network gap (``network_gap``), and lies with the end the
    gapped edges share.
-5. **Who went bad first** breaks ties and is shown as evidence.
-6. **Scope.** With a call graph, the suspects that can explain the incident's services
+5. **Several lines of evidence.** A service's lines (surprise, saturation, its callers'
+   failed or slow calls, its own slow calls) that reach ``SLOW_Z`` combine by Stouffer's
+   method, when that beats the loudest alone.
+6. **Who went bad first** breaks ties and is shown as evidence.
+7. **Scope.** With a call graph, the suspects that can explain the incident's services
    (they or a service they call, directly or not: the anomalous subgraph of MicroRCA)
    rank before the others, however loud another problem elsewhere is.
 
@@ -439,6 +442,7 @@ def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]
     resources = resources or {}
     first_bad = first_bad or {}
     suspects: dict[str, Suspect] = {}
+    found: dict[str, dict[str, float]] = {}  # suspect -> its lines of evidence' strengths
     for service in sorted(window.keys() | resources.keys()):
         own = window.get(service, Counter())
         if cfg.inbound_weight > 0:  # failed calls are evidence about the callee (below)
@@ -450,6 +454,7 @@ def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]
                                     first_bad_ms=first_bad.get(service),
                                     lead="saturation" if cfg.saturation_weight * sat > s
                                     else "patterns")
+        found[service] = {"patterns": s, "saturation": cfg.saturation_weight * sat}
     # failed calls surging in callers are evidence against the callee (a service that is
     # down writes nothing itself: only its callers see it). All callers' failed calls to a
     # callee are pooled: every one of them is evidence about it.
@@ -490,6 +495,7 @@ def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]
         target = _suspect(suspects, callee, first_bad)
         weight = cfg.slow_weight * max(max(scores.get(c, 0.0) for c in who),
                                        stouffer(slow_z[c, callee] for c in who))
+        found.setdefault(callee, {})["slowed"] = weight
         if weight > target.score:
             target.score, target.lead = weight, "slowed"
         target.slowed = ", ".join(_quoted(c, (c, callee), detail) for c in sorted(who))
@@ -502,9 +508,18 @@ def rank(window: Mapping[str, Counter[str]], baseline: Mapping[str, Counter[str]
     for caller, them in sorted(slow_out.items()):
         target = _suspect(suspects, caller, first_bad)
         weight = cfg.slow_weight * stouffer(slow_z[caller, c] for c in them)
+        found.setdefault(caller, {})["slow_out"] = weight
         if weight > target.score:
             target.score, target.lead = weight, "slow_out"
         target.slow_out = ", ".join(_quoted(c, (caller, c), detail) for c in sorted(them))
+    # independent lines of evidence against one service combine (Stouffer), each that
+    # reaches the detectors' threshold: a starved service's saturation, its slow calls and
+    # its errors together say more than the loudest of them. Its callers' failed calls are
+    # no other line: they are the failures its own 5xx already count
+    for name, lines in found.items():
+        strong = [v for v in lines.values() if v >= SLOW_Z]
+        if len(strong) > 1:
+            suspects[name].score = max(suspects[name].score, stouffer(strong))
     if opened_ms is not None:
         for ch in changes:
             s2 = suspects.get(ch.service)

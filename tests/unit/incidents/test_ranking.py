@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from incidents.patterns import latency_band
 from incidents.ranking import Change, RankConfig, rank
 
@@ -285,3 +287,24 @@ def test_a_network_delay_lies_with_the_end_whose_callers_wait_longer_than_it_ser
     blind = [{k: Counter({p: n for p, n in c.items() if not p.startswith("S:")})
               for k, c in part.items()} for part in delayed("api")]
     assert rank(*blind, EDGES, slow_calls=slow)[0].service == "db"
+
+
+def test_independent_lines_of_evidence_against_one_service_combine() -> None:
+    """search is starved of CPU (8 baseline spreads: 4 at the saturation weight) and
+    answers a few requests with 500s (a surprise of 3.8); api, elsewhere, has one louder
+    line (a log statement half gone, 4.9). Each of search's lines alone is weaker; both
+    together (Stouffer: (3.8 + 4) / sqrt(2) = 5.5) are not."""
+    window = {k: Counter({p: n // 10 for p, n in c.items()}) for k, c in healthy().items()}
+    window["search"]["H:/s:500"] = 4
+    window["api"]["T:handled:INFO"] = 35
+    alone = rank(window, healthy(), EDGES)
+    assert alone[0].service == "api" and 4.5 < alone[0].score < 6.0
+    s = next(s for s in alone if s.service == "search")
+    assert 3.0 < s.surprise < alone[0].score
+    both = rank(window, healthy(), EDGES, resources={"search": 8.0})
+    assert both[0].service == "search"
+    assert both[0].score == pytest.approx((s.surprise + 4.0) / 2 ** 0.5)
+    # a line below the threshold adds nothing: it is no finding
+    weak = rank(window, healthy(), EDGES, resources={"search": 4.0})
+    assert weak[0].service == "api"
+    assert next(x.score for x in weak if x.service == "search") == s.surprise
