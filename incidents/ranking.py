@@ -46,8 +46,9 @@ The method, and why (docs/incidents.md has the measured figures):
    its callee serves has a network gap (``network_gap``), and lies with the end the
    gapped edges share.
 5. **Several lines of evidence.** A service's lines (surprise, saturation, its callers'
-   failed or slow calls, its own slow calls) that reach ``SLOW_Z`` combine by Stouffer's
-   method, when that beats the loudest alone.
+   slow calls, its own slow calls) that reach ``SLOW_Z`` combine by Stouffer's method,
+   when that beats the loudest alone. Its callers' failed calls are no line of their own:
+   its own 5xx count the same failures.
 6. **Who went bad first** breaks ties and is shown as evidence.
 7. **Scope.** With a call graph, the suspects that can explain the incident's services
    (they or a service they call, directly or not: the anomalous subgraph of MicroRCA)
