@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from incidents.evidence import EvidenceConfig, Telemetry, build, due, effective_ms
+from incidents.evidence import EvidenceConfig, Telemetry, build, due_points, effective_ms
 from incidents.grouping import GroupingConfig, GroupingState, assign, expire
 from incidents.model import Action, Incident, Signal, SlowCall, apply_action
 from incidents.ranking import RankConfig
@@ -156,30 +156,44 @@ class IncidentEngine:
         time it falls due (a replay gets the packs a live worker would have built)."""
         out: dict[str, Incident] = {}
         while True:
-            pending = [t for inc in self.state.incidents.values() if inc.status != "resolved"
-                       for t in self._schedule(inc) if self.watermark_ms < t <= until_ms]
+            pending = [pts[0] for inc in self.state.incidents.values()
+                       if inc.status != "resolved"
+                       and (pts := due_points(inc, until_ms, self.s.evidence))]
             if not pending:
                 break
-            self.watermark_ms = min(pending)
-            out.update((i.id, i) for i in self.tick(0, tel))
+            self.watermark_ms = max(self.watermark_ms, min(pending))
+            out.update((i.id, i) for i in self.tick(0, tel, ready_ms=min(pending)))
         self.watermark_ms = max(self.watermark_ms, until_ms)
         return list(out.values())
 
-    def _schedule(self, inc: Incident) -> list[int]:
-        ev = self.s.evidence
-        return list(range(inc.ts + ev.first_after_ms, inc.ts + ev.settle_ms + 1, ev.refresh_ms))
+    def first_due(self, wall_ms: int) -> int | None:
+        """The earliest event time a pack is due at now, whatever the telemetry holds."""
+        return min((pts[0] for inc in self.state.incidents.values()
+                    if inc.status != "resolved" and (pts := due_points(
+                        inc, effective_ms(inc, self.watermark_ms, wall_ms), self.s.evidence))),
+                   default=None)
 
-    def tick(self, wall_ms: int, tel: Telemetry) -> list[Incident]:
-        """Build the evidence packs that are due; the incidents that changed."""
+    def tick(self, wall_ms: int, tel: Telemetry, ready_ms: int | None = None
+             ) -> list[Incident]:
+        """Build the evidence packs that are due, each at the event time it falls due (never
+        later, so a replay at full speed reads the windows a worker living through it
+        reads); the incidents that changed. ``ready_ms``: how far in event time the
+        telemetry holds (None: all of it); a pack waits until it holds the pack's time.
+        Several packs due at once (a fast replay) build the first and the latest."""
         out = []
         for inc in list(self.state.incidents.values()):
-            if inc.status == "resolved" or not due(inc, self.watermark_ms, wall_ms,
-                                                   self.s.evidence):
+            if inc.status == "resolved":
                 continue
-            wm = effective_ms(inc, self.watermark_ms, wall_ms)
-            new = build(inc, tel, wm, wall_ms, self.s.evidence, self.s.ranking,
-                        self.state.incidents.values())
-            self.state.incidents[new.id] = new
-            out.append(new)
+            now = effective_ms(inc, self.watermark_ms, wall_ms)
+            points = due_points(inc, now if ready_ms is None else min(now, ready_ms),
+                                self.s.evidence)
+            if not points:
+                continue
+            at = [points[0], points[-1]] if inc.evidence_ms is None else [points[-1]]
+            for t in dict.fromkeys(at):
+                inc = build(inc, tel, t, wall_ms, self.s.evidence, self.s.ranking,
+                            self.state.incidents.values())
+                self.state.incidents[inc.id] = inc
+            out.append(inc)
         expire(self.state, self.watermark_ms, KEEP_MS)
         return out

@@ -67,15 +67,12 @@ def effective_ms(inc: Incident, watermark_ms: int, wall_ms: int) -> int:
     return max(watermark_ms, inc.ts + wall_age)
 
 
-def due(inc: Incident, watermark_ms: int, wall_ms: int, cfg: EvidenceConfig) -> bool:
-    """Whether the pack should be (re)built now."""
-    age = effective_ms(inc, watermark_ms, wall_ms) - inc.ts
-    if age < cfg.first_after_ms:
-        return False
-    if inc.evidence_updated_ms is None:
-        return True
-    built_age = inc.evidence_updated_ms - inc.ts
-    return built_age < cfg.settle_ms and age - built_age >= cfg.refresh_ms
+def due_points(inc: Incident, now_ms: int, cfg: EvidenceConfig) -> list[int]:
+    """The event times the pack falls due at (``first_after`` after the first signal, then
+    every ``refresh`` until ``settle``) that ``now_ms`` has passed and no pack was built at."""
+    built = inc.evidence_updated_ms
+    return [t for t in range(inc.ts + cfg.first_after_ms, inc.ts + cfg.settle_ms + 1,
+                             cfg.refresh_ms) if t <= now_ms and (built is None or t > built)]
 
 
 def counts_from_rows(rows: Sequence[Mapping[str, Any]]) -> PatternCounts:
@@ -96,7 +93,7 @@ def build(inc: Incident, tel: Telemetry, watermark_ms: int, wall_ms: int,
     before it, whose windows leave the baselines of their top suspects."""
     cfg = cfg or EvidenceConfig()
     lo = inc.ts - cfg.lookback_ms
-    hi = max(watermark_ms, inc.last_signal_ms) + 1
+    hi = watermark_ms + 1  # never past the pack's time, however much the store holds
     base_lo = lo - cfg.guard_ms - cfg.baseline_ms
     pc = counts_from_rows(tel.pattern_rows(base_lo, hi))
     window = pc.window(lo, hi)

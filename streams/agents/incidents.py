@@ -3,7 +3,9 @@
 A Faust agent reads champion anomalies (``<app>.anomalies.v1``, group ``<app>``) and places
 each as a signal (``incidents.engine``); a timer every ``tick_s`` builds the evidence packs
 that are due from the store (pattern counts, resource gauges, changes, sample lines) and
-writes every changed incident as a new version. State: the engine is restored at start from
+writes every changed incident as a new version. A pack is built at the event time it
+falls due, once the store holds the logs up to it (``IncidentStage.ready_ms``), so a
+replay at full speed reads the windows a live run reads. State: the engine is restored at start from
 the store's newest versions, and re-reads them each tick, so an acknowledgement written by
 the API (``logwarden incidents ack``) is adopted, and a restart groups into the same
 incidents. The store is reached from a worker thread (it is synchronous and shared).
@@ -29,6 +31,7 @@ log = structlog.get_logger(__name__)
 RESTORE_MS = 24 * 3_600_000  # incidents of the last day are restored at start
 EDGES_BEFORE_MS, EDGES_AFTER_MS = 600_000, 60_000  # the call graph read around a signal
 EDGES_EVERY_MS = 10_000  # event time between two reads of the call graph
+STORE_IDLE_S = 10.0  # a logs table with no new part this long holds all it is going to
 
 
 class StoreTelemetry:
@@ -71,6 +74,7 @@ class IncidentStage:
         self.counts = {"signals": 0, "bad_inputs": 0, "opened": 0, "evidence": 0, "errors": 0}
         self.restored = False
         self.edges_at_ms: int | None = None  # the event time the call graph was read around
+        self.store_idle_s = STORE_IDLE_S
 
     def restore(self, wall_ms: int) -> None:
         """Reload recent incidents and the call graph (at start; thread)."""
@@ -121,13 +125,28 @@ class IncidentStage:
                      service=inc.services[0])
         return save(self.store, self.db, inc, wall_ms)
 
+    def ready_ms(self, wall_ms: int) -> int | None:
+        """How far in event time the store holds the logs the packs due now read: the newest
+        stored row after the earliest one's time. None (all of it) when no pack is due or
+        no logs were written for ``store_idle_s`` (a quiet stream, or a replay caught up).
+        A replay at full speed runs the anomalies far ahead of the store's inserts: its
+        packs wait for their windows to be stored instead of reading them half empty."""
+        since = self.engine.first_due(wall_ms)
+        if since is None:
+            return None
+        idle = q.seconds_since_logs_written(self.store, self.db)
+        if idle is None or idle >= self.store_idle_s:
+            return None
+        newest = q.newest_log_ms(self.store, self.db, since)
+        return since - 1 if newest is None else newest
+
     def tick(self, wall_ms: int) -> list[Incident]:
         """Evidence due: build, write (thread)."""
         if not self.restored:
             self.restore(wall_ms)
         self.refresh()
         out = []
-        for inc in self.engine.tick(wall_ms, self.tel):
+        for inc in self.engine.tick(wall_ms, self.tel, self.ready_ms(wall_ms)):
             out.append(save(self.store, self.db, inc, wall_ms))
             self.counts["evidence"] += 1
             log.info("incident_evidence", stage="incidents", incident=inc.id,

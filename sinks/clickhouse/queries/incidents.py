@@ -102,6 +102,24 @@ def _band(column: str) -> str:
             f"log2(toFloat64(assumeNotNull({column}))))))")
 
 
+def newest_log_ms(store: Store, db: str, since_ms: int) -> int | None:
+    """The event time of the newest stored log row at or after ``since_ms`` (None: none).
+    Reads only the granules after ``since_ms``."""
+    rows = select(store, f"SELECT count() AS n, toUnixTimestamp64Milli(max(ts)) AS ms "
+                         f"FROM {ident(db)}.logs WHERE ts >= {{since:{TS}}}",
+                  {"since": _dt(since_ms)})
+    return int(rows[0]["ms"]) if rows and int(rows[0]["n"]) else None
+
+
+def seconds_since_logs_written(store: Store, db: str) -> float | None:
+    """Seconds since the logs table last got a part (an insert or a merge), by the store's
+    clock; None when it has none."""
+    rows = select(store, "SELECT count() AS n, dateDiff('second', max(modification_time), "
+                         "now()) AS s FROM system.parts WHERE database = {db:String} "
+                         "AND table = 'logs' AND active", {"db": db})
+    return float(rows[0]["s"]) if rows and int(rows[0]["n"]) else None
+
+
 def call_edges(store: Store, db: str, since_ms: int, until_ms: int) -> list[tuple[str, str]]:
     """The (caller, callee) pairs of outbound calls logged in [since, until)."""
     sql = ("SELECT DISTINCT service, peer_service "

@@ -92,6 +92,37 @@ def test_stage_builds_evidence_from_the_store_and_restarts_into_the_same_inciden
     assert tel.samples("db", bad, NOW + 1)[0] == "deadlock on orders"
 
 
+def test_a_pack_waits_until_the_store_holds_its_window(chdb_store: Client, db: str) -> None:
+    """A replay at full speed: the anomaly arrives while the store holds logs only up to
+    20 s after it. The pack (due 30 s after it) waits for the rest; once stored, it is
+    built at its own event times, not at the far later one the anomalies reached. A store
+    that has written nothing for ``store_idle_s`` holds all it will get (a quiet stream)."""
+    import orjson
+    bad = NOW - 10 * 60_000
+    rows = log_rows(NOW - 60 * 60_000, 60, bad)
+    cut = bad + 20_000
+    early = [r for r in rows if r[0].timestamp() * 1000 < cut]
+    chdb_store.insert(f"{db}.logs", early, column_names=COLS)
+    stage = IncidentStage(chdb_store, db, IncidentEngine().s)
+    stage.restore(NOW)
+    a = {"id": "an-1", "ts": bad + 5000, "service": "api", "feature": "error_rate",
+         "observed": 0.5, "expected": 0.0, "severity": "critical", "variant": "champion"}
+    later = {**a, "id": "an-2", "ts": NOW + 3_600_000, "service": "web"}
+    inc = stage.handle(orjson.dumps(a), NOW)
+    stage.handle(orjson.dumps(later), NOW)
+    assert inc is not None
+    ready = stage.ready_ms(NOW + 1000)
+    assert ready is not None and ready < inc.ts + 30_000  # nothing stored at the pack's time
+    assert stage.tick(NOW + 1000) == []  # the store is still being written
+    chdb_store.insert(f"{db}.logs", rows[len(early):], column_names=COLS)
+    (built,) = [i for i in stage.tick(NOW + 2000) if i.id == inc.id]
+    assert built.evidence_ms == inc.ts + 30_000
+    assert built.evidence_updated_ms == inc.ts + 180_000
+    assert built.root_cause[0] == "db"
+    stage.store_idle_s = 0.0  # idle: whatever is due is built, nothing waits
+    assert stage.ready_ms(NOW + 3000) is None
+
+
 def test_the_store_counts_call_latencies_as_a_replay_does_and_ranks_a_slow_callee(
         chdb_store: Client, db: str) -> None:
     """api calls db every 3 s, ~10 ms each (a few at 13 ms); for the last 5 minutes db is

@@ -82,6 +82,46 @@ def test_evidence_is_built_30s_after_the_first_signal_and_refreshed_for_3_minute
     assert tel.reads - reads == 5
 
 
+class LaterNoise(Tel):
+    """As ``Tel``, and from T0 + 20 minutes on, a new error in ``search`` (another problem,
+    long after the incident's window)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.untils: list[int] = []
+
+    def pattern_rows(self, since_ms: int, until_ms: int) -> Sequence[Mapping[str, Any]]:
+        self.untils.append(until_ms)
+        rows = list(super().pattern_rows(since_ms, until_ms))
+        for b in range(since_ms // 60_000, until_ms // 60_000 + 1):
+            rows.append({"bucket": b, "service": "search", "pattern": "T:ok:INFO", "n": 100})
+            if b * 60_000 >= T0 + 1_200_000:
+                rows.append({"bucket": b, "service": "search", "pattern": "T:oom:ERROR",
+                             "n": 900})
+        return rows
+
+
+def test_a_fast_replay_reads_the_window_a_live_worker_reads_once_the_store_holds_it() -> None:
+    """Anomalies replayed at full speed run hours ahead of the store's inserts and of the
+    timer: the pack is still built at the event times it falls due (never over the hours
+    that followed), the first and the latest of them, and waits for the store."""
+    eng = IncidentEngine()
+    eng.edges = {("api", "db")}
+    tel = LaterNoise()
+    inc = eng.on_signal(signal_from_anomaly(anomaly("a1", T0, "api")), wall_ms=1)
+    assert inc is not None
+    eng.on_signal(signal_from_anomaly(anomaly("a9", T0 + 3_600_000, "web")), wall_ms=2)
+    # the store holds only the first 20 s after the first signal: nothing is due yet
+    assert eng.tick(3, tel, ready_ms=T0 + 20_000) == [] and tel.untils == []
+    (built,) = eng.tick(4, tel, ready_ms=None)
+    assert built.id == inc.id
+    assert built.evidence_ms == T0 + 30_000 and built.evidence_updated_ms == T0 + 180_000
+    assert tel.untils == [T0 + 30_001, T0 + 180_001]  # never past the pack's time
+    assert built.root_cause[0] == "db"
+    assert not any("oom" in line for s in built.suspects for line in s.evidence)
+    assert eng.tick(5, tel) == [] and len(tel.untils) == 2  # settled: no more packs
+
+
 def test_a_quiet_incident_gets_its_evidence_by_wall_time() -> None:
     eng = IncidentEngine()
     eng.on_signal(signal_from_anomaly(anomaly("a1", T0, "db")), wall_ms=5_000_000)
