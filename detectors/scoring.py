@@ -38,6 +38,7 @@ the last one is a new episode, not a repeat.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Iterable
 
 import numpy as np
@@ -97,6 +98,7 @@ from detectors.significance import (
     run_q,
     significant,
     single_window,
+    standing,
 )
 from schemas.anomalies import PERCENTILES, AnomalyEvent, anomaly_id
 from schemas.windows import WindowStats
@@ -108,6 +110,7 @@ VERSION = "series-1"
 MV_VERSION = "hst-1"
 SIB_VERSION = "siblings-1"
 _NOT_LOAD = frozenset(("error_rate", *PERCENTILES))  # what a fleet shift never demotes
+EMITTED_KEPT = 100_000  # (variant, service, window end) keys remembered by ``_once``
 SLOW_WINDOWS = 6  # a minute of 10 s windows: the longest run ``slow_run`` combines
 MIN_Q = 2.5  # no offset takes a threshold below this (-log p; the hot filter is at 2.3)
 HOT_Q = -math.log(0.1)  # the hot filter's -log p (a score of 0.9): a latency run's start
@@ -180,6 +183,9 @@ class WindowScorer:
         # (window_s, end) -> service -> its traffic's move in that window (+1, -1, 0)
         self.fleet: dict[tuple[int, int], dict[str, float]] = {}
         self.demoted = 0  # anomalies demoted as a fleet-wide shift (load)
+        # (variant, service, window end) -> standing of the event emitted for it
+        self.emitted: OrderedDict[tuple[str, str, int], tuple[int, int]] = OrderedDict()
+        self.merged_late = 0  # events held back: their service's window already had one
         # the instance latency windows of this batch (scope instance, ``detectors.instances``)
         # and each slower instance's run: (service, instance, window_s) -> (last window end,
         # windows in a row, their summed -log p, the variants that alarmed on this run)
@@ -211,7 +217,26 @@ class WindowScorer:
                 out += self._score_all(self._silences(ws, mark))
         if self.settings.fleet_demotion and out:
             out = self._demote(out)
-        return collapse(out) if len(out) > 1 else out
+        return self._once(collapse(out) if len(out) > 1 else out)
+
+    def _once(self, events: list[AnomalyEvent]) -> list[AnomalyEvent]:
+        """``collapse`` across batches: one event per (variant, service, window end) unless
+        a later one is more severe or of a broader scope. A worker's windows come in batches
+        of whatever its consumer read (the windows topic is keyed by series), so one
+        service's windows of one end can be split; a replay at full speed splits them
+        otherwise than one lived through."""
+        out = []
+        for a in events:
+            key, rank = (a.variant, a.service, a.ts), standing(a)
+            prev = self.emitted.get(key)
+            if prev is not None and rank >= prev:
+                self.merged_late += 1
+                continue
+            self.emitted[key] = rank
+            out.append(a)
+        while len(self.emitted) > EMITTED_KEPT:
+            self.emitted.popitem(last=False)
+        return out
 
     # -- instances pooled, siblings compared (``detectors.pooling``) -----------------------
 

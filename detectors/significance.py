@@ -211,6 +211,12 @@ def _rank(a: AnomalyEvent) -> tuple[int, int, int, float]:
             _DETECTOR_RANK.get(a.detector, len(_DETECTOR_RANK)), -a.score)
 
 
+def standing(a: AnomalyEvent) -> tuple[int, int]:
+    """Severity and breadth of scope (smaller is more): what a later event of the same
+    service and window must beat to go out after one was already emitted."""
+    return _rank(a)[:2]
+
+
 def collapse(events: list[AnomalyEvent]) -> list[AnomalyEvent]:
     """One event per (variant, service, window end): the most severe, of the broadest scope
     (service, route, edge, metric), highest scored one;

@@ -130,3 +130,36 @@ def test_snapshots_restore_into_bank_rows_and_forgotten_rows_are_reused() -> Non
     b.forget(keep=["db"])
     b.score_batch([_win("web", "service", 301, **_traffic(random.Random(1), 301))])
     assert b.banks["rate_per_s"].size == 3 and set(b.states) == {"db", "web"}
+
+
+def test_a_service_window_split_over_batches_is_one_event_as_in_one_batch() -> None:
+    """A worker's windows come in batches of whatever its consumer read (the windows topic
+    is keyed by series), so one service's windows of one end can arrive apart: a full-speed
+    replay splits them otherwise than a run lived through. Each (service, window end) is
+    still one event, unless a later one is more severe or of a broader scope."""
+
+    def run(order: int, batched: bool) -> tuple[list[AnomalyEvent], WindowScorer]:
+        scorer, rng, out = WindowScorer(SETTINGS), random.Random(5), []
+        for i in range(1, 200):
+            slow = 600.0 if i in (150, 151) else 0.0
+            ws = [_win("db", "service", i, **_traffic(rng, i, slow=slow)),
+                  _win("db/q", "route", i, **_traffic(rng, i, rate=30.0, slow=slow))][::order]
+            if batched:
+                out += scorer.score_batch(ws)
+            else:
+                for w in ws:
+                    out += scorer.score_batch([w])
+        return out, scorer
+
+    def keys(events: list[AnomalyEvent]) -> list[tuple[str, int, str]]:
+        return sorted((a.service, a.ts, a.variant) for a in events)
+
+    whole, _ = run(1, batched=True)
+    assert whole and len(keys(whole)) == len(set(keys(whole)))
+    broad_first, scorer = run(1, batched=False)
+    assert keys(broad_first) == keys(whole) and scorer.merged_late >= 2
+    assert {a.scope for a in broad_first} == {"service"}
+    # the route's first: the service's, broader, still goes out after it
+    narrow_first, scorer = run(-1, batched=False)
+    assert sorted(set(keys(narrow_first))) == keys(whole)
+    assert len(narrow_first) == 2 * len(whole) and scorer.merged_late == 0
