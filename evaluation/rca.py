@@ -2,11 +2,12 @@
 demo fleet's injected incidents.
 
 A replay counts every log event into per-minute ``PatternCounts`` and keeps the resource
-gauges; each labelled case is then ranked as the live engine ranks an incident: the window
-is ``[start - early, start + length)``, the baseline is everything in the ``baseline_ms``
-before the window (minus a one-minute guard). Like the published Nezha method, the case
-window is given (the labelled fault minute); grouping is measured separately
-(``evaluation.grouping``).
+gauges; its log lines are categorised as the worker categorises them (the template ids the
+store holds and the live evidence reads); each labelled case is then ranked as the live
+engine ranks an incident: the window is ``[start - early, start + length)``, the baseline
+is everything in the ``baseline_ms`` before the window (minus a one-minute guard). Like the
+published Nezha method, the case window is given (the labelled fault minute); grouping is
+measured separately (``evaluation.grouping``).
 
 Knobs are chosen leave-one-out: for every case, the grid point that ranks the *other*
 cases best is used on it (``loo``), and again leaving out every root service at once
@@ -25,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from categorisation.registry import TemplateRegistry
+from categorisation.settings import CategorisationSettings, load_categorisation
 from demo.incidents import Incident as Incident_
 from demo.traffic import DemoConfig, generate
 from detectors.settings import DetectionSettings
@@ -34,6 +37,7 @@ from incidents.model import Incident
 from incidents.patterns import BUCKET_MS, PatternCounts
 from incidents.ranking import Change, RankConfig, rank, saturation
 from schemas.common import parse_ts, to_epoch_ms
+from streams.categorise import Categoriser
 
 # resource gauges, as a share of their limit, whose rise means saturation (node-level gauges
 # would blame every pod on the node; absolute units such as millicores are not comparable)
@@ -48,19 +52,30 @@ GRID = {"callee_threshold": (4.0, 3.0, 5.0, 6.0, 8.0),
         "exclude_top": (1, 0)}
 
 
+def worker_templates() -> TemplateRegistry:
+    """A template registry configured as the worker's categorise stage configures its own."""
+    s = CategorisationSettings()
+    return Categoriser(load_categorisation(s), s).registry
+
+
 @dataclass
 class Replay:
-    """What a replay keeps: pattern counts, resource gauges per service, changes."""
+    """What a replay keeps: pattern counts, resource gauges per service, changes; the
+    template registry that categorises its log lines (None: their loggers stand in)."""
 
     counts: PatternCounts = field(default_factory=PatternCounts)
     resources: dict[str, list[tuple[int, float]]] = field(
         default_factory=lambda: defaultdict(list))
     changes: list[Change] = field(default_factory=list)
+    templates: TemplateRegistry | None = field(default_factory=worker_templates)
 
     def feed(self, topic: str, event: Mapping[str, Any]) -> None:
         """Count one ingest-contract event."""
         ts = to_epoch_ms(parse_ts(event["ts"]))
         if topic.endswith("logs.v1"):
+            if self.templates is not None:
+                m = self.templates.add(str(event["service"]), str(event.get("message", "")))
+                event = {**event, "template_id": m.template_id}
             self.counts.add_event(event, ts)
         elif topic.endswith("metrics.v1"):
             if RESOURCE.match(str(event["name"])):

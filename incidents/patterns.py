@@ -4,8 +4,12 @@ Nezha (Yu et al., FSE 2023) finds root causes by comparing the *event patterns* 
 period with those of a normal period: which log statements, calls and responses became more
 or less frequent than usual. We keep the same idea with patterns every log row already has:
 
-- ``T:<template>:<level>`` an application log statement (its template id, or its logger
-  when no template was mined, such as ``c.s.ContactsServiceImpl#31``);
+- ``T:<statement>:<level>`` an application log statement: its source location when the
+  line carries one (a logger ending in a line number, ``c.s.ContactsServiceImpl#31`` or
+  ``cart/views.py:88``: ``STATEMENT``), else the template the miner found, else its
+  logger. A location is the statement itself; a mined template is an estimate that
+  splits lines carrying payloads (Nezha's ``[trips: [Trip(id=..., ...)]]``) into many
+  sparse templates, whose counts are noise to the ranking;
 - ``H:<route>:<status>`` a served request (access line);
 - ``P:<callee>:<operation>:<ok>`` an outbound call (``peer``), which also gives the call
   graph edge caller -> callee;
@@ -21,8 +25,11 @@ A service's counts live in one-minute buckets (``PatternCounts``); a window is t
 its buckets. Both the live engine (from ClickHouse) and the evaluation (from a replayed
 file) build them with ``pattern_of``, so they rank from the same features.
 
->>> pattern_of({"service": "a", "level": "ERROR", "logger": "A#3", "message": "x"})
+>>> pattern_of({"service": "a", "level": "ERROR", "logger": "A#3", "message": "x",
+...             "template_id": "t-9"})
 'T:A#3:ERROR'
+>>> pattern_of({"service": "a", "level": "INFO", "logger": "a.app", "template_id": "t-9"})
+'T:t-9:INFO'
 >>> pattern_of({"service": "a", "level": "INFO", "message": "m",
 ...             "peer": {"service": "b", "operation": "GET /x", "ok": False}})
 'P:b:GET /x:0'
@@ -31,12 +38,16 @@ file) build them with ``pattern_of``, so they rank from the same features.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 BUCKET_MS = 60_000  # pattern counts are kept per minute
 BANDS_PER_OCTAVE = 4  # latency bands: a quarter octave (19 % apart), unit-free
+# a logger that names a source line (``Class#31``, ``views.py:88``); the logs query says
+# the same in RE2 (``sinks.clickhouse.queries.incidents.STATEMENT``)
+STATEMENT = re.compile(r"[#:][0-9]+$")
 
 
 def pattern_of(event: Mapping[str, Any]) -> str:
@@ -48,8 +59,9 @@ def pattern_of(event: Mapping[str, Any]) -> str:
     if peer:
         ok = peer.get("ok")
         return f"P:{peer.get('service', '')}:{peer.get('operation', '')}:{int(ok is not False)}"
-    template = event.get("template_id") or event.get("logger") or ""
-    return f"T:{template}:{str(event.get('level', '')).upper()}"
+    logger = str(event.get("logger") or "")
+    key = logger if STATEMENT.search(logger) else event.get("template_id") or logger
+    return f"T:{key}:{str(event.get('level', '')).upper()}"
 
 
 def latency_band(duration_ms: float) -> int:

@@ -64,6 +64,13 @@ def unresolved_incidents(store: Store, db: str, since_ms: int) -> list[dict[str,
     return list_incidents(store, db, since_ms, limit=10_000)
 
 
+# incidents.patterns.BANDS_PER_OCTAVE and STATEMENT (sinks import no stage): the
+# integration test test_the_store_counts_call_latencies_as_a_replay_does checks that the
+# counts agree
+BANDS_PER_OCTAVE = 4
+STATEMENT = "[#:][0-9]+$"
+
+
 def pattern_counts(store: Store, db: str, since_ms: int, until_ms: int, latency: bool = True
                    ) -> list[dict[str, Any]]:
     """Per minute, service and pattern (see ``incidents.patterns``): log row counts, and
@@ -74,7 +81,8 @@ def pattern_counts(store: Store, db: str, since_ms: int, until_ms: int, latency:
            "multiIf(http_status > 0, concat('H:', http_route, ':', toString(http_status)), "
            "peer_service != '', concat('P:', peer_service, ':', peer_operation, ':', "
            "toString(ifNull(peer_ok, 1))), "
-           "concat('T:', if(template_id != '', template_id, logger), ':', upper(level))) "
+           f"concat('T:', if(match(logger, '{STATEMENT}') OR template_id = '', logger, "
+           "template_id), ':', upper(level))) "
            "AS pattern, count() AS n, any(peer_service) AS callee " + where +
            "GROUP BY bucket, service, pattern LIMIT 200000")
     if latency:
@@ -89,11 +97,6 @@ def pattern_counts(store: Store, db: str, since_ms: int, until_ms: int, latency:
                 "AND http_status > 0 AND http_duration_ms > 0 AND isFinite(http_duration_ms) "
                 "GROUP BY bucket, service, pattern LIMIT 200000")
     return select(store, sql, {"since": _dt(since_ms), "until": _dt(until_ms)})
-
-
-# incidents.patterns.BANDS_PER_OCTAVE (sinks import no stage): the integration test
-# test_the_store_counts_call_latencies_as_a_replay_does checks that the counts agree
-BANDS_PER_OCTAVE = 4
 
 
 def _band(column: str) -> str:

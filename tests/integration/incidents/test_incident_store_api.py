@@ -55,7 +55,7 @@ def log_rows(start_ms: int, minutes: int, bad_from_ms: int) -> list[list[Any]]:
                          0 if bad else 1, f"p{t}", ""])
             rows.append([ts, "db", "ERROR" if bad else "INFO",
                          "deadlock on orders" if bad else "query ok",
-                         "t-dead" if bad else "t-ok", "Db#1", 0, "", "", None, f"d{t}", ""])
+                         "t-dead" if bad else "t-ok", "db.repo", 0, "", "", None, f"d{t}", ""])
     return rows
 
 
@@ -141,6 +141,13 @@ def test_the_store_counts_call_latencies_as_a_replay_does_and_ranks_a_slow_calle
             events.append((t, {"service": "api", "level": "INFO",
                                "peer": {"service": "db", "operation": "query", "ok": True,
                                         "duration_ms": ms}}))
+        # db's own lines: a source location keys the pattern (two templates mined from one
+        # statement are one), a logger without a line leaves it to the template
+        for k, (logger, tid) in enumerate([("Repo#40", f"t-{m % 2}"), ("db.pool", "t-pool")]):
+            rows.append([datetime.fromtimestamp(t / 1000, UTC), "db", "INFO", "x", tid, logger,
+                         0, "", "", None, None, f"d{k}{t}"])
+            events.append((t, {"service": "db", "level": "INFO", "logger": logger,
+                               "template_id": tid}))
     chdb_store.insert(f"{db}.logs", rows, column_names=[
         "ts", "service", "level", "message", "template_id", "logger", "http_status",
         "peer_service", "peer_operation", "peer_ok", "peer_duration_ms", "event_id"])
@@ -149,6 +156,7 @@ def test_the_store_counts_call_latencies_as_a_replay_does_and_ranks_a_slow_calle
         replayed.add_event(e, t)
     stored = counts_from_rows(q.pattern_counts(chdb_store, db, NOW - 3_600_000, NOW))
     assert stored.window(0, NOW) == replayed.window(0, NOW)
+    assert set(replayed.window(0, NOW)["db"]) == {"T:Repo#40:INFO", "T:t-pool:INFO"}
     assert {k for k in replayed.window(0, NOW)["api"] if k.startswith("L:")} == {
         "L:db:13", "L:db:14", "L:db:30"}
     stage = IncidentStage(chdb_store, db, IncidentEngine().s)

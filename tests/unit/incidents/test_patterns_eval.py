@@ -14,6 +14,26 @@ def test_patterns_of_the_three_kinds_of_line() -> None:
     assert pattern_of({"level": "INFO", "peer": {"service": "b", "operation": "op",
                                                  "ok": True}}) == "P:b:op:1"
     assert pattern_of({"level": "warn", "template_id": "t9", "logger": "L"}) == "T:t9:WARN"
+    # a logger that names a source line is the statement itself, whatever was mined
+    assert pattern_of({"level": "warn", "template_id": "t9", "logger": "L#12"}) == "T:L#12:WARN"
+
+
+def test_a_replay_counts_the_templates_the_worker_mines_or_the_statement() -> None:
+    """A replay categorises its lines as the worker does, so the evaluation ranks from the
+    patterns the store holds: one statement whose lines carry payloads is one pattern; lines
+    without a source location are counted by their mined template."""
+    rp = Replay()
+    for k in range(40):
+        t = 1_700_000_000_000 + k * 1000
+        rp.feed("logwarden.logs.v1", {"ts": t, "service": "s", "level": "INFO",
+                                      "logger": "o.Svc#72",
+                                      "message": f"[get][trip: Trip(id={k * 7919}, x={k})]"})
+        rp.feed("logwarden.logs.v1", {"ts": t, "service": "s", "level": "INFO",
+                                      "logger": "svc.app", "message": f"user u{k} logged in"})
+    got = rp.counts.window(0, 1 << 62)["s"]
+    assert got["T:o.Svc#72:INFO"] == 40
+    mined = [p for p in got if p != "T:o.Svc#72:INFO"]
+    assert len(mined) == 1 and got[mined[0]] == 40 and mined[0] != "T:svc.app:INFO"
 
 
 def test_the_baseline_leaves_out_a_services_earlier_incident() -> None:
