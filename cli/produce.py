@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import re
 import sys
 import time
@@ -9,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import orjson
 import typer
@@ -53,8 +54,51 @@ def _event_time(data: dict[str, object]) -> float | None:
         return None
 
 
-def route_line(raw: bytes, default_topic: str) -> Line:
-    """Route one JSON line: its ``topic`` field (removed) or ``default_topic``; key = service.
+class Shift:
+    """Moves event times so the first line with one lands at ``start_ms``, keeping the
+    spacing (a recording replayed as if it happened now; retention would purge its own
+    dates). Lines without a readable ``ts`` are left as they are."""
+
+    def __init__(self, start_ms: int) -> None:
+        self.start_ms = start_ms
+        self.delta_ms: int | None = None
+
+    def __call__(self, ts_s: float) -> int:
+        """The shifted event time, epoch ms, of a line stamped ``ts_s``."""
+        ts_ms = round(ts_s * 1000)
+        if self.delta_ms is None:
+            self.delta_ms = self.start_ms - ts_ms
+        return ts_ms + self.delta_ms
+
+
+_NOW_MINUS = re.compile(r"^now\s*-\s*(\d+(?:\.\d+)?)\s*([smhd])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def parse_start(value: str, now_ms: int) -> int:
+    """``--start-at``: ``now``, ``now-4h`` (s, m, h, d), epoch ms or ISO-8601, as epoch ms.
+
+    >>> parse_start("now-90m", 10_000_000), parse_start("1700000000000", 0)
+    (4600000, 1700000000000)
+    """
+    v = value.strip().lower()
+    if v == "now":
+        return now_ms
+    m = _NOW_MINUS.match(v)
+    if m:
+        return now_ms - round(float(m[1]) * _UNIT_S[m[2]] * 1000)
+    if v.isdigit():
+        return int(v)
+    try:
+        return round(parse_ts(value.strip()).timestamp() * 1000)
+    except (ValueError, TypeError):
+        raise ValueError(f"{value[:60]!r}: expected now, now-4h, epoch ms or an ISO-8601 "
+                         "time") from None
+
+
+def route_line(raw: bytes, default_topic: str, shift: Shift | None = None) -> Line:
+    """Route one JSON line: its ``topic`` field (removed) or ``default_topic``; key = service;
+    its ``ts`` moved by ``shift``.
 
     An invalid line keeps its raw bytes and goes to ``default_topic`` with the reason.
     """
@@ -68,6 +112,11 @@ def route_line(raw: bytes, default_topic: str) -> Line:
     service = data.get("service")
     key = service if isinstance(service, str) else None
     ts = _event_time(data)
+    if shift is not None and ts is not None:
+        data["ts"] = shift(ts)
+        ts = data["ts"] / 1000
+        if "topic" not in data:
+            return Line(default_topic, key, orjson.dumps(data), ts_s=ts)
     if "topic" not in data:
         return Line(default_topic, key, text, ts_s=ts)
     try:
@@ -129,7 +178,7 @@ def produce_lines(lines: Iterable[bytes], publisher: Publisher, *, default_topic
                   skip_invalid: bool = False, rate: float = 0.0, speed: float = 0.0,
                   on_invalid: Callable[[int, str], None] = lambda n, reason: None,
                   on_progress: Callable[[int], None] = lambda n: None,
-                  queue_wait_s: float = 30.0) -> Tally:
+                  queue_wait_s: float = 30.0, shift: Shift | None = None) -> Tally:
     """Send every non-blank line; report invalid ones through ``on_invalid(line_no, why)``."""
     tally = Tally()
     pacer, clock = Pacer(rate), EventTimePacer(speed)
@@ -142,7 +191,7 @@ def produce_lines(lines: Iterable[bytes], publisher: Publisher, *, default_topic
             on_progress(number)
         if not raw.strip():
             continue
-        line = route_line(raw, default_topic)
+        line = route_line(raw, default_topic, shift)
         if line.error is not None:
             tally.invalid += 1
             on_invalid(number, line.error)
@@ -170,6 +219,8 @@ def _open(source: str) -> tuple[BinaryIO, int | None]:
     if source == "-":
         return sys.stdin.buffer, None
     path = Path(source)
+    if path.suffix == ".gz":
+        return cast(BinaryIO, gzip.open(path, "rb")), None
     return path.open("rb"), count_lines(path)
 
 
@@ -201,13 +252,23 @@ def register(cli: typer.Typer) -> None:
                                            "before it counts as dropped."),
         show_invalid: int = typer.Option(20, "--show-invalid",
                                          help="Print at most this many invalid lines."),
+        start_at: str | None = typer.Option(
+            None, "--start-at", help="Move every ts so the first line's lands here, keeping "
+                                     "the spacing: now, now-4h, epoch ms or ISO-8601 (a "
+                                     "recording replayed as if it were recent)."),
     ) -> None:
-        """Send JSON lines to Kafka, one message each (key: its service); a line's "topic"
-        field picks its topic. Prints a summary and one JSON line of figures."""
+        """Send JSON lines (a file, .gz too, or stdin) to Kafka, one message each (key: its
+        service); a line's "topic" field picks its topic. Prints a summary and one JSON line
+        of figures."""
         try:
             default_topic = resolve_topic(topic)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--topic") from None
+        try:
+            shift = None if start_at is None else Shift(parse_start(start_at,
+                                                                    int(time.time() * 1000)))
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--start-at") from None
         err = Console(stderr=True, soft_wrap=True)
         server = bootstrap or settings().kafka.bootstrap_servers()
         publisher = Publisher(server, service="logwarden-produce", client_id="logwarden-produce",
@@ -234,7 +295,7 @@ def register(cli: typer.Typer) -> None:
             tally = produce_lines(_lines(f), publisher, default_topic=default_topic,
                                   skip_invalid=skip_invalid, rate=rate, speed=speed,
                                   on_invalid=on_invalid,
-                                  on_progress=on_progress)
+                                  on_progress=on_progress, shift=shift)
             progress.update(task, description="flushing")
             stats = publisher.close(timeout)
         seconds = time.monotonic() - started

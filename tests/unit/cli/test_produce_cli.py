@@ -10,7 +10,15 @@ import typer
 from typer.testing import CliRunner
 
 from cli import produce
-from cli.produce import EventTimePacer, Pacer, produce_lines, resolve_topic, route_line
+from cli.produce import (
+    EventTimePacer,
+    Pacer,
+    Shift,
+    parse_start,
+    produce_lines,
+    resolve_topic,
+    route_line,
+)
 from schemas.topics import FEEDBACK, LOGS, METRICS
 
 
@@ -42,6 +50,19 @@ def test_route_line_without_topic_sends_the_original_bytes() -> None:
     line = route_line(raw, METRICS)
     assert (line.topic, line.key, line.value, line.error) == (
         METRICS, "db", raw.rstrip(), None)
+
+
+def test_a_shift_moves_every_ts_by_the_first_lines_offset_and_keeps_the_rest() -> None:
+    shift = Shift(2_000_000_000_000)
+    first = route_line(b'{"ts": 1674981729487, "service": "a", "topic": "metrics"}', LOGS, shift)
+    later = route_line(b'{"ts": "2023-01-29T08:43:09.487Z", "service": "a"}', LOGS, shift)
+    untimed = route_line(b'{"service": "a", "message": "no ts"}', LOGS, shift)
+    assert orjson.loads(first.value)["ts"] == 2_000_000_000_000 and first.topic == METRICS
+    assert orjson.loads(later.value)["ts"] == 2_000_000_000_000 + 60_000
+    assert later.ts_s == 2_000_000_060.0
+    assert untimed.value == b'{"service": "a", "message": "no ts"}'
+    with pytest.raises(ValueError, match="now-4h"):
+        parse_start("last tuesday", 0)
 
 
 @pytest.mark.parametrize("raw, why", [
