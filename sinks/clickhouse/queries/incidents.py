@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from clickhouse_connect.driver.exceptions import DatabaseError
+
 from sinks.clickhouse.client import Store
 from sinks.clickhouse.queries.base import TS, ident, select
 
@@ -116,10 +118,13 @@ def newest_log_ms(store: Store, db: str, since_ms: int) -> int | None:
 
 def seconds_since_logs_written(store: Store, db: str) -> float | None:
     """Seconds since the logs table last got a part (an insert or a merge), by the store's
-    clock; None when it has none."""
-    rows = select(store, "SELECT count() AS n, dateDiff('second', max(modification_time), "
-                         "now()) AS s FROM system.parts WHERE database = {db:String} "
-                         "AND table = 'logs' AND active", {"db": db})
+    clock; None when it has none, or when the store's user may not read ``system.parts``."""
+    try:
+        rows = select(store, "SELECT count() AS n, dateDiff('second', max(modification_time), "
+                             "now()) AS s FROM system.parts WHERE database = {db:String} "
+                             "AND table = 'logs' AND active", {"db": db})
+    except DatabaseError:
+        return None
     return float(rows[0]["s"]) if rows and int(rows[0]["n"]) else None
 
 
