@@ -25,6 +25,7 @@ from web.routes_api import CTX_KEY, json_response
 _SINCE = re.compile(r"^(\d+)([smhdw])$")
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 ACTIONS = ("ack", "mitigate", "resolve", "note")
+ALERTS_AFTER_MS = 600_000  # an incident's alerts fire up to this long after its last signal
 
 
 def since_ms(text: str, now_ms: int) -> int:
@@ -64,9 +65,12 @@ async def _one(request: web.Request) -> dict[str, Any]:
 async def with_timeline(request: web.Request, doc: dict[str, Any]) -> dict[str, Any]:
     """The incident with alerts, notifications and runbook actions merged into its timeline."""
     ctx = request.app[CTX_KEY]
-    until = int(doc.get("resolved_ms") or time.time() * 1000) + 60_000
+    ts = int(doc["ts"])
+    wall_until = int(doc.get("resolved_ms") or time.time() * 1000) + 60_000
+    wall_since = int(doc.get("opened_wall_ms") or ts) - 300_000
+    until = int(doc.get("last_signal_ms") or ts) + ALERTS_AFTER_MS
     rows = await ctx.read(lambda s, db: q.related_rows(
-        s, db, doc["services"], int(doc["ts"]) - 300_000, until, doc["id"]))
+        s, db, doc["services"], ts - 300_000, until, doc["id"], wall_since, wall_until))
     extra = [TimelineEntry(ts=int(r["ts"]), kind=str(r["kind"]), text=str(r["text"]),
                            ref=str(r["ref"])).model_dump() for r in rows]
     doc = dict(doc)

@@ -189,25 +189,31 @@ def users_affected(store: Store, db: str, services: Sequence[str], since_ms: int
 
 
 def related_rows(store: Store, db: str, services: Sequence[str], since_ms: int,
-                 until_ms: int, incident_id: str) -> list[dict[str, Any]]:
-    """Timeline rows from other stages: alerts and notifications of the incident's services,
-    and runbook actions of the incident (the ``actions`` table: incident_id, ts, kind,
-    outcome), each as ``{ts, kind, text, ref}``."""
+                 until_ms: int, incident_id: str, wall_since_ms: int | None = None,
+                 wall_until_ms: int | None = None) -> list[dict[str, Any]]:
+    """Timeline rows from other stages: alerts of the incident's services that fired in
+    [since, until) of event time (``trigger_ts``: an incident left open does not gather
+    its services' later alerts, and a replay's incident its own ones, though they all fire
+    now), their notifications sent in the wall-time span (default: the same), and runbook
+    actions of the incident (the ``actions`` table: incident_id, ts, kind, outcome), each
+    as ``{ts, kind, text, ref}``."""
     span = {"since": _dt(since_ms), "until": _dt(until_ms), "services": list(services),
-            "incident": incident_id}
+            "incident": incident_id,
+            "wall_since": _dt(since_ms if wall_since_ms is None else wall_since_ms),
+            "wall_until": _dt(until_ms if wall_until_ms is None else wall_until_ms)}
     d = ident(db)
+    fired = (f"FROM {d}.alerts WHERE service IN {{services:Array(String)}} "
+             "AND if(toUnixTimestamp64Milli(trigger_ts) > 0, trigger_ts, ts) "
+             f"BETWEEN {{since:{TS}}} AND {{until:{TS}}} ")
     out = select(store, (
         "SELECT toUnixTimestamp64Milli(ts) AS ts_ms, 'alert' AS kind, "
         "concat(rule, ' ', state, ' on ', service, ': ', summary) AS text, fingerprint AS ref "
-        f"FROM {d}.alerts WHERE service IN {{services:Array(String)}} "
-        f"AND ts >= {{since:{TS}}} AND ts < {{until:{TS}}} ORDER BY ts LIMIT 500"), span)
+        + fired + "ORDER BY ts LIMIT 500"), span)
     out += select(store, (
         "SELECT toUnixTimestamp64Milli(ts) AS ts_ms, 'notification' AS kind, "
         "concat(receiver, ' via ', channel, ': ', status) AS text, message_id AS ref "
-        f"FROM {d}.notifications WHERE ts >= {{since:{TS}}} AND ts < {{until:{TS}}} "
-        "AND fingerprint IN (SELECT fingerprint FROM "
-        f"{d}.alerts WHERE service IN {{services:Array(String)}} AND ts >= {{since:{TS}}} "
-        f"AND ts < {{until:{TS}}}) ORDER BY ts LIMIT 500"), span)
+        f"FROM {d}.notifications WHERE ts >= {{wall_since:{TS}}} AND ts < {{wall_until:{TS}}} "
+        "AND fingerprint IN (SELECT fingerprint " + fired + ") ORDER BY ts LIMIT 500"), span)
     out += select(store, (
         "SELECT toUnixTimestamp64Milli(ts) AS ts_ms, 'action' AS kind, "
         "concat(kind, ': ', outcome) AS text, '' AS ref "

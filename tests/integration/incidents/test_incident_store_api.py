@@ -226,11 +226,18 @@ async def test_api_lists_shows_acts_and_drafts(client: TestClient[Any, Any],
         {"id": "y1", "ts": NOW - 120_000, "service": "db", "severity": "critical"}), 0)
     assert inc is not None
     save(chdb_store, db, inc, NOW - 100_000)
-    chdb_store.insert(f"{db}.alerts", [[datetime.fromtimestamp((NOW - 110_000) / 1000, UTC),
-                                        "fp1", "DbErrors", "firing", "critical", "db",
-                                        "db errors up", 1, "e1"]],
-                      column_names=["ts", "fingerprint", "rule", "state", "severity", "service",
-                                    "summary", "version", "event_id"])
+    def at(ms: int) -> datetime:
+        return datetime.fromtimestamp(ms / 1000, UTC)
+
+    # its alert, and a later one of the same service (another problem, fired an hour after
+    # in event time though stored as soon: a replay) that its timeline must not gather
+    chdb_store.insert(f"{db}.alerts", [
+        [at(NOW - 110_000), at(NOW - 115_000), "fp1", "DbErrors", "firing", "critical", "db",
+         "db errors up", 1, "e1"],
+        [at(NOW - 105_000), at(NOW + 3_600_000), "fp2", "DbSlow", "firing", "warning", "db",
+         "db slow", 1, "e2"]],
+        column_names=["ts", "trigger_ts", "fingerprint", "rule", "state", "severity",
+                      "service", "summary", "version", "event_id"])
     r = await client.get("/api/incidents?since=1h")
     body = await r.json()
     assert r.status == 200 and [i["id"] for i in body["items"]] == [inc.id]
@@ -239,8 +246,9 @@ async def test_api_lists_shows_acts_and_drafts(client: TestClient[Any, Any],
                 "suspect_changes", "alerts"):
         assert key in item
     r = await client.get(f"/api/incidents/{inc.id}")
-    kinds = [e["kind"] for e in (await r.json())["timeline"]]
-    assert kinds == ["anomaly", "alert"]
+    timeline = (await r.json())["timeline"]
+    assert [e["kind"] for e in timeline] == ["anomaly", "alert"]
+    assert timeline[1]["ref"] == "fp1"
     r = await client.post(f"/api/incidents/{inc.id}/ack", json={"text": "on it"})
     assert r.status == 200 and (await r.json())["owner"] == "ana"
     r = await client.post(f"/api/incidents/{inc.id}/note", json={"text": "pool raised"})
