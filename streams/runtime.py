@@ -11,6 +11,7 @@ import structlog
 from confluent_kafka import KafkaException, Producer
 
 from audit.trail import AuditTrail
+from detectors.pooling import split_instance
 from schemas.topics import Internal, internal
 from schemas.windows import WindowStats
 from sinks.clickhouse import rows
@@ -21,6 +22,22 @@ from streams.rejected import dead_letter_refused
 from streams.settings import Settings, client_id
 
 log = structlog.get_logger(__name__)
+
+
+def window_key(w: WindowStats) -> str:
+    """A window's key on the windows topic: its series, or for an instance's metric (a
+    pod's gauge) the pooled series of its instances, so every pod of a group reaches the
+    worker that scores their pool and holds its state (``detectors.pooling``).
+
+    >>> from datetime import UTC, datetime
+    >>> t = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> w = WindowStats(series="cart/queue_depth{instance=cart-7f9}", service="cart",
+    ...                 scope="metric", window_s=10, start=t, end=t)
+    >>> window_key(w)
+    'cart/queue_depth{instance=*}'
+    """
+    split = split_instance(w.series) if w.scope == "metric" else None
+    return w.series if split is None else split[0]
 
 
 @dataclass
@@ -62,7 +79,7 @@ class Runtime:
             return
         now_ms = int(time.time() * 1000)
         for w in windows:
-            self.send(self.topics.windows, w.to_json(), key=w.series)
+            self.send(self.topics.windows, w.to_json(), key=window_key(w))
         self.writers["windows"].add_many([rows.window_row(w, now_ms) for w in windows])
 
     def close(self, timeout: float = 30.0) -> None:
