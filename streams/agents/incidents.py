@@ -4,11 +4,11 @@ A Faust agent reads champion anomalies (``<app>.anomalies.v1``, group ``<app>``)
 each as a signal (``incidents.engine``); a timer every ``tick_s`` builds the evidence packs
 that are due from the store (pattern counts, resource gauges, changes, sample lines) and
 writes every changed incident as a new version. A pack is built at the event time it
-falls due, once the store holds the logs up to it (``IncidentStage.ready_ms``), so a
-replay at full speed reads the windows a live run reads. State: the engine is restored at start from
-the store's newest versions, and re-reads them each tick, so an acknowledgement written by
-the API (``logwarden incidents ack``) is adopted, and a restart groups into the same
-incidents. The store is reached from a worker thread (it is synchronous and shared).
+falls due, once the store holds the logs up to it (``IncidentStage.ready_ms``), so a replay
+at full speed reads the windows a live run reads. State: the engine is restored at start
+from the store's newest versions, and re-reads them each tick, so an acknowledgement
+written by the API (``logwarden incidents ack``) is adopted, and a restart groups into the
+same incidents. The store is reached from a worker thread (it is synchronous and shared).
 """
 
 from __future__ import annotations

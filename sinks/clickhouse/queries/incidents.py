@@ -192,11 +192,11 @@ def related_rows(store: Store, db: str, services: Sequence[str], since_ms: int,
                  until_ms: int, incident_id: str, wall_since_ms: int | None = None,
                  wall_until_ms: int | None = None) -> list[dict[str, Any]]:
     """Timeline rows from other stages: alerts of the incident's services that fired in
-    [since, until) of event time (``trigger_ts``: an incident left open does not gather
-    its services' later alerts, and a replay's incident its own ones, though they all fire
-    now), their notifications sent in the wall-time span (default: the same), and runbook
-    actions of the incident (the ``actions`` table: incident_id, ts, kind, outcome), each
-    as ``{ts, kind, text, ref}``."""
+    [since, until] of event time (``trigger_ts``, so an incident left open does not gather
+    its services' later alerts, and each incident of a replay gets its own alerts though
+    all of them fire at once), their notifications sent in the wall-time span (default:
+    the same), and runbook actions of the incident (the ``actions`` table: incident_id, ts,
+    kind, outcome), each as ``{ts, kind, text, ref}``."""
     span = {"since": _dt(since_ms), "until": _dt(until_ms), "services": list(services),
             "incident": incident_id,
             "wall_since": _dt(since_ms if wall_since_ms is None else wall_since_ms),
