@@ -1,4 +1,4 @@
-"""Event-time watermarks for rule evaluation: how far the stream has got, per partition and
+"""Event-time watermarks for rule evaluation: how far the stream has got, per source and
 for the whole fleet.
 
 Rules that fire on *nothing happening* (absence) or that end on a time-out (anomaly and
@@ -7,14 +7,27 @@ recorded day replayed at full speed would fire every absence rule at once, and a
 stream that lags would resolve alerts it has not seen the end of. So they read the
 stream's own clock instead.
 
-- A **partition watermark** is the largest window end (event time) seen on one partition
-  of the windows topic. Windows close on their service's own event-time watermark
-  (``streams/windows.py``), so a window end is a stated "nothing earlier is still coming".
-- The **fleet watermark** is the smallest partition watermark among the partitions that
-  are live: a partition that sent nothing for ``idle_s`` seconds of *arrival* (wall-clock)
-  time is idle and left out, as Flink's ``withIdleness`` does, so one quiet partition does
-  not stop the clock for everyone. When every partition is idle the fleet watermark is the
-  largest one: the stream has caught up with everything it was sent.
+- A **source** is one service's logs, or its metrics, on one partition of the windows
+  topic, and its watermark the largest window end read from it. Windows close on their
+  service's own event-time watermark (``streams/windows.py``) and a partition is read in
+  order, so a source's watermark is a stated "nothing earlier is still coming" from it,
+  and from nothing else. The windows topic is keyed by series: each partition mixes
+  windows of services read from every logs and metrics partition, and one service's
+  windows (its routes, its edges) spread over all of them. Those need not keep pace: a
+  worker working through a backlog (a replay at full speed, a restart) was minutes of
+  event time further in some logs partitions, and in the metrics, than in others, and a
+  watermark per partition or per service judged services silent whose windows were still
+  on their way.
+- The **fleet watermark** is the smallest source watermark among the live sources. A
+  source is idle, and left out, when nothing came from it for ``idle_s`` seconds of
+  *arrival* (wall-clock) time and nothing waits unread in its partition (``behind``: the
+  consumer's last offset read against the broker's end of it). That is Flink's
+  ``withIdleness`` with the proof that the silence is the source's own: a quiet or stopped
+  service does not stop the clock for everyone, and one whose next window waits in a
+  partition not yet read is behind, not quiet (for ``BEHIND_AT_MOST`` times ``idle_s`` at
+  most: a consumer that never reaches a partition's end, busy as it may be, must not hold
+  the clock for ever). When every source is idle the fleet
+  watermark is the largest one: the stream has caught up with everything it was sent.
 - Only windows move watermarks. Anomalies and template events are sparse and derived from
   the same events later, so they would only hold the clock back; the canary's windows are
   stamped with the worker's wall clock and are left out too.
@@ -22,16 +35,24 @@ stream's own clock instead.
 Nothing here reads a clock: the caller passes ``now`` (arrival time) explicitly.
 
 >>> wm = Watermarks(idle_s=30.0)
->>> wm.observe(0, 1_000.0, now=5.0); wm.observe(1, 1_060.0, now=5.0)
->>> wm.fleet(now=6.0)          # partition 0 is the slowest live one
+>>> wm.observe(0, ("logs", "a"), 1_000.0, now=5.0)
+>>> wm.observe(1, ("logs", "b"), 1_060.0, now=5.0)
+>>> wm.fleet(now=6.0)          # a's logs are the slowest live source
 1000.0
->>> wm.observe(1, 1_120.0, now=40.0)
->>> wm.fleet(now=40.0)         # partition 0 has been idle for 35 s: left out
+>>> wm.observe(1, ("metrics", "a"), 1_300.0, now=7.0)  # its metrics are further on
+>>> wm.fleet(now=7.0)          # its logs still hold the clock
+1000.0
+>>> wm.observe(1, ("logs", "b"), 1_120.0, now=40.0)
+>>> wm.fleet(now=40.0)         # nothing of a for 35 s, and nothing unread: a is idle
 1120.0
+>>> wm.behind = lambda partition: partition == 0
+>>> wm.fleet(now=40.0)         # partition 0 has windows unread: a may be among them
+1000.0
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -41,6 +62,7 @@ if TYPE_CHECKING:
 ACTIVITY_SLOT_S = 10.0  # the granularity of ``Activity`` (the base window)
 ACTIVITY_KEEP_S = 6 * 3600.0  # how far back it remembers
 ACTIVITY_PEER_S = 600.0  # how many services usually send: the most in a slot of this long
+BEHIND_AT_MOST = 10  # x idle_s: a source not heard from this long is idle, read to the end or not
 CALLS = "calls"  # ``Activity``'s record of which services were called (edge windows' callees)
 
 
@@ -136,35 +158,53 @@ class _Source:
 
 @dataclass
 class Watermarks:
-    """Per-partition and fleet event-time watermarks (epoch seconds)."""
+    """Per-source and fleet event-time watermarks (epoch seconds)."""
 
     idle_s: float = 30.0  # LOGWARDEN_ALERTING_WATERMARK_IDLE_S
-    sources: dict[int, _Source] = field(default_factory=dict)
+    sources: dict[tuple[int, Hashable], _Source] = field(default_factory=dict)
+    # whether windows wait unread in a partition (the worker asks its consumer)
+    behind: Callable[[int], bool] = field(default=lambda partition: False, repr=False)
     activity: Activity = field(default_factory=Activity)  # when logs / metrics had data
 
-    def observe(self, partition: int, event_ts: float, now: float) -> None:
-        """A window ending at ``event_ts`` arrived on ``partition`` at wall-clock ``now``."""
-        s = self.sources.get(partition)
+    def observe(self, partition: int, source: Hashable, event_ts: float, now: float) -> None:
+        """A window of ``source`` (``(stream, service)``) ending at ``event_ts`` arrived on
+        ``partition`` at wall-clock ``now``."""
+        s = self.sources.get((partition, source))
         if s is None:
-            self.sources[partition] = _Source(event_ts, now)
+            self.sources[(partition, source)] = _Source(event_ts, now)
         else:
             s.event_ts = max(s.event_ts, event_ts)
             s.arrived = max(s.arrived, now)
 
-    def partition(self, partition: int) -> float | None:
-        """The watermark of one partition, None before its first window."""
-        s = self.sources.get(partition)
+    def forget(self, partition: int) -> None:
+        """``partition`` is read elsewhere now (a rebalance): its sources say nothing here."""
+        self.sources = {k: s for k, s in self.sources.items() if k[0] != partition}
+
+    def of(self, partition: int, source: Hashable) -> float | None:
+        """The watermark of one source, None before its first window."""
+        s = self.sources.get((partition, source))
         return s.event_ts if s is not None else None
 
-    def live(self, now: float) -> list[int]:
-        """Partitions that sent a window less than ``idle_s`` ago."""
-        return sorted(p for p, s in self.sources.items() if now - s.arrived < self.idle_s)
+    def live(self, now: float) -> list[tuple[int, Hashable]]:
+        """The sources that are not idle (see the module docstring)."""
+        behind: dict[int, bool] = {}
+        out = []
+        for k, s in self.sources.items():
+            quiet = now - s.arrived
+            if quiet < self.idle_s:
+                out.append(k)
+            elif quiet < BEHIND_AT_MOST * self.idle_s:
+                if k[0] not in behind:
+                    behind[k[0]] = self.behind(k[0])
+                if behind[k[0]]:
+                    out.append(k)
+        return out
 
     def fleet(self, now: float) -> float | None:
         """The fleet watermark (see the module docstring); None before any window."""
         if not self.sources:
             return None
-        live = [s.event_ts for s in self.sources.values() if now - s.arrived < self.idle_s]
+        live = [self.sources[k].event_ts for k in self.live(now)]
         if live:
             return min(live)
         return max(s.event_ts for s in self.sources.values())

@@ -30,7 +30,7 @@ from alerting.evaluate import (
 from alerting.inputs import CanarySeen, ManagerInput, SignalInput
 from alerting.lifecycle import Signal
 from alerting.rules import RuleSet
-from alerting.watermark import Watermarks
+from alerting.watermark import Watermarks, kind_of
 from schemas.topics import Internal
 from schemas.windows import WindowStats
 
@@ -110,7 +110,7 @@ def evaluate(rules: RuleSet, table: Table, names: Internal, topic: str, partitio
              ) -> list[ManagerInput]:
     """One input message -> messages for the alert manager (signals, canary sightings).
 
-    ``now`` is the arrival (wall-clock) time: it only tells idle partitions apart in
+    ``now`` is the arrival (wall-clock) time: it only tells idle sources apart in
     ``watermarks``, which every window (but the canary's) moves. Raises ValueError /
     ValidationError / KeyError on a message it cannot read.
     """
@@ -120,7 +120,8 @@ def evaluate(rules: RuleSet, table: Table, names: Internal, topic: str, partitio
             return [CanarySeen(start=w.start.timestamp(), end=w.end.timestamp())]
         went_on = None
         if watermarks is not None:
-            watermarks.observe(partition, w.end.timestamp(), now)
+            watermarks.observe(partition, (kind_of(w.scope), w.service), w.end.timestamp(),
+                               now)
             watermarks.activity.observe(w)
             went_on = watermarks.activity.went_on
         key = w.series

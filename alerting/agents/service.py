@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import faust
 import orjson
 import structlog
+from faust.types import TP
 from prometheus_client import Histogram
 from pydantic import ValidationError
 
@@ -111,16 +112,38 @@ def register_alerting(app: faust.App, runtime: StageRuntime, a: AlertingSettings
         stage.runbooks = register_runbooks(app, a, holder, t.runbook_actions, n,
                                            runtime.writers.get("actions"), runtime.audit)
         manager.on_firing = stage.runbooks.on_firing
-    watermarks = Watermarks(idle_s=a.watermark_idle_s)  # event time of the windows read
+    read: dict[int, int] = {}  # the last offset read of each windows partition held here
+
+    def behind(partition: int) -> bool:
+        """Whether windows wait unread in ``partition``: the end offset the consumer last
+        heard of from the broker is past the last one read."""
+        last = read.get(partition)
+        try:
+            end = app.consumer.highwater(TP(t.windows, partition))
+        except (AssertionError, KeyError):  # not (or no longer) assigned here
+            return False
+        return last is not None and end is not None and last + 1 < end
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def forget(_app: faust.App, revoked: set[TP], **_: Any) -> None:
+        for tp in revoked:  # read elsewhere from now on
+            if tp.topic == t.windows:
+                read.pop(tp.partition, None)
+                watermarks.forget(tp.partition)
+
+    # event time of the windows read
+    watermarks = Watermarks(idle_s=a.watermark_idle_s, behind=behind)
     stage.watermarks = watermarks
 
     @app.agent(inputs, name="alerting-evaluate")
     async def evaluate_agent(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
+            topic, part, now = event.message.topic, event.message.partition, time.time()
+            if topic == t.windows:
+                read[part] = event.message.offset
             cfg = holder.config
             if cfg is None:
                 continue
-            topic, part, now = event.message.topic, event.message.partition, time.time()
             try:
                 if topic == t.alert_ticks:
                     out = evaluate_tick(cfg, series, part, watermarks.fleet(now),

@@ -76,16 +76,34 @@ def replay(tick_every: int, wall_per_window: float) -> list[tuple[str, str, str,
     return sorted(set(sigs), key=lambda s: (s[3], s[1], s[0]))
 
 
-def test_watermarks_take_the_slowest_live_partition_and_skip_idle_ones() -> None:
+def test_watermarks_take_the_slowest_live_source_and_skip_idle_ones() -> None:
     wm = Watermarks(idle_s=30.0)
+    a, b = ("logs", "a"), ("logs", "b")
     assert wm.fleet(now=0.0) is None
-    wm.observe(0, T0 + 100, now=1.0)
-    wm.observe(1, T0 + 50, now=1.0)
-    wm.observe(1, T0 + 40, now=2.0)  # a late window never moves a watermark back
-    assert wm.partition(1) == T0 + 50 and wm.fleet(now=2.0) == T0 + 50
-    wm.observe(0, T0 + 200, now=40.0)
-    assert wm.live(now=40.0) == [0] and wm.fleet(now=40.0) == T0 + 200
+    wm.observe(0, a, T0 + 100, now=1.0)
+    wm.observe(1, b, T0 + 50, now=1.0)
+    wm.observe(1, b, T0 + 40, now=2.0)  # a late window never moves a watermark back
+    assert wm.of(1, b) == T0 + 50 and wm.fleet(now=2.0) == T0 + 50
+    wm.observe(0, a, T0 + 200, now=40.0)
+    assert wm.live(now=40.0) == [(0, a)] and wm.fleet(now=40.0) == T0 + 200
     assert wm.fleet(now=100.0) == T0 + 200  # everyone idle: caught up with all it was sent
+
+
+def test_a_source_whose_partition_waits_unread_is_behind_not_idle() -> None:
+    """b's next window may wait unread in partition 1: b is behind, and holds the clock,
+    until the worker has read the partition to its end (for ten times idle_s at most)."""
+    unread = {1}
+    wm = Watermarks(idle_s=30.0, behind=lambda p: p in unread)
+    a, b = ("logs", "a"), ("logs", "b")
+    wm.observe(1, b, T0 + 50, now=1.0)
+    wm.observe(0, a, T0 + 400, now=40.0)
+    assert wm.fleet(now=40.0) == T0 + 50
+    unread.clear()  # partition 1 read to its end: nothing of b came
+    assert wm.fleet(now=41.0) == T0 + 400
+    unread.add(1)
+    assert wm.fleet(now=42.0) == T0 + 50 and wm.fleet(now=1.0 + 300) == T0 + 400
+    wm.forget(1)  # partition 1 moved to another worker
+    assert wm.of(1, b) is None and wm.fleet(now=43.0) == T0 + 400
 
 
 def test_one_recorded_stream_at_1x_and_at_full_speed_raises_the_same_alerts() -> None:
@@ -123,6 +141,28 @@ def test_a_partition_delivered_ahead_of_the_others_decides_nothing() -> None:
     down = [g for g in got if g[1] == "Down"]
     assert down == [("firing", "Down", "b", T0 + 180), ("resolved", "Down", "b", T0 + 300)]
     assert [g for g in replay(3, 10 / 3) if g[1] == "Down"] == down
+
+
+def test_services_read_further_on_judge_no_other_service_silent() -> None:
+    """A backlog read at full speed: the metrics, and ``a``'s logs partition, are 15
+    minutes of event time further on than ``b``'s logs partition. The windows topic is keyed
+    by series, so both services' windows share its partitions; ``b``'s log windows are
+    still on their way, and nothing the others send proves them missing."""
+    table: dict[str, bytes] = {}
+    wm = Watermarks(idle_s=30.0)
+    for k in range(100):
+        t = T0 + 10 * k
+        for svc in ("a", "b"):
+            metric = WindowStats(series=f"{svc}/cpu", service=svc, scope="metric", name="cpu",
+                                 window_s=10, start=datetime.fromtimestamp(t, tz=UTC),
+                                 end=datetime.fromtimestamp(t + 10, tz=UTC), count=1)
+            evaluate(RULES, table, NAMES, NAMES.windows, k % 2, metric.to_json(), 1.0, wm)
+        evaluate(RULES, table, NAMES, NAMES.windows, k % 2, window("a", t), 1.0, wm)
+        if k < 6:  # b's logs have got one minute in
+            evaluate(RULES, table, NAMES, NAMES.windows, k % 2, window("b", t), 1.0, wm)
+    assert wm.fleet(now=2.0) == T0 + 50  # b's last window read from partition 0
+    for part in (0, 1):
+        assert evaluate_tick(RULES, table, part, wm.fleet(now=2.0), 15.0) == []
 
 
 def test_full_speed_replay_does_not_fire_absence_on_wall_clock_silence() -> None:
