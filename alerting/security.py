@@ -215,6 +215,8 @@ class SecurityDetector:
         n = len(g.events)
         if n < r.min_failures or (r.new_address_only and not new_address):
             return []
+        if r.same_source and str(e.get("ip")) not in {str(f.get("ip")) for f in g.events}:
+            return []  # the run goes on: its guesser has not got in
         evs = [*g.events, e]
         g.events.clear()
         return [self._fire(r, g, key, r.group_by, evs, ts, float(n),

@@ -6,7 +6,9 @@ Kinds (evaluated in event time by ``alerting/security.py``):
   (or their distinct ``distinct`` values) over a sliding ``window``; fires at ``min``.
   Failure bursts, credential stuffing, brute force and rate-limit storms are count rules.
 - ``sequence``: at least ``min_failures`` events matching ``failures`` within ``within``,
-  then one matching ``then`` for the same group (success after a run of failures).
+  then one matching ``then`` for the same group (success after a run of failures), from an
+  address the failures came from (``same_source``) that the user never succeeded from
+  (``new_address_only``).
 - ``new_address``: an event matching ``where`` by a privileged user (``users``, full-match
   regexes) from an address that user was not seen on; addresses are learnt silently for the
   first ``learn`` of event time.
@@ -110,6 +112,11 @@ class SequenceRule(_SecRule):
     # fire only when the success comes from an address the user never succeeded from
     # (a person who forgot a password logs in from home; an attacker from elsewhere)
     new_address_only: bool = True
+    # ... and from an address the failures came from: the guesser got in. Elastic's
+    # "Potential Successful SSH Brute Force" and Splunk's "Brute Force Access Behavior" pair
+    # the failures and the success by source; the account's owner logging in from their own
+    # device while someone else hammers it is not a break-in
+    same_source: bool = True
     _fail: Matcher = PrivateAttr()
     _then: Matcher = PrivateAttr()
 

@@ -90,6 +90,18 @@ def test_success_after_failures_needs_a_new_address() -> None:
     assert sigs[0].labels["user"] == "dave" and "192.0.2.66" in sigs[0].annotations["addresses"]
 
 
+def test_success_after_failures_needs_the_guessing_address() -> None:
+    """Someone hammers erin's account from one address; erin logs in from her phone,
+    an address new to her: not a break-in. The guesser getting in is."""
+    rule = SequenceRule(kind="sequence", name="saf", min_failures=5, within=600)
+    det = SecurityDetector(SecurityConfig(rules=[rule]))
+    attack = [ev(i, "erin", "198.51.100.7") for i in range(20)]
+    assert run(det, [*attack, ev(25, "erin", "203.0.113.40", "success")]) == []
+    sigs = run(det, [ev(30 + i, "erin", "198.51.100.7") for i in range(3)]
+               + [ev(40, "erin", "198.51.100.7", "success")])
+    assert [(s.rule, s.labels["user"]) for s in sigs] == [("saf", "erin")]
+
+
 def test_privileged_user_from_new_address_after_seeding() -> None:
     rule = NewAddressRule(kind="new_address", name="priv", users=["admin", "ops-.*"])
     det = SecurityDetector(SecurityConfig(rules=[rule]))
