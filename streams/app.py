@@ -24,9 +24,9 @@ from streams.agents.incidents import register_incidents
 from streams.agents.ingest import IngestService
 from streams.agents.score_windows import ScoreService
 from streams.categorise import Categoriser
-from streams.consumer import BatchConsumer
+from streams.consumer import BatchConsumer, Progress
 from streams.ingest import ingest_processor
-from streams.metrics import health, registry_for
+from streams.metrics import RebalanceWatch, health, registry_for
 from streams.otlp_sink import OtlpService
 from streams.runtime import Runtime
 from streams.settings import KafkaSettings, client_id
@@ -45,9 +45,11 @@ class ApiService(Service):
 
     def __init__(self, runtime: Runtime, ingest: IngestService,
                  alerting: AlertingStage | None = None,
-                 others: Sequence[BatchConsumer] = (), **kwargs: Any) -> None:
+                 others: Sequence[BatchConsumer] = (),
+                 checks: Sequence[Callable[[], Progress]] = (), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.rt, self.ingest, self.alerting, self.others = runtime, ingest, alerting, others
+        self.checks = checks
         self.otlp_metrics: CollectorRegistry | None = None
         self.runner: Any = None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-store")
@@ -63,7 +65,8 @@ class ApiService(Service):
             alerts = alerts_api(self.alerting, s.alerting, self.rt.send)
         app = create_api(self.rt.store, database=s.clickhouse.database,
                          executor_or_lock=self.executor,
-                         health_provider=lambda: health(self.ingest, self.others),
+                         health_provider=lambda: health(self.ingest, self.others,
+                                                        self.checks),
                          metrics_registry=registry, alerts=alerts,
                          web_options=web_options(s, self.rt.send),
                          # SQL from /api/query: own clients and threads, not the writers'
@@ -123,7 +126,10 @@ def create_app(runtime: Runtime) -> faust.App:
     detect = ScoreService(runtime, loop=app.loop, beacon=app.beacon) \
         if s.detect.enabled else None
     others = [detect] if detect is not None else []
-    api = ApiService(runtime, ingest, alerting, others, loop=app.loop, beacon=app.beacon)
+    rebalance = RebalanceWatch()
+    app.sensors.add(rebalance)
+    api = ApiService(runtime, ingest, alerting, others, [rebalance.progress], loop=app.loop,
+                     beacon=app.beacon)
     app.service(api)  # type: ignore[arg-type]
     if detect is not None:
         app.service(detect)  # type: ignore[arg-type]

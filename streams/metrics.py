@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+import faust
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from streams.agents.ingest import IngestService
-from streams.consumer import BatchConsumer
+from streams.consumer import BatchConsumer, Progress
 
 
 class PipelineCollector(Collector):
@@ -89,11 +90,45 @@ def registry_for(ingest: IngestService) -> CollectorRegistry:
     return reg
 
 
-def health(ingest: IngestService, others: Sequence[BatchConsumer] = ()) -> dict[str, Any]:
+class RebalanceWatch(faust.Sensor):
+    """How long the Faust group's rebalance has been going on. The alerting and incident
+    agents stand still while it does (their partitions are paused and their tables
+    recovered), so one that never ends silences alerting: Faust has had such hangs
+    (faust-streaming#133), and a worker killed mid-rebalance leaves the survivors to finish
+    it. ``progress`` says stalled after ``stall_after_s``, so /api/health turns 503 and a
+    liveness probe restarts the worker."""
+
+    def __init__(self, stall_after_s: float = 120.0,
+                 clock: Callable[[], float] = time.monotonic, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.stall_after_s, self.clock = stall_after_s, clock
+        self.since: float | None = None  # when the rebalance under way began
+
+    def on_rebalance_start(self, app: Any) -> dict[str, Any]:
+        if self.since is None:  # one that starts over before it ends goes on counting
+            self.since = self.clock()
+        return dict(super().on_rebalance_start(app))
+
+    def on_rebalance_end(self, app: Any, state: dict[str, Any]) -> None:
+        self.since = None
+
+    def progress(self) -> Progress:
+        """Stalled once the rebalance under way has lasted ``stall_after_s``."""
+        took = 0.0 if self.since is None else self.clock() - self.since
+        if took > self.stall_after_s:
+            return Progress(False, f"stream agents (alerting, incidents): the Kafka group's "
+                            f"rebalance has not finished for {took:.0f} s")
+        return Progress(True)
+
+
+def health(ingest: IngestService, others: Sequence[BatchConsumer] = (),
+           checks: Sequence[Callable[[], Progress]] = ()) -> dict[str, Any]:
     """The JSON health document served at /api/health: ``stalled`` (a 503) when a stage
-    has stopped making progress (`BatchConsumer.progress`)."""
+    has stopped making progress (`BatchConsumer.progress`, and ``checks``: the Faust
+    agents' `RebalanceWatch`)."""
     rt = ingest.rt
     stuck = [p.reason for c in (ingest, *others) if not (p := c.progress()).ok]
+    stuck += [p.reason for check in checks if not (p := check()).ok]
     return {
         "status": "stalled" if stuck else "ok",
         "problems": stuck,
