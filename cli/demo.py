@@ -119,6 +119,13 @@ def register(cli: typer.Typer) -> None:
                                                             "field here instead of publishing."),
         bootstrap: str | None = typer.Option(None, "--bootstrap", "-b",
                                              help="Kafka bootstrap servers (default: settings)."),
+        profile: str = typer.Option("classic", "--profile",
+                                    help="classic, or realistic: pods that churn, small-integer "
+                                         "gauges, counter resets, daily peaks, benign spikes "
+                                         "and no-op changes (docs/evaluation.md)."),
+        family: str = typer.Option("churn", "--family",
+                                   help="The realistic profile's family: churn, spike, peaks, "
+                                        "small or changes."),
     ) -> None:
         """Generate a fleet's logs, metrics and changes with injected, labelled incidents and
         publish them (or write them to --out). Prints one JSON line of counts at the end."""
@@ -136,8 +143,12 @@ def register(cli: typer.Typer) -> None:
             start_ms = resolve_start(start, speed, duration_s, datetime.now(UTC))
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--start") from None
-        cfg = DemoConfig(start_ms=start_ms, seed=seed, duration_s=duration_s, rate=rate,
-                         incident_every_s=every_s, incidents=incidents)
+        try:
+            cfg = DemoConfig(start_ms=start_ms, seed=seed, duration_s=duration_s, rate=rate,
+                             incident_every_s=every_s, incidents=incidents, profile=profile,
+                             family=family)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
         labels_path = labels or settings().data_dir / "demo-labels.jsonl"
         labels_path.parent.mkdir(parents=True, exist_ok=True)
         err = Console(stderr=True, soft_wrap=True)

@@ -282,3 +282,17 @@ def test_cli_writes_produce_ready_lines_labels_and_a_summary(tmp_path: Path) -> 
     label_rows = [orjson.loads(x) for x in labels.read_bytes().splitlines()]
     assert [r["start"] for r in label_rows] == ["2026-05-01T12:00:40.000Z",
                                                 "2026-05-01T12:01:20.000Z"]
+
+
+def test_cli_writes_the_realistic_fleet_and_refuses_an_unknown_family(tmp_path: Path) -> None:
+    out, labels = tmp_path / "demo.jsonl", tmp_path / "labels.jsonl"
+    args = ["demo", "--no-pace", "--duration", "4m", "--incidents", "1", "--rate", "50",
+            "--start", "2026-05-01T12:00:00Z", "--out", str(out), "--labels", str(labels),
+            "--profile", "realistic"]
+    result = CliRunner().invoke(cli, [*args, "--family", "churn"])
+    assert result.exit_code == 0, result.output
+    pods = {orjson.loads(x).get("labels", {}).get("pod") for x in out.read_bytes().splitlines()}
+    assert len(pods - {None}) > 10  # per-pod gauges: the realistic profile, not the classic
+    assert len(labels.read_bytes().splitlines()) == 1
+    bad = CliRunner().invoke(cli, [*args, "--family", "weekend"])
+    assert bad.exit_code == 2 and "unknown demo family 'weekend'" in bad.output
