@@ -27,7 +27,7 @@ from demo.realism import FAMILIES
 from demo.traffic import DemoConfig, parse_duration
 from detectors.settings import VariantConfig
 from evaluation import nezha, nezha_delay, paging
-from evaluation.incidents import evaluate
+from evaluation.incidents import alert_figures, evaluate
 from evaluation.scenarios import (
     DEV_STARTS,
     FIGURES,
@@ -49,12 +49,10 @@ from schemas.windows import WindowStats
 ANOMALY_SQL = ("SELECT event_id AS id, toUnixTimestamp64Milli(ts) AS ts, series, service, "
                "feature, variant, detector, score, severity FROM {db}.anomalies "
                "ORDER BY ts")
-
-
-
-
-
-
+# alert episodes: one row per alert and the event time that fired it
+ALERT_SQL = ("SELECT rule, service, severity, toUnixTimestamp64Milli(trigger_ts) AS ts "
+             "FROM {db}.alerts GROUP BY fingerprint, rule, service, severity, trigger_ts "
+             "ORDER BY ts")
 
 
 def report(result: dict[str, dict[str, Any]], console: Console) -> None:
@@ -88,8 +86,11 @@ def eval_scenario(
     save: Annotated[Path | None, typer.Option(help="write the anomalies here "
                                                    "(JSON lines)")] = None,
 ) -> None:
-    """Per injected incident: detected? time to detect; false alarms per hour and share."""
+    """Per injected incident: detected? time to detect; false alarms per hour and share.
+    Read from a worker (no --anomalies, no --replay), its alerts too: how many were false,
+    and which critical incidents raised a critical alert within 60 s."""
     incidents = read_labels(labels)
+    alerts: list[dict[str, Any]] | None = None
     detect = settings().detect
     if do_replay:
         try:
@@ -105,30 +106,35 @@ def eval_scenario(
     elif anomalies is not None:
         rows = read_labels(anomalies)
         hours = span_hours(rows, incidents)
-    else:
+    else:  # what a worker that replayed the run raised: its anomalies and its alerts
         s = settings()
-        try:
-            answer = query_api(api_url(s, api), ANOMALY_SQL.format(db=s.clickhouse.database),
-                               {}, 1_000_000, cli_token(s))
-        except QueryFailed as exc:
-            raise typer.BadParameter(str(exc)) from None
-        rows = [dict(zip(answer["columns"], r, strict=True)) for r in answer["rows"]]
+
+        def read(sql: str) -> list[dict[str, Any]]:
+            try:
+                answer = query_api(api_url(s, api), sql.format(db=s.clickhouse.database),
+                                   {}, 1_000_000, cli_token(s))
+            except QueryFailed as exc:
+                raise typer.BadParameter(str(exc)) from None
+            return [dict(zip(answer["columns"], r, strict=True)) for r in answer["rows"]]
+
+        rows = read(ANOMALY_SQL)
+        alerts = read(ALERT_SQL)
         hours = span_hours(rows, incidents)
     if save is not None:
         save.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
     result = evaluate(rows, incidents, hours)
-    report(result, Console(stderr=True))
+    err = Console(stderr=True, soft_wrap=True)
+    report(result, err)
     summary = {v: {k: x for k, x in r.items() if k != "incidents"} for v, r in result.items()}
+    if alerts is not None:
+        summary["alerts"] = alert_figures(alerts, incidents)
+        a = summary["alerts"]
+        err.print(f"alerts: {a['alerts']}, {a['false_alerts']} false "
+                  f"({a['false_alert_fraction']:.1%}); critical incidents with a critical "
+                  f"alert within 60 s: {a['critical_alerted_within_60s']}/{a['criticals']}",
+                  highlight=False)
     typer.echo(json.dumps({"benchmark": "scenario", "hours": round(hours, 3),
                            "incidents": len(incidents), **summary}))
-
-
-
-
-
-
-
-
 
 
 @eval_app.command("scenarios")
@@ -191,8 +197,6 @@ def eval_scenarios(
                   f"({total['false_fraction']:.2%})", f"{total['detected']}/{total['incidents']}")
     err.print(table)
     typer.echo(json.dumps({"benchmark": "scenarios", "runs": len(runs), **total}))
-
-
 
 
 def _families(families: list[str], seeds: list[int], starts: list[int], rate: float,

@@ -96,3 +96,30 @@ def feedback_figures(anomalies: Sequence[Mapping[str, Any]], verdicts: Mapping[s
         return {"judged": len(got)}
     return {"judged": len(got), "feedback_precision": round(tp / (tp + fp), 4),
             "feedback_false_alert_rate": round(fp / (tp + fp), 4)}
+
+
+def alert_figures(alerts: Sequence[Mapping[str, Any]], labels: Sequence[Mapping[str, Any]],
+                  slack_ms: int = SLACK_MS) -> dict[str, Any]:
+    """What reached people: alert episodes (``ts``: the event time that fired them, ms;
+    ``service``, ``severity``) matched to incidents as anomalies are. False ones, and per
+    critical incident whether a critical alert fired within 60 s of its start.
+
+    >>> labels = [{"id": "i1", "severity": "critical", "service": "a", "start_ms": 100_000,
+    ...            "end_ms": 200_000}]
+    >>> got = alert_figures([{"ts": 130_000, "service": "a", "severity": "critical"},
+    ...                      {"ts": 150_000, "service": "b", "severity": "warning"}], labels)
+    >>> got["false_alerts"], got["critical_alerted_within_60s"], got["first_critical_alert_s"]
+    (1, 1, {'i1': 30.0})
+    """
+    false = sum(1 for a in alerts if match(a, labels, slack_ms) is None)
+    first: dict[str, float] = {}
+    for a in alerts:
+        inc = match(a, labels, slack_ms)
+        if inc is not None and a.get("severity") == "critical":
+            at = (int(a["ts"]) - int(inc["start_ms"])) / 1000
+            first[str(inc["id"])] = min(first.get(str(inc["id"]), at), at)
+    crit = [str(i["id"]) for i in labels if i.get("severity") == "critical"]
+    return {"alerts": len(alerts), "false_alerts": false,
+            "false_alert_fraction": round(false / len(alerts), 4) if alerts else 0.0,
+            "critical_alerted_within_60s": sum(1 for i in crit if first.get(i, 61.0) <= 60),
+            "criticals": len(crit), "first_critical_alert_s": first}

@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,9 @@ from typer.testing import CliRunner
 
 from cli import query as query_cmd
 from cli.common import settings
+from cli.main import cli as main_cli
 from sinks.clickhouse.client import Client, connect
+from sinks.clickhouse.migrate import migrate
 from sinks.clickhouse.settings import ClickHouseSettings
 from web import api
 from web.api import MAX_LIMIT, create_app, serve
@@ -178,21 +181,28 @@ async def test_limits_cut_rows(client: TestClient[Any, Any]) -> None:
     assert (status, body["row_count"], body["truncated"]) == (200, MAX_LIMIT, True)
 
 
-@pytest.fixture
-def served_api(chdb_store: Client, store_thread: ThreadPoolExecutor, db: str,
-               token_file: tuple[Path, str], chdb_dir: Path) -> Iterator[str]:
-    """The API served from its own thread and loop, as the worker does, on a free port."""
+@contextlib.contextmanager
+def serving(app: web.Application) -> Iterator[str]:
+    """``app`` served from its own thread and loop, as the worker does, on a free port."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    app = make_app(chdb_store, store_thread, db, token_file, chdb_dir)
     runner = asyncio.run_coroutine_threadsafe(serve(app, "127.0.0.1", 0), loop).result(10)
     host, port = runner.addresses[0][:2]
-    yield f"http://{host}:{port}"
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
-    loop.close()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+@pytest.fixture
+def served_api(chdb_store: Client, store_thread: ThreadPoolExecutor, db: str,
+               token_file: tuple[Path, str], chdb_dir: Path) -> Iterator[str]:
+    with serving(make_app(chdb_store, store_thread, db, token_file, chdb_dir)) as url:
+        yield url
 
 
 def test_query_cli_through_the_worker_api(served_api: str, db: str,
@@ -267,3 +277,59 @@ async def test_writer_inserts_while_an_api_query_runs(
         assert took < 1.0
         assert (await slow)[0] == 408
     assert row_count(chdb_store, db) == 31
+
+
+def test_eval_scenario_scores_what_a_worker_raised(
+        chdb_store: Client, store_thread: ThreadPoolExecutor, token_file: tuple[Path, str],
+        chdb_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``logwarden eval scenario LABELS`` against a worker: its anomaly events and its alert
+    episodes (the stored tables, as the worker writes them) scored against the labels."""
+    ch = ClickHouseSettings(database=f"lw_eval_{uuid.uuid4().hex[:10]}")
+    migrate(chdb_store, ch)
+    t0 = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    labels = tmp_path / "labels.jsonl"
+    labels.write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in [
+        {"id": "i1", "kind": "error_burst", "severity": "critical", "service": "cart",
+         "services": ["cart", "web"], "start_ms": ms(t0, 180), "end_ms": ms(t0, 260)},
+        {"id": "i2", "kind": "disk_full", "severity": "critical", "service": "db",
+         "services": ["db"], "start_ms": ms(t0, 360), "end_ms": ms(t0, 440)}]))
+    chdb_store.insert("anomalies", [
+        ["a1", t0 + timedelta(seconds=190), "cart", "cart", "series", "champion", "critical"],
+        ["a2", t0 + timedelta(seconds=600), "web", "web", "series", "champion", "warning"],
+        ["a3", t0 + timedelta(seconds=370), "db", "db", "series", "champion", "warning"]],
+        database=ch.database, column_names=["event_id", "ts", "series", "service", "detector",
+                                            "variant", "severity"])
+    alert = ["fingerprint", "rule", "service", "severity", "trigger_ts", "ts", "state",
+             "version"]
+
+    def fired(fp: str, rule: str, svc: str, at_s: float, state: str = "firing",
+              version: int = 1) -> list[Any]:
+        return [fp, rule, svc, "critical", t0 + timedelta(seconds=at_s), t0, state, version]
+
+    chdb_store.insert("alerts", [  # i1 paged after 20 s (stored twice: one episode); i2 only
+        # after 90 s; one false page
+        fired("f1", "ErrorRateAnomaly", "cart", 200), fired("f1", "ErrorRateAnomaly", "cart",
+                                                            200, "resolved", 2),
+        fired("f2", "DiskFull", "db", 450), fired("f3", "ServiceDown", "search", 900)],
+        database=ch.database, column_names=alert)
+    monkeypatch.setenv("LOGWARDEN_CLICKHOUSE_DATABASE", ch.database)
+    monkeypatch.setenv("LOGWARDEN_TOKEN", token_file[1])
+    settings.cache_clear()
+    app = make_app(chdb_store, store_thread, ch.database, token_file, chdb_dir)
+    try:
+        with serving(app) as url:
+            result = CliRunner().invoke(main_cli, ["eval", "scenario", str(labels), "--api", url])
+    finally:
+        settings.cache_clear()
+        chdb_store.command(f"DROP DATABASE IF EXISTS {ch.database}")
+    assert result.exit_code == 0, result.output
+    got = orjson.loads(result.stdout.strip().splitlines()[-1])
+    assert (got["champion"]["anomalies"], got["champion"]["false_alarms"]) == (3, 1)
+    assert got["alerts"]["alerts"] == 3 and got["alerts"]["false_alerts"] == 1
+    assert got["alerts"]["critical_alerted_within_60s"] == 1  # i1; i2's came after 90 s
+    assert got["alerts"]["first_critical_alert_s"] == {"i1": 20.0, "i2": 90.0}
+    assert "critical incidents with a critical alert within 60 s: 1/2" in result.stderr
+
+
+def ms(t0: datetime, seconds: float) -> int:
+    return int((t0 + timedelta(seconds=seconds)).timestamp() * 1000)
