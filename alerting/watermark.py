@@ -26,8 +26,10 @@ stream's own clock instead.
   service does not stop the clock for everyone, and one whose next window waits in a
   partition not yet read is behind, not quiet (for ``BEHIND_AT_MOST`` times ``idle_s`` at
   most: a consumer that never reaches a partition's end, busy as it may be, must not hold
-  the clock for ever). When every source is idle the fleet
-  watermark is the largest one: the stream has caught up with everything it was sent.
+  the clock for ever). When every source is idle the fleet watermark is the largest one:
+  the stream has caught up with everything it was sent. A partition that moved to another
+  worker keeps its sources here until they idle out: held back for half a minute, the
+  clock is safe; without them it could run ahead of services not yet read again.
 - Only windows move watermarks. Anomalies and template events are sparse and derived from
   the same events later, so they would only hold the clock back; the canary's windows are
   stamped with the worker's wall clock and are left out too.
@@ -175,10 +177,6 @@ class Watermarks:
         else:
             s.event_ts = max(s.event_ts, event_ts)
             s.arrived = max(s.arrived, now)
-
-    def forget(self, partition: int) -> None:
-        """``partition`` is read elsewhere now (a rebalance): its sources say nothing here."""
-        self.sources = {k: s for k, s in self.sources.items() if k[0] != partition}
 
     def of(self, partition: int, source: Hashable) -> float | None:
         """The watermark of one source, None before its first window."""

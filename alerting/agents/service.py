@@ -126,10 +126,9 @@ def register_alerting(app: faust.App, runtime: StageRuntime, a: AlertingSettings
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget(_app: faust.App, revoked: set[TP], **_: Any) -> None:
-        for tp in revoked:  # read elsewhere from now on
+        for tp in revoked:  # read elsewhere from now on: what was read here says nothing
             if tp.topic == t.windows:
                 read.pop(tp.partition, None)
-                watermarks.forget(tp.partition)
 
     # event time of the windows read
     watermarks = Watermarks(idle_s=a.watermark_idle_s, behind=behind)
