@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import faust
 import orjson
 import structlog
+from faust.exceptions import NotReady
 from faust.types import TP
 from prometheus_client import Histogram
 from pydantic import ValidationError
@@ -120,8 +121,8 @@ def register_alerting(app: faust.App, runtime: StageRuntime, a: AlertingSettings
         last = read.get(partition)
         try:
             end = app.consumer.highwater(TP(t.windows, partition))
-        except (AssertionError, KeyError):  # not (or no longer) assigned here
-            return False
+        except (AssertionError, KeyError, NotReady):  # not (or no longer) assigned here,
+            return False  # or the consumer is not running
         return last is not None and end is not None and last + 1 < end
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
