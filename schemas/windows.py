@@ -49,6 +49,10 @@ class WindowStats(BaseModel):
     above_peer_p90: int = 0
     peer_instances: int = 0  # the other instances among them
     revision: int = 0  # > 0 when late events re-opened a closed window
+    # emitted while still open, by a flush (its service idle, a shutdown, a rebalance): its
+    # counts may yet grow. The window is emitted again when it closes; a stream that stops
+    # mid-window (a replay's end) leaves only this partial one
+    provisional: bool = False
 
     def to_json(self) -> bytes:
         """orjson bytes (NaN becomes null)."""

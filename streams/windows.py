@@ -418,7 +418,7 @@ class WindowAggregator:
         acc.emitted_version = acc.version
         acc.provisional = provisional
         return to_stats(scope, series, service, name, size, start, acc, revision=acc.revision,
-                        peers=peers)
+                        peers=peers, provisional=provisional)
 
 
 def _start(key: WindowKey) -> tuple[int, int]:
@@ -430,7 +430,8 @@ def _item_start(item: tuple[WindowKey, object]) -> tuple[int, int]:
 
 
 def to_stats(scope: Scope, series: str, service: str, name: str, size_ms: int, start_ms: int,
-             acc: Acc, revision: int = 0, peers: Peers | None = None) -> WindowStats:
+             acc: Acc, revision: int = 0, peers: Peers | None = None,
+             provisional: bool = False) -> WindowStats:
     """Turn an accumulator into the message of the windows topic."""
     n = acc.count
     p50 = p95 = p99 = _NAN
@@ -451,7 +452,7 @@ def to_stats(scope: Scope, series: str, service: str, name: str, size_ms: int, s
         p50=p50, p95=p95, p99=p99, samples=samples,
         min=acc.vmin if has_values else _NAN, max=acc.vmax if has_values else _NAN,
         mean=acc.vsum / n if has_values else _NAN, last=acc.last if has_values else _NAN,
-        sum=acc.vsum, revision=revision,
+        sum=acc.vsum, revision=revision, provisional=provisional,
         **({} if peers is None else {"peer_samples": peers[0], "peer_p50": peers[1],
                                      "peer_p90": peers[2], "above_peer_p90": peers[3],
                                      "peer_instances": peers[4]}),

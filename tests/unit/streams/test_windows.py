@@ -176,6 +176,8 @@ def test_a_window_flushed_while_open_is_emitted_again_when_it_closes() -> None:
     agg.add_log("api", "", T0 + 1000, "INFO")
     early = agg.flush()  # the service went quiet: provisional versions
     assert sorted((w.window_s, w.revision) for w in early) == [(10, 0), (60, 0)]
+    assert all(w.provisional for w in early)  # scorers wait for the closed ones
     final = agg.advance(T0 + 120_000)  # closed without new events: the final versions
     assert sorted((w.window_s, w.revision, w.count) for w in final) == [(10, 1, 1), (60, 1, 1)]
+    assert not any(w.provisional for w in final)
     assert agg.advance(T0 + 240_000) == []
