@@ -198,8 +198,8 @@ class WindowScorer:
         batch = Batch(self.banks)
         pool = self.settings.pool_instances
         for w in windows:
-            if w.provisional:  # still open: a partial count is not a drop; scored once closed
-                continue
+            if w.partial:  # the stream may have stopped inside it: no drop to see; scored
+                continue  # once it closes
             if w.scope == "instance":
                 if self.settings.instances and w.window_s in self.settings.window_s:
                     self._instances.append(w)

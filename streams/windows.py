@@ -417,8 +417,11 @@ class WindowAggregator:
         acc.revision += 1
         acc.emitted_version = acc.version
         acc.provisional = provisional
+        # emitted open with its service's newest event inside: the stream may have stopped
+        # within it (a replay's end, a collector that stops), so its counts may be cut short
+        partial = provisional and start <= self.watermarks.get(service, -1) < start + size
         return to_stats(scope, series, service, name, size, start, acc, revision=acc.revision,
-                        peers=peers, provisional=provisional)
+                        peers=peers, partial=partial)
 
 
 def _start(key: WindowKey) -> tuple[int, int]:
@@ -431,7 +434,7 @@ def _item_start(item: tuple[WindowKey, object]) -> tuple[int, int]:
 
 def to_stats(scope: Scope, series: str, service: str, name: str, size_ms: int, start_ms: int,
              acc: Acc, revision: int = 0, peers: Peers | None = None,
-             provisional: bool = False) -> WindowStats:
+             partial: bool = False) -> WindowStats:
     """Turn an accumulator into the message of the windows topic."""
     n = acc.count
     p50 = p95 = p99 = _NAN
@@ -452,7 +455,7 @@ def to_stats(scope: Scope, series: str, service: str, name: str, size_ms: int, s
         p50=p50, p95=p95, p99=p99, samples=samples,
         min=acc.vmin if has_values else _NAN, max=acc.vmax if has_values else _NAN,
         mean=acc.vsum / n if has_values else _NAN, last=acc.last if has_values else _NAN,
-        sum=acc.vsum, revision=revision, provisional=provisional,
+        sum=acc.vsum, revision=revision, partial=partial,
         **({} if peers is None else {"peer_samples": peers[0], "peer_p50": peers[1],
                                      "peer_p90": peers[2], "above_peer_p90": peers[3],
                                      "peer_instances": peers[4]}),

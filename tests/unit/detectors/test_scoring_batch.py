@@ -165,10 +165,10 @@ def test_a_service_window_split_over_batches_is_one_event_as_in_one_batch() -> N
     assert len(narrow_first) == 2 * len(whole) and scorer.merged_late == 0
 
 
-def test_a_window_still_open_is_scored_once_it_closes_not_before() -> None:
-    """A flush emits a window while it is open (its service idles, or the stream stops
-    mid-window, as a replay's end does): its partial count is no drop. The scorer waits for
-    the closed version; a stream that stops leaves nothing to score."""
+def test_a_window_maybe_cut_short_is_scored_once_it_closes_not_before() -> None:
+    """A flush emits the window holding a service's newest event while it is open: if the
+    stream stopped inside it (a replay's end), its count is cut short, no drop. The scorer
+    waits for the closed version; a stream that stops leaves nothing to score."""
     rng = random.Random(3)
 
     def run(tail: list[WindowStats]) -> list[AnomalyEvent]:
@@ -180,6 +180,6 @@ def test_a_window_still_open_is_scored_once_it_closes_not_before() -> None:
     partial = _win("api", "service", 200, count=40, rate_per_s=4.0, error_rate=0.01,
                    p95=100.0, p99=150.0)
     assert run([partial])  # as a closed window, a 90 % drop is an anomaly
-    assert run([partial.model_copy(update={"provisional": True})]) == []
+    assert run([partial.model_copy(update={"partial": True})]) == []
     closed = _win("api", "service", 200, **_traffic(rng, 200))
-    assert run([partial.model_copy(update={"provisional": True}), closed]) == []
+    assert run([partial.model_copy(update={"partial": True}), closed]) == []

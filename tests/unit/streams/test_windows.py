@@ -176,8 +176,19 @@ def test_a_window_flushed_while_open_is_emitted_again_when_it_closes() -> None:
     agg.add_log("api", "", T0 + 1000, "INFO")
     early = agg.flush()  # the service went quiet: provisional versions
     assert sorted((w.window_s, w.revision) for w in early) == [(10, 0), (60, 0)]
-    assert all(w.provisional for w in early)  # scorers wait for the closed ones
+    assert all(w.partial for w in early)  # its newest event is inside: maybe cut short
     final = agg.advance(T0 + 120_000)  # closed without new events: the final versions
     assert sorted((w.window_s, w.revision, w.count) for w in final) == [(10, 1, 1), (60, 1, 1)]
-    assert not any(w.provisional for w in final)
+    assert not any(w.partial for w in final)
     assert agg.advance(T0 + 240_000) == []
+
+
+def test_only_the_window_holding_the_newest_event_is_partial() -> None:
+    """Flushed open windows before the service's newest event are whole (events come in
+    time order); the one holding it may have been cut short by the stream stopping."""
+    agg = WindowAggregator(base_s=10, rollups_s=(), grace_s=30)
+    for t in range(0, 25_000, 1000):
+        agg.add_log("api", "", T0 + t, "INFO")
+    flushed = agg.flush()
+    assert [(w.start.timestamp() * 1000 - T0, w.partial) for w in flushed] == [
+        (0, False), (10_000, False), (20_000, True)]
