@@ -49,9 +49,10 @@ class WindowStats(BaseModel):
     above_peer_p90: int = 0
     peer_instances: int = 0  # the other instances among them
     revision: int = 0  # > 0 when late events re-opened a closed window
-    # emitted while still open (its service idle, a shutdown, a rebalance) with its
-    # service's newest event inside: the stream may have stopped within it (a replay's end,
-    # a collector that stops), so its counts may be cut short. Emitted again when it closes
+    # emitted while still open (its service idle, a shutdown, a rebalance) and not ended
+    # before the newest event of its partition: the stream may have stopped within it (a
+    # replay's end, a collector that stops), so its counts may be cut short. Emitted again
+    # when it closes
     partial: bool = False
 
     def to_json(self) -> bytes:

@@ -162,6 +162,7 @@ class WindowAggregator:
         self.active: dict[str, float] = {}  # per service: ``now`` when it last sent an event
         self.now = 0.0  # wall-clock seconds, set by the caller once per batch
         self.ceiling_ms = 1 << 62  # no watermark passes this (the caller: the arrival clock)
+        self.newest_ms = -1  # the latest event time of any service here (no ceiling)
         self.late_dropped = 0
         self._recent: dict[tuple[str, str], _Recent] = {}  # by (service, route)
         # by (service, instance): the base window start and accumulator of its last request
@@ -179,6 +180,8 @@ class WindowAggregator:
                 return None
         if ts_ms > watermark:
             self.watermarks[service] = self._raised(watermark, ts_ms)
+        if ts_ms > self.newest_ms:
+            self.newest_ms = ts_ms
         self.active[service] = self.now
         acc.version += 1
         return acc
@@ -217,6 +220,8 @@ class WindowAggregator:
         watermark = self.watermarks.get(service, -1)
         if ts_ms > watermark:
             self.watermarks[service] = self._raised(watermark, ts_ms)
+        if ts_ms > self.newest_ms:
+            self.newest_ms = ts_ms
         self.active[service] = self.now
         for acc in accs:
             acc.version += 1
@@ -417,9 +422,10 @@ class WindowAggregator:
         acc.revision += 1
         acc.emitted_version = acc.version
         acc.provisional = provisional
-        # emitted open with its service's newest event inside: the stream may have stopped
-        # within it (a replay's end, a collector that stops), so its counts may be cut short
-        partial = provisional and start <= self.watermarks.get(service, -1) < start + size
+        # emitted open and not ended before the newest event here (events come in time
+        # order): the stream may have stopped within it (a replay's end, a collector that
+        # stops), so its counts may be cut short. One that ended before it is whole
+        partial = provisional and start + size > self.newest_ms
         return to_stats(scope, series, service, name, size, start, acc, revision=acc.revision,
                         peers=peers, partial=partial)
 

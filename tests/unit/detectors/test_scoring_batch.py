@@ -166,9 +166,9 @@ def test_a_service_window_split_over_batches_is_one_event_as_in_one_batch() -> N
 
 
 def test_a_window_maybe_cut_short_is_scored_once_it_closes_not_before() -> None:
-    """A flush emits the window holding a service's newest event while it is open: if the
-    stream stopped inside it (a replay's end), its count is cut short, no drop. The scorer
-    waits for the closed version; a stream that stops leaves nothing to score."""
+    """A flush emits the last window while it is open: if the stream stopped inside it (a
+    replay's end), its count is cut short, no drop. The scorer waits for the closed
+    version; a stream that stops leaves nothing to score."""
     rng = random.Random(3)
 
     def run(tail: list[WindowStats]) -> list[AnomalyEvent]:

@@ -183,12 +183,14 @@ def test_a_window_flushed_while_open_is_emitted_again_when_it_closes() -> None:
     assert agg.advance(T0 + 240_000) == []
 
 
-def test_only_the_window_holding_the_newest_event_is_partial() -> None:
-    """Flushed open windows before the service's newest event are whole (events come in
-    time order); the one holding it may have been cut short by the stream stopping."""
+def test_only_a_window_not_ended_before_the_newest_event_is_partial() -> None:
+    """Flushed open windows that ended before the newest event (of any service here) are
+    whole, events coming in time order; the one holding it may have been cut short by the
+    stream stopping. A service that went quiet while the others went on is not cut short."""
     agg = WindowAggregator(base_s=10, rollups_s=(), grace_s=30)
     for t in range(0, 25_000, 1000):
         agg.add_log("api", "", T0 + t, "INFO")
+    agg.add_log("quiet", "", T0 + 3000, "INFO")
     flushed = agg.flush()
-    assert [(w.start.timestamp() * 1000 - T0, w.partial) for w in flushed] == [
-        (0, False), (10_000, False), (20_000, True)]
+    assert sorted((w.service, w.start.timestamp() * 1000 - T0, w.partial) for w in flushed) == [
+        ("api", 0, False), ("api", 10_000, False), ("api", 20_000, True), ("quiet", 0, False)]
