@@ -111,10 +111,11 @@ def alert_figures(alerts: Sequence[Mapping[str, Any]], labels: Sequence[Mapping[
     >>> got["false_alerts"], got["critical_alerted_within_60s"], got["first_critical_alert_s"]
     (1, 1, {'i1': 30.0})
     """
-    false = sum(1 for a in alerts if match(a, labels, slack_ms) is None)
+    false = 0
     first: dict[str, float] = {}
     for a in alerts:
         inc = match(a, labels, slack_ms)
+        false += inc is None
         if inc is not None and a.get("severity") == "critical":
             at = (int(a["ts"]) - int(inc["start_ms"])) / 1000
             first[str(inc["id"])] = min(first.get(str(inc["id"]), at), at)
