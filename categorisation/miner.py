@@ -21,7 +21,12 @@ Two published ideas, each doing what it is good at:
    (``variable_first_token``): once more than ``max_constant_values`` first tokens were seen
    before the same rest of a line, the first token is a variable, the templates made per value
    merge into the oldest (aliases as above), and lines of that shape route by their *next*
-   token below a ``<*>`` node, so short lines of other shapes do not meet them.
+   token below a ``<*>`` node, so short lines of other shapes do not meet them. The same
+   count per rest with one position left out finds a first token and one more unmasked
+   variable (`_first_and_another`).
+4. **Other lengths**: a line that would start a cluster but fits a template of another
+   length, a ``<*>`` standing for several words that are values, takes that template, and a
+   template that turns more general absorbs those it now fits (`_fit`, `_fold_into`).
 
 A slot only ever turns from constant to variable, never back. When it does, the templates of
 its cluster that differed only there merge into the oldest one, which keeps its id; each
@@ -71,6 +76,9 @@ _SNAPSHOT_VERSION = 2
 _KV_WILDCARD = "=" + WILDCARD
 _MAX_ALIAS_HOPS = 64  # alias chains are short (each merge points at a live template)
 _MAX_PAIR_HOLDERS = 8  # slots remembered per pair of values
+_MAX_PAIR_TOKENS = 64  # longer lines are not counted by `_first_and_another` (cost)
+_FIT_MIN_CONSTANTS = 3  # constant words a template needs to be fitted by `_fit`
+_FIT_CANDIDATES = 64  # templates tried per first word by `_fit` (cost)
 
 
 class Match(NamedTuple):  # a tuple: one per line, much cheaper to make than a dataclass
@@ -137,6 +145,61 @@ def _cover_regex(value: str) -> re.Pattern[str]:
     return re.compile(".*".join(re.escape(part) for part in value.split(WILDCARD)), re.S)
 
 
+def _align(template: list[str], tokens: tuple[str, ...], values: set[str]
+           ) -> list[str] | None:
+    """``tokens`` with the words that fall in a standalone ``<*>`` of ``template`` turned
+    into ``<*>``, and those under a partial variable (``uid=<*>``) into it; None when they do
+    not fit. A ``<*>`` takes one word, or several when all but its last are values (masked,
+    or in ``values``, words seen filling variables): ``for <*> from`` takes ``for alice
+    from`` and ``for "red shoes" from``, not ``for invalid user alice from``. A dynamic
+    programme over both sequences."""
+    n, m = len(template), len(tokens)
+    last = template[-1] if n else ""
+    if m < n or (WILDCARD not in last and last != tokens[-1]):
+        return None  # cheap: most templates tried are told apart by their last word
+    # ok[i][j]: template[i:] fits tokens[j:]
+    ok = [[False] * (m + 1) for _ in range(n + 1)]
+    ok[n][m] = True
+    for i in range(n - 1, -1, -1):
+        t = template[i]
+        row, below = ok[i], ok[i + 1]
+        if t == WILDCARD:
+            for j in range(m - 1, -1, -1):  # this word ends it, or it goes on
+                u = tokens[j]
+                row[j] = below[j + 1] or (row[j + 1] and (WILDCARD in u or u in values))
+        else:
+            partial = WILDCARD in t
+            for j in range(m - 1, -1, -1):
+                u = tokens[j]
+                row[j] = below[j + 1] and (u == t or (partial and _cover_regex(t).fullmatch(u)
+                                                      is not None))
+    if not ok[0][0]:
+        return None
+    out = list(tokens)
+    i = j = 0
+    while i < n:
+        t = template[i]
+        if t == WILDCARD:
+            out[j] = WILDCARD
+            j += 1
+            while not ok[i + 1][j]:  # the shortest run the rest fits after (it exists)
+                out[j] = WILDCARD
+                j += 1
+        else:
+            out[j] = t
+            j += 1
+        i += 1
+    return out
+
+
+def _fits_many(words: list[str]) -> bool:
+    """Whether a template may take lines of other lengths (`TemplateMiner._fit`): it has a
+    standalone ``<*>``, and at least ``_FIT_MIN_CONSTANTS`` constant words and as many as its
+    variables (a template that is mostly ``<*>`` would swallow lines of other shapes)."""
+    variables = sum(w == WILDCARD for w in words)
+    return variables > 0 and len(words) - variables >= max(_FIT_MIN_CONSTANTS, variables)
+
+
 def _collapse(tokens: list[str]) -> str:
     """Tokens joined by spaces, a run of standalone ``<*>`` written once."""
     out: list[str] = []
@@ -175,6 +238,14 @@ class TemplateMiner:
         self._flip_later: list[tuple[TemplateMiner, _Cluster, int]] = []
         # the rest of a masked line (all but its first token) -> first tokens seen with it
         self._firsts: dict[tuple[str, ...], set[str]] = {}
+        # the same, per rest with one position left out -> (lines, first tokens, its values)
+        self._pair_counts: dict[tuple[str, ...], tuple[list[tuple[str, ...]], set[str],
+                                                       set[str]]] = {}
+        # first word of a live template's text -> its id -> (template, words, whether
+        # `_fits_many`): `_fit` and `_fold_into`
+        self._by_first: dict[str, dict[str, tuple[_Template, list[str], bool]]] = {}
+        # token count -> clusters of shapes whose first token and one more vary
+        self._pair_shapes: dict[int, list[_Cluster]] = {}
         self._touched: list[TemplateMiner] = []  # other miners whose slots this one flipped
         self._tick = 0
         self._seq = 0
@@ -209,7 +280,7 @@ class TemplateMiner:
         cluster, absorb = self._route(key)
         t, change = self._join(cluster, key)
         if absorb:
-            t = self._absorb_firsts(key, absorb, t, change == "new")
+            t = self._absorb(absorb, t, change == "new")
             change = "changed"
         if self.config.cache_size:
             if len(self._cache) >= self.config.cache_size:
@@ -257,10 +328,16 @@ class TemplateMiner:
 
     # -- routing and similarity (Drain) -------------------------------------------------------
 
-    def _route(self, tokens: tuple[str, ...]) -> tuple[_Cluster, list[str]]:
+    def _route(self, tokens: tuple[str, ...]) -> tuple[_Cluster, list[tuple[str, ...]]]:
         """The cluster of a masked line: the most similar of its leaf, or a new one; and the
-        first tokens whose templates this line's now absorbs (see `_first_is_variable`)."""
-        absorb = self._first_is_variable(tokens)
+        lines whose templates this line's now absorbs (see `_first_is_variable` and
+        `_first_and_another`)."""
+        firsts = self._first_is_variable(tokens)
+        if firsts is None and self._pair_shapes:
+            shaped = self._pair_shape(tokens)
+            if shaped is not None:
+                return shaped, []
+        absorb = None if firsts is None else [(f, *tokens[1:]) for f in firsts]
         leaf = self._leaf_key(tokens, first_variable=absorb is not None)
         candidates = self._leaves.get(leaf)
         best = self._best(candidates, tokens) if candidates else None
@@ -277,6 +354,12 @@ class TemplateMiner:
             best = self._best(others, tokens, exact=True) if others else None
             if best is not None:
                 return best, []
+            pair = self._first_and_another(tokens)
+            if pair is not None:
+                return pair
+        shape = self._fit(tokens) if self.config.collapse_variables else None
+        if shape is not None:
+            return self._create(shape, leaf), absorb or []
         cluster = self._create(list(tokens), leaf)
         if absorb is not None:
             cluster.tokens[0] = WILDCARD
@@ -305,16 +388,113 @@ class TemplateMiner:
             return [f for f in firsts if f != tokens[0]]
         return None
 
-    def _absorb_firsts(self, tokens: tuple[str, ...], firsts: list[str], t: _Template,
-                       fresh: bool) -> _Template:
-        """Merge the templates of ``firsts`` + the rest of ``tokens`` (one per first token,
-        made while it was a constant) into ``t``, the template with a variable first token.
-        The oldest keeps its id, the others become its aliases (``fresh``: ``t`` was made
-        for this line)."""
+    def _first_and_another(self, tokens: tuple[str, ...]
+                           ) -> tuple[_Cluster, list[tuple[str, ...]]] | None:
+        """Brain's column rule for the first token and one more unmasked variable.
+
+        The rule of `_first_is_variable` counts first tokens before the *same* rest of a line,
+        so a line with a second unmasked variable (``<class> <host> received for``) never
+        repeats its rest, and every line stays a template of its own. Here the lines that
+        start a cluster are also counted per rest with one position left out: once more than
+        ``max_constant_values`` first tokens *and* more than ``max_constant_values`` values
+        at that position were seen with the same other words, both are variables (two
+        one-word siblings, ``closed`` and ``reset``, never make the second count). At least
+        two constant words must remain. Returns the cluster of the new shape and the lines
+        whose templates it absorbs, or None."""
+        cfg = self.config
+        n = len(tokens)
+        if (not cfg.variable_first_token or cfg.prefix_tokens < 1 or n < 4
+                or n > _MAX_PAIR_TOKENS or WILDCARD in tokens[0]):
+            return None
+        constants = sum(WILDCARD not in u for u in tokens) - 1
+        if constants < 3:
+            return None
+        limit = cfg.max_constant_values
+        for j in range(1, n):
+            u = tokens[j]
+            if WILDCARD in u:
+                continue
+            key = (str(j), *tokens[1:j], *tokens[j + 1:])
+            seen = self._pair_counts.get(key)
+            if seen is None:
+                if len(self._pair_counts) >= cfg.cache_size:
+                    self._pair_counts.clear()  # cheap bound: relearnt from new lines
+                seen = self._pair_counts[key] = ([], set(), set())
+            lines, firsts, values = seen
+            firsts.add(tokens[0])
+            values.add(u)
+            if len(lines) < 4 * limit:
+                lines.append(tokens)
+            if len(firsts) > limit and len(values) > limit:
+                del self._pair_counts[key]
+                shape = [WILDCARD, *tokens[1:]]
+                shape[j] = WILDCARD
+                cluster = self._create(shape, self._leaf_key(tuple(shape), first_variable=True))
+                self._pair_shapes.setdefault(n, []).append(cluster)
+                return cluster, [line for line in lines if line is not tokens]
+        return None
+
+    def _fit(self, tokens: tuple[str, ...]) -> list[str] | None:
+        """A line that starts a cluster but fits a template of another length, a standalone
+        ``<*>`` standing for one token or more (the assumption behind ``collapse_variables``:
+        a variable of three words is the variable of one): its tokens, with those that fall
+        in a ``<*>`` turned into ``<*>``, so the new cluster's text is that template's.
+
+        Drain's first split is the token count, so a line whose variable is a word longer
+        (``SELECT id, name FROM ...`` after ``SELECT id FROM ...``) starts a template of its
+        own until its own length has seen enough values. Only templates with at least
+        ``_FIT_MIN_CONSTANTS`` constant words, and as many as their variables, are fitted: a
+        template that is mostly ``<*>`` would swallow lines of other shapes."""
+        if not tokens:
+            return None
+        first = tokens[0]
+        for key in (first, WILDCARD) if WILDCARD not in first else (WILDCARD,):
+            bucket = self._by_first.get(key)
+            if not bucket:
+                continue
+            for _, words, many in list(bucket.values())[-_FIT_CANDIDATES:]:
+                if many and len(words) <= len(tokens):
+                    found = _align(words, tokens, self._vocab)
+                    if found is not None:
+                        return found
+        return None
+
+    def _fold_into(self, t: _Template) -> _Template:
+        """Merge into ``t``, which just became more general, the templates of other lengths
+        that its text now fits (`_fit`, the other way round: they were made before it was
+        general enough). The oldest keeps its id, the others become aliases."""
+        words = t.text.split(" ")
+        bucket = self._by_first.get(words[0])
+        if words[0] == WILDCARD or not bucket or not _fits_many(words):
+            return t
+        text = t.text
+        for u, other, _ in list(bucket.values())[-_FIT_CANDIDATES * 4:]:
+            if (u is not t and u.alive and len(other) >= len(words)
+                    and _align(words, tuple(other), self._vocab) is not None):
+                t = self._merge(t, u, False)
+                self._retext(t, text)
+        return t
+
+    def _pair_shape(self, tokens: tuple[str, ...]) -> _Cluster | None:
+        """The cluster of a shape found by `_first_and_another` that ``tokens`` fits."""
+        shapes = self._pair_shapes.get(len(tokens))
+        if not shapes or WILDCARD in tokens[0]:
+            return None
+        if not all(c.alive for c in shapes):  # evicted ones go
+            shapes[:] = [c for c in shapes if c.alive]
+        for c in shapes:  # its first token and the other position are <*> in c.tokens
+            if all(t == u for t, u in zip(c.tokens, tokens, strict=True) if WILDCARD not in t):
+                return c
+        return None
+
+    def _absorb(self, lines: list[tuple[str, ...]], t: _Template, fresh: bool) -> _Template:
+        """Merge the templates of ``lines`` (one per first token, made while it was a
+        constant) into ``t``, the template with a variable first token. The oldest keeps its
+        id, the others become its aliases (``fresh``: ``t`` was made for this line)."""
         survivor, text = t, t.text
         covers = _cover_regex(text)
-        for first in firsts:
-            line = (first, *tokens[1:])
+        for line in lines:
+            first = line[0]
             self._cache.pop(line, None)
             candidates = self._leaves.get(self._leaf_key(line, known_only=True))
             c = self._best(candidates, line) if candidates else None
@@ -514,6 +694,7 @@ class TemplateMiner:
             t = _Template(tid, text, 0, self._seq)
             self._templates[t.id] = t
             self._by_text[text] = t
+            self._index(t)
             self._aliases.pop(t.id, None)
         t.refs += 1
         c.templates[key] = t
@@ -544,13 +725,31 @@ class TemplateMiner:
                 survivor = self._merge(keep, t, shared)
                 self._retext(survivor, text)
                 c.templates[nkey] = survivor
+        if self.config.collapse_variables:
+            for key, t in c.templates.items():
+                c.templates[key] = self._fold_into(t)
 
     def _retext(self, t: _Template, text: str) -> None:
         if t.text != text:
             if self._by_text.get(t.text) is t:
                 del self._by_text[t.text]
-            t.text = text
+            old, t.text = t.text, text
             self._by_text[text] = t
+            self._index(t, old)
+
+    def _index(self, t: _Template, old: str | None = None) -> None:
+        """Index a live template by the first word of its text (``old``: its text before)."""
+        if old is not None:
+            self._unindex(t, old)
+        words = t.text.split(" ")
+        self._by_first.setdefault(words[0], {})[t.id] = (t, words, _fits_many(words))
+
+    def _unindex(self, t: _Template, text: str) -> None:
+        bucket = self._by_first.get(text.split(" ", 1)[0])
+        if bucket is not None:
+            bucket.pop(t.id, None)
+            if not bucket:
+                del self._by_first[text.split(" ", 1)[0]]
 
     def _merge(self, a: _Template, b: _Template, shared: bool) -> _Template:
         """Merge two templates; the older keeps its id, the other becomes its alias.
@@ -560,6 +759,7 @@ class TemplateMiner:
         keep.refs += gone.refs - shared
         gone.into = keep
         gone.alive = False
+        self._unindex(gone, gone.text)
         if self._by_text.get(gone.text) is gone:
             del self._by_text[gone.text]
         self._templates.pop(gone.id, None)
@@ -606,6 +806,7 @@ class TemplateMiner:
             t.refs -= 1
             if t.refs <= 0 and t.alive:
                 t.alive = False
+                self._unindex(t, t.text)
                 if self._templates.get(t.id) is t:
                     del self._templates[t.id]
                 if self._by_text.get(t.text) is t:
@@ -646,6 +847,7 @@ class TemplateMiner:
             self._seq += 1
             t = _Template(str(tid), str(text), int(size), self._seq)
             by_id[t.id] = self._templates[t.id] = self._by_text[t.text] = t
+            self._index(t)
         for tokens, size, leaf, slots, temps in doc["clusters"]:
             self._restore_cluster(tokens, int(size), tuple(leaf), slots, temps, by_id)
         for old, new in doc["aliases"]:

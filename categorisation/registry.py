@@ -19,7 +19,7 @@ event (collected by `pop_events`); the flag re-arms once a window is quiet again
 >>> reg = TemplateRegistry(RegistryConfig(warmup_lines=100, window_lines=100))
 >>> for i in range(300):
 ...     _ = reg.add("web", f"GET /items/{i} 200 in {i % 50}ms")
-...     _ = reg.add("bad", f"{token()} {token()} session opened")  # tokens no mask knows
+...     _ = reg.add("bad", f"{token()} {token()} session {token()} opened")  # unmasked
 >>> [(e.service, e.message) for e in reg.pop_events()]
 [('bad', 'template explosion — likely a masking bug')]
 """

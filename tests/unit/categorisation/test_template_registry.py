@@ -33,10 +33,10 @@ def web_line(rnd: random.Random) -> str:
 
 
 def flood_line(rnd: random.Random) -> str:
-    """A line whose variable no mask recognises (letters only), in two positions."""
-    tok = "".join(rnd.choices(string.ascii_letters, k=12))
-    tok2 = "".join(rnd.choices(string.ascii_letters, k=12))
-    return f"{tok} auth {tok2} request accepted"
+    """A line whose variables no mask recognises (letters only), in three positions: the
+    miner learns a variable first token and one more from the data, not three."""
+    tok, tok2, tok3 = ("".join(rnd.choices(string.ascii_letters, k=12)) for _ in range(3))
+    return f"{tok} auth {tok2} request {tok3} accepted"
 
 
 def test_explosion_flagged_on_random_token_flood_not_on_normal_service() -> None:

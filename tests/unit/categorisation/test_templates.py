@@ -162,6 +162,60 @@ def test_variables_of_several_words_meet_across_lengths() -> None:
     assert m.templates() == {ids.pop(): "search <*> returned <*> hits"}
 
 
+def test_a_variable_first_token_and_one_more_unmasked_variable_make_one_template() -> None:
+    # Neither a class name nor a host name is masked, and the rest of the line never
+    # repeats, so counting first tokens per rest sees one line each.
+    m = TemplateMiner("api")
+    rnd = random.Random(3)
+    nouns = ["User", "Lease", "File", "Snapshot", "Buffer", "Replica", "Index", "Node"]
+    got = []
+    for _ in range(40):
+        cls = "".join(rnd.sample(nouns, 3))
+        host = "".join(rnd.choices(string.ascii_lowercase, k=7)) + ".example.com"
+        got.append(m.add(f"{cls} {host} received for"))
+    assert list(m.templates().values()) == ["<*> received for"]
+    assert {m.resolve(g.template_id) for g in got} == {got[0].template_id}  # oldest id kept
+
+
+def test_one_word_siblings_behind_two_variables_stay_apart() -> None:
+    m = TemplateMiner("api")
+    rnd = random.Random(4)
+    for i in range(60):
+        user = "".join(rnd.choices(string.ascii_lowercase, k=6))
+        host = "".join(rnd.choices(string.ascii_lowercase, k=8))
+        m.add(f"{user} connection {'closed' if i % 2 else 'reset'} by {host} now")
+    assert sorted(m.templates().values()) == ["<*> connection closed by <*> now",
+                                              "<*> connection reset by <*> now"]
+
+
+def test_a_rare_length_joins_the_template_of_its_shape() -> None:
+    # An SQL statement of one, two or three columns: the rare lengths, including lines seen
+    # before the common one turned general, end in one template with the oldest id.
+    m = TemplateMiner("db")
+    rnd = random.Random(5)
+    cols = ["id", "name", "price", "qty", "ts"]
+    got = [m.add("query SELECT name, price, qty FROM users WHERE id = 3 done")]
+    for i in range(300):
+        k = 2 if i % 50 else rnd.choice([1, 3])
+        picked = ", ".join(rnd.sample(cols, k))
+        table = rnd.choice(["orders", "users", "stock", "events", "charges", "items"])
+        got.append(m.add(f"query SELECT {picked} FROM {table} WHERE id = {i} done"))
+    assert list(m.templates().values()) == ["query SELECT <*> FROM <*> WHERE id = <*> done"]
+    assert {m.resolve(g.template_id) for g in got} == {got[0].template_id}
+
+
+def test_a_variable_stretches_over_values_not_over_constant_words() -> None:
+    m = TemplateMiner("sshd")
+    users = ["root", "admin", "alice", "bob", "carol", "dave", "erin"]
+    for i, u in enumerate(users * 3):
+        m.add(f"Failed password for {u} from 10.0.0.{i} port 22 ssh2")
+    bad = m.add("Failed password for invalid user zoe from 10.0.0.1 port 22 ssh2")
+    assert bad.is_new
+    assert sorted(m.templates().values()) == [
+        "Failed password for <*> from <*> port <*> ssh2",
+        "Failed password for invalid user zoe from <*> port <*> ssh2"]
+
+
 def test_stack_trace_is_mined_on_its_first_line() -> None:
     m = TemplateMiner("api")
     a = m.add("unhandled KeyError in handler\n  File a.py, line 3\n  File b.py, line 9")
