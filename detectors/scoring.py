@@ -38,6 +38,7 @@ the last one is a new episode, not a repeat.
 from __future__ import annotations
 
 import math
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 
@@ -111,6 +112,9 @@ MV_VERSION = "hst-1"
 SIB_VERSION = "siblings-1"
 _NOT_LOAD = frozenset(("error_rate", *PERCENTILES))  # what a fleet shift never demotes
 EMITTED_KEPT = 100_000  # (variant, service, window end) keys remembered by ``_once``
+# A source (one ingest partition, ``WindowStats.source``) that sent no window for this long
+# (wall clock) stops holding back the silence of its series: it stopped, not lagged
+SOURCE_IDLE_S = 30.0
 SLOW_WINDOWS = 6  # a minute of 10 s windows: the longest run ``slow_run`` combines
 MIN_Q = 2.5  # no offset takes a threshold below this (-log p; the hot filter is at 2.3)
 HOT_Q = -math.log(0.1)  # the hot filter's -log p (a score of 0.9): a latency run's start
@@ -175,6 +179,12 @@ class WindowScorer:
         self.states: dict[str, SeriesState] = {}
         self.dirty: set[str] = set()
         self.watermark: dict[int, int] = {}  # window_s -> latest window end seen (ms)
+        # the same per source (ingest partition), when it last sent a window (``clock``),
+        # and each series' source: silence is imputed only as far as a series' source went
+        self.source_marks: dict[tuple[int, str], int] = {}
+        self.source_seen: dict[str, float] = {}
+        self.series_source: dict[str, str] = {}
+        self.clock = time.monotonic
         self.scored = 0
         # (variant, detector) -> detector-wide threshold offset (``alert_budget``)
         self.offsets: dict[tuple[str, str], float] = {}
@@ -195,9 +205,13 @@ class WindowScorer:
     def score_batch(self, windows: Iterable[WindowStats]) -> list[AnomalyEvent]:
         """Score (then learn) each window; after the batch, score the silent series."""
         before = dict(self.watermark)
+        before_src = dict(self.source_marks)
+        now = self.clock()
         batch = Batch(self.banks)
         pool = self.settings.pool_instances
         for w in windows:
+            if w.source:
+                self.source_seen[w.source] = now
             if w.partial:  # the stream may have stopped inside it: no drop to see; scored
                 continue  # once it closes
             if w.scope == "instance":
@@ -210,13 +224,17 @@ class WindowScorer:
                 if not (pool and w.scope == "metric" and self._pool(w, end)):
                     self._accept(batch, w, end)
                 self.watermark[w.window_s] = max(self.watermark.get(w.window_s, end), end)
+                if w.source:
+                    self.series_source[w.series] = w.source
+                    key = (w.window_s, w.source)
+                    self.source_marks[key] = max(self.source_marks.get(key, end), end)
         out = self._pooled(batch) if self._pooling else []
         if self._instances:
             out += self._slow_instances()
         out += self._score_all(batch)
         for ws, mark in before.items():
             if self.watermark[ws] > mark:
-                out += self._score_all(self._silences(ws, mark))
+                out += self._score_all(self._silences(ws, mark, before_src, now))
         if self.settings.fleet_demotion and out:
             out = self._demote(out)
         return self._once(collapse(out) if len(out) > 1 else out)
@@ -752,8 +770,16 @@ class WindowScorer:
         st.cool[key] = end
         return True
 
-    def _silences(self, ws: int, upto: int) -> Batch:
-        """Zero-traffic windows for service/route series missing windows up to ``upto``."""
+    def _silences(self, ws: int, upto: int, marks: dict[tuple[int, str], int] | None = None,
+                  now: float = 0.0) -> Batch:
+        """Zero-traffic windows for service/route series missing windows up to ``upto``.
+
+        Not past the series' own source (``marks``: window ends per source before this
+        batch), less a window: replayed at full speed, one ingest partition runs minutes of
+        event time ahead of another, and a service whose partition lags was scored as
+        silent on every window the others had passed (a traffic collapse on busy services
+        that never paused). A source that sent nothing for ``SOURCE_IDLE_S`` stopped: its
+        series fall silent up to ``upto`` (a service alone on its partition can go down)."""
         out = Batch(self.banks)
         step, key = ws * 1000, bank_key("rate_per_s", ws)
         gap_limit = self.settings.max_gap_windows * step
@@ -761,11 +787,18 @@ class WindowScorer:
             last = st.last_end.get(ws)
             if last is None or last >= upto or upto - last > gap_limit:
                 continue
+            source = self.series_source.get(series)
+            mark = None if not source or marks is None else marks.get((ws, source))
+            limit = upto
+            if mark is not None and now - self.source_seen.get(source or "", 0.0) < SOURCE_IDLE_S:
+                limit = min(upto, mark - step)
+                if last >= limit:
+                    continue
             row = st.rows.get(key)
             if row is None or self.banks[key].level[row] < self.settings.min_alive_rate:
                 continue
             st.imputed.setdefault(ws, last + step)
-            for end in range(last + step, upto + 1, step):
+            for end in range(last + step, limit + 1, step):
                 st.last_end[ws] = end
                 out.window(st, series, ws, end, 0, 0)
                 for spec in SPECS[st.meta[1]]:
@@ -814,4 +847,5 @@ class WindowScorer:
             if s not in kept:
                 st.release()
         self.states = {s: st for s, st in self.states.items() if s in kept}
+        self.series_source = {s: src for s, src in self.series_source.items() if s in kept}
         self.pools = {g: p for g, p in self.pools.items() if g in kept}

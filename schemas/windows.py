@@ -54,6 +54,10 @@ class WindowStats(BaseModel):
     # replay's end, a collector that stops), so its counts may be cut short. Emitted again
     # when it closes
     partial: bool = False
+    # where it was counted: "<topic>:<partition>" of the ingest stage ("" from producers
+    # older than the field). The scorer imputes a service's silence only as far as its own
+    # source has gone: at full speed one partition runs minutes ahead of another
+    source: str = ""
 
     def to_json(self) -> bytes:
         """orjson bytes (NaN becomes null)."""

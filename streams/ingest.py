@@ -197,6 +197,7 @@ class IngestProcessor:
         agg = self.windows.get(key)
         if agg is None:
             agg = self.windows[key] = WindowAggregator(self.base_s, self.rollups_s, self.grace_s)
+            agg.source = f"{topic}:{partition}"
             agg.now = self._now
             agg.ceiling_ms = int(self._now * 1000)
         return agg

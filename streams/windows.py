@@ -163,6 +163,7 @@ class WindowAggregator:
         self.now = 0.0  # wall-clock seconds, set by the caller once per batch
         self.ceiling_ms = 1 << 62  # no watermark passes this (the caller: the arrival clock)
         self.newest_ms = -1  # the latest event time of any service here (no ceiling)
+        self.source = ""  # "<topic>:<partition>" it counts, on every window (`WindowStats`)
         self.late_dropped = 0
         self._recent: dict[tuple[str, str], _Recent] = {}  # by (service, route)
         # by (service, instance): the base window start and accumulator of its last request
@@ -427,7 +428,7 @@ class WindowAggregator:
         # stops), so its counts may be cut short. One that ended before it is whole
         partial = provisional and start + size > self.newest_ms
         return to_stats(scope, series, service, name, size, start, acc, revision=acc.revision,
-                        peers=peers, partial=partial)
+                        peers=peers, partial=partial, source=self.source)
 
 
 def _start(key: WindowKey) -> tuple[int, int]:
@@ -440,7 +441,7 @@ def _item_start(item: tuple[WindowKey, object]) -> tuple[int, int]:
 
 def to_stats(scope: Scope, series: str, service: str, name: str, size_ms: int, start_ms: int,
              acc: Acc, revision: int = 0, peers: Peers | None = None,
-             partial: bool = False) -> WindowStats:
+             partial: bool = False, source: str = "") -> WindowStats:
     """Turn an accumulator into the message of the windows topic."""
     n = acc.count
     p50 = p95 = p99 = _NAN
@@ -461,7 +462,7 @@ def to_stats(scope: Scope, series: str, service: str, name: str, size_ms: int, s
         p50=p50, p95=p95, p99=p99, samples=samples,
         min=acc.vmin if has_values else _NAN, max=acc.vmax if has_values else _NAN,
         mean=acc.vsum / n if has_values else _NAN, last=acc.last if has_values else _NAN,
-        sum=acc.vsum, revision=revision, partial=partial,
+        sum=acc.vsum, revision=revision, partial=partial, source=source,
         **({} if peers is None else {"peer_samples": peers[0], "peer_p50": peers[1],
                                      "peer_p90": peers[2], "above_peer_p90": peers[3],
                                      "peer_instances": peers[4]}),

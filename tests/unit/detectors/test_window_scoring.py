@@ -73,6 +73,36 @@ def test_better_is_not_an_anomaly_but_silence_is() -> None:
                                                   for a in found}
 
 
+def test_silence_goes_no_further_than_the_series_own_source() -> None:
+    """Replayed at full speed one ingest partition runs ahead of another: a service whose
+    partition lags is not silent. One that stops while its partition goes on is, and so is
+    every service of a partition that stopped sending (after ``SOURCE_IDLE_S``)."""
+    sc = WindowScorer(DetectionSettings())
+    clock = [1000.0]
+    sc.clock = lambda: clock[0]
+    a, b = {"source": "logs:0"}, {"source": "logs:1"}
+    for i in range(300):
+        assert sc.score_batch([win(i, "api", **a), win(i, "web", **a), win(i, "db", **b)]) == []
+
+    def silent(found: list[AnomalyEvent]) -> set[str]:
+        return {x.service for x in found if x.feature == "rate_per_s" and x.direction == "down"}
+
+    # logs:1 runs a minute ahead; logs:0's windows are still on their way
+    ahead = [x for i in range(300, 306) for x in sc.score_batch([win(i, "db", **b)])]
+    assert silent(ahead) == set()
+    caught_up = [x for i in range(300, 306)
+                 for x in sc.score_batch([win(i, "api", **a), win(i, "web", **a)])]
+    assert silent(caught_up) == set()
+    # web stops while api, on the same partition, goes on: web is silent
+    stopped = [x for i in range(306, 312)
+               for x in sc.score_batch([win(i, "api", **a), win(i, "db", **b)])]
+    assert silent(stopped) == {"web"}
+    # logs:0 sends nothing more; after SOURCE_IDLE_S it stopped rather than lagged
+    clock[0] += 31.0
+    gone = [x for i in range(312, 318) for x in sc.score_batch([win(i, "db", **b)])]
+    assert "api" in silent(gone)
+
+
 def test_challenger_is_tagged_and_stricter_variant_fires_less() -> None:
     strict = VariantConfig(version="strict", threshold_q=30.0, multivariate=False)
     sc = WindowScorer(DetectionSettings(challenger=strict))

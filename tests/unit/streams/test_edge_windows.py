@@ -44,3 +44,17 @@ def test_ingest_windows_peer_calls_per_caller_and_callee() -> None:
     assert total == 30 and {s for s, _ in edges} == {"checkout->payments"}
     assert sum(w.error_count for (s, ws), w in edges.items() if ws == 10) == 1
     assert max(w.p99 for w in edges.values()) > 800
+
+
+def test_every_window_names_the_partition_it_was_counted_in() -> None:
+    """The scorer imputes silence only as far as a window's own source went."""
+    clock = [NOW_MS / 1000]
+    proc = IngestProcessor(clock=lambda: clock[0])
+    records = [Record(topics.LOGS, p, i, b"x", orjson.dumps({
+        "ts": T0 + i * 1000, "service": f"svc{p}", "level": "INFO", "message": "hello",
+        "event_id": f"e{p}-{i}"})) for p in (0, 3) for i in range(40)]
+    windows = proc.process(records).windows
+    clock[0] += 3600
+    windows += proc.flush_idle()
+    got = {(w.service, w.source) for w in windows}
+    assert got == {("svc0", f"{topics.LOGS}:0"), ("svc3", f"{topics.LOGS}:3")}
