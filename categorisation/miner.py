@@ -745,11 +745,12 @@ class TemplateMiner:
         self._by_first.setdefault(words[0], {})[t.id] = (t, words, _fits_many(words))
 
     def _unindex(self, t: _Template, text: str) -> None:
-        bucket = self._by_first.get(text.split(" ", 1)[0])
+        first = text.split(" ", 1)[0]
+        bucket = self._by_first.get(first)
         if bucket is not None:
             bucket.pop(t.id, None)
             if not bucket:
-                del self._by_first[text.split(" ", 1)[0]]
+                del self._by_first[first]
 
     def _merge(self, a: _Template, b: _Template, shared: bool) -> _Template:
         """Merge two templates; the older keeps its id, the other becomes its alias.
