@@ -115,7 +115,6 @@ EMITTED_KEPT = 100_000  # (variant, service, window end) keys remembered by ``_o
 # A source (one ingest partition, ``WindowStats.source``) that sent no window for this long
 # (wall clock) stops holding back the silence of its series: it stopped, not lagged
 SOURCE_IDLE_S = 30.0
-DEFERRED_KEPT = 10_000  # gauge anomalies held by ``_defer`` at most (the oldest go out)
 SLOW_WINDOWS = 6  # a minute of 10 s windows: the longest run ``slow_run`` combines
 MIN_Q = 2.5  # no offset takes a threshold below this (-log p; the hot filter is at 2.3)
 HOT_Q = -math.log(0.1)  # the hot filter's -log p (a score of 0.9): a latency run's start
@@ -186,10 +185,6 @@ class WindowScorer:
         self.source_seen: dict[str, float] = {}
         self.series_source: dict[str, str] = {}
         self.clock = time.monotonic
-        # window_s -> latest service window end scored: the fleet's traffic move is known up
-        # to it; gauge anomalies past it wait (``_defer``), as (wall clock, event)
-        self.service_mark: dict[int, int] = {}
-        self.deferred: list[tuple[float, AnomalyEvent]] = []
         self.scored = 0
         # (variant, detector) -> detector-wide threshold offset (``alert_budget``)
         self.offsets: dict[tuple[str, str], float] = {}
@@ -229,9 +224,6 @@ class WindowScorer:
                 if not (pool and w.scope == "metric" and self._pool(w, end)):
                     self._accept(batch, w, end)
                 self.watermark[w.window_s] = max(self.watermark.get(w.window_s, end), end)
-                if w.scope == "service":
-                    self.service_mark[w.window_s] = max(self.service_mark.get(w.window_s, end),
-                                                        end)
                 if w.source:
                     self.series_source[w.series] = w.source
                     key = (w.window_s, w.source)
@@ -243,8 +235,8 @@ class WindowScorer:
         for ws, mark in before.items():
             if self.watermark[ws] > mark:
                 out += self._score_all(self._silences(ws, mark, before_src, now))
-        if self.settings.fleet_demotion and (out or self.deferred):
-            out = self._demote(self._defer(out, now))
+        if self.settings.fleet_demotion and out:
+            out = self._demote(out)
         return self._once(collapse(out) if len(out) > 1 else out)
 
     def _once(self, events: list[AnomalyEvent]) -> list[AnomalyEvent]:
@@ -404,31 +396,6 @@ class WindowScorer:
         return out
 
     # -- fleet-wide shifts -------------------------------------------------------------------
-
-    def _defer(self, events: list[AnomalyEvent], now: float) -> list[AnomalyEvent]:
-        """Hold the gauge anomalies that `_demote` could drop until the fleet's traffic move
-        of their window is known (a service window of that end scored), for ``SOURCE_IDLE_S``
-        of wall clock at most; return the others and the ones now due. Replayed at full
-        speed the metrics partitions run ahead of the logs, and per-pod gauges of a fleet
-        scaling out under a traffic surge were reported before the surge was seen as load
-        (8 warnings in the last 3 minutes of a realistic `changes` fleet)."""
-        out = []
-        for a in events:
-            if (a.scope == "metric" and a.severity != "critical" and a.feature not in _NOT_LOAD
-                    and a.window_s in self.service_mark
-                    and a.ts > self.service_mark[a.window_s]):
-                self.deferred.append((now, a))
-            else:
-                out.append(a)
-        held = []
-        for t, a in self.deferred:
-            if a.ts <= self.service_mark.get(a.window_s, a.ts) or now - t >= SOURCE_IDLE_S:
-                out.append(a)
-            else:
-                held.append((t, a))
-        out += [a for _, a in held[:-DEFERRED_KEPT]]  # beyond the bound, the oldest go out
-        self.deferred = held[-DEFERRED_KEPT:]
-        return out
 
     def _demote(self, events: list[AnomalyEvent]) -> list[AnomalyEvent]:
         """Drop the traffic and metric anomalies that go with a fleet-wide traffic shift

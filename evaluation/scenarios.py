@@ -83,7 +83,7 @@ def replay_events(events: Iterable[tuple[str, dict[str, Any]]], start_ms: float,
     proc = IngestProcessor(clock=lambda: clock[0])
     changes = ChangeLog()
     scorers = [WindowScorer(d, changes) for d in detects]
-    for scorer in scorers:  # its wall clock (sources gone quiet, gauges held) is the replay's
+    for scorer in scorers:  # its wall clock (a source gone quiet) is the replay's
         scorer.clock = lambda: clock[0]
     outs: list[list[dict[str, Any]]] = [[] for _ in detects]
     batch: list[Record] = []

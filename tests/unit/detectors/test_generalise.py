@@ -281,30 +281,3 @@ def test_error_lines_are_counted_in_failures_when_each_failure_logs_several() ->
     assert [a.direction for a in _failures(1, [6])] == ["up"]
     # a real burst still is one: twenty failures of two lines
     assert [a.direction for a in _failures(2, [40])] == ["up"]
-
-
-def test_gauges_ahead_of_the_fleet_wait_for_its_traffic_move() -> None:
-    """Per-pod gauges of a fleet under a traffic surge: load, once the services' windows of
-    the same end show the fleet moving. Replayed at full speed the metrics come first; they
-    wait for the services (and go out alone after ``SOURCE_IDLE_S``)."""
-    names = {"gw", "cart", "catalog", "search", "users", "auth"}
-
-    def gauge(i: int) -> WindowStats:
-        return _gauge("gw/open_connections{pod=*}", i, (90.0 if i >= 380 else 40.0)
-                      + (i * 7919 % 13) / 13, "gw")
-
-    def run(factor: float, clock: list[float]) -> list[AnomalyEvent]:
-        sc = WindowScorer(DetectionSettings())
-        sc.clock = lambda: clock[0]
-        fleet = _fleet(names, factor)
-        got = [a for i in range(380) for a in sc.score_batch([*fleet[i], gauge(i)])]
-        got += sc.score_batch([gauge(i) for i in range(380, 390)])  # the metrics run ahead
-        got += [a for i in range(380, 390) for a in sc.score_batch(fleet[i])]
-        clock[0] += 31.0
-        got += sc.score_batch([])
-        return [a for a in got if a.variant == "champion" and a.scope == "metric"]
-
-    assert run(2.2, [0.0]) == []  # the fleet doubled: the gauge is load
-    alone = run(1.0, [0.0])  # the fleet did not move: the gauge's jump is news
-    assert [(a.series, a.direction) for a in alone][:1] == [
-        ("gw/open_connections{pod=*}", "up")]
