@@ -770,8 +770,8 @@ class WindowScorer:
         st.cool[key] = end
         return True
 
-    def _silences(self, ws: int, upto: int, marks: dict[tuple[int, str], int] | None = None,
-                  now: float = 0.0) -> Batch:
+    def _silences(self, ws: int, upto: int, marks: dict[tuple[int, str], int], now: float
+                  ) -> Batch:
         """Zero-traffic windows for service/route series missing windows up to ``upto``.
 
         Not past the series' own source (``marks``: window ends per source before this
@@ -787,10 +787,10 @@ class WindowScorer:
             last = st.last_end.get(ws)
             if last is None or last >= upto or upto - last > gap_limit:
                 continue
-            source = self.series_source.get(series)
-            mark = None if not source or marks is None else marks.get((ws, source))
+            source = self.series_source.get(series, "")
+            mark = marks.get((ws, source)) if source else None
             limit = upto
-            if mark is not None and now - self.source_seen.get(source or "", 0.0) < SOURCE_IDLE_S:
+            if mark is not None and now - self.source_seen.get(source, 0.0) < SOURCE_IDLE_S:
                 limit = min(upto, mark - step)
                 if last >= limit:
                     continue
