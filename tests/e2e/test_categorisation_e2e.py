@@ -153,8 +153,12 @@ def test_demo_templates_feedback_and_restart(kafka_bootstrap: str, tmp_path: Pat
         total = len(events)
         w.wait_for(lambda: len(logged(w, suffix)) >= total, what="lines after the restart",
                    timeout=WAIT_S)
-        # The ids a single uninterrupted categoriser gives the same lines in the same order,
-        # redacted as ingest redacts them (addresses and e-mails become placeholders).
+        # The templates a single uninterrupted categoriser puts the same lines in, redacted
+        # as ingest redacts them (addresses and e-mails become placeholders). Both sides'
+        # ids are followed through their merges: the id a line got at its time depends on
+        # how the services' lines interleaved across partitions (a pair of values shared
+        # across services turns a slot into a variable sooner or later), the template it
+        # ends in does not.
         shadow, redact = Categoriser(), w.redactor.text
         expected = {e["event_id"]: shadow(e["service"], redact(e["message"]), e["level"])[0]
                     for e in events}
@@ -167,16 +171,20 @@ def test_demo_templates_feedback_and_restart(kafka_bootstrap: str, tmp_path: Pat
         # so a few lines may found a template that an uninterrupted miner would have folded
         # into a variable: at most 2 % of the lines after the restart, never a flood of
         # duplicates of known templates under new ids.
+        w.wait_for(lambda: sum(t[2] for t in templates(w, suffix).values()) >= total,
+                   what="counts carried over", timeout=WAIT_S)
         into = survivors(w, suffix)
         known_ids = {(r[1], resolve(r[3], into)) for r in rows if r[0] not in after_ids}
         new_ids = [r for r in rows if r[3] != expected[r[0]]
                    and (r[1], resolve(r[3], into)) not in known_ids]
         assert all(r[0] in after_ids for r in new_ids)
         assert len(new_ids) <= 0.02 * len(after_restart), new_ids[:5]
-        assert sum(r[3] == expected[r[0]] for r in rows) >= 0.95 * len(rows)
+        same = [resolve(r[3], into) == shadow.registry.resolve(r[1], expected[r[0]])
+                for r in rows]
+        assert sum(same) >= 0.99 * len(rows)
+        assert sum(ok for r, ok in zip(rows, same, strict=True) if r[0] in after_ids
+                   ) >= 0.99 * len(after_restart)
         assert all(r[4] == "e2e_corrected" for r in rows if r[0] in after_ids and r[3] == tid)
-        w.wait_for(lambda: sum(t[2] for t in templates(w, suffix).values()) >= total,
-                   what="counts carried over", timeout=WAIT_S)
         after = templates(w, suffix)
         assert set(before) <= set(after)
         assert all(after[k][2] >= before[k][2] for k in before)
