@@ -117,6 +117,8 @@ def replay_events(events: Iterable[tuple[str, dict[str, Any]]], start_ms: float,
     flush()
     clock[0] += 3600.0
     score(proc.flush_idle())
+    for scorer, out in zip(scorers, outs, strict=True):
+        out.extend(a.model_dump() for a in scorer.release())
     return outs
 
 

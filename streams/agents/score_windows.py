@@ -77,7 +77,10 @@ class DetectStage:
             if partitions is not None:
                 self.partition_of[w.series] = partitions[k]
         self.counts["windows"] += len(windows)
-        found = self.scorer.score_batch(windows)
+        return self.publish(self.scorer.score_batch(windows))
+
+    def publish(self, found: list[AnomalyEvent]) -> list[AnomalyEvent]:
+        """Anomalies to the topic (champion) and the table (all variants)."""
         now_ms = int(time.time() * 1000)
         for a in found:
             self.recent[a.id] = (a.series, a.detector, a.variant)
@@ -144,7 +147,9 @@ class DetectStage:
         return self.scorer.offsets
 
     def save(self) -> int:
-        """Write the changed series' state to the state topic; returns how many."""
+        """Write the changed series' state to the state topic; returns how many. The
+        anomalies the scorer holds go out first: the snapshot ends their windows' replay."""
+        self.publish(self.scorer.release())
         snap = self.scorer.snapshot()
         for series, raw in snap.items():
             self.rt.send(self.state_topic, raw, key=series)

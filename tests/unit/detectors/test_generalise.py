@@ -192,6 +192,67 @@ def test_traffic_moving_on_the_whole_fleet_at_once_is_load_not_an_incident() -> 
                                                for a in drop}
 
 
+def _surge_batches(errors_on: str = "", logs_after: int = 1) -> list[list[WindowStats]]:
+    """`_fleet` under a surge, each service with a per-pod CPU gauge that rises with it, as
+    a worker reads them: the metrics windows of an end in one batch, the services' traffic
+    windows of that end ``logs_after`` batches later (their own partitions)."""
+    rng = random.Random(12)
+    traffic = [[w.model_copy(update={"source": "logs:0"}) for w in ws]
+               for ws in _fleet({"gw", "cart", "catalog", "search", "users", "auth"}, 2.2,
+                                errors_on)]
+    metrics = []
+    for i, ws in enumerate(traffic):
+        load = 2.2 if i >= 380 else 1.0
+        metrics.append([_gauge(f"{w.service}/cpu_percent{{pod={w.service}-{p}}}", i,
+                               30.0 * load + rng.gauss(0, 1.0)).model_copy(
+                                   update={"source": "metrics:0"})
+                        for w in ws for p in range(3)])
+    out: list[list[WindowStats]] = []
+    for i in range(len(traffic) + logs_after):
+        out.append(metrics[i] if i < len(metrics) else [])
+        out.append(traffic[i - logs_after] if i >= logs_after else [])
+    return out
+
+
+def _run_clocked(batches: list[list[WindowStats]], settings: DetectionSettings | None = None
+                 ) -> tuple[WindowScorer, list[AnomalyEvent]]:
+    sc, now = WindowScorer(settings or DetectionSettings()), [0.0]
+    sc.clock = lambda: now[0]
+    out = []
+    for b in batches:
+        now[0] += 0.1  # a worker reading at full speed
+        out += [a for a in sc.score_batch(b) if a.variant == "champion"]
+    return sc, out
+
+
+def test_gauges_read_ahead_of_the_fleets_traffic_wait_for_it_before_the_load_demotion(
+        ) -> None:
+    """A worker reads metrics and logs partitions in batches of their own: the pods' CPU
+    under a fleet-wide surge is scored before the surge is seen, and must still be load."""
+    _, off = _run_clocked(_surge_batches(), DetectionSettings(fleet_demotion=False))
+    assert {a.service for a in off if a.scope == "metric"} >= {"gw", "search"}
+    for behind in (1, 3):  # the logs a batch, or three, behind the metrics
+        sc, got = _run_clocked(_surge_batches(logs_after=behind))
+        assert got == [] and sc.held == []
+    # errors on one service: the same anomalies as when each end's windows come together
+    apart = _surge_batches(errors_on="search")
+    _, got = _run_clocked(apart)
+    _, together = _run_clocked([apart[i] + apart[i + 1] for i in range(0, len(apart), 2)])
+    assert [(a.service, a.feature, a.ts) for a in got] == [
+        (a.service, a.feature, a.ts) for a in together]
+    assert {(a.service, a.feature) for a in got} == {("search", "error_rate")}
+    # the logs never come: the held anomalies go out after SOURCE_IDLE_S of the clock, or
+    # when the worker snapshots its state (``release``)
+    surge_end = T0 + 10 * 380
+    batches = [[w for w in b if w.scope == "metric" or w.end.timestamp() < surge_end]
+               for b in _surge_batches()]  # the surge's traffic windows never arrive
+    sc, got = _run_clocked(batches)
+    assert got == [] and sc.held
+    assert {a.service for a in sc.release()} >= {"gw", "search"} and sc.held == []
+    sc, got = _run_clocked(batches + [[]] * 400)
+    assert {a.service for a in got} >= {"gw", "search"} and sc.held == []
+
+
 def test_false_per_day_sets_the_threshold_from_a_stated_false_alarm_rate() -> None:
     assert VariantConfig().base_q(10) == 6.5
     one = VariantConfig(false_per_day=1.0)
