@@ -101,6 +101,8 @@ from detectors.significance import (
     single_window,
     standing,
 )
+from detectors.slow_calls import RUN_WINDOWS as CALL_WINDOWS
+from detectors.slow_calls import SPARSE_CALLS, Reference, slow_calls
 from schemas.anomalies import PERCENTILES, AnomalyEvent, anomaly_id
 from schemas.windows import WindowStats
 
@@ -507,7 +509,10 @@ class WindowScorer:
         prior = st.timed.get(ws, -1)
         if w.p95 == w.p95 and end > prior:  # it has latencies
             st.timed[ws] = end
-        batch.window(st, w.series, ws, end, w.count, w.samples or w.count, w.p50, prior)
+        calls_q = self._calls(st, ws, end, w.lat_hist) \
+            if w.lat_hist and self.settings.slow_calls and not late else 0.0
+        batch.window(st, w.series, ws, end, w.count, w.samples or w.count, w.p50, prior,
+                     calls_q)
         specs = specs_of(w)
         if specs is COUNTER:  # its increase since the last window, as in ``features``
             x = counter_rate(w.last, (end - last) / 1000.0, st.prev.get(ws))
@@ -525,6 +530,25 @@ class WindowScorer:
             else:
                 x = float(getattr(w, spec.name))
             batch.point(st, ws, end, spec, x)
+
+    @staticmethod
+    def _calls(st: SeriesState, ws: int, end: int, hist: dict[int, int]) -> float:
+        """A route's or edge's window of calls: its slow calls against the series' history
+        join the run of its last windows (a sparse window only; a gap of more than
+        ``RUN_GAP`` windows without calls starts afresh), then its calls join the history.
+        Returns the run's -log p (``detectors.slow_calls``), for the window's median."""
+        ref = st.ref if st.ref is not None else Reference()
+        got = ref.exceedances(hist) if sum(hist.values()) < SPARSE_CALLS else None
+        ref.learn(hist)
+        st.ref = ref
+        if got is None:
+            st.calls.pop(ws, None)
+            return 0.0
+        last = st.calls.get(ws)
+        run = last[1] if last is not None and end - last[0] <= (RUN_GAP + 1) * ws * 1000 \
+            else ()
+        st.calls[ws] = (end, (*run, got)[-CALL_WINDOWS:])
+        return slow_calls(st.calls[ws][1])
 
     def _score_all(self, batch: Batch) -> list[AnomalyEvent]:
         """Update every detector of ``batch`` (vectorised per bank), apply the rules, then
@@ -558,12 +582,13 @@ class WindowScorer:
         bounds = [*batch.first, n_points]
         for i, st in enumerate(batch.st):
             a, b = bounds[i], bounds[i + 1]
-            if hot_before[a] == hot_before[b] and st.meta[1] != "service" and not st.base:
+            if (hot_before[a] == hot_before[b] and st.meta[1] != "service" and not st.base
+                    and batch.calls_q[i] < HOT_Q):
                 continue
             scored = [(batch.spec[k], batch.x[k], Score(*cols[k]), nb[k]) for k in range(a, b)]
             out += self._rules(st, batch.series[i], batch.ws[i], batch.end[i], scored,
                                batch.count[i], batch.samples[i], batch.median[i],
-                               batch.prior[i])
+                               batch.prior[i], batch.calls_q[i])
         return out
 
     def _learn_levels(self, batch: Batch) -> None:
@@ -598,9 +623,10 @@ class WindowScorer:
             st.disp[ws] = learn_dispersion(d, errors)
 
     def _rules(self, st: SeriesState, series: str, ws: int, end: int, scored: Scored,
-               count: int, samples: int, median: float = math.nan, prior: int = -1
-               ) -> list[AnomalyEvent]:
-        """Significance, thresholds, confirmation, cooldowns, severity: a window's events."""
+               count: int, samples: int, median: float = math.nan, prior: int = -1,
+               calls_q: float = 0.0) -> list[AnomalyEvent]:
+        """Significance, thresholds, confirmation, cooldowns, severity: a window's events
+        (``calls_q``: its slow calls' -log p, `_calls`)."""
         out: list[AnomalyEvent] = []
         zs = {spec.name: round(s.raw, 2) for spec, _, s, _ in scored if s.raw == s.raw}
         scope = st.meta[1]
@@ -628,6 +654,8 @@ class WindowScorer:
                 if spec.name in runs:
                     run_q, expected, lo, hi = runs[spec.name]
                     q = max(q, slow_run(st, bank_key(spec.name, ws), end, ws, run_q, samples))
+                if spec.name == "p50":
+                    q = max(q, calls_q)  # a sparse series' calls above its p90
                 direction = practical(spec, x, expected, count, ws, v.min_change,
                                       phi if spec.name == "error_rate" else 1.0)
                 if (floor and spec.name == "mean" and direction is not None

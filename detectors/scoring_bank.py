@@ -37,6 +37,7 @@ from detectors.levels import Levels
 from detectors.multivariate import ServiceModel
 from detectors.series import SeriesConfig, SeriesDetector
 from detectors.series_batch import SeriesBank
+from detectors.slow_calls import Calls, Reference
 from schemas.windows import WindowStats
 
 Dir = Literal["up", "down"]
@@ -158,9 +159,9 @@ RECOVERY_MS = 30 * 60_000
 class SeriesState:
     """Everything learnt about one series: its detector rows, clocks, cooldowns, adjustments."""
 
-    __slots__ = ("adj", "banks", "base", "cool", "discrete", "disp", "episodes", "imputed",
-                 "last_end", "levels", "meta", "mv", "pending", "prev", "quantum", "rows", "runs",
-                 "slow", "timed")
+    __slots__ = ("adj", "banks", "base", "calls", "cool", "discrete", "disp", "episodes",
+                 "imputed", "last_end", "levels", "meta", "mv", "pending", "prev", "quantum",
+                 "ref", "rows", "runs", "slow", "timed")
 
     def __init__(self, meta: tuple[str, str, str, str], banks: Banks) -> None:
         self.meta = meta  # service, scope, route, name
@@ -195,6 +196,10 @@ class SeriesState:
         self.discrete = True  # a metric whose every reading so far was a whole number
         self.quantum = 0  # ... and the greatest common divisor of those readings
         self.levels: Levels | None = None  # a gauge's readings (``detectors.levels``)
+        # a route's or edge's past calls, and per window_s its last windows' (calls, slow
+        # calls, null share) with the end of the newest: ``detectors.slow_calls``
+        self.ref: Reference | None = None
+        self.calls: dict[int, tuple[int, tuple[Calls, ...]]] = {}
 
     @property
     def dets(self) -> dict[str, SeriesDetector]:
@@ -217,7 +222,9 @@ class SeriesState:
                              "r": self.runs, "d": list(self.rows), "q": self.discrete,
                              "g": self.quantum, "e": self.episodes, "s": self.slow,
                              "v": self.disp, "b": self.base,
-                             "h": None if self.levels is None else self.levels.to_json()},
+                             "h": None if self.levels is None else self.levels.to_json(),
+                             "f": None if self.ref is None else self.ref.to_json(),
+                             "k": self.calls},
                             option=orjson.OPT_NON_STR_KEYS)
         parts = [struct.pack("<I", len(head)), head]
         for det in self.dets.values():
@@ -261,6 +268,11 @@ class SeriesState:
         st.base = {k: (int(v[0]), float(v[1]), float(v[2])) for k, v in head.get("b", {}).items()}
         if head.get("h") is not None:
             st.levels = Levels.from_json(head["h"])
+        if head.get("f") is not None:
+            st.ref = Reference.from_json(head["f"])
+        st.calls = {int(k): (int(v[0]), tuple((int(c[0]), int(c[1]), float(c[2]))
+                                              for c in v[1]))
+                    for k, v in head.get("k", {}).items()}
         at = 4 + n
         try:
             for key in head["d"]:
@@ -298,6 +310,7 @@ class Batch:
         self.samples: list[int] = []  # latencies behind its percentiles
         self.median: list[float] = []  # its median latency (NaN: none)
         self.prior: list[int] = []  # end of the series' previous window with latencies
+        self.calls_q: list[float] = []  # its slow calls' -log p (``detectors.slow_calls``)
         self.first: list[int] = []
         self.spec: list[FeatureSpec] = []  # per point: feature and value
         self.x: list[float] = []
@@ -306,7 +319,8 @@ class Batch:
         self.errors: list[tuple[int, SeriesState, int, float, int]] = []
 
     def window(self, st: SeriesState, series: str, ws: int, end: int, count: int,
-               samples: int, median: float = math.nan, prior: int = -1) -> None:
+               samples: int, median: float = math.nan, prior: int = -1,
+               calls_q: float = 0.0) -> None:
         """Start a window; its points follow."""
         self.st.append(st)
         self.series.append(series)
@@ -316,6 +330,7 @@ class Batch:
         self.samples.append(samples)
         self.median.append(median)
         self.prior.append(prior)
+        self.calls_q.append(calls_q)
         self.first.append(len(self.x))
 
     def point(self, st: SeriesState, ws: int, end: int, spec: FeatureSpec, x: float) -> None:

@@ -76,6 +76,7 @@ class DetectionSettings(BaseModel):
     discrete_floor: bool = True  # integer gauges need K quanta and Poisson noise to move
     seen_levels: bool = True  # a gauge back at a level it often reaches is not news
     run_start: bool = True  # a latency run is also scored from the level where it began
+    slow_calls: bool = True  # sparse routes and edges: calls above their history's p90
     # A gauge (scope metric) alarms after this many of its points in a row beyond the
     # threshold, the same way (a run rule, as in statistical process control): a raw
     # gauge's lone spikes are its normal heavy tail; 1 alarms on single points

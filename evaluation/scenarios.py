@@ -239,7 +239,7 @@ def baseline(detect: DetectionSettings) -> DetectionSettings:
     return detect.model_copy(update={"edges": False, "pool_instances": False,
                                      "fleet_demotion": False, "discrete_floor": False,
                                      "seen_levels": False, "run_start": False,
-                                     "metric_run": 1})
+                                     "slow_calls": False, "metric_run": 1})
 
 
 def span_hours(rows: list[dict[str, Any]], incidents: list[dict[str, Any]]) -> float:

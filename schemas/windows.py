@@ -35,6 +35,9 @@ class WindowStats(BaseModel):
     p95: float = float("nan")
     p99: float = float("nan")
     samples: int = 0  # latencies behind p50/p95/p99 (0 from producers older than the field)
+    # route and edge windows: their latencies by coarse log bucket, a factor e^0.2 apart
+    # (``detectors.slow_calls.key_of``), for the scorer's count of slow calls
+    lat_hist: dict[int, int] = {}
     min: float = float("nan")  # metric points
     max: float = float("nan")
     mean: float = float("nan")

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 
 from ddsketch import DDSketch
 
+from detectors.slow_calls import LOW, key_of
 from schemas.logs import ERROR_LEVELS
 from schemas.windows import PEER_Q, Scope, WindowStats
 
@@ -47,6 +48,22 @@ def sketch_key(value: float) -> int:
 def bucket_value(key: int) -> float:
     """Representative value of a bucket, as DDSketch's logarithmic mapping defines it."""
     return 2 * _GAMMA**key / (1 + _GAMMA)
+
+
+_COARSE: dict[int, int] = {}  # sketch key -> ``slow_calls`` bucket (a cache)
+
+
+def coarse_hist(acc: Acc) -> dict[int, int]:
+    """A window's latencies by ``detectors.slow_calls`` bucket (``WindowStats.lat_hist``)."""
+    out: dict[int, int] = {}
+    if acc.zeros:
+        out[LOW] = acc.zeros
+    for key, n in acc.buckets.items():
+        c = _COARSE.get(key)
+        if c is None:
+            c = _COARSE[key] = key_of(bucket_value(key))
+        out[c] = out.get(c, 0) + n
+    return out
 
 
 @dataclass(slots=True)
@@ -460,6 +477,7 @@ def to_stats(scope: Scope, series: str, service: str, name: str, size_ms: int, s
         error_rate=acc.error_count / n if n else 0.0,
         rate_per_s=n / (size_ms / 1000),
         p50=p50, p95=p95, p99=p99, samples=samples,
+        lat_hist=coarse_hist(acc) if samples and scope in ("route", "edge") else {},
         min=acc.vmin if has_values else _NAN, max=acc.vmax if has_values else _NAN,
         mean=acc.vsum / n if has_values else _NAN, last=acc.last if has_values else _NAN,
         sum=acc.vsum, revision=revision, partial=partial, source=source,
