@@ -231,3 +231,41 @@ async def test_a_rebalance_hands_series_over_with_their_state(
         "anomalies WHERE detector = 'series' AND variant = 'champion'").result_rows
     assert {r[1:] for r in rows} == {("error_rate", T0 + 3000)}  # no silence, no collapse
     assert {r[0] for r in rows} == set(services)  # warm on both workers: no new warm-up
+
+
+def test_anomalies_held_for_the_load_demotion_go_out_before_a_snapshot(
+        runtime: Runtime, chdb_store: Client) -> None:
+    """A gauge read ahead of the logs partitions waits for the fleet's traffic of its window
+    (``WindowScorer._hold``); a snapshot ends the replay of its windows, so it is published
+    and stored first, not lost if the worker then dies."""
+    svc = f"svc-{uuid.uuid4().hex[:6]}"
+
+    def gauge(i: int, v: float) -> bytes:
+        t = T0 + 10 * i
+        return WindowStats(series=f"{svc}/cpu_percent", service=svc, scope="metric",
+                           name="cpu_percent", window_s=10,
+                           start=datetime.fromtimestamp(t - 10, UTC),
+                           end=datetime.fromtimestamp(t, UTC), count=1, mean=v, min=v,
+                           max=v, last=v, source="metrics:0").to_json()
+
+    def traffic(i: int) -> bytes:
+        w = WindowStats.from_json(window(svc, i, 0.0))
+        return w.model_copy(update={"source": "logs:0"}).to_json()
+
+    stage = DetectStage(runtime)
+    for i in range(300):
+        stage.on_windows([gauge(i, 30.0 + (i * 7919 % 13) / 10), traffic(i)])
+    # the gauge jumps; the logs partition has not come past these windows yet
+    assert stage.on_windows([gauge(300 + k, 90.5) for k in range(3)]) == []
+    assert stage.scorer.held
+    db = runtime.settings.clickhouse.database
+
+    def stored() -> list[tuple[str, str]]:
+        runtime.writers["anomalies"].flush()
+        return chdb_store.query(f"SELECT series, feature FROM {db}.anomalies "
+                                f"WHERE service = '{svc}'").result_rows
+
+    assert stored() == []
+    stage.save()
+    assert stage.scorer.held == []
+    assert (f"{svc}/cpu_percent", "mean") in stored()
