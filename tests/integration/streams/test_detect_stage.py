@@ -260,12 +260,12 @@ def test_anomalies_held_for_the_load_demotion_go_out_before_a_snapshot(
     assert stage.scorer.held
     db = runtime.settings.clickhouse.database
 
-    def stored() -> list[tuple[str, str]]:
+    def stored() -> set[tuple[str, str]]:
         runtime.writers["anomalies"].flush()
-        return chdb_store.query(f"SELECT series, feature FROM {db}.anomalies "
-                                f"WHERE service = '{svc}'").result_rows
+        return {(str(r[0]), str(r[1])) for r in chdb_store.query(
+            f"SELECT series, feature FROM {db}.anomalies WHERE service = '{svc}'").result_rows}
 
-    assert stored() == []
+    assert stored() == set()
     stage.save()
     assert stage.scorer.held == []
     assert (f"{svc}/cpu_percent", "mean") in stored()
