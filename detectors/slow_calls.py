@@ -46,9 +46,10 @@ True
 from __future__ import annotations
 
 import math
+from array import array
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
-
-import numpy as np
+from itertools import accumulate
 
 STEP = 0.2  # bucket width in log(ms): e^0.2 = 1.22
 LOW = -12  # the lowest bucket (0.09 ms; zeros and below go there) ...
@@ -60,6 +61,7 @@ SPARSE_CALLS = 20  # windows with this many calls or more are not tested
 RUN_WINDOWS = 6  # a minute of 10 s windows: the longest run combined
 MIN_SLOW = 3  # slow calls in all, over at least two windows, for a run to count
 DECAY = 1.0 - 1.0 / MEMORY_WINDOWS
+REFRESH = 8  # windows between two readings of the history's quantile bucket
 
 Calls = tuple[int, int, float]  # a window's calls, slow calls among them, their null share
 
@@ -72,41 +74,66 @@ def key_of(ms: float) -> int:
 
 
 class Reference:
-    """A decayed histogram of a series' past calls (``BINS`` float32 counts)."""
+    """A decayed histogram of a series' past calls (``BINS`` float32 counts, an ``array``:
+    cheaper per item than numpy for a few items a window).
 
-    __slots__ = ("hist",)
+    Decay is lazy: each window's calls are added with a weight that grows by ``1 / DECAY``
+    (``gain``), so older ones weigh less by ``DECAY`` a window without touching every bucket;
+    the histogram is rescaled when the weight gets large. The bucket holding the ``REF_Q``
+    quantile and the share above it are read again every ``REFRESH`` windows (the history
+    moves by under 2 % in between)."""
 
-    def __init__(self, hist: np.ndarray | None = None) -> None:
-        self.hist = np.zeros(BINS, np.float32) if hist is None else hist
+    __slots__ = ("age", "gain", "hist", "p0", "top", "total")
+
+    def __init__(self, hist: array[float] | None = None) -> None:
+        self.hist = array("f", bytes(4 * BINS)) if hist is None else hist
+        self.gain = 1.0  # the weight of the next window's calls
+        self.total = sum(self.hist)  # in the same (scaled) units as ``hist``
+        self.top, self.p0, self.age = BINS - 1, 1.0, REFRESH  # refreshed before first use
 
     def learn(self, window: Mapping[int, int]) -> None:
         """Add a window's calls (bucket -> count); older ones fade by ``DECAY``."""
-        self.hist *= DECAY
+        self.gain /= DECAY
+        hist, gain = self.hist, self.gain
         for k, n in window.items():
-            self.hist[min(max(int(k), LOW), LOW + BINS - 1) - LOW] += n
+            hist[min(max(int(k), LOW), LOW + BINS - 1) - LOW] += n * gain
+            self.total += n * gain
+        self.age += 1
+        if gain > 1e6:
+            self.hist = array("f", (v / gain for v in hist))
+            self.total, self.gain = self.total / gain, 1.0
+
+    def calls(self) -> float:
+        """The decayed number of calls in the history."""
+        return self.total / self.gain
 
     def exceedances(self, window: Mapping[int, int]) -> Calls | None:
         """(calls, calls above the ``REF_Q`` bucket, the reference's share above it), or
         None while the history is shorter than ``MIN_REF_CALLS``."""
-        total = float(self.hist.sum())
-        if total < MIN_REF_CALLS:
+        if self.calls() < MIN_REF_CALLS:
             return None
-        cum = np.cumsum(self.hist)
-        # the bucket holding the quantile (a hair under it: float sums of equal weights)
-        top = int(np.searchsorted(cum, REF_Q * total * (1 - 1e-6), side="left"))
-        above = total - float(cum[top])
-        p0 = (above + 1.0) / (total + 1.0)  # one more slow call than seen: never zero
+        if self.age >= REFRESH:
+            cum = list(accumulate(self.hist))
+            total = cum[-1]
+            # the bucket holding the quantile (a hair under it: float sums of equal weights)
+            self.top = bisect_left(cum, REF_Q * total * (1 - 1e-6))
+            calls = total / self.gain
+            # one more slow call than seen: never zero
+            self.p0 = ((total - cum[self.top]) / self.gain + 1.0) / (calls + 1.0)
+            self.total, self.age = total, 0
+        top = self.top + LOW
         n = sum(window.values())
-        x = sum(c for k, c in window.items() if int(k) - LOW > top)
-        return n, x, p0
+        x = sum(c for k, c in window.items() if int(k) > top)
+        return n, x, self.p0
 
     def to_json(self) -> list[list[float]]:
-        """Its non-empty buckets, [index, count] (counts to 3 decimals)."""
-        return [[i, round(float(v), 3)] for i, v in enumerate(self.hist) if v > 0.0005]
+        """Its non-empty buckets, [index, decayed count] (to 3 decimals)."""
+        return [[i, round(float(v) / self.gain, 3)] for i, v in enumerate(self.hist)
+                if v / self.gain > 0.0005]
 
     @classmethod
     def from_json(cls, doc: Sequence[Sequence[float]]) -> Reference:
-        hist = np.zeros(BINS, np.float32)
+        hist = array("f", bytes(4 * BINS))
         for i, v in doc:
             if 0 <= int(i) < BINS:
                 hist[int(i)] = float(v)
