@@ -124,8 +124,9 @@ def subject(a: Mapping[str, Any]) -> str:
         return f"{service} {name or feature}".strip()
     if scope == "route" and a.get("route"):
         return f"{service} {a['route']} {what}".strip()
-    if scope == "edge":
-        callee = a.get("peer") or a.get("callee") or name
+    if scope == "edge":  # series "caller->callee" (an anomaly has no name field)
+        callee = a.get("peer") or a.get("callee") or name or str(
+            a.get("series", "")).partition("->")[2]
         return f"{service} -> {callee} {what}".strip()
     if scope == "instance":  # series "service@pod"
         return f"{service} pod {str(a.get('series', '')).partition('@')[2]} {what}".strip()

@@ -249,6 +249,10 @@ def test_evidence_reads_at_a_glance() -> None:
     assert describe_anomaly({"service": "api", "scope": "service", "feature": "rate_per_s",
                              "observed": 3.0, "lo": 120.0, "hi": 180.0}) == \
         "api request rate 3/s, normal 120-180/s"
+    # an edge's anomaly names its callee only in its series, as the scorer stores it
+    assert describe_anomaly({"series": "cart->inventory", "service": "cart", "scope": "edge",
+                             "route": "", "feature": "p95", "observed": 59.7, "lo": 2.2,
+                             "hi": 22.0}) == "cart -> inventory p95 latency 60 ms, normal 2.2-22 ms"
     assert describe_value("mean", 3 * 2**30, "heap_bytes") == "3 GiB"
     assert describe_value("mean", 0.25, "gc_pause_seconds") == "250 ms"
     assert sig2(math.nan) == "?" and sig2(0.0) == "0"
