@@ -451,10 +451,13 @@ class WindowScorer:
         end = a.ts + a.window_s * 1000
         for src in self.traffic_sources:
             mark = self.source_marks.get((a.window_s, src))
-            if (mark is not None and mark < end
-                    and now - self.source_seen.get(src, 0.0) < SOURCE_IDLE_S):
+            if mark is not None and mark < end and self._sending(src, now):
                 return True
         return False
+
+    def _sending(self, source: str, now: float) -> bool:
+        """Whether a source sent a window within ``SOURCE_IDLE_S`` (it lags, not stopped)."""
+        return now - self.source_seen.get(source, 0.0) < SOURCE_IDLE_S
 
     def _demote(self, events: list[AnomalyEvent]) -> list[AnomalyEvent]:
         """Drop the traffic and metric anomalies that go with a fleet-wide traffic shift
@@ -876,7 +879,7 @@ class WindowScorer:
             source = self.series_source.get(series, "")
             mark = marks.get((ws, source)) if source else None
             limit = upto
-            if mark is not None and now - self.source_seen.get(source, 0.0) < SOURCE_IDLE_S:
+            if mark is not None and self._sending(source, now):
                 limit = min(upto, mark - step)
                 if last >= limit:
                     continue
