@@ -19,7 +19,9 @@ Two published ideas, each doing what it is good at:
 3. The **first token** is where the tree routes, so its values never meet in a cluster and
    Brain's rule would never see them. It is applied there directly
    (``variable_first_token``): once more than ``max_constant_values`` first tokens were seen
-   before the same rest of a line, the first token is a variable, the templates made per value
+   before the same rest of a line, or two or more that were all seen filling variables
+   elsewhere (``value_vocabulary``, shared by a fleet's services: ``GET`` and ``POST``
+   starting access lines), the first token is a variable, the templates made per value
    merge into the oldest (aliases as above), and lines of that shape route by their *next*
    token below a ``<*>`` node, so short lines of other shapes do not meet them. The same
    count per rest with one position left out finds a first token and one more unmasked
@@ -79,6 +81,7 @@ _MAX_PAIR_HOLDERS = 8  # slots remembered per pair of values
 _MAX_PAIR_TOKENS = 64  # longer lines are not counted by `_first_and_another` (cost)
 _FIT_MIN_CONSTANTS = 3  # constant words a template needs to be fitted by `_fit`
 _FIT_CANDIDATES = 64  # templates tried per first word by `_fit` (cost)
+_VARIABLE: set[str] = set()  # `TemplateMiner._firsts` of a rest whose first token is a variable
 
 
 class Match(NamedTuple):  # a tuple: one per line, much cheaper to make than a dataclass
@@ -255,9 +258,11 @@ class TemplateMiner:
         return len(self._templates)
 
     def share_values_with(self, other: TemplateMiner) -> None:
-        """Use ``other``'s index of slot values (``shared_values``): the services of one
-        fleet share value types (HTTP methods, peer and provider names)."""
+        """Use ``other``'s index of slot values (``shared_values``) and its words seen as
+        values (``value_vocabulary``): the services of one fleet share value types (HTTP
+        methods, peer and provider names)."""
         self._pairs = other._pairs
+        self._vocab = other._vocab
 
     def add(self, content: str) -> Match:
         """Mine one message: find or create its template and return the match."""
@@ -368,9 +373,12 @@ class TemplateMiner:
     def _first_is_variable(self, tokens: tuple[str, ...]) -> list[str] | None:
         """Brain's column rule for the first token, which the tree routes by and so never
         meets another value in a cluster: once more than ``max_constant_values`` first tokens
-        were seen before the same rest of a line (``alice logged in from <*>``), the first
-        token is a variable. Returns None while it is a constant, else the first tokens whose
-        templates are still to be absorbed (empty after the crossing)."""
+        were seen before the same rest of a line (``alice logged in from <*>``), or two or
+        more all seen filling variables (``value_vocabulary``: ``GET`` and ``POST`` before
+        ``<*> completed <*> in <*>``, after ``slow request <*> took`` showed them to be
+        values), the first token is a variable. Returns None while it is a constant, else
+        the first tokens whose templates are still to be absorbed (empty after the crossing).
+        """
         cfg = self.config
         if (not cfg.variable_first_token or cfg.prefix_tokens < 1 or len(tokens) < 2
                 or WILDCARD in tokens[0]):
@@ -381,10 +389,12 @@ class TemplateMiner:
             if len(self._firsts) >= cfg.cache_size:
                 self._firsts.clear()  # cheap bound: relearnt from new lines
             firsts = self._firsts[rest] = set()
-        if len(firsts) > cfg.max_constant_values:
+        if firsts is _VARIABLE:
             return []
         firsts.add(tokens[0])
-        if len(firsts) > cfg.max_constant_values:
+        if len(firsts) > cfg.max_constant_values or (
+                cfg.value_vocabulary and len(firsts) > 1 and firsts <= self._vocab):
+            self._firsts[rest] = _VARIABLE
             return [f for f in firsts if f != tokens[0]]
         return None
 

@@ -136,3 +136,24 @@ def test_snapshot_restore_all_and_one_service() -> None:
 
 def test_doctests() -> None:
     assert doctest.testmod(registry_mod).failed == 0
+
+
+def test_first_tokens_seen_as_values_in_another_service_are_a_variable() -> None:
+    # HTTP methods start one service's access lines, and fill variables in another's calls
+    # and slow requests: the fleet shares the value type, so the access lines are one
+    # template (the first id kept), while one-word siblings never seen as values stay apart.
+    reg = TemplateRegistry()
+    for method in ("GET", "POST"):
+        reg.add("gateway", f"call to cart {method} /cart/items succeeded in 3ms")
+        reg.add("gateway", f"slow request {method} /home took 90ms threshold 50ms")
+    assert set(reg.miner("gateway").templates().values()) == {
+        "call to cart <*> succeeded in <*>", "slow request <*> took <*> threshold <*>"}
+    get = reg.add("cart", "GET /cart/c1 completed 200 in 7.0ms client=10.0.0.1")
+    post = reg.add("cart", "POST /cart/c2/items completed 201 in 9.1ms client=10.0.0.2")
+    assert post.template == "<*> completed <*> in <*> client=<*>"
+    assert reg.resolve("cart", get.template_id) == reg.resolve("cart", post.template_id) \
+        == get.template_id
+    opened = reg.add("cart", "opened session for c1")
+    closed = reg.add("cart", "closed session for c1")
+    assert opened.template_id != closed.template_id
+    assert closed.template == "closed session for <*>"
