@@ -276,7 +276,8 @@ class TemplateMiner:
             cluster, t = hit
             while t.into is not None:
                 t = t.into
-            if cluster.alive and t.alive:
+            if cluster.alive and t.alive and not (key and key[0] in self._vocab
+                                                  and self._first_turned(key, cluster)):
                 t.size += 1
                 cluster.size += 1
                 cluster.last = self._tick
@@ -364,6 +365,8 @@ class TemplateMiner:
                 return pair
         shape = self._fit(tokens) if self.config.collapse_variables else None
         if shape is not None:
+            if absorb is not None:  # it fitted the template of its own first token
+                shape[0] = WILDCARD
             return self._create(shape, leaf), absorb or []
         cluster = self._create(list(tokens), leaf)
         if absorb is not None:
@@ -395,8 +398,18 @@ class TemplateMiner:
         if len(firsts) > cfg.max_constant_values or (
                 cfg.value_vocabulary and len(firsts) > 1 and firsts <= self._vocab):
             self._firsts[rest] = _VARIABLE
-            return [f for f in firsts if f != tokens[0]]
+            return list(firsts)  # this line's value too, if it has a template already
         return None
+
+    def _first_turned(self, tokens: tuple[str, ...], c: _Cluster) -> bool:
+        """Whether the constant first token of a cached line became a variable since (its
+        values were all seen filling variables later, `_first_is_variable`): the line must
+        route again, to merge the templates made per value."""
+        if c.tokens[0] == WILDCARD or not self.config.value_vocabulary:
+            return False
+        firsts = self._firsts.get(tokens[1:])
+        return (firsts is not None and firsts is not _VARIABLE
+                and len(firsts) > 1 and firsts <= self._vocab)
 
     def _first_and_another(self, tokens: tuple[str, ...]
                            ) -> tuple[_Cluster, list[tuple[str, ...]]] | None:

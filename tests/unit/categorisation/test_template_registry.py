@@ -157,3 +157,20 @@ def test_first_tokens_seen_as_values_in_another_service_are_a_variable() -> None
     closed = reg.add("cart", "closed session for c1")
     assert opened.template_id != closed.template_id
     assert closed.template == "closed session for <*>"
+
+
+def test_first_tokens_learnt_as_values_later_merge_the_templates_made_before() -> None:
+    # The access lines come first (a template per method, cached); once another service
+    # shows the methods to be values, the next access line merges them, the oldest id kept.
+    reg = TemplateRegistry()
+    lines = {m: f"{m} /cart/c1 completed 200 in 7.0ms client=10.0.0.1" for m in ("GET", "POST")}
+    before = {m: reg.add("cart", line).template_id for m, line in lines.items() for _ in range(3)}
+    assert len(set(before.values())) == 2
+    for method in ("GET", "POST"):
+        reg.add("gateway", f"call to cart {method} /cart/items succeeded in 3ms")
+        reg.add("gateway", f"slow request {method} /home took 90ms threshold 50ms")
+    after = reg.add("cart", lines["POST"])
+    assert after.template == "<*> completed <*> in <*> client=<*>"
+    assert after.template_id == before["GET"]
+    assert {reg.resolve("cart", t) for t in before.values()} == {before["GET"]}
+    assert reg.add("cart", lines["GET"]).template_id == before["GET"]
