@@ -96,6 +96,7 @@ from detectors.significance import (
     error_run,
     learn_dispersion,
     practical,
+    run_band,
     run_q,
     significant,
     single_window,
@@ -654,6 +655,7 @@ class WindowScorer:
                 q = -math.log(max(1.0 - s.score, 1e-300))
                 expected = s.expected
                 lo, hi = s.lo, s.hi
+                shown = x  # the observed value the event reports
                 if spec.name in runs:
                     run_q, expected, lo, hi = runs[spec.name]
                     q = max(q, slow_run(st, bank_key(spec.name, ws), end, ws, run_q, samples))
@@ -670,6 +672,9 @@ class WindowScorer:
                     direction = None  # a level the gauge often reaches: not news
                 if spec.name == "error_rate" and burst >= RUN_Q + thr_q - base_q:
                     direction, q, expected = "up", max(q, burst), base  # errors in a row
+                    if q == burst:  # the run's rate against the band of its base rate
+                        shown, hi = run_band(st.runs[ws], RUN_Q + thr_q - base_q)
+                        lo = 0.0
                 if direction is None:
                     continue
                 key = f"{variant}|series|{spec.name}@{ws}"
@@ -700,7 +705,7 @@ class WindowScorer:
                 st.pending.pop(key, None)
                 self._episode(st, key, end, direction, s.lo, s.hi)
                 out.append(self._event(st.meta, series, ws, end, variant, v, "series", VERSION,
-                                       spec.name, x, expected, lo, hi,
+                                       spec.name, shown, expected, lo, hi,
                                        max(s.score, 1.0 - math.exp(-q)), thr_q, direction,
                                        severity_of(spec, direction, x, expected), zs))
         if st.meta[1] == "service" and ws == 10 and any(v.multivariate for _, v in self.variants):

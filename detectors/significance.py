@@ -127,6 +127,22 @@ def run_q(run: Run) -> float:
     return poisson_tail_q(errors, lam)
 
 
+def run_band(run: Run, q: float) -> tuple[float, float]:
+    """A run's error rate and the highest rate its base rate gives short of ``-log p`` =
+    ``q``: the evidence of an anomaly the run raised, which one window's band does not
+    show (each window of a run can be within it).
+
+    >>> [round(r, 3) for r in run_band((0, 3, 6.0, 36.0, 0.002), 9.0)]  # 6 of 36, 2 at most
+    [0.167, 0.056]
+    """
+    _, _, errors, requests, base = run
+    lam = base * requests
+    k = math.floor(lam) + 1
+    while k < requests and poisson_tail_q(k, lam) < q:
+        k += 1
+    return errors / requests, (k - 1) / requests
+
+
 def beyond(feature: str, samples: int, median: float = math.nan,
            expected: float = math.nan) -> float:
     """Timed requests beyond a percentile in a window of ``samples`` (inf for any other

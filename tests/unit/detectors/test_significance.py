@@ -252,3 +252,20 @@ def test_a_lasting_rise_in_errors_is_news_once_not_every_cooldown() -> None:
     found = quiet_route(4, bursts, n=2500)
     assert found and 1500 <= found[0][0] < 1506  # the rise is caught at once
     assert len(found) <= 3  # then it is the new normal: 1000 windows, not one alarm per 5 min
+
+
+def test_an_error_run_reports_its_own_rate_against_the_band_of_its_base_rate() -> None:
+    # each window's 2 of ~12 failing is within one window's band; the run is not, and its
+    # evidence must say so: the run's rate above the highest its base rate gives
+    rng = random.Random(1)
+    sc = WindowScorer(DetectionSettings(champion={"multivariate": False}))
+    events = []
+    for i in range(1510):
+        count = rng.randint(9, 15)
+        errors = 2 if i >= 1500 else sum(rng.random() < 0.003 for _ in range(count))
+        w = win(i, series="shop GET /cart", scope="route", count=count, samples=count,
+                rate_per_s=count / 10, error_rate=errors / count)
+        events += [a for a in sc.score_batch([w]) if a.feature == "error_rate"]
+    (first, *_) = events
+    assert first.observed > first.hi >= first.lo == 0.0
+    assert first.expected < first.hi
