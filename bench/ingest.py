@@ -129,9 +129,12 @@ def cpu_seconds(pid: int, tid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_worker_bench(bootstrap: str, tmp: Path, n: int) -> dict[str, Any]:
+def run_worker_bench(bootstrap: str, tmp: Path, n: int, extra_env: dict[str, str] | None = None
+                     ) -> dict[str, Any]:
+    """A real worker (its own consumer group and chDB under ``tmp``) ingests the ``n`` events
+    of the topic: its rate once the first rows landed, CPU per event, peak RSS."""
     port = free_port()
-    env = {**os.environ, "LOGWARDEN_KAFKA_BOOTSTRAP": bootstrap,
+    env = {**os.environ, **(extra_env or {}), "LOGWARDEN_KAFKA_BOOTSTRAP": bootstrap,
            "LOGWARDEN_DATA_DIR": str(tmp / "worker"), "LOGWARDEN_STREAM_WEB_PORT": str(port),
            "LOGWARDEN_STREAM_APP_ID": f"bench-{uuid.uuid4().hex[:6]}",
            "LOGWARDEN_STREAM_WINDOW_GRACE_S": "5"}

@@ -27,6 +27,8 @@ from privacy.settings import load_privacy
 from schemas import topics
 
 N_EVENTS = int(os.environ.get("LOGWARDEN_BENCH_PRIVACY_EVENTS", "100000"))
+# Events of the end-to-end passes (a real worker, Kafka -> ClickHouse); 0 skips them.
+N_E2E = int(os.environ.get("LOGWARDEN_BENCH_PRIVACY_E2E_EVENTS", "300000"))
 ROUNDS = int(os.environ.get("LOGWARDEN_BENCH_PRIVACY_ROUNDS", "3"))
 SERVICES = [f"svc-{i:02d}" for i in range(20)]
 ROUTES = ["/cart", "/pay", "/search", "/users/{id}", "/items/{id}", "/login"]
@@ -137,7 +139,45 @@ def main() -> None:
     }
     print(f"redaction costs {figures['cost_pct_median']}% of ingest throughput (worst round "
           f"{figures['cost_pct_worst']}%)", file=sys.stderr)
+    if N_E2E:
+        figures.update(end_to_end(N_E2E))
+        print(f"end to end: {figures['e2e_per_s_with']:,} events/s per worker with "
+              f"redaction, {figures['e2e_per_s_without']:,} without (cost "
+              f"{figures['e2e_cost_pct']}%)", file=sys.stderr)
     print(json.dumps(figures))
+
+
+def end_to_end(n: int, rounds: int = 2) -> dict[str, object]:
+    """The bench mix through a real worker (its own Kafka, a fresh consumer group and chDB
+    per pass), without and with the redactor, alternated: events/s each (median of the
+    rounds) and the throughput ratio. A worker also pays for Kafka, decoding and the
+    ClickHouse insert, so redaction's share of its cost is smaller than of the stage's."""
+    import tempfile
+
+    from bench.ingest import produce, run_worker_bench
+    from devstack.kafka import throwaway_kafka
+    from streams.topics import ensure_topics
+
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    with tempfile.TemporaryDirectory(prefix="logwarden-bench-privacy-") as d:
+        tmp = Path(d)
+        with throwaway_kafka(os.environ.get("LOGWARDEN_KAFKA_BOOTSTRAP"), tmp) as bootstrap:
+            ensure_topics(bootstrap, dict.fromkeys(topics.INGEST_TOPICS, 4))
+            print(f"producing {n:,} events for the end-to-end passes…", file=sys.stderr)
+            produce(bootstrap, events(n, seed=3))
+            for r in range(rounds):
+                for on in (False, True):
+                    print(f"worker pass {r + 1}/{rounds}, redaction "
+                          f"{'on' if on else 'off'}…", file=sys.stderr)
+                    run = tmp / f"pass-{r}-{int(on)}"
+                    run.mkdir()
+                    result = run_worker_bench(bootstrap, run, n, {
+                        "LOGWARDEN_PRIVACY_ENABLED": "true" if on else "false"})
+                    rates[on].append(float(result["events_per_s"]))
+    without, with_ = statistics.median(rates[False]), statistics.median(rates[True])
+    return {"e2e_events": n, "e2e_rounds": rounds, "e2e_per_s_without": round(without),
+            "e2e_per_s_with": round(with_),
+            "e2e_cost_pct": round(100 * (1 - with_ / without), 1)}
 
 
 def _compiled() -> list[str]:
