@@ -29,6 +29,11 @@ Two published ideas, each doing what it is good at:
 4. **Other lengths**: a line that would start a cluster but fits a template of another
    length, a ``<*>`` standing for several words that are values, takes that template, and a
    template that turns more general absorbs those it now fits (`_fit`, `_fold_into`).
+5. **Late joiners**: lines with several variables not yet known to vary are too different
+   for Drain's similarity and start clusters of their own; when a slot turns variable, the
+   templates of the leaf's other clusters that the template now holds position by position
+   (equal words, its variables elsewhere; with enough constant words left) merge into it
+   (`_absorb_covered`).
 
 A slot only ever turns from constant to variable, never back. When it does, the templates of
 its cluster that differed only there merge into the oldest one, which keeps its id; each
@@ -141,6 +146,20 @@ def _covered(values: set[str]) -> bool:
             if any(v != w and rx.fullmatch(v) for v in values):
                 return True
     return False
+
+
+def _covers(general: list[str], words: list[str]) -> bool:
+    """Whether template tokens ``general`` hold ``words`` position by position: equal, or a
+    variable there (a partial one, ``uid=<*>``, by its pattern); at least one variable, and
+    the constant words alike."""
+    variables = 0
+    for g, w in zip(general, words, strict=True):
+        if g == w:
+            continue
+        if WILDCARD not in g or (g != WILDCARD and _cover_regex(g).fullmatch(w) is None):
+            return False
+        variables += 1
+    return variables > 0
 
 
 @functools.lru_cache(maxsize=4096)
@@ -697,9 +716,7 @@ class TemplateMiner:
         c.templates = rekeyed
 
     def _text(self, c: _Cluster, key: tuple[str, ...]) -> str:
-        toks = list(c.tokens)
-        for i, v in zip(c.order, key, strict=True):
-            toks[i] = v
+        toks = self._tokens_of(c, key)
         return _collapse(toks) if self.config.collapse_variables else " ".join(toks)
 
     def _template(self, c: _Cluster, key: tuple[str, ...]) -> tuple[_Template, bool]:
@@ -751,6 +768,51 @@ class TemplateMiner:
         if self.config.collapse_variables:
             for key, t in c.templates.items():
                 c.templates[key] = self._fold_into(t)
+        self._absorb_covered(c)
+
+    def _absorb_covered(self, c: _Cluster) -> None:
+        """After a flip: the templates of other clusters of ``c``'s leaf that one of ``c``'s
+        now covers position by position (they differ from it only where it has variables)
+        merge into it, the oldest id kept. Lines with several variables not yet known to
+        vary were too different for Drain's similarity and started clusters of their own
+        (``<class> <class> ... at <host>``); once the positions are variables they are
+        instances of the template."""
+        members = self._leaves.get(c.leaf)
+        if not members or len(members) < 2:
+            return
+        mine = [(words, t) for words, t in ((self._tokens_of(c, key), t)
+                                            for key, t in c.templates.items())
+                if _fits_many(words)]  # enough constant words left to tell lines apart
+        if not mine:
+            return
+        for o in list(members):
+            if o is c or not o.alive:
+                continue
+            for okey, u in list(o.templates.items()):
+                while u.into is not None:
+                    u = u.into
+                if not u.alive:
+                    continue
+                words = self._tokens_of(o, okey)
+                for general, t in mine:
+                    if t is u or not t.alive or not _covers(general, words):
+                        continue
+                    text = t.text
+                    survivor = self._merge(t, u, False)
+                    self._retext(survivor, text)
+                    o.templates[okey] = survivor
+                    for k, x in c.templates.items():
+                        if x is t:
+                            c.templates[k] = survivor
+                    mine = [(g, survivor if x is t else x) for g, x in mine]
+                    break
+
+    def _tokens_of(self, c: _Cluster, key: tuple[str, ...]) -> list[str]:
+        """The tokens of the template of ``key`` in ``c`` (its slots' values in place)."""
+        toks = list(c.tokens)
+        for i, v in zip(c.order, key, strict=True):
+            toks[i] = v
+        return toks
 
     def _retext(self, t: _Template, text: str) -> None:
         if t.text != text:

@@ -338,3 +338,22 @@ def test_invariants_hold_under_merges_evictions_and_restores(seed: int) -> None:
     live = m.templates()
     assert len(set(live.values())) == len(live)  # one template per text
     assert all(m.resolve(tid) == tid for tid in live)
+
+
+def test_lines_kept_apart_before_their_variables_varied_join_the_template_later() -> None:
+    # unmasked variables (two class names, a host) are two differences of nine: each early
+    # line starts a cluster of its own; once the positions have varied, the template holds
+    # those lines too, under the oldest id
+    rnd = random.Random(3)
+    words = ["Lock", "Stream", "Token", "Batch", "Query", "Index", "Socket", "Lease", "Job"]
+    hosts = ["alpha.local", "bravo", "charlie.net", "delta.example.com", "echo", "golf"]
+
+    def name() -> str:
+        return "".join(rnd.sample(words, 3))
+
+    m = TemplateMiner("svc")
+    ids = [m.add(f"task {name()} {name()} loaded from {rnd.choice(hosts)} remote connection "
+                 "ok").template_id for _ in range(40)]
+    assert len(set(ids)) > 2  # they did start apart
+    assert m.templates() == {ids[0]: "task <*> loaded from <*> remote connection ok"}
+    assert {m.resolve(t) for t in ids} == {ids[0]}
