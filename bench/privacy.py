@@ -28,7 +28,7 @@ from schemas import topics
 
 N_EVENTS = int(os.environ.get("LOGWARDEN_BENCH_PRIVACY_EVENTS", "100000"))
 # Events of the end-to-end passes (a real worker, Kafka -> ClickHouse); 0 skips them.
-N_E2E = int(os.environ.get("LOGWARDEN_BENCH_PRIVACY_E2E_EVENTS", "300000"))
+N_E2E = int(os.environ.get("LOGWARDEN_BENCH_PRIVACY_E2E_EVENTS", "1000000"))
 ROUNDS = int(os.environ.get("LOGWARDEN_BENCH_PRIVACY_ROUNDS", "3"))
 SERVICES = [f"svc-{i:02d}" for i in range(20)]
 ROUTES = ["/cart", "/pay", "/search", "/users/{id}", "/items/{id}", "/login"]
