@@ -25,6 +25,7 @@ MODULES = (
     "categorisation/rates.py",
     "categorisation/registry.py",
     "categorisation/triage.py",
+    "streams/cardinality.py",
     "streams/ingest.py",
     "streams/categorise.py",
     "sinks/clickhouse/rows.py",
