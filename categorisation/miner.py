@@ -780,9 +780,11 @@ class TemplateMiner:
         members = self._leaves.get(c.leaf)
         if not members or len(members) < 2:
             return
-        mine = [(words, t) for words, t in ((self._tokens_of(c, key), t)
-                                            for key, t in c.templates.items())
-                if _fits_many(words)]  # enough constant words left to tell lines apart
+        mine = []
+        for key, t in c.templates.items():
+            words = self._tokens_of(c, key)
+            if _fits_many(words):  # enough constant words left to tell lines apart
+                mine.append((words, t))
         if not mine:
             return
         for o in list(members):
