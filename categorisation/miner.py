@@ -550,7 +550,10 @@ class TemplateMiner:
             if (old is None or not old.text.startswith(f"{first} ")
                     or not covers.fullmatch(WILDCARD + old.text[len(first):])):
                 continue
-            del c.templates[key]  # c keeps its shape
+            del c.templates[key]  # c keeps its shape while it holds other templates
+            if not c.templates:  # else lines would make a per-value template again there
+                self._clusters.pop(c.key, None)
+                self._drop(c)
             old.refs -= 1  # merges fold refs into the survivor
             if old.alive and old is not survivor:
                 survivor = self._merge(survivor, old, False)
@@ -944,6 +947,8 @@ class TemplateMiner:
     def _restore_cluster(self, tokens: list[str], size: int, leaf: tuple[str, ...],
                          slots: list[Any], temps: list[Any], by_id: dict[str, _Template]
                          ) -> None:
+        if not temps:  # its templates were absorbed: lines go to the absorbing template
+            return
         for depth in range(1, len(leaf)):
             if leaf[depth] != WILDCARD:
                 self._children.setdefault(leaf[:depth], set()).add(leaf[depth])

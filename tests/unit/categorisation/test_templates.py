@@ -102,6 +102,10 @@ def test_a_first_token_with_many_values_is_a_variable_and_keeps_the_first_id() -
     twin = TemplateMiner("api")
     twin.restore(m.snapshot())
     assert twin.add("zoe via updated of fast").template_id == got[0].template_id
+    # a value that had a template of its own before: it does not make one again
+    assert twin.add("grace via updated of fast").template_id == got[0].template_id
+    assert m.add("grace via updated of fast").template_id == got[0].template_id
+    assert len(twin) == len(m) == 1
 
 
 def test_a_first_token_with_few_values_stays_a_constant() -> None:
