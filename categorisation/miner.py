@@ -414,8 +414,7 @@ class TemplateMiner:
         if firsts is _VARIABLE:
             return []
         firsts.add(tokens[0])
-        if len(firsts) > cfg.max_constant_values or (
-                cfg.value_vocabulary and len(firsts) > 1 and firsts <= self._vocab):
+        if len(firsts) > cfg.max_constant_values or self._known_values(firsts):
             self._firsts[rest] = _VARIABLE
             return list(firsts)  # this line's value too, if it has a template already
         return None
@@ -424,11 +423,14 @@ class TemplateMiner:
         """Whether the constant first token of a cached line became a variable since (its
         values were all seen filling variables later, `_first_is_variable`): the line must
         route again, to merge the templates made per value."""
-        if c.tokens[0] == WILDCARD or not self.config.value_vocabulary:
+        if c.tokens[0] == WILDCARD:
             return False
         firsts = self._firsts.get(tokens[1:])
-        return (firsts is not None and firsts is not _VARIABLE
-                and len(firsts) > 1 and firsts <= self._vocab)
+        return firsts is not None and firsts is not _VARIABLE and self._known_values(firsts)
+
+    def _known_values(self, firsts: set[str]) -> bool:
+        """Two or more first tokens, all seen filling variables (``value_vocabulary``)."""
+        return self.config.value_vocabulary and len(firsts) > 1 and firsts <= self._vocab
 
     def _first_and_another(self, tokens: tuple[str, ...]
                            ) -> tuple[_Cluster, list[tuple[str, ...]]] | None:

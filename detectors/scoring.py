@@ -670,11 +670,11 @@ class WindowScorer:
                 if (direction is not None and spec.name == "mean" and st.levels is not None
                         and self.settings.seen_levels and st.levels.usual(x, direction)):
                     direction = None  # a level the gauge often reaches: not news
-                if spec.name == "error_rate" and burst >= RUN_Q + thr_q - base_q:
-                    direction, q, expected = "up", max(q, burst), base  # errors in a row
-                    if q == burst:  # the run's rate against the band of its base rate
-                        shown, hi = run_band(st.runs[ws], RUN_Q + thr_q - base_q)
-                        lo = 0.0
+                need = RUN_Q + thr_q - base_q
+                if spec.name == "error_rate" and burst >= need:  # errors in a row
+                    if burst >= q:  # the run decides: its rate against its base rate's band
+                        (shown, hi), lo = run_band(st.runs[ws], need), 0.0
+                    direction, q, expected = "up", max(q, burst), base
                 if direction is None:
                     continue
                 key = f"{variant}|series|{spec.name}@{ws}"
