@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -80,6 +81,7 @@ from categorisation.masking import WILDCARD, Masker
 
 Change = Literal["new", "changed", "same"]
 _SNAPSHOT_VERSION = 2
+_SNAPSHOT_VOCAB = 4096  # most recent words seen as values kept in a snapshot
 _KV_WILDCARD = "=" + WILDCARD
 _MAX_ALIAS_HOPS = 64  # alias chains are short (each merge points at a live template)
 _MAX_PAIR_HOLDERS = 8  # slots remembered per pair of values
@@ -253,7 +255,10 @@ class TemplateMiner:
         self._by_text: dict[str, _Template] = {}  # live templates by text
         self._aliases: OrderedDict[str, str] = OrderedDict()  # absorbed id -> id, oldest first
         self._merges: list[tuple[str, str]] = []  # (absorbed, survivor) since `pop_merges`
-        self._vocab: set[str] = set()  # words seen as values of variable slots
+        self._vocab: set[str] = set()  # words seen as values of variable slots (shared)
+        # the words this miner saw as values, oldest first: its part of the shared vocabulary,
+        # kept in its snapshot (the last _SNAPSHOT_VOCAB) so a restart does not forget them
+        self._own_vocab: dict[str, None] = {}
         # pairs of values held by a slot -> (miner, cluster, slot) holding them; shared by the
         # miners of one registry (`share_values_with`): a fleet's services share value types
         self._pairs: dict[tuple[str, str], list[tuple[TemplateMiner, _Cluster, int]]] = {}
@@ -431,6 +436,15 @@ class TemplateMiner:
     def _known_values(self, firsts: set[str]) -> bool:
         """Two or more first tokens, all seen filling variables (``value_vocabulary``)."""
         return self.config.value_vocabulary and len(firsts) > 1 and firsts <= self._vocab
+
+    def _learn(self, value: str) -> None:
+        """``value`` filled a variable: into the shared vocabulary and this miner's part."""
+        self._vocab.add(value)
+        own = self._own_vocab
+        if value not in own:
+            if len(own) >= self.config.cache_size:
+                own.clear()  # cheap bound, as the vocabulary's
+            own[value] = None
 
     def _first_and_another(self, tokens: tuple[str, ...]
                            ) -> tuple[_Cluster, list[tuple[str, ...]]] | None:
@@ -669,7 +683,7 @@ class TemplateMiner:
         if cfg.value_vocabulary and len(self._vocab) < cfg.cache_size:
             for i, tok in enumerate(c.tokens):
                 if tok == WILDCARD and WILDCARD not in tokens[i]:
-                    self._vocab.add(tokens[i])
+                    self._learn(tokens[i])
         c.size += 1
         c.last = self._tick
         self._clusters.move_to_end(c.key)
@@ -753,7 +767,9 @@ class TemplateMiner:
             shown = _generalise(shown, v)
         c.tokens[i] = shown
         if self.config.value_vocabulary:
-            self._vocab.update(v for v in values if WILDCARD not in v)
+            for v in values:
+                if WILDCARD not in v:
+                    self._learn(v)
         at = c.order.index(i)
         c.order.pop(at)
         old, c.templates = c.templates, {}
@@ -919,6 +935,7 @@ class TemplateMiner:
                           [[list(k), t.id] for k, t in c.templates.items()]]
                          for c in self._clusters.values()],
             "aliases": list(self._aliases.items()),
+            "vocab": list(itertools.islice(reversed(self._own_vocab), _SNAPSHOT_VOCAB))[::-1],
         })
 
     def restore(self, data: bytes) -> None:
@@ -928,7 +945,13 @@ class TemplateMiner:
         version = doc.get("v")
         if version not in (1, _SNAPSHOT_VERSION):
             raise ValueError(f"unknown template snapshot version {version!r}")
+        for c in self._clusters.values():  # the shared value index forgets the old ones
+            c.alive = False
+        pairs, vocab = self._pairs, self._vocab
         self.__init__(str(doc["service"]), self.config)  # type: ignore[misc]
+        self._pairs, self._vocab = pairs, vocab  # still the fleet's (`share_values_with`)
+        for word in doc.get("vocab", ()):
+            self._learn(str(word))
         if version == 1:  # one Drain cluster per template, no slots
             doc = {"templates": [[cid, " ".join(toks), size] for cid, toks, size, _ in
                                  doc["clusters"]],

@@ -18,9 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from privacy.redact import Redactor, open_redactor
 from privacy.settings import PrivacySettings
+from schemas import topics
 from web.auth import TokenStore
 
 BIN = Path(sys.executable).parent / "logwarden"
@@ -98,6 +101,29 @@ class Worker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def start_at_end(bootstrap: str, app_id: str) -> None:
+    """Commit the ingest offsets of the deployment ``app_id`` at the end of the contract
+    topics, as a deployment started on a busy broker from now on would: its worker then
+    reads only what is published after this (not every earlier test's lines)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{app_id}-probe"})
+    try:
+        ends = []
+        for topic in topics.INGEST_TOPICS:
+            meta = admin.list_topics(topic, timeout=30).topics[topic]
+            for p in meta.partitions:
+                _, high = probe.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+                ends.append(TopicPartition(topic, p, high))
+    finally:
+        probe.close()
+    if not ends:  # no contract topic yet: the worker reads them from their start
+        return
+    futures = admin.alter_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(f"{app_id}-ingest", ends)])
+    for f in futures.values():
+        f.result(timeout=30)
 
 
 def start_worker(bootstrap: str, data_dir: Path, app_id: str, port: int | None = None,

@@ -174,3 +174,28 @@ def test_first_tokens_learnt_as_values_later_merge_the_templates_made_before() -
     assert after.template_id == before["GET"]
     assert {reg.resolve("cart", t) for t in before.values()} == {before["GET"]}
     assert reg.add("cart", lines["GET"]).template_id == before["GET"]
+
+
+def test_restored_services_keep_sharing_the_words_seen_as_values() -> None:
+    # A worker restores each service from its own snapshot. The restored services must still
+    # share one vocabulary, holding the words they had seen filling variables: the methods
+    # learnt from the gateway before the restart make the cart's access lines one template
+    # after it, as they would have without the restart.
+    reg = TemplateRegistry()
+    for method in ("GET", "POST"):
+        reg.add("gateway", f"call to cart {method} /cart/items succeeded in 3ms")
+        reg.add("gateway", f"slow request {method} /home took 90ms threshold 50ms")
+    reg.add("cart", "opened session for c1")
+    twin = TemplateRegistry()
+    for service in ("cart", "gateway"):  # the cart first: it knows no values of its own
+        data = reg.snapshot_service(service)
+        assert data is not None
+        twin.restore_service(service, data)
+    lines = ("GET /cart/c1 completed 200 in 7.0ms client=10.0.0.1",
+             "POST /cart/c2/items completed 201 in 9.1ms client=10.0.0.2")
+    got, want = ([r.add("cart", line) for line in lines] for r in (twin, reg))
+    assert [m.template for m in got] == [m.template for m in want]
+    assert got[1].template == "<*> completed <*> in <*> client=<*>"
+    assert twin.miner("cart")._vocab is twin.miner("gateway")._vocab
+    # and a service first seen after the restart joins the same vocabulary
+    assert twin.miner("search")._vocab is twin.miner("cart")._vocab
