@@ -30,6 +30,8 @@ N_EVENTS = int(os.environ.get("LOGWARDEN_BENCH_PRIVACY_EVENTS", "100000"))
 # Events of the end-to-end passes (a real worker, Kafka -> ClickHouse); 0 skips them.
 N_E2E = int(os.environ.get("LOGWARDEN_BENCH_PRIVACY_E2E_EVENTS", "1000000"))
 ROUNDS = int(os.environ.get("LOGWARDEN_BENCH_PRIVACY_ROUNDS", "3"))
+# Rounds of the end-to-end passes (each: one worker without redaction, one with).
+E2E_ROUNDS = int(os.environ.get("LOGWARDEN_BENCH_PRIVACY_E2E_ROUNDS", "3"))
 SERVICES = [f"svc-{i:02d}" for i in range(20)]
 ROUTES = ["/cart", "/pay", "/search", "/users/{id}", "/items/{id}", "/login"]
 # Share of each kind of line (the rest: plain request lines).
@@ -153,7 +155,7 @@ def main() -> None:
     print(json.dumps(figures))
 
 
-def end_to_end(n: int, rounds: int = 2) -> dict[str, object]:
+def end_to_end(n: int, rounds: int = E2E_ROUNDS) -> dict[str, object]:
     """The bench mix through a real worker (its own Kafka, a fresh consumer group and chDB
     per pass), without and with the redactor, alternated: events/s each (median of the
     rounds) and the throughput ratio. A worker also pays for Kafka, decoding and the

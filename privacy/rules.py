@@ -32,10 +32,21 @@ _CARD_RUN = re.compile(r"\d(?:[ -]?+\d){12}").search
 _DIGITS = b"0123456789"
 
 
-def _digit_count(text: str) -> int:
-    """Digits in ``text``, counted by bytes.translate (about 5x cheaper than a regex)."""
+# Digits -> "0", the separators _LONGNUM allows -> ".", every other byte -> "x".
+_RUNS = bytes([48 if 48 <= c <= 57 else 46 if c in b" ().-" else 120 for c in range(256)])
+
+
+def _long_run(text: str) -> bool:
+    """Whether ``text`` has 10 digits between two bytes that are neither digits nor
+    separators: what `_LONGNUM` needs, and far cheaper to rule out on texts with many digits
+    spread over hex ids and timestamps (a translate and a split, no regex)."""
     b = text.encode("utf-8", "surrogateescape")  # dead letters may hold stray bytes
-    return len(b) - len(b.translate(None, _DIGITS))
+    if len(b) - len(b.translate(None, _DIGITS)) < 10:
+        return False
+    for run in b.translate(_RUNS).split(b"x"):  # noqa: SIM110 (compiled: no generator)
+        if len(run) >= 10 and run.count(b"0") >= 10:
+            return True
+    return False
 
 
 def screen_mask(text: str, low: str) -> int:
@@ -44,7 +55,7 @@ def screen_mask(text: str, low: str) -> int:
     m = AT if "@" in text else 0
     if "." in text and _IPV4_HINT(text) is not None:
         m |= IPV4
-    if _digit_count(text) >= 10 and _LONGNUM(text) is not None:
+    if _long_run(text) and _LONGNUM(text) is not None:
         m |= LONGNUM
         if _CARD_RUN(text) is not None:
             m |= CARD
@@ -79,12 +90,6 @@ def luhn_ok(number: str) -> bool:
     return total % 10 == 0
 
 
-def _ipv4_ok(text: str) -> bool:
-    parts = text.split(".")
-    return len(parts) == 4 and all(p.isdigit() and int(p) <= 255 and (p == "0" or p[0] != "0")
-                                   for p in parts)
-
-
 _DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}").search
 
 
@@ -111,10 +116,12 @@ class Builtin:
 
 
 _HEX4 = "[0-9A-Fa-f]{1,4}"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 BUILTINS: dict[str, Builtin] = {
     "email": Builtin(
         r"(?<![\w.%+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}\b", "at"),
-    "ipv4": Builtin(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)", "ipv4", _ipv4_ok),
+    # Octets 0-255 without leading zeros, in the pattern (a check per match costs more).
+    "ipv4": Builtin(rf"(?<![\w.])(?:{_OCTET}\.){{3}}{_OCTET}(?![\w]|\.\d)", "ipv4"),
     # Full and compressed forms (::1, fe80::1, 2001:db8::8a2e:370:7334), not times (10:00:00).
     "ipv6": Builtin(
         rf"(?<![\w:])(?:(?:{_HEX4}:){{7}}{_HEX4}|(?:{_HEX4}:){{1,7}}:(?:{_HEX4}(?::{_HEX4}){{0,6}})?"

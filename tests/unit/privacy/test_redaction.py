@@ -150,3 +150,21 @@ def test_bad_rule_files_name_file_line_and_field(tmp_path: Path, text: str,
 def test_short_key_is_refused() -> None:
     with pytest.raises(ValueError, match="16 bytes"):
         Redactor(PrivacyConfig(), b"short")
+
+
+def test_ipv4_pattern_keeps_only_valid_addresses() -> None:
+    """The IPv4 pattern checks its octets itself (0-255, no leading zero): on random dotted
+    digit runs it replaces exactly what a looser pattern plus a per-match check did."""
+    loose = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)")
+
+    def ok(text: str) -> bool:
+        return all(int(p) <= 255 and (p == "0" or p[0] != "0") for p in text.split("."))
+
+    strict = re.compile(BUILTINS["ipv4"].pattern)
+    rng = random.Random(5)
+    pieces = ["0", "1", "9", "10", "25", "255", "256", "300", "010", "199", "249", ".", ".",
+              ".", " ", "a", ":", "-", "1000"]
+    for _ in range(30_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randrange(1, 16)))
+        want = loose.sub(lambda m: "<ip>" if ok(m.group()) else m.group(), text)
+        assert strict.sub("<ip>", text) == want, text
