@@ -19,6 +19,10 @@ Anything else is a plain number.
 >>> describe_anomaly({"service": "search", "scope": "instance", "series": "search@search-2",
 ...                   "feature": "p50", "observed": 161.0, "lo": 28.0, "hi": 71.5})
 'search pod search-2 p50 latency 160 ms, its siblings 28-72 ms'
+>>> describe_anomaly({"service": "cart", "scope": "edge", "series": "cart->db",
+...                   "feature": "p50", "observed": 45.0, "lo": 20.0, "hi": 60.0,
+...                   "expected": 30.0})  # a run of slow windows, each inside the band
+'cart -> db p50 latency 45 ms, normal about 30 ms'
 >>> describe_value("error_rate", 0.1234), describe_value("rate_per_s", 0.5)
 ('12%', '0.5/s')
 """
@@ -157,6 +161,10 @@ def describe_reading(a: Mapping[str, Any]) -> str:
     if lo == lo and hi == hi and hi >= lo:
         if field in NON_NEGATIVE:  # a band below zero reads as nonsense: "-3 to 5 ms"
             lo = max(lo, 0.0)
+        if lo <= observed <= hi and expected == expected:
+            # inside its own band: decided by a run of windows or by slow calls, not by this
+            # value alone; "45 ms, normal 30-60 ms" would contradict the page
+            return f"{text}, {normal} about {describe_value(field, expected, name)}"
         if sig2(lo) == sig2(hi):
             return f"{text}, {normal} about {describe_value(field, hi, name)}"
         return f"{text}, {normal} {describe_range(field, lo, hi, name)}"

@@ -253,6 +253,12 @@ def test_evidence_reads_at_a_glance() -> None:
     assert describe_anomaly({"series": "cart->inventory", "service": "cart", "scope": "edge",
                              "route": "", "feature": "p95", "observed": 59.7, "lo": 2.2,
                              "hi": 22.0}) == "cart -> inventory p95 latency 60 ms, normal 2.2-22 ms"
+    # a value inside its own band (a run of slow windows decided it) reads against the
+    # expected value: a range holding the value would contradict the page
+    assert describe_anomaly({"series": "cart->inventory", "service": "cart", "scope": "edge",
+                             "feature": "p50", "observed": 45.0, "lo": 20.0, "hi": 60.0,
+                             "expected": 30.0}) == \
+        "cart -> inventory p50 latency 45 ms, normal about 30 ms"
     assert describe_value("mean", 3 * 2**30, "heap_bytes") == "3 GiB"
     assert describe_value("mean", 0.25, "gc_pause_seconds") == "250 ms"
     assert sig2(math.nan) == "?" and sig2(0.0) == "0"
