@@ -199,3 +199,12 @@ def test_restored_services_keep_sharing_the_words_seen_as_values() -> None:
     assert twin.miner("cart")._vocab is twin.miner("gateway")._vocab
     # and a service first seen after the restart joins the same vocabulary
     assert twin.miner("search")._vocab is twin.miner("cart")._vocab
+    # a service restored again over its own state (a partition handed back) still shares
+    # it, and its old clusters no longer answer for values shared across the fleet
+    old = list(twin.miner("gateway")._clusters.values())
+    data = twin.snapshot_service("gateway")
+    assert data is not None
+    twin.restore_service("gateway", data)
+    assert twin.miner("gateway")._vocab is twin.miner("cart")._vocab
+    assert twin.miner("gateway")._pairs is twin.miner("cart")._pairs
+    assert old and not any(c.alive for c in old)
