@@ -63,7 +63,7 @@ _NAME_END = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 def mask_hashes(text: str) -> str:
     """``text`` with the hex of each redaction hash masked (``<email#<*>>``): ``#``, 8-64
     lower-case hex digits and ``>``, after a rule name's last character. String methods, not
-    a regex: three times cheaper on the lines that hold one.
+    a regex: about half the time on the lines that hold one.
 
     >>> mask_hashes("to <email#9f2c0a17e4b3d855> at #12 <b#deadbeefcafe0>")
     'to <email#<*>> at #12 <b#<*>>'
