@@ -189,6 +189,7 @@ def metrics(since: str = typer.Option("30d", help="How far back (24h, 7d, 30d)."
 def eval_incidents(
         nezha: Path | None = typer.Option(None, help="The Nezha data set directory "
                                                      "(default: <datasets>/nezha)."),
+        no_nezha: bool = typer.Option(False, "--no-nezha", help="Demo runs only."),
         demo_seeds: str = typer.Option("1,2,3", help="Demo seeds to replay (\"\": none, "
                                                      "Nezha only)."),
         profile: str = typer.Option("classic", help="Demo world: classic, or realistic "
@@ -217,11 +218,16 @@ def eval_incidents(
         raise typer.BadParameter(str(e), param_hint="--duration") from None
     s = settings()
     directory = nezha or s.datasets_dir / "nezha"
+    if (nezha is not None and not no_nezha and nezha.is_dir()
+            and not (nezha / "labels.json").is_file()):
+        raise typer.BadParameter(f"{nezha} holds no Nezha data set (no labels.json); "
+                                 "--no-nezha replays the demo only", param_hint="--nezha")
+    use = directory if directory.exists() and not no_nezha else None
     seeds = [int(x) for x in demo_seeds.split(",") if x.strip()]
-    result = run_all(directory if directory.exists() else None, seeds, duration_s=seconds,
+    result = run_all(use, seeds, duration_s=seconds,
                      n_incidents=incidents or (24 if classic else 12), profile=profile,
                      family=family)
-    if not directory.exists():
+    if not directory.exists() and not no_nezha:
         err.print(f"note: {directory} not found; Nezha skipped", highlight=False)
     for name, r in result.items():
         t = Table(title=name)

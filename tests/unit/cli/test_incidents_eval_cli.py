@@ -26,12 +26,20 @@ def test_the_realistic_world_is_replayed_through_the_incident_engine(tmp_path: P
     assert pipe["per_case"][0]["root"] == "postgres-proxy"
     assert pipe["per_case"][0]["rank"] == 1
     assert all(c["rank"] is not None and c["rank"] <= 3 for c in pipe["per_case"])
+    none = tmp_path / "none.json"
+    skipped = CliRunner().invoke(cli, [
+        "eval", "incidents", "--no-nezha", "--demo-seeds", "", "--out", str(none)])
+    assert skipped.exit_code == 0, skipped.output
+    assert json.loads(none.read_text()) == {}  # neither the demo nor Nezha was asked for
 
 
 def test_an_unknown_profile_family_or_duration_is_a_clear_error() -> None:
     runner = CliRunner()
     for args, says in ((["--profile", "fancy"], "classic or realistic"),
                        (["--profile", "realistic", "--family", "calm"], "one of churn"),
-                       (["--duration", "soon"], "not a duration")):
+                       (["--duration", "soon"], "not a duration"),
+                       # a folder without the data set ("" is the working directory), found
+                       # before the demo replay, not after it
+                       (["--nezha", ""], "no Nezha data set")):
         got = runner.invoke(cli, ["eval", "incidents", "--demo-seeds", "1", *args])
         assert got.exit_code == 2 and says in got.output, got.output
