@@ -20,7 +20,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 from rich.console import Console
 from rich.table import Table
 
-from cli.common import settings
+from cli.common import cli_token, settings
 from sinks.clickhouse.client import connect
 from streams.settings import Settings
 from web.api import DEFAULT_LIMIT, MAX_EXECUTION_S, run_read_query, to_jsonl
@@ -137,7 +137,8 @@ def register(cli: typer.Typer) -> None:
         token: str | None = typer.Option(None, "--token",
                                          help="Bearer token for the API (default: "
                                               "LOGWARDEN_TOKEN, else the token file "
-                                              "~/.config/logwarden/token)."),
+                                              "<data dir>/cli_token, made for the local "
+                                              "user as a responder token if missing)."),
     ) -> None:
         """Run a read-only SQL query (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN) and print the
         rows: through the running worker's API in embedded mode, else on the ClickHouse
@@ -154,7 +155,7 @@ def register(cli: typer.Typer) -> None:
         err = Console(stderr=True, soft_wrap=True)
         try:
             answer = (query_direct(s, text, params, limit) if direct
-                      else query_api(api_url(s, api), text, params, limit, s.api_token(token)))
+                      else query_api(api_url(s, api), text, params, limit, cli_token(s, token)))
         except QueryFailed as exc:
             err.print(f"[red]error:[/] {exc}", highlight=False)
             raise typer.Exit(1) from None

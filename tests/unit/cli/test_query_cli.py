@@ -53,28 +53,33 @@ def test_render_table_shows_nulls() -> None:
     assert "service" in text and "web" in text and "NULL" in text
 
 
-def test_embedded_mode_posts_to_the_worker_api(monkeypatch: pytest.MonkeyPatch) -> None:
-    sent: list[tuple[str, str, dict[str, Any], int]] = []
+def test_embedded_mode_posts_to_the_worker_api(monkeypatch: pytest.MonkeyPatch,
+                                               tmp_path: Path) -> None:
+    sent: list[tuple[str, str, dict[str, Any], int, str | None]] = []
 
     def fake_api(base: str, sql: str, params: dict[str, Any], limit: int,
                  token: str | None = None) -> dict[str, Any]:
-        sent.append((base, sql, params, limit))
+        sent.append((base, sql, params, limit, token))
         return ANSWER
 
-    monkeypatch.setattr(query, "settings", lambda: Settings())
+    monkeypatch.delenv("LOGWARDEN_TOKEN", raising=False)
+    monkeypatch.setattr(query, "settings", lambda: Settings(data_dir=tmp_path))
     monkeypatch.setattr(query, "query_api", fake_api)
     result = CliRunner().invoke(cli(), ["query", "-", "-f", "csv", "-p", "s=web", "-n", "5"],
                                 input="SELECT 1\n")
     assert result.exit_code == 0, result.output
-    assert sent == [("http://127.0.0.1:6066", "SELECT 1\n", {"s": "web"}, 5)]
+    # with no token anywhere (`make run` starts a worker, not `logwarden run`), the local
+    # user gets a responder token, as the other commands give them
+    saved = (tmp_path / "cli_token").read_text().strip()
+    assert sent == [("http://127.0.0.1:6066", "SELECT 1\n", {"s": "web"}, 5, saved)]
     assert "service,n\nweb,3\n" in result.stdout
 
 
-def test_no_worker_gives_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_worker_gives_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     def refuse(*a: Any, **k: Any) -> Any:
         raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
 
-    monkeypatch.setattr(query, "settings", lambda: Settings())
+    monkeypatch.setattr(query, "settings", lambda: Settings(data_dir=tmp_path))
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
     result = CliRunner().invoke(cli(), ["query", "SELECT 1", "--api", "http://127.0.0.1:9/"])
     assert result.exit_code == 1
@@ -82,14 +87,15 @@ def test_no_worker_gives_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "LOGWARDEN_CLICKHOUSE_URL" in result.stderr
 
 
-def test_api_errors_are_shown_with_their_message(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_api_errors_are_shown_with_their_message(monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path) -> None:
     body = orjson.dumps({"error": {"code": "not_read_only", "message": "'DROP' is not allowed"}})
 
     def reject(*a: Any, **k: Any) -> Any:
         raise urllib.error.HTTPError("http://x/api/query", 400, "Bad Request", {},  # type: ignore[arg-type]
                                      io.BytesIO(body))
 
-    monkeypatch.setattr(query, "settings", lambda: Settings())
+    monkeypatch.setattr(query, "settings", lambda: Settings(data_dir=tmp_path))
     monkeypatch.setattr(urllib.request, "urlopen", reject)
     result = CliRunner().invoke(cli(), ["query", "DROP TABLE x"])
     assert result.exit_code == 1
