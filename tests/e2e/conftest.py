@@ -111,9 +111,10 @@ def start_at_end(bootstrap: str, app_id: str) -> None:
     probe = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{app_id}-probe"})
     try:
         ends = []
+        known = admin.list_topics(timeout=30).topics  # all of them: asks to create none
         for topic in topics.INGEST_TOPICS:
-            meta = admin.list_topics(topic, timeout=30).topics[topic]
-            for p in meta.partitions:
+            meta = known.get(topic)
+            for p in meta.partitions if meta is not None else ():
                 _, high = probe.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
                 ends.append(TopicPartition(topic, p, high))
     finally:
