@@ -75,7 +75,9 @@ def mask_hashes(text: str) -> str:
     start = 0
     while i >= 0:
         end = text.find(">", i + 9)
-        if (end < 0 or end - i > 65 or i == 0 or text[i - 1] not in _NAME_END
+        if end < 0:  # no ">" left: no later "#" can end a hash either
+            break
+        if (end - i > 65 or i == 0 or text[i - 1] not in _NAME_END
                 or text[i + 1:end].strip(_HASH_CHARS)):
             i = text.find("#", i + 1)
             continue
