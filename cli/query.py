@@ -138,7 +138,8 @@ def register(cli: typer.Typer) -> None:
                                          help="Bearer token for the API (default: "
                                               "LOGWARDEN_TOKEN, else the token file "
                                               "<data dir>/cli_token, made for the local "
-                                              "user as a responder token if missing)."),
+                                              "user as a responder token if missing and "
+                                              "--api is not given)."),
     ) -> None:
         """Run a read-only SQL query (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN) and print the
         rows: through the running worker's API in embedded mode, else on the ClickHouse
@@ -155,7 +156,10 @@ def register(cli: typer.Typer) -> None:
         err = Console(stderr=True, soft_wrap=True)
         try:
             answer = (query_direct(s, text, params, limit) if direct
-                      else query_api(api_url(s, api), text, params, limit, cli_token(s, token)))
+                      else query_api(api_url(s, api), text, params, limit,
+                                     # the local worker's: the local user may have a token
+                                     cli_token(s, token) if api is None
+                                     else s.api_token(token)))
         except QueryFailed as exc:
             err.print(f"[red]error:[/] {exc}", highlight=False)
             raise typer.Exit(1) from None
