@@ -32,7 +32,7 @@ from demo.incidents import Incident as Incident_
 from demo.traffic import DemoConfig, generate
 from detectors.settings import DetectionSettings
 from evaluation.scenarios import replay_events
-from incidents.engine import IncidentEngine, IncidentSettings, signal_from_anomaly
+from incidents.engine import IncidentEngine, IncidentSettings, callee_of, signal_from_anomaly
 from incidents.model import Incident
 from incidents.patterns import BUCKET_MS, PatternCounts
 from incidents.ranking import Change, RankConfig, rank, saturation
@@ -331,29 +331,46 @@ def grouping(anomalies: Sequence[Mapping[str, Any]], truths: Sequence[Truth], rp
     for done in engine.advance(engine.watermark_ms + 2 * settings.evidence.settle_ms, tel):
         ours[done.id] = done
 
-    def matches(inc: Incident) -> list[Truth]:
-        return [t for t in truths if t.start_ms - early_ms <= inc.ts <= t.end_ms + slack_ms
-                and t.services & set(inc.services)]
+    by_id = {str(a["id"]): a for a in anomalies}
 
-    per_truth: dict[str, list[Incident]] = defaultdict(list)
+    def matches(inc: Incident) -> dict[str, int]:
+        """The faults whose signals the incident holds (a signal in a fault's window, on one
+        of its services, at either end of a call), each with its first such signal's time.
+        An incident that opened on something else just before a fault, then took the
+        fault's signals, found the fault; one holding two faults' signals merged them."""
+        found: dict[str, int] = {}
+        for sid in inc.signal_ids:
+            a = by_id.get(sid)
+            if a is None:
+                continue
+            ts, ends = int(a["ts"]), {str(a["service"]), callee_of(a)}
+            for t in truths:
+                if t.start_ms - early_ms <= ts <= t.end_ms + slack_ms and ends & t.services:
+                    found[t.id] = min(found.get(t.id, ts), ts)
+        return found
+
+    ev = settings.evidence
+    per_truth: dict[str, list[tuple[int, Incident]]] = defaultdict(list)
     wrong_merges = far_merges = unmatched = 0
     for inc in ours.values():
         m = matches(inc)
         unmatched += not m
-        wrong_merges += len(m) > 1
-        far_merges += len(m) > 1 and max(t.start_ms for t in m) - min(
-            t.end_ms for t in m) >= 600_000
-        for t in m:
-            per_truth[t.id].append(inc)
+        held = [t for t in truths if t.id in m]
+        wrong_merges += len(held) > 1
+        far_merges += len(held) > 1 and max(t.start_ms for t in held) - min(
+            t.end_ms for t in held) >= 600_000
+        for tid, ts in m.items():
+            per_truth[tid].append((ts, inc))
     detected = [t for t in truths if per_truth.get(t.id)]
-    top1 = top3 = 0
+    top1 = top3 = no_pack = 0
     detect_s, evidence_s, per_case = [], [], []
     for t in truths:
-        incs = sorted(per_truth.get(t.id, []), key=lambda i: i.ts)
+        held_by = sorted(per_truth.get(t.id, []), key=lambda p: (p[0], p[1].ts))
+        incs = [inc for _, inc in held_by]
         if not incs:
             per_case.append({"id": t.id, "root": t.root, "detected": False})
             continue
-        first = incs[0]
+        seen_ms, first = held_by[0]
         # the incident's ranking: of the one with the most signals among those matched
         main = max(incs, key=lambda i: (i.anomalies + i.alerts, -i.ts))
         others = {o.root for o in truths if concurrent and o is not t and o.root != t.root
@@ -362,9 +379,15 @@ def grouping(anomalies: Sequence[Mapping[str, Any]], truths: Sequence[Truth], rp
         rank_pos = ranking.index(t.root) + 1 if t.root in ranking else None
         top1 += rank_pos == 1
         top3 += rank_pos is not None and rank_pos <= 3
-        detect_s.append((first.ts - t.start_ms) / 1000)
-        if first.evidence_ms is not None:
-            evidence_s.append((first.evidence_ms - min(first.ts, t.start_ms)) / 1000)
+        detect_s.append((seen_ms - t.start_ms) / 1000)
+        # the first pack built once the fault's first signal was in (the packs fall due on
+        # a schedule from the incident's first signal, ``evidence.due_points``)
+        pack = next((p for p in range(first.ts + ev.first_after_ms, first.ts + ev.settle_ms
+                                      + 1, ev.refresh_ms) if p >= seen_ms), None)
+        if first.evidence_ms is not None and pack is not None:
+            evidence_s.append((pack - min(seen_ms, t.start_ms)) / 1000)
+        else:
+            no_pack += 1  # its signals came after the incident's last pack
         per_case.append({"id": t.id, "root": t.root, "detected": True,
                          "incidents": len(incs), "rank": rank_pos, "top": ranking[:3]})
     n = len(truths)
@@ -379,6 +402,7 @@ def grouping(anomalies: Sequence[Mapping[str, Any]], truths: Sequence[Truth], rp
         "detect_delay_s_median": _median(detect_s),
         "first_bad_to_evidence_s_max": max(evidence_s) if evidence_s else None,
         "first_bad_to_evidence_s_median": _median(evidence_s),
+        "detected_without_pack": no_pack,
         "per_case": per_case,
     }
 
@@ -464,6 +488,7 @@ def _pool(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "e2e_top3": round(sum((c.get("rank") or 99) <= 3 for c in per) / real, 3)
             if real else None,
             "first_bad_to_evidence_s_max": max(ev) if ev else None,
+            "detected_without_pack": sum(r["detected_without_pack"] for r in runs),
             "per_case": per}
 
 

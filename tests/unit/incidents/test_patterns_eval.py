@@ -126,3 +126,29 @@ def test_two_faults_at_once_are_each_ranked_without_the_others_root() -> None:
     both = grouping(anomalies, truths, rp, early_ms=0, concurrent=True)
     assert {c["id"]: c["rank"] for c in alone["per_case"]} == {"B": 2, "C": 1}
     assert {c["id"]: c["rank"] for c in both["per_case"]} == {"B": 1, "C": 1}
+
+
+def test_an_incident_that_opened_just_before_a_fault_and_took_its_signals_found_it() -> None:
+    """a -> b -> c. A warning on b opens an incident 30 s before c fails; c's errors join
+    it. The fault was found (by that incident, with the first signal of the fault as its
+    detection time), not missed because the incident opened before the fault did; a
+    signal of a second fault an hour later, on b, opens an incident of its own."""
+    rp, _ = _replay_with_faults()
+    start = 10 * 3_600_000
+
+    def anomaly(i: str, ts: int, service: str, severity: str) -> dict[str, object]:
+        return {"id": i, "ts": ts, "service": service, "feature": "error_rate",
+                "observed": 0.3, "expected": 0.01, "severity": severity, "series": service,
+                "scope": "service"}
+
+    anomalies = [anomaly("pre", start - 30_000, "b", "warning"),
+                 anomaly("c1", start + 10_000, "c", "critical"),
+                 anomaly("b1", start + 3_600_000, "b", "critical")]
+    truths = [Truth("C", "c", frozenset({"b", "c"}), start, start + 180_000),
+              Truth("B", "b", frozenset({"a", "b"}), start + 3_600_000,
+                    start + 3_780_000)]
+    got = grouping(anomalies, truths, rp, early_ms=0)
+    assert got["detected"] == 2 and got["wrong_merges"] == 0
+    assert got["unmatched_incidents"] == 0 and got["our_incidents"] == 2
+    assert {c["id"]: c["incidents"] for c in got["per_case"]} == {"C": 1, "B": 1}
+    assert got["detect_delay_s_median"] == 10.0
