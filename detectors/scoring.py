@@ -94,6 +94,7 @@ from detectors.significance import (
     confirmed,
     dispersion,
     error_run,
+    large_enough,
     learn_dispersion,
     practical,
     run_band,
@@ -123,6 +124,7 @@ SLOW_WINDOWS = 6  # a minute of 10 s windows: the longest run ``slow_run`` combi
 MIN_Q = 2.5  # no offset takes a threshold below this (-log p; the hot filter is at 2.3)
 HOT_Q = -math.log(0.1)  # the hot filter's -log p (a score of 0.9): a latency run's start
 SIGN: dict[str, int] = {"up": 1, "down": -1}  # an alarm's direction as a sign
+DIRS: dict[int, str] = {1: "up", -1: "down"}
 Scored = list[tuple[FeatureSpec, float, Score, int]]
 
 
@@ -211,6 +213,9 @@ class WindowScorer:
         # windows in a row, their summed -log p, the variants that alarmed on this run)
         self._instances: list[WindowStats] = []
         self.instance_runs: dict[tuple[str, str, int], tuple[int, int, float, str]] = {}
+        # (variant, service) -> (first, last) window end of the service's run of windows
+        # that alarmed or would have but for a cooldown (``_ongoing``)
+        self.ongoing: dict[tuple[str, str], tuple[int, int]] = {}
 
     def score_batch(self, windows: Iterable[WindowStats]) -> list[AnomalyEvent]:
         """Score (then learn) each window; after the batch, score the silent series."""
@@ -346,6 +351,7 @@ class WindowScorer:
             for variant, v in self.variants:
                 key = f"{variant}|siblings|{instance}@{ws}"
                 calm = self._disturbed(st, key, end)
+                self._ongoing(variant, st.meta[0], end, v)
                 if not self._cooled(st, key, end, v, calm):
                     continue
                 out.append(self._event(
@@ -652,6 +658,13 @@ class WindowScorer:
             for spec, x, s, n in scored:
                 if n < v.warmup or not math.isfinite(x) or s.score <= 0:
                     continue
+                key = f"{variant}|series|{spec.name}@{ws}"
+                ep = st.episodes.get(key)
+                if ep is not None and end - ep[0] <= v.cooldown_s * 1000 and (
+                        x > ep[3] if ep[1] > 0 else x < ep[2]) and large_enough(
+                        spec, x, 0.5 * (ep[2] + ep[3]), v.min_change) == DIRS[ep[1]]:
+                    # still out of the band its episode left, by a change that matters
+                    self._ongoing(variant, st.meta[0], end, v)
                 q = -math.log(max(1.0 - s.score, 1e-300))
                 expected = s.expected
                 lo, hi = s.lo, s.hi
@@ -677,7 +690,6 @@ class WindowScorer:
                     direction, q, expected = "up", max(q, burst), base
                 if direction is None:
                     continue
-                key = f"{variant}|series|{spec.name}@{ws}"
                 calm = self._disturbed(st, key, end)
                 if q < thr_q:
                     continue
@@ -700,6 +712,7 @@ class WindowScorer:
                         continue
                 if self._recovery(st, key, end, direction, x):
                     continue
+                self._ongoing(variant, st.meta[0], end, v)
                 if not self._cooled(st, key, end, v, calm):
                     continue
                 st.pending.pop(key, None)
@@ -811,6 +824,8 @@ class WindowScorer:
             thr_q = max(v.mv_threshold_q + st.adj.get(variant, 0.0)
                         + self.offsets.get((variant, "hst"), 0.0), MIN_Q)
             calm = self._disturbed(st, f"{variant}|hst", end)
+            if v.multivariate and q >= thr_q:
+                self._ongoing(variant, st.meta[0], end, v)
             if v.multivariate and q >= thr_q and self._cooled(st, f"{variant}|hst", end, v,
                                                               calm):
                 out.append(self._event(st.meta, series, 10, end, variant, v, "hst", MV_VERSION,
@@ -853,6 +868,34 @@ class WindowScorer:
             st.episodes[key] = (end, sign, lo, hi)
         else:
             st.episodes.pop(key, None)
+
+    def _ongoing(self, variant: str, service: str, end: int, v: VariantConfig) -> int:
+        """Mark a window of ``service`` that is still bad: it alarms, or would but for its
+        cooldown, or a series that alarmed is still outside the normal band its episode
+        left, in its cooldown, by at least the feature's minimum change from the band's
+        middle (``large_enough``): the detector adopts a lasting level within minutes,
+        while the cooldown keeps it quiet. The first window end of the service's run of
+        such windows, none ``rearm_s`` or more apart.
+
+        A cooldown keeps a series that stays bad quiet, so an outage longer than the
+        incidents' quiet time looks like two problems to grouping: an anomaly's ``since``
+        (this) says it is the same disturbance going on (``incidents.grouping``). A run
+        outlives its last alarm by at most the cooldown and ``rearm_s``. Per worker: a
+        service whose series other workers score counts only the ones here.
+
+        >>> sc = WindowScorer(DetectionSettings())
+        >>> v = sc.settings.champion
+        >>> [sc._ongoing("champion", "db", t, v) for t in (10_000, 60_000, 110_000, 200_000)]
+        [10000, 10000, 10000, 200000]
+        """
+        gap = int(v.rearm_s * 1000)
+        run = self.ongoing.get((variant, service))
+        if run is None or end - run[1] > gap or run[0] - end > gap:
+            run = (end, end)
+        else:
+            run = (min(run[0], end), max(run[1], end))
+        self.ongoing[(variant, service)] = run
+        return run[0]
 
     @staticmethod
     def _cooled(st: SeriesState, key: str, end: int, v: VariantConfig, calm: int) -> bool:
@@ -909,6 +952,7 @@ class WindowScorer:
         lookback = int(self.settings.change_lookback_s * 1000)
         return AnomalyEvent(
             id=anomaly_id(variant, detector, series, feature, ws, end), ts=end,
+            since=self._ongoing(variant, service, end, v),
             series=series, service=service, route=route, scope=scope, feature=feature,
             window_s=ws, observed=x, expected=expected, lo=lo, hi=hi, score=score,
             threshold=1.0 - math.exp(-thr_q), direction=direction,

@@ -171,11 +171,20 @@ def practical(spec: FeatureSpec, x: float, expected: float, count: int, ws: int,
               min_change: float = 1.0, dispersion: float = 1.0) -> Dir | None:
     """The direction of a change that matters (bad way, large enough, beyond the window's
     count noise), or None."""
-    direction: Dir = "up" if x > expected else "down"
-    need = max(spec.min_abs, spec.min_rel * abs(expected)) * min_change
-    if direction not in spec.bad or abs(x - expected) < need:
+    direction = large_enough(spec, x, expected, min_change)
+    if direction is None:
         return None
     return direction if significant(spec.name, x, expected, count, ws, dispersion) else None
+
+
+def large_enough(spec: FeatureSpec, x: float, expected: float, min_change: float = 1.0
+                 ) -> Dir | None:
+    """The direction of a change the bad way at least the feature's minimum change (absolute
+    and relative to ``expected``, times ``min_change``), or None: ``practical`` without the
+    count noise."""
+    direction: Dir = "up" if x > expected else "down"
+    need = max(spec.min_abs, spec.min_rel * abs(expected)) * min_change
+    return direction if direction in spec.bad and abs(x - expected) >= need else None
 
 
 DISPERSION_WINDOWS = 720  # the memory of ``Dispersion`` (two hours of 10 s windows)

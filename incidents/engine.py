@@ -45,7 +45,8 @@ def signal_from_anomaly(a: Mapping[str, Any]) -> Signal:
     return Signal(id=str(a["id"]), ts=int(a["ts"]), service=str(a["service"]), kind="anomaly",
                   severity=str(a.get("severity", "warning")), summary=what.strip(),
                   route=str(a.get("route", "")), change_ids=changes,
-                  slow_calls=slow_calls(a), callee=callee_of(a))
+                  slow_calls=slow_calls(a), callee=callee_of(a),
+                  since=int(a.get("since") or 0))
 
 
 def callee_of(a: Mapping[str, Any]) -> str:

@@ -10,7 +10,13 @@ theirs may come first). Related to none, it opens a new incident. Two incidents 
 merged afterwards: a signal related to two joins the older (PagerDuty and incident.io group
 the same way: time window + relatedness, no re-clustering). The ``quiet_ms`` bound is what
 keeps two distinct problems apart: after that much silence the next signal opens a new
-incident even on the same service.
+incident even on the same service, unless its service has been disturbed without a break
+since the incident was live (the signal's ``since``: the detectors' first window of the
+run of windows that alarmed or would have but for a cooldown, none ``rearm_s`` apart). A
+detector keeps a series that stays bad quiet for its cooldown (5 minutes), longer than
+``quiet_ms``: without this, an outage of three minutes whose later signals are new
+features of the same services (a latency rise after the errors) opens a second incident.
+A related incident within ``quiet_ms`` still comes first: the rule bridges a silence.
 
 >>> from incidents.model import Signal
 >>> st = GroupingState()
@@ -19,6 +25,9 @@ incident even on the same service.
 >>> c = Signal(id="3", ts=30_000, service="mail", kind="anomaly")
 >>> [assign(st, s, edges={("api", "db")}) for s in (a, b, c)]
 [('inc-...', True), ('inc-...', False), ('inc-...', True)]
+>>> late = Signal(id="4", ts=200_000, service="api", kind="anomaly", since=15_000)
+>>> assign(st, late)[0] == assign(st, a)[0]  # api bad since 15 s: still db's incident
+True
 """
 
 from __future__ import annotations
@@ -84,12 +93,15 @@ def assign(st: GroupingState, sig: Signal, edges: Iterable[tuple[str, str]] = ()
     if sig.id in st.placed:
         return st.placed[sig.id], False
     graph = set(edges)
-    candidates = sorted((i for i in st.incidents.values()
-                         if i.status != "resolved"
-                         and sig.ts - cfg.quiet_ms <= i.last_signal_ms
-                         and i.ts - cfg.quiet_ms <= sig.ts
-                         and related(i, sig, graph, cfg.onset_ms)),
-                        key=lambda i: (i.ts, i.id))
+    related_ones = [i for i in st.incidents.values()
+                    if i.status != "resolved" and i.ts - cfg.quiet_ms <= sig.ts
+                    and (sig.ts - cfg.quiet_ms <= i.last_signal_ms
+                         or 0 < sig.since <= i.last_signal_ms)
+                    and related(i, sig, graph, cfg.onset_ms)]
+    # an incident within the quiet bound first: a disturbance going on since an older one
+    # bridges a silence, it does not take signals from a live incident
+    live = [i for i in related_ones if sig.ts - cfg.quiet_ms <= i.last_signal_ms]
+    candidates = sorted(live or related_ones, key=lambda i: (i.ts, i.id))
     opened = not candidates
     if opened:
         inc = Incident(id=incident_id(sig), ts=sig.ts, last_signal_ms=sig.ts,

@@ -58,6 +58,9 @@ class Signal(BaseModel):
     # that finding (``engine.slow_calls``)
     slow_calls: dict[str, SlowCall] = Field(default_factory=dict)
     callee: str = ""  # an edge anomaly's other end: the service called
+    # event time its service's disturbance began (the anomaly's ``since``): a signal of a
+    # disturbance that goes on since an incident was live is part of it; 0: unknown
+    since: int = 0
 
 
 class TimelineEntry(BaseModel):

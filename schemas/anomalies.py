@@ -56,6 +56,9 @@ class AnomalyEvent(BaseModel):
     variant: Variant = "champion"
     contributing: dict[str, float] = Field(default_factory=dict)  # feature -> raw z
     changes: list[RecentChange] = Field(default_factory=list)
+    # epoch ms: the first window of the service's run of windows that alarmed or would have
+    # but for a cooldown (the disturbance this anomaly is part of began then); None: unknown
+    since: int | None = None
 
     def to_json(self) -> bytes:
         """orjson bytes (NaN becomes null)."""

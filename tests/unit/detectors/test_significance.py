@@ -159,6 +159,25 @@ def test_a_new_incident_soon_after_the_last_one_is_not_lost_in_its_cooldown() ->
     assert found == [300, 320, 500]
 
 
+def test_an_anomaly_says_since_when_its_service_has_been_bad_without_a_break() -> None:
+    """Errors for 4 minutes, then latency too: the latency anomaly comes inside the error
+    alarm's cooldown, and its ``since`` is the first error window (the service never calmed
+    in between); after a calm spell the next episode (traffic collapsing) starts afresh."""
+    sc = WindowScorer(DetectionSettings(champion={"multivariate": False}))
+    found: list[tuple[int, str, int | None]] = []
+    for i in range(700):
+        bad = 300 <= i < 330
+        w = win(i, error_rate=0.3 if bad else 0.01 * (i % 2),
+                rate_per_s=5.0 if 600 <= i < 610 else 50.0 + i % 3,
+                p95=900.0 + i % 7 if 324 <= i < 330 else 100.0 + i % 7)
+        found += [(i, a.feature, a.since) for a in sc.score_batch([w])]
+    t = lambda i: (1_700_000_000 + 10 * i) * 1000  # noqa: E731
+    assert found[0] == (300, "error_rate", t(300))
+    late = [f for f in found if f[1] == "p95"]
+    assert late and late[0][0] >= 324 and late[0][2] == t(300)
+    assert found[-1][0] >= 600 and found[-1][2] == t(600)
+
+
 def test_a_regression_over_few_requests_is_confirmed_by_its_slow_requests_in_a_row() -> None:
     # 39 requests a window: under 2 requests beyond the p95 in any one window, so no single
     # window says much; three windows in a row do (about 6 slow requests)

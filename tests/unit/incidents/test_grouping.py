@@ -74,6 +74,27 @@ def test_silence_longer_than_quiet_opens_a_new_incident_on_the_same_service() ->
     assert ids[0] == ids[1] and ids[2] != ids[0]
 
 
+def test_a_disturbance_that_went_on_through_the_silence_stays_one_incident() -> None:
+    """An outage whose detectors go quiet in their cooldown, then report a new feature of
+    the same services 3 minutes on: the same incident when the service was bad without a
+    break since the incident's signals (``since``), a new one when it was calm in between
+    or when nothing says (0)."""
+    cfg = GroupingConfig(quiet_ms=120_000)
+    first = [sig("1", 0, "db", since=0), sig("2", 10, "api", since=10_000)]
+    _, ids = place([*first, sig("3", 200, "api", since=10_000)], cfg=cfg)
+    assert ids[2] == ids[0]
+    for since in (150_000, 0):  # calm after the incident's last signal; unknown
+        _, ids = place([*first, sig("3", 200, "api", since=since)], cfg=cfg)
+        assert ids[2] != ids[0]
+    # going on since the incident but unrelated to it: a problem of its own
+    _, ids = place([*first, sig("3", 200, "mail", since=5_000)], cfg=cfg)
+    assert ids[2] != ids[0]
+    # a live related incident takes it first: the rule bridges a silence, nothing more
+    _, ids = place([*first, sig("3", 150, "web", since=150_000),
+                    sig("4", 200, "api", since=10_000)], cfg=cfg)
+    assert ids[2] != ids[0] and ids[3] == ids[2]
+
+
 def test_two_problems_ten_minutes_apart_are_never_merged() -> None:
     signals = [sig(str(k), k * 20, "db") for k in range(6)]  # 0..100 s
     signals += [sig(f"b{k}", 700 + k * 20, "api") for k in range(6)]  # 10 min later
