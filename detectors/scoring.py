@@ -214,7 +214,7 @@ class WindowScorer:
         self._instances: list[WindowStats] = []
         self.instance_runs: dict[tuple[str, str, int], tuple[int, int, float, str]] = {}
         # (variant, service) -> (first, last) window end of the service's run of windows
-        # that alarmed or would have but for a cooldown (``_ongoing``)
+        # that were still bad (``_ongoing``)
         self.ongoing: dict[tuple[str, str], tuple[int, int]] = {}
 
     def score_batch(self, windows: Iterable[WindowStats]) -> list[AnomalyEvent]:

@@ -12,7 +12,7 @@ the same way: time window + relatedness, no re-clustering). The ``quiet_ms`` bou
 keeps two distinct problems apart: after that much silence the next signal opens a new
 incident even on the same service, unless its service has been disturbed without a break
 since the incident was live (the signal's ``since``: the detectors' first window of the
-run of windows that alarmed or would have but for a cooldown, none ``rearm_s`` apart). A
+service's run of bad windows, none ``rearm_s`` apart: ``WindowScorer._ongoing``). A
 detector keeps a series that stays bad quiet for its cooldown (5 minutes), longer than
 ``quiet_ms``: without this, an outage of three minutes whose later signals are new
 features of the same services (a latency rise after the errors) opens a second incident.

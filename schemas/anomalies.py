@@ -56,8 +56,8 @@ class AnomalyEvent(BaseModel):
     variant: Variant = "champion"
     contributing: dict[str, float] = Field(default_factory=dict)  # feature -> raw z
     changes: list[RecentChange] = Field(default_factory=list)
-    # epoch ms: the first window of the service's run of windows that alarmed or would have
-    # but for a cooldown (the disturbance this anomaly is part of began then); None: unknown
+    # epoch ms: the first window of the service's run of bad windows (alarming, or so but for
+    # a cooldown, or still out of an alarm's band): its disturbance began then; None: unknown
     since: int | None = None
 
     def to_json(self) -> bytes:
