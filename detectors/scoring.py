@@ -658,13 +658,14 @@ class WindowScorer:
             for spec, x, s, n in scored:
                 if n < v.warmup or not math.isfinite(x) or s.score <= 0:
                     continue
-                key = f"{variant}|series|{spec.name}@{ws}"
-                ep = st.episodes.get(key)
-                if ep is not None and end - ep[0] <= v.cooldown_s * 1000 and (
-                        x > ep[3] if ep[1] > 0 else x < ep[2]) and large_enough(
-                        spec, x, 0.5 * (ep[2] + ep[3]), v.min_change) == DIRS[ep[1]]:
-                    # still out of the band its episode left, by a change that matters
-                    self._ongoing(variant, st.meta[0], end, v)
+                key = ""
+                if st.episodes:  # a series that alarmed: still out of its episode's band?
+                    key = f"{variant}|series|{spec.name}@{ws}"
+                    ep = st.episodes.get(key)
+                    if ep is not None and end - ep[0] <= v.cooldown_s * 1000 and (
+                            x > ep[3] if ep[1] > 0 else x < ep[2]) and large_enough(
+                            spec, x, 0.5 * (ep[2] + ep[3]), v.min_change) == DIRS[ep[1]]:
+                        self._ongoing(variant, st.meta[0], end, v)
                 q = -math.log(max(1.0 - s.score, 1e-300))
                 expected = s.expected
                 lo, hi = s.lo, s.hi
@@ -690,6 +691,7 @@ class WindowScorer:
                     direction, q, expected = "up", max(q, burst), base
                 if direction is None:
                     continue
+                key = key or f"{variant}|series|{spec.name}@{ws}"
                 calm = self._disturbed(st, key, end)
                 if q < thr_q:
                     continue
