@@ -33,6 +33,7 @@ from demo.traffic import DemoConfig, generate
 from detectors.settings import DetectionSettings
 from evaluation.scenarios import replay_events
 from incidents.engine import IncidentEngine, IncidentSettings, callee_of, signal_from_anomaly
+from incidents.evidence import pack_times
 from incidents.model import Incident
 from incidents.patterns import BUCKET_MS, PatternCounts
 from incidents.ranking import Change, RankConfig, rank, saturation
@@ -381,9 +382,8 @@ def grouping(anomalies: Sequence[Mapping[str, Any]], truths: Sequence[Truth], rp
         top3 += rank_pos is not None and rank_pos <= 3
         detect_s.append((seen_ms - t.start_ms) / 1000)
         # the first pack built once the fault's first signal was in (the packs fall due on
-        # a schedule from the incident's first signal, ``evidence.due_points``)
-        pack = next((p for p in range(first.ts + ev.first_after_ms, first.ts + ev.settle_ms
-                                      + 1, ev.refresh_ms) if p >= seen_ms), None)
+        # a schedule from the incident's first signal, ``evidence.pack_times``)
+        pack = next((p for p in pack_times(first.ts, ev) if p >= seen_ms), None)
         if first.evidence_ms is not None and pack is not None:
             evidence_s.append((pack - min(seen_ms, t.start_ms)) / 1000)
         else:

@@ -67,12 +67,16 @@ def effective_ms(inc: Incident, watermark_ms: int, wall_ms: int) -> int:
     return max(watermark_ms, inc.ts + wall_age)
 
 
+def pack_times(ts: int, cfg: EvidenceConfig) -> range:
+    """The event times an incident first signalled at ``ts`` gets a pack at:
+    ``first_after`` after it, then every ``refresh`` until ``settle``."""
+    return range(ts + cfg.first_after_ms, ts + cfg.settle_ms + 1, cfg.refresh_ms)
+
+
 def due_points(inc: Incident, now_ms: int, cfg: EvidenceConfig) -> list[int]:
-    """The event times the pack falls due at (``first_after`` after the first signal, then
-    every ``refresh`` until ``settle``) that ``now_ms`` has passed and no pack was built at."""
+    """The ``pack_times`` that ``now_ms`` has passed and no pack was built at."""
     built = inc.evidence_updated_ms
-    return [t for t in range(inc.ts + cfg.first_after_ms, inc.ts + cfg.settle_ms + 1,
-                             cfg.refresh_ms) if t <= now_ms and (built is None or t > built)]
+    return [t for t in pack_times(inc.ts, cfg) if t <= now_ms and (built is None or t > built)]
 
 
 def counts_from_rows(rows: Sequence[Mapping[str, Any]]) -> PatternCounts:
