@@ -6,9 +6,12 @@ scoring path (decode excluded); the Kafka round trip is the ingest bench's busin
 ``bank_bytes_per_series`` is the detectors' numpy memory (``SeriesBank`` rows, spare
 capacity included); ``vector_*`` figures score the same values with a bare ``SeriesBank``
 (the detector alone, no window objects, no rules). ``artime_*`` figures are ARTime (NAB's
-default, not on the live path yet): ``artime_bank_*`` its ``ARTimeBank`` over the same
-number of series, each started from one detector past its probation (the steady state), and
-``artime_points_per_s`` / ``artime_state_bytes`` one scalar detector on one long series.
+default; live behind a variant's ``artime`` switch): ``artime_bank_*`` its ``ARTimeBank``
+over the same number of series, each started from one detector past its probation (the
+steady state), ``artime_points_per_s`` / ``artime_state_bytes`` one scalar detector on one
+long series, and ``artime_variant_*`` the scorer with a challenger that lets ARTime decide
+its gauges, against the scorer without one (the same windows, taken in turns; its ARTime
+rows past their probation).
 ``levels_cost`` is the share of the scoring time spent on the gauges' levels
 (``detectors.levels``), against the same run with them off.
 """
@@ -28,7 +31,7 @@ from detectors.artime import ARTimeConfig, ARTimeDetector
 from detectors.artime_batch import ARTimeBank
 from detectors.scoring import STREAM, WindowScorer
 from detectors.series_batch import SeriesBank
-from detectors.settings import DetectionSettings
+from detectors.settings import DetectionSettings, VariantConfig
 from schemas.windows import WindowStats
 
 T0 = 1_767_225_600
@@ -123,6 +126,36 @@ def _score(settings: DetectionSettings, n_series: int, rounds: int
     return scorer, points, seconds
 
 
+def _with_artime(n_series: int = 100_000, rounds: int = 6) -> dict[str, float]:
+    """The scorer with and without a challenger whose gauges ARTime decides, on the same
+    windows, taken in turns each round (a noisy machine slows both alike). After the first
+    window every ARTime row starts from one detector past its probation: the steady state
+    (ending a probation costs ~65 ms a series, spread over calls: ``ARTIME_ENDS``)."""
+    plain = WindowScorer(DetectionSettings(window_s=(10,)))
+    settings = DetectionSettings(window_s=(10,), challenger=VariantConfig(version="2",
+                                                                          artime=True))
+    art = WindowScorer(settings)
+    det = ARTimeDetector(ARTimeConfig(probation=settings.artime_probation))
+    for k in range(2 * settings.artime_probation):
+        det.update(0.0, 50 + 10 * math.sin(k / 30) + k % 7)
+    took = {"plain": 0.0, "artime": 0.0}
+    for step in range(rounds + 1):
+        batch = _windows(n_series, step)
+        for name, scorer in ((("plain", plain), ("artime", art))[::1 if step % 2 else -1]):
+            t = time.perf_counter()
+            scorer.score_batch(batch)
+            took[name] += (time.perf_counter() - t) if step else 0.0
+        if step == 0:
+            for bank in art.banks.art_by_key.values():
+                for row in range(bank.size):
+                    bank.set(row, det)
+    sample = list(art.states.values())[:1000]
+    return {"artime_variant_points_per_s": round(n_series * rounds / took["artime"]),
+            "artime_variant_ratio": round(took["plain"] / took["artime"], 3),
+            "artime_variant_state_bytes_per_series":
+                round(sum(len(st.to_bytes()) for st in sample) / len(sample))}
+
+
 def run(n_series: int = 100_000, rounds: int = 6) -> dict[str, object]:
     """Score ``rounds`` windows of ``n_series`` series; prints and returns one JSON line."""
     # the baseline of the same run: the gauges' levels (``detectors.levels``) off
@@ -151,6 +184,7 @@ def run(n_series: int = 100_000, rounds: int = 6) -> dict[str, object]:
     out |= {"artime_bank_points_per_s": round(bank_rate),
             "artime_bank_bytes_per_series": round(bank_bytes_art),
             "artime_points_per_s": round(art_rate), "artime_state_bytes": art_bytes}
+    out |= _with_artime()
     print(json.dumps(out))
     return out
 

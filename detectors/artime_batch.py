@@ -51,8 +51,15 @@ _FLAGS = ("ready", "mask_after_cat")
 class ARTimeBank:
     """Columnar states of ARTime detectors sharing one ``ARTimeConfig``."""
 
-    def __init__(self, cfg: ARTimeConfig = DEFAULT, capacity: int = 1024) -> None:
+    def __init__(self, cfg: ARTimeConfig = DEFAULT, capacity: int = 1024,
+                 max_ends: int | None = None) -> None:
         self.cfg = cfg
+        # probations ended per ``update`` at most (None: all). Ending one learns its values
+        # through the scalar code, tens of milliseconds; series that started together would
+        # all end in one batch. A row over the budget waits, its probation sliding over its
+        # latest values, and ends in a later call.
+        self.max_ends = max_ends
+        self.ends = 0  # probations ended in the current ``update``
         self._proto = ARTimeDetector(cfg)  # a fresh detector: the state of an unused row
         self._trend, self._step = cfg.pairs, cfg.step
         self._mask = self._proto._mask
@@ -154,6 +161,7 @@ class ARTimeBank:
             return out
         r, k = r[edge], k[edge]
         ds = self._pick(r)
+        self.ends = 0
         ready = self.ready[r]
         if (~ready).any():
             self._buffer(r[~ready], ds[~ready])
@@ -182,7 +190,10 @@ class ARTimeBank:
             kept.append(v)
             if len(kept) < self._trend:
                 self.dsi[row] += 1
+            elif self.max_ends is not None and self.ends >= self.max_ends:
+                del kept[0]  # over the budget: wait, over the latest values
             else:
+                self.ends += 1
                 d = self.detector(row)
                 d._end_probation()
                 self.set(row, d)

@@ -45,6 +45,7 @@ from collections.abc import Iterable
 import numpy as np
 import numpy.typing as npt
 
+from detectors.artime import ARTimeConfig
 from detectors.feedback import ChangeLog
 from detectors.instances import RUN as INSTANCE_RUN
 from detectors.instances import comparable, day_q, fisher_q, slower
@@ -66,6 +67,7 @@ from detectors.pooling import (
     split_instance,
 )
 from detectors.scoring_bank import (
+    ARTIME_FEATURES,
     COUNTER,
     RECOVERY_MS,
     SPECS,
@@ -79,6 +81,7 @@ from detectors.scoring_bank import (
     counter_rate,
     features,
     is_counter,
+    occurrences,
     severity_of,
     specs_of,
     update_rows,
@@ -112,6 +115,9 @@ __all__ = ["MV_VERSION", "SPECS", "STREAM", "VERSION", "FeatureSpec", "SeriesSta
            "WindowScorer", "features", "practical"]
 
 VERSION = "series-1"
+ARTIME_VERSION = "artime-1"
+# the detectors whose thresholds the false-alert budget steers (``offsets``)
+STEERED = ("series", "hst", "artime")
 MV_VERSION = "hst-1"
 SIB_VERSION = "siblings-1"
 _NOT_LOAD = frozenset(("error_rate", *PERCENTILES))  # what a fleet shift never demotes
@@ -181,7 +187,10 @@ class WindowScorer:
             self.variants.append(("challenger", settings.challenger))
         self.changes = changes or ChangeLog()
         self.series_cfg = series_cfg
-        self.banks = Banks(series_cfg)
+        # ARTime's banks exist only when a variant asks for them (its state costs ~1.9 KB)
+        self.artime = any(v.artime for _, v in self.variants)
+        self.banks = Banks(series_cfg, ARTimeConfig(probation=settings.artime_probation)
+                           if self.artime else None)
         self.states: dict[str, SeriesState] = {}
         self.dirty: set[str] = set()
         self.watermark: dict[int, int] = {}  # window_s -> latest window end seen (ms)
@@ -577,11 +586,15 @@ class WindowScorer:
         for key, (at, rows, ts, xs) in batch.by_key.items():
             update_rows(self.banks[key], np.array(at), np.array(rows), np.array(ts),
                          np.array(xs), res, n_before)
+        art = self._artime(batch) if batch.art_by_key else None
         # the common case: nothing near any threshold (0.9 = -log p 2.3) or still warming up
         warm = min(v.warmup for _, v in self.variants)
         if batch.errors:
             self._learn_dispersion(batch, res, n_before, warm)
-        hot = np.flatnonzero((res[0] > 0.9) & (n_before >= warm))
+        near = res[0] > 0.9
+        if art is not None:  # or an ARTime alarm (its score is 0 but at a new shape)
+            near |= art >= min(v.artime_threshold for _, v in self.variants if v.artime)
+        hot = np.flatnonzero(near & (n_before >= warm))
         out: list[AnomalyEvent] = []
         if not len(hot) and not any(st.meta[1] == "service" or st.base for st in batch.st):
             return out
@@ -598,8 +611,21 @@ class WindowScorer:
             scored = [(batch.spec[k], batch.x[k], Score(*cols[k]), nb[k]) for k in range(a, b)]
             out += self._rules(st, batch.series[i], batch.ws[i], batch.end[i], scored,
                                batch.count[i], batch.samples[i], batch.median[i],
-                               batch.prior[i], batch.calls_q[i])
+                               batch.prior[i], batch.calls_q[i],
+                               None if art is None else art[a:b].tolist())
         return out
+
+    def _artime(self, batch: Batch) -> npt.NDArray[np.float64]:
+        """Update the ARTime detectors of ``batch``'s gauges and counters (one vectorised
+        call per feature key and pass: a row seen k times in the batch takes k passes, in
+        order); each point's ARTime score (0 where it has none)."""
+        art = np.zeros(len(batch.x))
+        xs = np.array(batch.x)
+        for key, (at_l, rows_l) in batch.art_by_key.items():
+            bank, at, rows = self.banks.art(key), np.array(at_l), np.array(rows_l)
+            for sel in occurrences(rows):
+                art[at[sel]] = bank.update(rows[sel], xs[at[sel]])
+        return art
 
     def _learn_levels(self, batch: Batch) -> None:
         """Each gauge's readings join its levels (``detectors.levels``), after its rules."""
@@ -634,9 +660,10 @@ class WindowScorer:
 
     def _rules(self, st: SeriesState, series: str, ws: int, end: int, scored: Scored,
                count: int, samples: int, median: float = math.nan, prior: int = -1,
-               calls_q: float = 0.0) -> list[AnomalyEvent]:
+               calls_q: float = 0.0, art: list[float] | None = None) -> list[AnomalyEvent]:
         """Significance, thresholds, confirmation, cooldowns, severity: a window's events
-        (``calls_q``: its slow calls' -log p, `_calls`)."""
+        (``calls_q``: its slow calls' -log p, `_calls`; ``art``: each point's ARTime score,
+        for variants where ARTime decides a gauge's alarm)."""
         out: list[AnomalyEvent] = []
         zs = {spec.name: round(s.raw, 2) for spec, _, s, _ in scored if s.raw == s.raw}
         scope = st.meta[1]
@@ -655,8 +682,15 @@ class WindowScorer:
             base_q = v.base_q(ws)
             thr_q = max(base_q + st.adj.get(variant, 0.0)
                         + self.offsets.get((variant, "series"), 0.0), MIN_Q)
-            for spec, x, s, n in scored:
-                if n < v.warmup or not math.isfinite(x) or s.score <= 0:
+            art_q = max(-math.log(1.0 - v.artime_threshold) + st.adj.get(variant, 0.0)
+                        + self.offsets.get((variant, "artime"), 0.0), 0.0)
+            for k, (spec, x, s, n) in enumerate(scored):
+                # ARTime decides for this variant's gauges: its alarm, at its threshold (in
+                # -log(1 - score) units, so the offsets of feedback and budget apply alike)
+                a = art[k] if art is not None and v.artime and spec.name in ARTIME_FEATURES \
+                    else -1.0
+                if n < v.warmup or not math.isfinite(x) or (
+                        a < v.artime_threshold if a >= 0 else s.score <= 0):
                     continue
                 key = ""
                 if st.episodes:  # a series that alarmed: still out of its episode's band?
@@ -666,7 +700,7 @@ class WindowScorer:
                             x > ep[3] if ep[1] > 0 else x < ep[2]) and large_enough(
                             spec, x, 0.5 * (ep[2] + ep[3]), v.min_change) == DIRS[ep[1]]:
                         self._ongoing(variant, st.meta[0], end, v)
-                q = -math.log(max(1.0 - s.score, 1e-300))
+                q = -math.log(max(1.0 - (s.score if a < 0 else a), 1e-300))
                 expected = s.expected
                 lo, hi = s.lo, s.hi
                 shown = x  # the observed value the event reports
@@ -693,10 +727,12 @@ class WindowScorer:
                     continue
                 key = key or f"{variant}|series|{spec.name}@{ws}"
                 calm = self._disturbed(st, key, end)
-                if q < thr_q:
+                if q < (thr_q if a < 0 else art_q):
                     continue
-                if scope == "metric" and not self._in_run(st, key, spec.name, ws, end,
-                                                          direction):
+                # a run of points beyond the threshold: ARTime's alarms come one at a new
+                # shape (it masks the next few), so it is not asked for one
+                if scope == "metric" and a < 0 and not self._in_run(st, key, spec.name, ws,
+                                                                    end, direction):
                     continue
                 tail = beyond(spec.name, samples, median, expected)
                 if math.isfinite(tail):  # a percentile: as good as its requests beyond it
@@ -719,10 +755,13 @@ class WindowScorer:
                     continue
                 st.pending.pop(key, None)
                 self._episode(st, key, end, direction, s.lo, s.hi)
-                out.append(self._event(st.meta, series, ws, end, variant, v, "series", VERSION,
-                                       spec.name, shown, expected, lo, hi,
-                                       max(s.score, 1.0 - math.exp(-q)), thr_q, direction,
-                                       severity_of(spec, direction, x, expected), zs))
+                det, version, score, thr = ("series", VERSION, max(
+                    s.score, 1.0 - math.exp(-q)), thr_q) if a < 0 else (
+                    "artime", ARTIME_VERSION, a, art_q)
+                out.append(self._event(st.meta, series, ws, end, variant, v, det, version,
+                                       spec.name, shown, expected, lo, hi, score, thr,
+                                       direction, severity_of(spec, direction, x, expected),
+                                       zs))
         if st.meta[1] == "service" and ws == 10 and any(v.multivariate for _, v in self.variants):
             # the vector may be unusual; it is an anomaly when a feature changed that matters
             moved = any(s.raw >= self.series_cfg.band and math.isfinite(x)

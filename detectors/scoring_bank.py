@@ -33,6 +33,8 @@ import numpy.typing as npt
 import orjson
 import structlog
 
+from detectors.artime import ARTimeConfig, ARTimeDetector
+from detectors.artime_batch import ARTimeBank
 from detectors.levels import Levels
 from detectors.multivariate import ServiceModel
 from detectors.series import SeriesConfig, SeriesDetector
@@ -136,17 +138,38 @@ def config_for(base: SeriesConfig, key: str) -> SeriesConfig:
     return replace(base, floor=FLOORS.get(key.split("@")[0], 0.0))
 
 
-class Banks:
-    """The ``SeriesBank`` of each feature key (``<feature>[@<window_s>]``: its own floor)."""
+# The features ARTime scores when a variant asks for it: NAB's kind of series, a gauge's
+# level or a counter's rate. Traffic, errors and latency keep the calibrated tests
+# (``significance``) that a shape detector has no counterpart for.
+ARTIME_FEATURES = frozenset(("mean", "increase_per_s"))
+# ARTime probations ended per feature key and scoring call at most (~65 ms each at 180
+# windows): a worker whose gauges all started together is not stalled when they all end
+ARTIME_ENDS = 8
 
-    def __init__(self, cfg: SeriesConfig) -> None:
+
+class Banks:
+    """The ``SeriesBank`` of each feature key (``<feature>[@<window_s>]``: its own floor),
+    and, with ``art`` settings, the ``ARTimeBank`` of each ARTime feature key."""
+
+    def __init__(self, cfg: SeriesConfig, art: ARTimeConfig | None = None) -> None:
         self.cfg = cfg
         self.by_key: dict[str, SeriesBank] = {}
+        self.art_cfg = art
+        self.art_by_key: dict[str, ARTimeBank] = {}
 
     def __getitem__(self, key: str) -> SeriesBank:
         bank = self.by_key.get(key)
         if bank is None:
             bank = self.by_key[key] = SeriesBank(config_for(self.cfg, key), capacity=64)
+        return bank
+
+    def art(self, key: str) -> ARTimeBank:
+        """The ARTime bank of a feature key (only with ``art`` settings)."""
+        bank = self.art_by_key.get(key)
+        if bank is None:
+            assert self.art_cfg is not None, "ARTime is off"
+            bank = self.art_by_key[key] = ARTimeBank(self.art_cfg, capacity=64,
+                                                     max_ends=ARTIME_ENDS)
         return bank
 
 
@@ -159,7 +182,7 @@ RECOVERY_MS = 30 * 60_000
 class SeriesState:
     """Everything learnt about one series: its detector rows, clocks, cooldowns, adjustments."""
 
-    __slots__ = ("adj", "banks", "base", "calls", "cool", "discrete", "disp", "episodes",
+    __slots__ = ("adj", "art", "banks", "base", "calls", "cool", "discrete", "disp", "episodes",
                  "imputed", "last_end", "levels", "meta", "mv", "pending", "prev", "quantum",
                  "ref", "rows", "runs", "slow", "timed")
 
@@ -167,6 +190,7 @@ class SeriesState:
         self.meta = meta  # service, scope, route, name
         self.banks = banks
         self.rows: dict[str, int] = {}  # "<feature>@<window_s>" -> its row in banks[key]
+        self.art: dict[str, int] = {}  # the same -> its row in banks.art(key) (ARTime)
         self.last_end: dict[int, int] = {}  # window_s -> last window end scored (ms)
         # window_s -> the first window end of the silence imputed since the last real
         # window (``WindowScorer._silences``): a real window late for it is still scored
@@ -210,7 +234,9 @@ class SeriesState:
         """Give the detector rows back to their banks (the state is forgotten)."""
         for key, i in self.rows.items():
             self.banks[key].free(i)
-        self.rows = {}
+        for key, i in self.art.items():
+            self.banks.art(key).free(i)
+        self.rows, self.art = {}, {}
 
     def to_bytes(self) -> bytes:
         """Compact snapshot: a JSON head, then each detector's ``to_bytes``."""
@@ -224,11 +250,12 @@ class SeriesState:
                              "v": self.disp, "b": self.base,
                              "h": None if self.levels is None else self.levels.to_json(),
                              "f": None if self.ref is None else self.ref.to_json(),
-                             "k": self.calls},
+                             "k": self.calls, "t": list(self.art)},
                             option=orjson.OPT_NON_STR_KEYS)
         parts = [struct.pack("<I", len(head)), head]
-        for det in self.dets.values():
-            raw = det.to_bytes()
+        raws = [*(det.to_bytes() for det in self.dets.values()),
+                *(self.banks.art(key).detector(i).to_bytes() for key, i in self.art.items())]
+        for raw in raws:
             parts += [struct.pack("<I", len(raw)), raw]
         if self.mv is not None:  # its own format, never pickle (the topic is not trusted)
             parts.append(self.mv.to_bytes())
@@ -281,6 +308,10 @@ class SeriesState:
                 st.rows[key] = bank.add(SeriesDetector.from_bytes(raw[at + 4:at + 4 + size],
                                                                   bank.cfg))
                 at += 4 + size
+            for key in head.get("t", ()):
+                (size,) = struct.unpack_from("<I", raw, at)
+                st._restore_art(str(key), raw[at + 4:at + 4 + size])
+                at += 4 + size
         except BaseException:
             st.release()  # give back the rows already taken
             raise
@@ -291,6 +322,21 @@ class SeriesState:
                 log.warning("service_model_refused", stage="detect", service=st.meta[0],
                             error=str(exc), bytes=len(raw) - at)
         return st
+
+
+    def _restore_art(self, key: str, raw: bytes) -> None:
+        """One ARTime detector of a snapshot; one written with other settings, or read
+        while ARTime is off, is dropped (logged): a gauge learns its shapes again."""
+        cfg = self.banks.art_cfg
+        try:
+            if cfg is None:
+                raise ValueError("ARTime is off")
+            det = ARTimeDetector.from_bytes(raw, cfg)
+        except ValueError as exc:
+            log.info("artime_state_dropped", stage="detect", series=self.meta[0], key=key,
+                     reason=str(exc))
+            return
+        self.art[key] = self.banks.art(key).add(det)
 
 
 Columns = tuple[list[int], list[int], list[float], list[float]]  # point, row, ts (s), value
@@ -317,6 +363,9 @@ class Batch:
         self.by_key: dict[str, Columns] = {}  # the points of each feature key
         # per window with events: (its error_rate point, state, window_s, error lines, events)
         self.errors: list[tuple[int, SeriesState, int, float, int]] = []
+        # the points ARTime also scores, per feature key: (point, ARTime row)
+        self.art_feats = ARTIME_FEATURES if banks.art_cfg is not None else frozenset()
+        self.art_by_key: dict[str, tuple[list[int], list[int]]] = {}
 
     def window(self, st: SeriesState, series: str, ws: int, end: int, count: int,
                samples: int, median: float = math.nan, prior: int = -1,
@@ -346,24 +395,37 @@ class Batch:
         cols[1].append(row)
         cols[2].append(end / 1000.0)
         cols[3].append(x)
+        if spec.name in self.art_feats:
+            art = st.art.get(key)
+            if art is None:
+                art = st.art[key] = self.banks.art(key).add()
+            acols = self.art_by_key.get(key)
+            if acols is None:
+                acols = self.art_by_key[key] = ([], [])
+            acols[0].append(len(self.x))
+            acols[1].append(art)
         self.spec.append(spec)
         self.x.append(x)
+
+
+def occurrences(rows: npt.NDArray[np.int64]) -> list[npt.NDArray[np.int64]]:
+    """The passes that update ``rows`` of a bank in order, each row at most once a pass: a
+    row seen k times in a batch is in k passes (usually one pass: every index)."""
+    if len(np.unique(rows)) == len(rows):
+        return [np.arange(len(rows))]
+    occ = np.empty(len(rows), np.int64)
+    seen: dict[int, int] = {}
+    for k, r in enumerate(rows.tolist()):
+        occ[k] = seen[r] = seen.get(r, -1) + 1
+    return [np.flatnonzero(occ == k) for k in range(int(occ.max()) + 1)]
 
 
 def update_rows(bank: SeriesBank, at: npt.NDArray[np.int64], rows: npt.NDArray[np.int64],
                 ts: npt.NDArray[np.float64], xs: npt.NDArray[np.float64],
                 res: npt.NDArray[np.float64], n_before: npt.NDArray[np.int64]) -> None:
     """Score points ``at`` of a batch (rows, times, values) into ``res`` (score, expected,
-    lo, hi, raw) and ``n_before``: one ``bank.update`` per pass; a row seen k times in the
-    batch is updated in k passes, in order."""
-    passes = [np.arange(len(rows))]
-    if len(np.unique(rows)) < len(rows):
-        occ = np.empty(len(rows), np.int64)
-        seen: dict[int, int] = {}
-        for k, r in enumerate(rows.tolist()):
-            occ[k] = seen[r] = seen.get(r, -1) + 1
-        passes = [np.flatnonzero(occ == k) for k in range(int(occ.max()) + 1)]
-    for sel in passes:
+    lo, hi, raw) and ``n_before``: one ``bank.update`` per pass of ``occurrences``."""
+    for sel in occurrences(rows):
         n_before[at[sel]] = bank.n[rows[sel]]
         got = bank.update(rows[sel], ts[sel], xs[sel])
         for j, col in enumerate(got):

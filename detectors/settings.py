@@ -28,6 +28,12 @@ class VariantConfig(BaseModel):
     # The stated false-alarm rate per series and day: when set, the threshold is the tail
     # probability that gives it (-log p = log(windows a day / false_per_day)), not threshold_q
     false_per_day: float | None = Field(default=None, gt=0)
+    # ARTime (``detectors.artime``, NAB's best published detector) decides when this
+    # variant's gauges and counters raise: a shape its fuzzy ART has not seen, scoring at
+    # least ``artime_threshold``; the series detector still gives the band, the direction
+    # and "large enough" (docs/detection.md). Off: ~1.9 KB more state per gauge.
+    artime: bool = False
+    artime_threshold: float = Field(default=0.3, gt=0, lt=1)
 
     def base_q(self, window_s: int) -> float:
         """The threshold (-log p) before per-series and budget offsets, at ``window_s``.
@@ -81,6 +87,10 @@ class DetectionSettings(BaseModel):
     # threshold, the same way (a run rule, as in statistical process control): a raw
     # gauge's lone spikes are its normal heavy tail; 1 alarms on single points
     metric_run: int = Field(default=2, ge=1)
+    # windows an ARTime detector learns before it may alarm (a variant with ``artime``):
+    # ARTime's default, as evaluated on NAB: 600 x 10 s is 100 minutes, and its shapes are
+    # 8 points of 5 windows each (probation / 104)
+    artime_probation: int = Field(default=600, ge=32)
     calibrate_raise_q: float = Field(default=1.0, ge=0)  # threshold step per false positive
     calibrate_lower_q: float = Field(default=0.2, ge=0)  # step back per confirmed anomaly
     calibrate_max_q: float = Field(default=6.0, ge=0)  # bound on a series' extra threshold

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from detectors.alert_budget import Verdict, steer
 from detectors.feedback import Calibrator, ChangeLog, Quality, figures
-from detectors.scoring import WindowScorer
+from detectors.scoring import STEERED, WindowScorer
 from schemas import topics
 from schemas.anomalies import AnomalyEvent
 from schemas.base import decode
@@ -130,7 +130,7 @@ class DetectStage:
     def calibrate(self, history: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
         """Steer the detector-wide thresholds from the verdict history (oldest first); a
         changed offset is logged and written to ``detector_quality`` (series ``*``)."""
-        keys = [(d, variant) for variant, _ in self.scorer.variants for d in ("series", "hst")]
+        keys = [(d, variant) for variant, _ in self.scorer.variants for d in STEERED]
         states = steer((Verdict(int(r["ts_ms"]), r["detector"], r["variant"], r["verdict"])
                         for r in history), self.rt.settings.detect.budget, keys)
         before, now_ms = self.scorer.offsets, int(time.time() * 1000)

@@ -57,3 +57,18 @@ def test_rows_convert_both_ways_and_free_rows_are_fresh() -> None:
     bank.free(r)
     assert bank.add() == r
     assert bank.detector(r).to_bytes() == ARTimeDetector(CFG).to_bytes()
+
+
+def test_probations_ending_together_are_spread_over_calls() -> None:
+    """Series that started together end their probations ``max_ends`` a call, the others
+    waiting over their latest values; every row gets there, and none alarms meanwhile."""
+    cfg = ARTimeConfig(probation=104)  # one point per downsampled value
+    bank = ARTimeBank(cfg, capacity=5, max_ends=2)
+    rows = np.array([bank.add() for _ in range(5)])
+    ready = []
+    for t in range(cfg.pairs + 3):
+        out = bank.update(rows, np.full(5, 10 + math.sin(t / 9)) + np.arange(5))
+        ready.append(int(bank.ready[rows].sum()))
+        assert not out[~bank.ready[rows]].any()
+        assert all(len(bank.buf.get(int(r), [])) <= cfg.pairs for r in rows)
+    assert ready[cfg.pairs - 2:] == [0, 2, 4, 5, 5]
