@@ -188,9 +188,9 @@ class WindowScorer:
         self.changes = changes or ChangeLog()
         self.series_cfg = series_cfg
         # ARTime's banks exist only when a variant asks for them (its state costs ~1.9 KB)
-        self.artime = any(v.artime for _, v in self.variants)
+        artime = any(v.artime for _, v in self.variants)
         self.banks = Banks(series_cfg, ARTimeConfig(probation=settings.artime_probation)
-                           if self.artime else None)
+                           if artime else None)
         self.states: dict[str, SeriesState] = {}
         self.dirty: set[str] = set()
         self.watermark: dict[int, int] = {}  # window_s -> latest window end seen (ms)
