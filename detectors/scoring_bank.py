@@ -142,8 +142,8 @@ def config_for(base: SeriesConfig, key: str) -> SeriesConfig:
 # level or a counter's rate. Traffic, errors and latency keep the calibrated tests
 # (``significance``) that a shape detector has no counterpart for.
 ARTIME_FEATURES = frozenset(("mean", "increase_per_s"))
-# ARTime probations ended per feature key and scoring call at most (~65 ms each at 180
-# windows): a worker whose gauges all started together is not stalled when they all end
+# ARTime probations ended per feature key and scoring call at most (tens of ms each: ~65 ms
+# at a probation of 180 windows): gauges that started together do not stall the worker
 ARTIME_ENDS = 8
 
 
