@@ -683,7 +683,7 @@ class WindowScorer:
             thr_q = max(base_q + st.adj.get(variant, 0.0)
                         + self.offsets.get((variant, "series"), 0.0), MIN_Q)
             art_q = max(-math.log(1.0 - v.artime_threshold) + st.adj.get(variant, 0.0)
-                        + self.offsets.get((variant, "artime"), 0.0), 0.0)
+                        + self.offsets.get((variant, "artime"), 0.0), 0.0) if art else 0.0
             for k, (spec, x, s, n) in enumerate(scored):
                 # ARTime decides for this variant's gauges: its alarm, at its threshold (in
                 # -log(1 - score) units, so the offsets of feedback and budget apply alike)
